@@ -1,0 +1,1345 @@
+/*
+ * repo — the configuration source: a bare Git mirror under the cache directory, read straight
+ * from objects with libgit2, or a plain directory (dir:PATH, Spring's "native" mode).
+ *
+ * Owns: the only <git2.h> include, the mirror's life (clone, fetch, prune), label resolution,
+ * tree walks and file reads, and the Git credentials callback. Does not own: parsing files
+ * (snapshot.c), deciding when to fetch (the refresh loop and webhooks), or what a label means to
+ * Spring beyond "branch, tag or commit" ("(_)" is replaced by the caller).
+ *
+ * URIs. https://, http://, ssh://, file:// and scp-like user@host:path go to libgit2 as given,
+ * except that userinfo is removed from http(s) URIs (a password in a URI ends up in logs and
+ * process listings; it is not supported). A plain path names a local repository and is made
+ * absolute. The mirror lives in <cache_dir>/<name>-<first 12 hex of SHA-256 of the URL>.git.
+ * Only branches and tags are mirrored (refs/heads/ and refs/tags/; not the refs/pull/ and
+ * the like of hosted forges, which can be huge and are never labels); deleted ones are pruned.
+ *
+ * Display URI (the prefix of property-source names): the URI as given without userinfo and
+ * without a trailing slash; a plain path shows as file://<absolute path>; dir:PATH shows as
+ * file:<real path>, so names read file:/srv/config/application.yml as Spring's native mode.
+ *
+ * Credentials (all optional, read on each fetch, never logged):
+ *   https/http: ALMANAC_GIT_USERNAME and ALMANAC_GIT_PASSWORD_FILE (a file holding the password
+ *               or token; a trailing newline is ignored).
+ *   ssh:        ALMANAC_GIT_SSH_KEY_FILE (a private key without passphrase; the public key is
+ *               derived by libssh2), otherwise ssh-agent. The user comes from the URI (git@...).
+ * Each kind of credential is offered once per fetch, so a wrong one fails instead of looping.
+ *
+ * Threads. A git_repository is never shared: each thread that reads gets its own handle from a
+ * pthread key (opened lazily, freed at thread exit or at repo_free); the fetcher has its own.
+ * A fetch that moved refs bumps a generation counter, and a reader whose handle is older
+ * reopens it, so it sees new refs and packs without any lock on the read path. libgit2 also
+ * re-reads refs from disk and refreshes its object database on a miss. Fetches serialise on
+ * fetch_lock; status fields live under status_lock. repo_free must not race other calls (nor
+ * the exit of a thread that used this repo).
+ *
+ * Dir mode never follows symlinks and skips dotfiles and dot-directories (.git, .env, ...):
+ * walks use lstat semantics, reads go segment by segment with openat(O_NOFOLLOW), so nothing
+ * outside the root can be reached.
+ */
+#include "repo.h"
+
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <git2.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MODULE "repo"
+#define LABEL_MAX 255           /* longer labels are never branch, tag or commit names */
+#define PATH_MAX_LEN 4096       /* repository paths, walk and read alike */
+#define WALK_DEPTH_MAX 64       /* nested directories followed by a walk */
+#define DIR_ENTRIES_MAX 100000  /* entries read from one directory in dir mode */
+#define REFS_MAX 1000000        /* refs considered when comparing before/after a fetch */
+#define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
+#define REMOTE_NAME "origin"
+
+/* One thread's own handle on the mirror. */
+typedef struct repo_slot {
+    repo *owner;
+    git_repository *git;
+    unsigned long generation; /* of the mirror when git was opened */
+    struct repo_slot *prev, *next;
+} repo_slot;
+
+struct repo {
+    bool is_git;
+    char *display_uri;
+    char *url;         /* what libgit2 fetches from (git mode) */
+    char *mirror_path; /* git mode */
+    char *root;        /* dir mode: real path of the directory */
+    char *default_label;
+    size_t max_file_bytes;
+
+    pthread_mutex_t fetch_lock; /* serialises fetches; readers never take it */
+    git_repository *fetch_git;  /* used only under fetch_lock */
+
+    pthread_key_t slot_key;
+    bool slot_key_ok;
+    pthread_mutex_t slots_lock; /* the list of slots, touched when a thread opens or exits */
+    repo_slot *slots;
+    atomic_ulong generation;
+
+    pthread_mutex_t status_lock;
+    repo_status status;
+    bool libgit2_up;
+};
+
+/* libgit2 1.5 may have no error to report (git_error_last() == NULL). */
+static const char *git_reason(void)
+{
+    const git_error *e = git_error_last();
+    return e && e->message && e->message[0] ? e->message : "unknown libgit2 error";
+}
+
+static char *dup_str(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static char *concat3(const char *a, const char *b, const char *c)
+{
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *p = malloc(la + lb + lc + 1);
+    if (p) {
+        memcpy(p, a, la);
+        memcpy(p + la, b, lb);
+        memcpy(p + la + lb, c, lc + 1);
+    }
+    return p;
+}
+
+static double now_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- URIs ------------------------------------------------------------------------------- */
+
+typedef enum { URI_SCHEME, URI_SCP, URI_PATH } uri_kind;
+
+static uri_kind classify_uri(const char *uri)
+{
+    const char *colon = strchr(uri, ':');
+    if (strstr(uri, "://"))
+        return URI_SCHEME;
+    /* user@host:path or host:path, as git does: a colon before any slash, not a drive letter */
+    if (colon && colon - uri > 1 && memchr(uri, '/', (size_t)(colon - uri)) == NULL)
+        return URI_SCP;
+    return URI_PATH;
+}
+
+/* The URI without userinfo and trailing slashes; what logs and source names show. */
+static char *strip_userinfo(const char *uri)
+{
+    const char *auth, *end, *at = NULL, *p;
+    char *out;
+    size_t len;
+
+    switch (classify_uri(uri)) {
+    case URI_SCHEME:
+        auth = strstr(uri, "://") + 3;
+        end = auth + strcspn(auth, "/?#");
+        break;
+    case URI_SCP:
+        auth = uri;
+        end = strchr(uri, ':');
+        break;
+    default:
+        return dup_str(uri);
+    }
+    for (p = auth; p < end; p++)
+        if (*p == '@')
+            at = p;
+    len = (size_t)(auth - uri);
+    out = malloc(strlen(uri) + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, uri, len);
+    strcpy(out + len, at ? at + 1 : auth);
+    len = strlen(out);
+    while (len > 1 && out[len - 1] == '/' && out[len - 2] != '/')
+        out[--len] = '\0';
+    return out;
+}
+
+/* A lexically absolute path; realpath would fail once the remote is gone, and the mirror's
+ * name must stay the same then. */
+static char *absolute_path(const char *path)
+{
+    char cwd[PATH_MAX];
+    char *out;
+    size_t len;
+
+    if (path[0] == '/') {
+        out = dup_str(path);
+    } else {
+        if (!getcwd(cwd, sizeof(cwd)))
+            return NULL;
+        out = concat3(cwd, "/", strncmp(path, "./", 2) == 0 ? path + 2 : path);
+    }
+    if (!out)
+        return NULL;
+    len = strlen(out);
+    while (len > 1 && out[len - 1] == '/')
+        out[--len] = '\0';
+    return out;
+}
+
+/* <last path component without .git, [A-Za-z0-9._-] only>-<12 hex of sha256(url)>.git */
+static char *mirror_name(const char *url)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char name[65], hex[13];
+    const char *base, *end;
+    size_t n = 0, len;
+
+    if (!EVP_Digest(url, strlen(url), md, &mdlen, EVP_sha256(), NULL))
+        return NULL;
+    for (unsigned i = 0; i < 6; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+
+    len = strlen(url);
+    while (len > 0 && url[len - 1] == '/')
+        len--;
+    end = url + len;
+    if (len >= 4 && strncmp(end - 4, ".git", 4) == 0)
+        end -= 4;
+    base = end;
+    while (base > url && base[-1] != '/' && base[-1] != ':')
+        base--;
+    for (const char *p = base; p < end && n < sizeof(name) - 1; p++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || (c == '.' && n > 0);
+        name[n++] = ok ? c : '_';
+    }
+    name[n] = '\0';
+    if (n == 0)
+        strcpy(name, "repo");
+    len = strlen(name) + 1 + strlen(hex) + 5;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%s-%s.git", name, hex);
+    return out;
+}
+
+/* ---- small filesystem helpers --------------------------------------------------------------- */
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof(buf))
+        return -1;
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void rm_rf(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- credentials ---------------------------------------------------------------------------- */
+
+typedef struct cred_state {
+    unsigned tried; /* bit per git_credential_t offered during this fetch */
+} cred_state;
+
+static int read_secret_file(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "re");
+    size_t n;
+
+    if (!f)
+        return -1;
+    n = fread(buf, 1, size - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    return 0;
+}
+
+static int credentials_cb(git_credential **out, const char *url, const char *username_from_url,
+                          unsigned int allowed, void *payload)
+{
+    cred_state *st = payload;
+    const char *env_user = getenv("ALMANAC_GIT_USERNAME");
+    const char *user = username_from_url && *username_from_url ? username_from_url : env_user;
+    int error = GIT_PASSTHROUGH;
+    (void)url;
+
+    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && !(st->tried & GIT_CREDENTIAL_SSH_KEY)) {
+        const char *key = getenv("ALMANAC_GIT_SSH_KEY_FILE");
+        st->tried |= GIT_CREDENTIAL_SSH_KEY;
+        if (!user)
+            user = "git";
+        if (key && *key)
+            error = git_credential_ssh_key_new(out, user, NULL, key, NULL);
+        else
+            error = git_credential_ssh_key_from_agent(out, user);
+    } else if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) &&
+               !(st->tried & GIT_CREDENTIAL_USERPASS_PLAINTEXT)) {
+        const char *file = getenv("ALMANAC_GIT_PASSWORD_FILE");
+        char secret[1024];
+        st->tried |= GIT_CREDENTIAL_USERPASS_PLAINTEXT;
+        if (file && *file && read_secret_file(file, secret, sizeof(secret)) == 0) {
+            error = git_credential_userpass_plaintext_new(out, env_user ? env_user : "git",
+                                                          secret);
+            OPENSSL_cleanse(secret, sizeof(secret));
+        } else if (file && *file) {
+            LOG_WARN(MODULE, "cannot read ALMANAC_GIT_PASSWORD_FILE: %s", strerror(errno));
+        }
+    } else if ((allowed & GIT_CREDENTIAL_USERNAME) && !(st->tried & GIT_CREDENTIAL_USERNAME)) {
+        st->tried |= GIT_CREDENTIAL_USERNAME;
+        error = git_credential_username_new(out, user ? user : "git");
+    }
+    return error;
+}
+
+/* ---- refs and status ------------------------------------------------------------------------ */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* SHA-256 over the sorted "name target" lines of every ref: equal digests, same refs. */
+static int refs_digest(git_repository *g, unsigned char out[32])
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    char **lines = NULL;
+    size_t n = 0, cap = 0;
+    EVP_MD_CTX *ctx = NULL;
+    int error = -1;
+
+    if (git_reference_iterator_new(&it, g) < 0)
+        goto out;
+    while (git_reference_next(&ref, it) == 0) {
+        char hex[GIT_OID_HEXSZ + 1] = "";
+        const char *target = hex;
+        char *line;
+        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT)
+            git_oid_tostr(hex, sizeof(hex), git_reference_target(ref));
+        else
+            target = git_reference_symbolic_target(ref);
+        if (n == cap) {
+            char **grown;
+            if (cap >= REFS_MAX)
+                goto out;
+            cap = cap ? cap * 2 : 64;
+            grown = realloc(lines, cap * sizeof(*lines));
+            if (!grown)
+                goto out;
+            lines = grown;
+        }
+        line = concat3(git_reference_name(ref), " ", target ? target : "");
+        if (!line)
+            goto out;
+        lines[n++] = line;
+        git_reference_free(ref);
+        ref = NULL;
+    }
+    if (n)
+        qsort(lines, n, sizeof(*lines), cmp_str);
+    if (!(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        if (!EVP_DigestUpdate(ctx, lines[i], strlen(lines[i]) + 1))
+            goto out;
+    if (!EVP_DigestFinal_ex(ctx, out, NULL))
+        goto out;
+    error = 0;
+out:
+    git_reference_free(ref);
+    git_reference_iterator_free(it);
+    for (size_t i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+    EVP_MD_CTX_free(ctx);
+    return error;
+}
+
+static bool branch_exists(git_repository *g, const char *name)
+{
+    git_reference *ref = NULL;
+    char refname[LABEL_MAX + 16];
+    bool found;
+
+    snprintf(refname, sizeof(refname), "refs/heads/%s", name);
+    found = git_reference_lookup(&ref, g, refname) == 0;
+    git_reference_free(ref);
+    return found;
+}
+
+static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *why, time_t when)
+{
+    const char *label = r->default_label;
+    if (!label)
+        label = !branch_exists(g, "main") && branch_exists(g, "master") ? "master" : "main";
+
+    pthread_mutex_lock(&r->status_lock);
+    r->status.last_fetch_attempt = when;
+    if (ok) {
+        r->status.last_fetch_ok = when;
+        r->status.degraded = false;
+        r->status.last_error[0] = '\0';
+    } else {
+        r->status.degraded = true;
+        snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", why);
+    }
+    snprintf(r->status.default_label, sizeof(r->status.default_label), "%s", label);
+    pthread_mutex_unlock(&r->status_lock);
+}
+
+/* ---- fetching ------------------------------------------------------------------------------- */
+
+/* Fetches origin into g. On failure, why holds libgit2's reason. */
+static int fetch_into(git_repository *g, bool *changed, char *why, size_t why_size)
+{
+    git_fetch_options opts;
+    git_remote *remote = NULL;
+    cred_state creds = {0};
+    unsigned char before[32], after[32];
+    int error;
+
+    *changed = false;
+    /* the _INIT macros trip -Wmissing-field-initializers; the functions do the same */
+    git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
+    opts.prune = GIT_FETCH_PRUNE;
+    opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
+    opts.callbacks.credentials = credentials_cb;
+    opts.callbacks.payload = &creds;
+
+    if ((error = refs_digest(g, before)) < 0 ||
+        (error = git_remote_lookup(&remote, g, REMOTE_NAME)) < 0 ||
+        (error = git_remote_fetch(remote, NULL, &opts, "almanac: fetch")) < 0 ||
+        (error = refs_digest(g, after)) < 0) {
+        snprintf(why, why_size, "%s", git_reason());
+        goto out;
+    }
+    *changed = memcmp(before, after, sizeof(before)) != 0;
+out:
+    git_remote_free(remote);
+    return error;
+}
+
+/* First run: initialise a bare repository beside the final path, fetch, then rename it into
+ * place, so an interrupted clone never looks like a mirror. */
+static int clone_mirror(repo *r, char *why, size_t why_size)
+{
+    git_repository_init_options init;
+    git_repository *g = NULL;
+    git_remote *remote = NULL;
+    char *tmp = concat3(r->mirror_path, ".tmp-", "XXXXXX");
+    bool changed, made = false;
+    int error = -1;
+
+    if (!tmp) {
+        snprintf(why, why_size, "out of memory");
+        goto out;
+    }
+    if (!mkdtemp(tmp)) {
+        snprintf(why, why_size, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    made = true;
+    git_repository_init_options_init(&init, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+    init.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_NO_REINIT;
+    if (git_repository_init_ext(&g, tmp, &init) < 0 ||
+        git_remote_create_with_fetchspec(&remote, g, REMOTE_NAME, r->url,
+                                         "+refs/heads/*:refs/heads/*") < 0 ||
+        git_remote_add_fetch(g, REMOTE_NAME, "+refs/tags/*:refs/tags/*") < 0) {
+        snprintf(why, why_size, "%s", git_reason());
+        goto out;
+    }
+    if (fetch_into(g, &changed, why, why_size) < 0)
+        goto out;
+    git_repository_free(g);
+    g = NULL;
+    if (rename(tmp, r->mirror_path) < 0) {
+        snprintf(why, why_size, "cannot move mirror into %s: %s", r->mirror_path,
+                 strerror(errno));
+        goto out;
+    }
+    made = false;
+    error = 0;
+out:
+    git_remote_free(remote);
+    git_repository_free(g);
+    if (made)
+        rm_rf(tmp);
+    free(tmp);
+    return error;
+}
+
+int repo_fetch(repo *r, bool *changed)
+{
+    char why[256] = "";
+    bool moved = false;
+    double started;
+    int error = 0;
+
+    if (changed)
+        *changed = false;
+    if (!r->is_git)
+        return 0;
+
+    pthread_mutex_lock(&r->fetch_lock);
+    started = now_monotonic();
+    if (fetch_into(r->fetch_git, &moved, why, sizeof(why)) < 0) {
+        error = err_set(ERR_UNAVAILABLE, "cannot fetch from %s: %s", r->display_uri, why);
+        LOG_WARN(MODULE, "fetch from %s failed, serving the cached mirror: %s", r->display_uri,
+                 why);
+    } else if (moved) {
+        atomic_fetch_add(&r->generation, 1);
+        LOG_INFO(MODULE, "fetched new refs from %s", r->display_uri);
+    }
+    metrics_git_fetch(error == 0, now_monotonic() - started);
+    status_after_fetch(r, r->fetch_git, error == 0, why, time(NULL));
+    if (error == 0)
+        metrics_set_last_fetch_ok((double)time(NULL));
+    pthread_mutex_unlock(&r->fetch_lock);
+
+    if (changed)
+        *changed = moved;
+    return error;
+}
+
+/* ---- per-thread handles --------------------------------------------------------------------- */
+
+static void slot_unlink(repo *r, repo_slot *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        r->slots = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+}
+
+/* pthread key destructor: the thread that used the slot is exiting. */
+static void slot_destroy(void *p)
+{
+    repo_slot *s = p;
+    pthread_mutex_lock(&s->owner->slots_lock);
+    slot_unlink(s->owner, s);
+    pthread_mutex_unlock(&s->owner->slots_lock);
+    git_repository_free(s->git);
+    free(s);
+}
+
+/* This thread's handle on the mirror, reopened after a fetch moved refs. */
+static int thread_git(repo *r, git_repository **out)
+{
+    repo_slot *s = pthread_getspecific(r->slot_key);
+    unsigned long gen = atomic_load(&r->generation);
+
+    if (!s) {
+        if (!(s = calloc(1, sizeof(*s))))
+            return err_set(ERR_NOMEM, "out of memory");
+        s->owner = r;
+        if (pthread_setspecific(r->slot_key, s) != 0) {
+            free(s);
+            return err_set(ERR_NOMEM, "out of memory");
+        }
+        pthread_mutex_lock(&r->slots_lock);
+        s->next = r->slots;
+        if (r->slots)
+            r->slots->prev = s;
+        r->slots = s;
+        pthread_mutex_unlock(&r->slots_lock);
+    }
+    if (s->git && s->generation != gen) {
+        git_repository_free(s->git);
+        s->git = NULL;
+    }
+    if (!s->git) {
+        if (git_repository_open_bare(&s->git, r->mirror_path) < 0)
+            return err_set(ERR_GIT, "cannot open the mirror of %s: %s", r->display_uri,
+                           git_reason());
+        s->generation = gen;
+    }
+    *out = s->git;
+    return 0;
+}
+
+/* ---- open and free -------------------------------------------------------------------------- */
+
+static int open_dir(repo *r, const char *path)
+{
+    struct stat st;
+    char *real = realpath(path, NULL);
+
+    if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        int code = err_set(ERR_CONFIG, "dir:%s is not a readable directory: %s", path,
+                           real ? "not a directory" : strerror(errno));
+        free(real);
+        return code;
+    }
+    r->root = real;
+    if (!(r->display_uri = concat3("file:", real, "")))
+        return err_set(ERR_NOMEM, "out of memory");
+    snprintf(r->status.default_label, sizeof(r->status.default_label), "%s",
+             r->default_label ? r->default_label : "main");
+    LOG_INFO(MODULE, "serving the directory %s", real);
+    return 0;
+}
+
+static int open_git(repo *r, const repo_options *opts)
+{
+    char why[256] = "";
+    char *name = NULL;
+    struct stat st;
+    bool exists, moved = false;
+    double started;
+    int error = 0;
+
+    switch (classify_uri(opts->uri)) {
+    case URI_PATH:
+        r->url = absolute_path(opts->uri);
+        r->display_uri = r->url ? concat3("file://", r->url, "") : NULL;
+        break;
+    case URI_SCHEME:
+        /* http(s) credentials come from the environment only, never from the URI */
+        if (strncmp(opts->uri, "http://", 7) == 0 || strncmp(opts->uri, "https://", 8) == 0)
+            r->url = strip_userinfo(opts->uri);
+        else
+            r->url = dup_str(opts->uri);
+        r->display_uri = strip_userinfo(opts->uri);
+        break;
+    case URI_SCP:
+        r->url = dup_str(opts->uri);
+        r->display_uri = strip_userinfo(opts->uri);
+        break;
+    }
+    if (!r->url || !r->display_uri) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (!opts->cache_dir || !*opts->cache_dir) {
+        error = err_set(ERR_INTERNAL, "no cache directory for the mirror of %s", r->display_uri);
+        goto out;
+    }
+    if (mkdir_p(opts->cache_dir, 0700) < 0) {
+        error = err_set(ERR_INTERNAL, "cannot create the cache directory %s: %s",
+                        opts->cache_dir, strerror(errno));
+        goto out;
+    }
+    if (!(name = mirror_name(r->url)) || !(r->mirror_path = concat3(opts->cache_dir, "/", name))) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+
+    exists = stat(r->mirror_path, &st) == 0;
+    if (exists && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
+        LOG_WARN(MODULE, "the mirror in %s is unusable (%s); cloning again", r->mirror_path,
+                 git_reason());
+        rm_rf(r->mirror_path);
+        exists = false;
+    }
+
+    started = now_monotonic();
+    if (!exists) {
+        LOG_INFO(MODULE, "cloning %s into %s", r->display_uri, r->mirror_path);
+        if (clone_mirror(r, why, sizeof(why)) < 0) {
+            metrics_git_fetch(false, now_monotonic() - started);
+            error = err_set(ERR_UNAVAILABLE, "cannot reach %s: %s, and no cached mirror in %s",
+                            r->display_uri, why, opts->cache_dir);
+            goto out;
+        }
+        if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
+            error = err_set(ERR_GIT, "cannot open the mirror in %s: %s", r->mirror_path,
+                            git_reason());
+            goto out;
+        }
+        metrics_git_fetch(true, now_monotonic() - started);
+        status_after_fetch(r, r->fetch_git, true, "", time(NULL));
+        metrics_set_last_fetch_ok((double)time(NULL));
+    } else if (fetch_into(r->fetch_git, &moved, why, sizeof(why)) < 0) {
+        metrics_git_fetch(false, now_monotonic() - started);
+        LOG_WARN(MODULE, "cannot reach %s (%s): serving the cached mirror in %s (degraded)",
+                 r->display_uri, why, r->mirror_path);
+        status_after_fetch(r, r->fetch_git, false, why, time(NULL));
+    } else {
+        metrics_git_fetch(true, now_monotonic() - started);
+        status_after_fetch(r, r->fetch_git, true, "", time(NULL));
+        metrics_set_last_fetch_ok((double)time(NULL));
+        LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
+    }
+out:
+    free(name);
+    return error;
+}
+
+int repo_open(repo **out, const repo_options *opts)
+{
+    repo *r = NULL;
+    int error = 0;
+
+    *out = NULL;
+    if (!opts || !opts->uri || !*opts->uri)
+        return err_set(ERR_INTERNAL, "no repository URI");
+    if (!(r = calloc(1, sizeof(*r))))
+        return err_set(ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&r->fetch_lock, NULL);
+    pthread_mutex_init(&r->slots_lock, NULL);
+    pthread_mutex_init(&r->status_lock, NULL);
+    atomic_init(&r->generation, 0);
+    r->max_file_bytes = opts->max_file_bytes ? opts->max_file_bytes : DEFAULT_MAX_FILE;
+    if (opts->default_label && *opts->default_label &&
+        !(r->default_label = dup_str(opts->default_label))) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+
+    if (strncmp(opts->uri, "dir:", 4) == 0) {
+        error = open_dir(r, opts->uri + 4);
+        goto out;
+    }
+
+    r->is_git = true;
+    r->status.is_git = true;
+    git_libgit2_init();
+    r->libgit2_up = true;
+    if (pthread_key_create(&r->slot_key, slot_destroy) != 0) {
+        error = err_set(ERR_INTERNAL, "cannot create a thread key");
+        goto out;
+    }
+    r->slot_key_ok = true;
+    error = open_git(r, opts);
+out:
+    if (error < 0) {
+        repo_free(r);
+        return error;
+    }
+    *out = r;
+    return 0;
+}
+
+void repo_free(repo *r)
+{
+    repo_slot *s, *next;
+
+    if (!r)
+        return;
+    /* After the key is deleted no destructor runs; the list holds every live thread's slot. */
+    if (r->slot_key_ok)
+        pthread_key_delete(r->slot_key);
+    for (s = r->slots; s; s = next) {
+        next = s->next;
+        git_repository_free(s->git);
+        free(s);
+    }
+    git_repository_free(r->fetch_git);
+    if (r->libgit2_up)
+        git_libgit2_shutdown();
+    pthread_mutex_destroy(&r->fetch_lock);
+    pthread_mutex_destroy(&r->slots_lock);
+    pthread_mutex_destroy(&r->status_lock);
+    free(r->display_uri);
+    free(r->url);
+    free(r->mirror_path);
+    free(r->root);
+    free(r->default_label);
+    free(r);
+}
+
+const char *repo_display_uri(const repo *r)
+{
+    return r->display_uri;
+}
+
+bool repo_is_git(const repo *r)
+{
+    return r->is_git;
+}
+
+void repo_get_status(repo *r, repo_status *out)
+{
+    pthread_mutex_lock(&r->status_lock);
+    *out = r->status;
+    pthread_mutex_unlock(&r->status_lock);
+}
+
+/* ---- labels --------------------------------------------------------------------------------- */
+
+/* Only names that could be a branch, tag or commit id; never a revparse expression. */
+static bool label_ok(const char *label)
+{
+    size_t len = strlen(label);
+
+    if (len == 0 || len > LABEL_MAX || label[0] == '-' || label[0] == '/' ||
+        strstr(label, "..") || strstr(label, "@{"))
+        return false;
+    for (const char *p = label; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20 || c == 0x7f || strchr("~^:\\ ?*[", c))
+            return false;
+    }
+    return true;
+}
+
+static bool is_hex(const char *s, size_t *len)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') ||
+              (s[n] >= 'A' && s[n] <= 'F')))
+            return false;
+    *len = n;
+    return n > 0;
+}
+
+/* 0 with the commit id; 1 when the label names nothing here; <0 on a Git failure. */
+static int lookup_label(git_repository *g, const char *label, git_oid *id)
+{
+    static const char *const prefixes[] = {"refs/heads/", "refs/tags/"};
+    char refname[LABEL_MAX + 16];
+    size_t hexlen;
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        git_reference *ref = NULL;
+        git_object *obj = NULL;
+        int error;
+
+        snprintf(refname, sizeof(refname), "%s%s", prefixes[i], label);
+        error = git_reference_lookup(&ref, g, refname);
+        if (error == 0) {
+            error = git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT);
+            if (error == 0)
+                git_oid_cpy(id, git_object_id(obj));
+            git_object_free(obj);
+            git_reference_free(ref);
+            if (error == 0)
+                return 0;
+            return 1; /* a tag of a tree or blob is not a version */
+        }
+        if (error != GIT_ENOTFOUND && error != GIT_EINVALIDSPEC)
+            return err_set(ERR_GIT, "cannot look up %s: %s", refname, git_reason());
+    }
+
+    if (is_hex(label, &hexlen) && hexlen >= 4 && hexlen <= GIT_OID_HEXSZ) {
+        git_object *obj = NULL;
+        git_oid prefix;
+        int error;
+
+        if (git_oid_fromstrn(&prefix, label, hexlen) < 0)
+            return 1;
+        error = git_object_lookup_prefix(&obj, g, &prefix, hexlen, GIT_OBJECT_COMMIT);
+        if (error == 0) {
+            git_oid_cpy(id, git_object_id(obj));
+            git_object_free(obj);
+            return 0;
+        }
+        if (error == GIT_EAMBIGUOUS) {
+            err_set(ERR_NOT_FOUND, "label %s is an ambiguous commit id", label);
+            return 2;
+        }
+    }
+    return 1;
+}
+
+int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
+{
+    git_repository *g = NULL;
+    git_oid id;
+    int found, error;
+
+    commit_out[0] = '\0';
+    if (!r->is_git)
+        return 0;
+    if ((error = thread_git(r, &g)) < 0)
+        return error;
+
+    if (!label || !*label) {
+        if (r->default_label) {
+            label = r->default_label;
+        } else {
+            found = lookup_label(g, "main", &id);
+            if (found == 1)
+                found = lookup_label(g, "master", &id);
+            if (found < 0)
+                return found;
+            if (found > 0)
+                return err_set(ERR_NOT_FOUND, "no default branch (main or master)");
+            git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
+            return 0;
+        }
+    }
+    if (!label_ok(label))
+        return err_set(ERR_NOT_FOUND, "no such label: %.80s", label);
+    found = lookup_label(g, label, &id);
+    if (found < 0)
+        return found;
+    if (found == 2)
+        return ERR_NOT_FOUND;
+    if (found == 1)
+        return err_set(ERR_NOT_FOUND, "no such label: %s", label);
+    git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
+    return 0;
+}
+
+/* ---- reading: shared checks ----------------------------------------------------------------- */
+
+/* Relative, '/'-separated, no empty, "." or ".." segment, no backslash. */
+static bool path_ok(const char *path)
+{
+    const char *seg = path;
+    size_t len = strlen(path);
+
+    if (len == 0 || len > PATH_MAX_LEN || path[0] == '/' || strchr(path, '\\'))
+        return false;
+    for (;;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return false;
+        if (!seg[n])
+            return true;
+        seg += n + 1;
+    }
+}
+
+static int commit_tree(git_repository *g, const char *commit, git_tree **tree)
+{
+    git_commit *c = NULL;
+    git_oid id;
+    size_t hexlen;
+    int error;
+
+    if (!commit || !is_hex(commit, &hexlen) || hexlen != GIT_OID_HEXSZ ||
+        git_oid_fromstr(&id, commit) < 0)
+        return err_set(ERR_NOT_FOUND, "no such commit: %.64s", commit ? commit : "");
+    if ((error = git_commit_lookup(&c, g, &id)) < 0) {
+        if (error == GIT_ENOTFOUND)
+            return err_set(ERR_NOT_FOUND, "no such commit: %s", commit);
+        return err_set(ERR_GIT, "cannot read commit %s: %s", commit, git_reason());
+    }
+    error = git_commit_tree(tree, c);
+    git_commit_free(c);
+    if (error < 0)
+        return err_set(ERR_GIT, "cannot read the tree of %s: %s", commit, git_reason());
+    return 0;
+}
+
+static int copy_out(const void *src, size_t len, char **data)
+{
+    char *p = malloc(len + 1);
+    if (!p)
+        return err_set(ERR_NOMEM, "out of memory");
+    if (len)
+        memcpy(p, src, len);
+    p[len] = '\0';
+    *data = p;
+    return 0;
+}
+
+/* ---- walking -------------------------------------------------------------------------------- */
+
+typedef struct walk_ctx {
+    repo *r;
+    git_repository *g;
+    repo_filter_fn filter;
+    repo_file_fn fn;
+    void *payload;
+    char path[PATH_MAX_LEN + 1];
+} walk_ctx;
+
+/* Appends name to ctx->path at len; false when it would be too long. */
+static bool path_push(walk_ctx *w, size_t len, const char *name, size_t *newlen)
+{
+    size_t n = strlen(name), extra = len ? 1 : 0;
+    if (len + extra + n > PATH_MAX_LEN)
+        return false;
+    if (extra)
+        w->path[len] = '/';
+    memcpy(w->path + len + extra, name, n + 1);
+    *newlen = len + extra + n;
+    return true;
+}
+
+static int walk_blob(walk_ctx *w, const git_tree_entry *e)
+{
+    git_blob *blob = NULL;
+    char *copy = NULL;
+    size_t size;
+    int error;
+
+    if (git_blob_lookup(&blob, w->g, git_tree_entry_id(e)) < 0)
+        return err_set(ERR_GIT, "cannot read %s: %s", w->path, git_reason());
+    size = (size_t)git_blob_rawsize(blob);
+    if (size > w->r->max_file_bytes) {
+        error = w->fn(w->path, NULL, size, w->payload);
+    } else if ((error = copy_out(git_blob_rawcontent(blob), size, &copy)) == 0) {
+        error = w->fn(w->path, copy, size, w->payload);
+    }
+    free(copy);
+    git_blob_free(blob);
+    return error;
+}
+
+static int walk_tree(walk_ctx *w, const git_tree *tree, size_t len, int depth)
+{
+    size_t count = git_tree_entrycount(tree);
+    int error = 0;
+
+    if (depth > WALK_DEPTH_MAX) {
+        LOG_WARN(MODULE, "not walking below %s: nested too deep", w->path);
+        return 0;
+    }
+    for (size_t i = 0; i < count && error == 0; i++) {
+        const git_tree_entry *e = git_tree_entry_byindex(tree, i);
+        git_filemode_t mode = git_tree_entry_filemode(e);
+        size_t newlen;
+
+        if (!path_push(w, len, git_tree_entry_name(e), &newlen))
+            continue;
+        if (mode == GIT_FILEMODE_TREE) {
+            git_tree *sub = NULL;
+            if (git_tree_lookup(&sub, w->g, git_tree_entry_id(e)) < 0)
+                error = err_set(ERR_GIT, "cannot read %s: %s", w->path, git_reason());
+            else
+                error = walk_tree(w, sub, newlen, depth + 1);
+            git_tree_free(sub);
+        } else if ((mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) &&
+                   (!w->filter || w->filter(w->path, w->payload))) {
+            error = walk_blob(w, e);
+        }
+        /* symlinks and submodules are not configuration: skipped */
+        w->path[len] = '\0';
+    }
+    return error;
+}
+
+typedef struct dir_entry {
+    char *name;
+    bool is_dir;
+    size_t size;
+} dir_entry;
+
+/* Git's tree order: a directory sorts as if its name ended in '/'. Walks in both modes then
+ * come out in the same order, which is plain byte order of the full paths. */
+static int dir_entry_cmp(const void *pa, const void *pb)
+{
+    const dir_entry *a = pa, *b = pb;
+    size_t la = strlen(a->name), lb = strlen(b->name), n = la < lb ? la : lb;
+    int c = memcmp(a->name, b->name, n);
+    unsigned char ca, cb;
+
+    if (c)
+        return c;
+    ca = la > n ? (unsigned char)a->name[n] : (a->is_dir ? '/' : 0);
+    cb = lb > n ? (unsigned char)b->name[n] : (b->is_dir ? '/' : 0);
+    return (int)ca - (int)cb;
+}
+
+/* Reads an open regular file, at most max bytes (ERR_TOO_LARGE beyond). */
+static int read_fd(int fd, size_t max, const char *what, char **data, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    int error = 0;
+
+    if (!buf)
+        return err_set(ERR_NOMEM, "out of memory");
+    for (;;) {
+        ssize_t got;
+        if (n == cap) {
+            char *grown;
+            if (cap > max) {
+                error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", what, max);
+                goto out;
+            }
+            cap *= 2;
+            if (!(grown = realloc(buf, cap + 1))) {
+                error = err_set(ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            buf = grown;
+        }
+        got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            error = err_set(ERR_INTERNAL, "cannot read %s: %s", what, strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > max) {
+        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", what, max);
+        goto out;
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    buf = NULL;
+out:
+    free(buf);
+    return error;
+}
+
+/* Opens name under dirfd as a regular file, never through a symlink, never blocking on a FIFO. */
+static int open_regular(int dirfd, const char *name, struct stat *st)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        errno = ENOENT;
+        return -1;
+    }
+    return fd;
+}
+
+static int walk_dir(walk_ctx *w, int fd, size_t len, int depth)
+{
+    DIR *d = NULL;
+    dir_entry *entries = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int error = 0;
+
+    if (depth > WALK_DEPTH_MAX) {
+        LOG_WARN(MODULE, "not walking below %s: nested too deep", w->path);
+        close(fd);
+        return 0;
+    }
+    if (!(d = fdopendir(fd))) {
+        close(fd);
+        return err_set(ERR_INTERNAL, "cannot list %s: %s", w->path, strerror(errno));
+    }
+    while ((de = readdir(d)) && n < DIR_ENTRIES_MAX) {
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue; /* ".", "..", .git and other hidden files are not configuration */
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+            continue; /* symlinks (which might leave the root), devices, FIFOs */
+        if (n == cap) {
+            dir_entry *grown;
+            cap = cap ? cap * 2 : 32;
+            if (!(grown = realloc(entries, cap * sizeof(*entries)))) {
+                error = err_set(ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            entries = grown;
+        }
+        if (!(entries[n].name = strdup(de->d_name))) {
+            error = err_set(ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        entries[n].is_dir = S_ISDIR(st.st_mode);
+        entries[n].size = (size_t)st.st_size;
+        n++;
+    }
+    if (n)
+        qsort(entries, n, sizeof(*entries), dir_entry_cmp);
+
+    for (size_t i = 0; i < n && error == 0; i++) {
+        size_t newlen;
+        if (!path_push(w, len, entries[i].name, &newlen))
+            continue;
+        if (entries[i].is_dir) {
+            int sub = openat(dirfd(d), entries[i].name,
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                error = walk_dir(w, sub, newlen, depth + 1);
+        } else if (!w->filter || w->filter(w->path, w->payload)) {
+            struct stat st;
+            char *data = NULL;
+            size_t size = 0;
+            int ffd = open_regular(dirfd(d), entries[i].name, &st);
+            if (ffd < 0) {
+                /* vanished or replaced since listing: as if absent */
+            } else if ((size_t)st.st_size > w->r->max_file_bytes) {
+                error = w->fn(w->path, NULL, (size_t)st.st_size, w->payload);
+            } else if ((error = read_fd(ffd, w->r->max_file_bytes, w->path, &data, &size)) ==
+                       ERR_TOO_LARGE) {
+                error = w->fn(w->path, NULL, size, w->payload); /* grew while reading */
+            } else if (error == 0) {
+                error = w->fn(w->path, data, size, w->payload);
+            }
+            if (ffd >= 0)
+                close(ffd);
+            free(data);
+        }
+        w->path[len] = '\0';
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        free(entries[i].name);
+    free(entries);
+    closedir(d);
+    return error;
+}
+
+int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn, void *payload)
+{
+    walk_ctx *w = NULL;
+    git_tree *tree = NULL;
+    int error;
+
+    if (!(w = calloc(1, sizeof(*w))))
+        return err_set(ERR_NOMEM, "out of memory");
+    w->r = r;
+    w->filter = filter;
+    w->fn = fn;
+    w->payload = payload;
+
+    if (!r->is_git) {
+        int fd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            error = err_set(ERR_UNAVAILABLE, "cannot open %s: %s", r->root, strerror(errno));
+        else
+            error = walk_dir(w, fd, 0, 0);
+        goto out;
+    }
+    if ((error = thread_git(r, &w->g)) < 0 || (error = commit_tree(w->g, commit, &tree)) < 0)
+        goto out;
+    error = walk_tree(w, tree, 0, 0);
+out:
+    git_tree_free(tree);
+    free(w);
+    return error;
+}
+
+/* ---- reading one file ----------------------------------------------------------------------- */
+
+static int read_dir_file(repo *r, const char *path, char **data, size_t *len)
+{
+    char seg[NAME_MAX + 1];
+    const char *p = path;
+    struct stat st;
+    int dfd, fd = -1, error = 0;
+
+    if ((dfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return err_set(ERR_UNAVAILABLE, "cannot open %s: %s", r->root, strerror(errno));
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        if (n > NAME_MAX || p[0] == '.') {
+            /* hidden entries are not served, as the walk does not list them */
+            error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
+            goto out;
+        }
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        if (!p[n])
+            break;
+        int sub = openat(dfd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(dfd);
+        dfd = sub;
+        if (dfd < 0) {
+            error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
+            goto out;
+        }
+        p += n + 1;
+    }
+    if ((fd = open_regular(dfd, seg, &st)) < 0) {
+        error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
+        goto out;
+    }
+    if ((size_t)st.st_size > r->max_file_bytes) {
+        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", path, r->max_file_bytes);
+        goto out;
+    }
+    error = read_fd(fd, r->max_file_bytes, path, data, len);
+out:
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
+    return error;
+}
+
+int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)
+{
+    git_repository *g = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *entry = NULL;
+    git_blob *blob = NULL;
+    git_filemode_t mode;
+    size_t size;
+    int error;
+
+    *data = NULL;
+    *len = 0;
+    if (!path || !path_ok(path))
+        return err_set(ERR_NOT_FOUND, "no such file: %.200s", path ? path : "");
+    if (!r->is_git)
+        return read_dir_file(r, path, data, len);
+
+    if ((error = thread_git(r, &g)) < 0 || (error = commit_tree(g, commit, &tree)) < 0)
+        goto out;
+    if ((error = git_tree_entry_bypath(&entry, tree, path)) < 0) {
+        error = error == GIT_ENOTFOUND
+                    ? err_set(ERR_NOT_FOUND, "no such file: %s", path)
+                    : err_set(ERR_GIT, "cannot look up %s: %s", path, git_reason());
+        goto out;
+    }
+    mode = git_tree_entry_filemode(entry);
+    if (mode != GIT_FILEMODE_BLOB && mode != GIT_FILEMODE_BLOB_EXECUTABLE) {
+        error = err_set(ERR_NOT_FOUND, "no such file: %s", path); /* tree, symlink, submodule */
+        goto out;
+    }
+    if (git_blob_lookup(&blob, g, git_tree_entry_id(entry)) < 0) {
+        error = err_set(ERR_GIT, "cannot read %s: %s", path, git_reason());
+        goto out;
+    }
+    size = (size_t)git_blob_rawsize(blob);
+    if (size > r->max_file_bytes) {
+        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", path, r->max_file_bytes);
+        goto out;
+    }
+    if ((error = copy_out(git_blob_rawcontent(blob), size, data)) == 0)
+        *len = size;
+out:
+    git_blob_free(blob);
+    git_tree_entry_free(entry);
+    git_tree_free(tree);
+    return error;
+}
