@@ -1,0 +1,12 @@
+# -DALMANAC_SANITIZE=address,undefined (or thread) instruments every target, tests included.
+if(ALMANAC_SANITIZE)
+    string(REPLACE "," ";" _san_list "${ALMANAC_SANITIZE}")
+    set(_san_flags "")
+    foreach(_san IN LISTS _san_list)
+        list(APPEND _san_flags "-fsanitize=${_san}")
+    endforeach()
+    list(APPEND _san_flags -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    add_compile_options(${_san_flags})
+    add_link_options(${_san_flags})
+    message(STATUS "almanac: sanitizers ${ALMANAC_SANITIZE}")
+endif()
