@@ -1,0 +1,567 @@
+/*
+ * http — libmicrohttpd glue (the only module including <microhttpd.h>, together with nothing
+ * else): daemon setup, the per-request state machine, path decoding, request/response
+ * accessors used by handlers, prepared (cached) responses, access log and request metrics.
+ *
+ * It does not decide what to answer (routes.c does) and knows nothing about configuration.
+ *
+ * The path is decoded here, once per segment, instead of by libmicrohttpd (whose default
+ * unescaping runs over the whole path before it is split, turning %2F into a separator — the
+ * shape of Spring's CVE-2020-5410). Query values are decoded on lookup.
+ */
+#include "http.h"
+
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MODULE "http"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct server *srv;
+    http_dispatch_fn dispatch;
+    size_t max_body_bytes;
+    unsigned port;
+};
+
+struct prepared_response {
+    atomic_int refs;
+    unsigned status;
+    size_t size;
+    struct MHD_Response *mhd;
+};
+
+/* One HTTP request, from the first access-handler call to the completion callback. */
+typedef struct request_state {
+    request req;
+    struct timespec started;
+    char *path_storage;    /* the decoded segments point into this */
+    char *body;
+    size_t body_len;
+    bool body_too_large;
+    bool answered;
+    unsigned status;
+    size_t bytes_out;
+    int metrics_route;
+    char request_id[64];
+    char **decoded;        /* query values decoded on demand, freed at completion */
+    size_t ndecoded;
+} request_state;
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* libmicrohttpd must not decode anything: we decode each path segment ourselves. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *uri)
+{
+    (void)cls;
+    (void)conn;
+    return strlen(uri);
+}
+
+/*
+ * Splits the raw path into segments and percent-decodes each once. A trailing slash is
+ * ignored; an empty segment elsewhere or a decoded NUL makes the path malformed.
+ */
+static int split_path(request_state *st, const char *url)
+{
+    request *req = &st->req;
+    if (url[0] != '/')
+        return err_set(ERR_BAD_REQUEST, "path must start with '/'");
+    st->path_storage = strdup(url + 1);
+    if (st->path_storage == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    size_t total = strlen(st->path_storage);
+    if (total > 0 && st->path_storage[total - 1] == '/')
+        st->path_storage[--total] = '\0';
+    if (total == 0)
+        return 0;
+    char *cursor = st->path_storage;
+    for (;;) {
+        char *slash = strchr(cursor, '/');
+        if (slash != NULL)
+            *slash = '\0';
+        if (*cursor == '\0')
+            return err_set(ERR_BAD_REQUEST, "empty path segment");
+        if (req->nsegments == REQUEST_MAX_SEGMENTS)
+            return err_set(ERR_BAD_REQUEST, "too many path segments");
+        size_t raw_len = strlen(cursor);
+        size_t len = MHD_http_unescape(cursor);
+        if (len != strlen(cursor) || len > raw_len)
+            return err_set(ERR_BAD_REQUEST, "NUL byte in path");
+        req->segments[req->nsegments++] = cursor;
+        if (slash == NULL)
+            break;
+        cursor = slash + 1;
+    }
+    return 0;
+}
+
+const char *request_header(const request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *request_query(const request *req, const char *name)
+{
+    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (raw == NULL) {
+        /* An argument without "=value" is stored with a NULL value: tell it from absence. */
+        if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
+                                          NULL, NULL) == MHD_YES)
+            return "";
+        return NULL;
+    }
+    request_state *st = req->http_state;
+    char **grown = realloc(st->decoded, (st->ndecoded + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return NULL;
+    st->decoded = grown;
+    char *copy = strdup(raw);
+    if (copy == NULL)
+        return NULL;
+    for (char *p = copy; *p; p++)
+        if (*p == '+')
+            *p = ' ';
+    MHD_http_unescape(copy);
+    st->decoded[st->ndecoded++] = copy;
+    return copy;
+}
+
+int response_set(response *res, unsigned status, const char *content_type, char *body, size_t len)
+{
+    char *type = content_type ? strdup(content_type) : NULL;
+    if (content_type != NULL && type == NULL) {
+        free(body);
+        return ERR_NOMEM;
+    }
+    free(res->content_type);
+    free(res->body);
+    res->status = status;
+    res->content_type = type;
+    res->body = body;
+    res->body_len = len;
+    return 0;
+}
+
+int response_set_copy(response *res, unsigned status, const char *content_type, const char *body,
+                      size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL)
+        return ERR_NOMEM;
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    return response_set(res, status, content_type, copy, len);
+}
+
+int response_add_header(response *res, const char *name, const char *value)
+{
+    if (res->nheaders == sizeof(res->headers) / sizeof(res->headers[0]))
+        return ERR_INTERNAL;
+    char *n = strdup(name);
+    char *v = strdup(value);
+    if (n == NULL || v == NULL) {
+        free(n);
+        free(v);
+        return ERR_NOMEM;
+    }
+    res->headers[res->nheaders].name = n;
+    res->headers[res->nheaders].value = v;
+    res->nheaders++;
+    return 0;
+}
+
+int response_json(response *res, unsigned status, json_t *json)
+{
+    if (json == NULL)
+        return response_set(res, 500, NULL, NULL, 0);
+    char *text = json_dumps(json, JSON_COMPACT);
+    json_decref(json);
+    if (text == NULL)
+        return response_set(res, 500, NULL, NULL, 0);
+    return response_set(res, status, "application/json", text, strlen(text));
+}
+
+int response_error(response *res, const request *req, int code, const char *message)
+{
+    unsigned status = err_http_status(code);
+    char stamp[40];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(stamp + n, sizeof(stamp) - n, ".%03ld+00:00", now.tv_nsec / 1000000L);
+    /* The path as received: never the decoded form, which may hold what the caller smuggled. */
+    json_t *body = json_pack("{s:s, s:i, s:s, s:s, s:s?}", "timestamp", stamp, "status",
+                             (int)status, "error", err_http_reason(status), "message",
+                             message ? message : err_message(), "path", req ? req->url : NULL);
+    response_json(res, status, body);
+    return 0;
+}
+
+prepared_response *prepared_response_new(unsigned status, const char *content_type,
+                                         const char *etag, char *body, size_t len)
+{
+    prepared_response *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        free(body);
+        return NULL;
+    }
+    p->mhd = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (p->mhd == NULL) {
+        free(body);
+        free(p);
+        return NULL;
+    }
+    p->status = status;
+    p->size = len;
+    if ((content_type && MHD_add_response_header(p->mhd, "Content-Type", content_type) != MHD_YES) ||
+        (etag && MHD_add_response_header(p->mhd, "ETag", etag) != MHD_YES)) {
+        MHD_destroy_response(p->mhd);
+        free(p);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    return p;
+}
+
+prepared_response *prepared_response_retain(prepared_response *p)
+{
+    if (p != NULL)
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    return p;
+}
+
+void prepared_response_release(prepared_response *p)
+{
+    if (p == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
+        /* MHD frees the buffer only once every connection still sending it is done. */
+        MHD_destroy_response(p->mhd);
+        free(p);
+    }
+}
+
+size_t prepared_response_size(const prepared_response *p)
+{
+    return p->size;
+}
+
+void response_use_prepared(response *res, prepared_response *p)
+{
+    prepared_response_release(res->prepared);
+    res->prepared = p;
+}
+
+static void response_dispose(response *res)
+{
+    free(res->content_type);
+    free(res->body);
+    for (size_t i = 0; i < res->nheaders; i++) {
+        free(res->headers[i].name);
+        free(res->headers[i].value);
+    }
+    prepared_response_release(res->prepared);
+    memset(res, 0, sizeof(*res));
+}
+
+/* X-Request-Id as sent, else the trace id of a W3C traceparent, else a fresh id. */
+static void pick_request_id(request_state *st, struct MHD_Connection *conn)
+{
+    static atomic_ulong counter;
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given != NULL && given[0] != '\0') {
+        size_t j = 0;
+        for (size_t i = 0; given[i] && j < sizeof(st->request_id) - 1; i++) {
+            unsigned char c = (unsigned char)given[i];
+            /* Keep log lines parseable whatever a client sends. */
+            if (c > 0x20 && c < 0x7f && c != '"' && c != '\\')
+                st->request_id[j++] = (char)c;
+        }
+        st->request_id[j] = '\0';
+        if (j > 0)
+            return;
+    }
+    const char *traceparent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent");
+    /* version "-" trace-id(32 hex) "-" parent-id "-" flags */
+    if (traceparent != NULL && strlen(traceparent) >= 55 && traceparent[2] == '-' &&
+        strspn(traceparent + 3, "0123456789abcdef") >= 32) {
+        memcpy(st->request_id, traceparent + 3, 32);
+        st->request_id[32] = '\0';
+        return;
+    }
+    snprintf(st->request_id, sizeof(st->request_id), "%08lx",
+             atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) + 1);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, request_state *st, response *res)
+{
+    enum MHD_Result ret;
+    st->status = res->status ? res->status : 200;
+    if (res->prepared != NULL) {
+        st->status = res->prepared->status;
+        st->bytes_out = res->prepared->size;
+        ret = MHD_queue_response(conn, st->status, res->prepared->mhd);
+        return ret;
+    }
+    static char empty[1];
+    struct MHD_Response *mhd = MHD_create_response_from_buffer(
+        res->body_len, res->body ? res->body : empty,
+        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (mhd == NULL)
+        return MHD_NO;
+    res->body = NULL; /* now owned by mhd */
+    st->bytes_out = res->body_len;
+    if (res->content_type)
+        MHD_add_response_header(mhd, "Content-Type", res->content_type);
+    for (size_t i = 0; i < res->nheaders; i++)
+        MHD_add_response_header(mhd, res->headers[i].name, res->headers[i].value);
+    ret = MHD_queue_response(conn, st->status, mhd);
+    MHD_destroy_response(mhd);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **ctx)
+{
+    http_server *h = cls;
+    request_state *st = *ctx;
+    (void)version;
+
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &st->started);
+        st->metrics_route = -1;
+        st->req.method = method;
+        st->req.url = url;
+        st->req.server = h->srv;
+        st->req.conn = conn;
+        st->req.http_state = st;
+        pick_request_id(st, conn);
+        *ctx = st;
+        return MHD_YES;
+    }
+
+    if (*upload_data_size > 0) {
+        /* Past the cap the body is drained and dropped, then answered with 413. */
+        if (!st->body_too_large) {
+            if (st->body_len + *upload_data_size > h->max_body_bytes) {
+                st->body_too_large = true;
+                free(st->body);
+                st->body = NULL;
+                st->body_len = 0;
+            } else {
+                char *grown = realloc(st->body, st->body_len + *upload_data_size + 1);
+                if (grown == NULL)
+                    return MHD_NO;
+                memcpy(grown + st->body_len, upload_data, *upload_data_size);
+                st->body = grown;
+                st->body_len += *upload_data_size;
+                st->body[st->body_len] = '\0';
+            }
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (st->answered)
+        return MHD_YES;
+    st->answered = true;
+
+    log_set_request_id(st->request_id);
+    err_clear();
+    response res;
+    memset(&res, 0, sizeof(res));
+    st->req.body = st->body;
+    st->req.body_len = st->body_len;
+
+    if (st->body_too_large) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "request body larger than %zu bytes", h->max_body_bytes);
+        response_error(&res, &st->req, ERR_TOO_LARGE, msg);
+    } else if (split_path(st, url) < 0) {
+        response_error(&res, &st->req, err_last_code(), NULL);
+    } else {
+        h->dispatch(&st->req, &res, &st->metrics_route);
+    }
+    enum MHD_Result ret = queue(conn, st, &res);
+    response_dispose(&res);
+    log_set_request_id(NULL);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    request_state *st = *ctx;
+    if (st == NULL)
+        return;
+    double elapsed = seconds_since(&st->started);
+    if (st->answered) {
+        if (st->metrics_route >= 0)
+            metrics_request(st->metrics_route, st->status, elapsed);
+        log_set_request_id(st->request_id);
+        LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", st->req.method, st->req.url, st->status,
+                 st->bytes_out, elapsed * 1000.0,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client gone)");
+        log_set_request_id(NULL);
+    }
+    for (size_t i = 0; i < st->ndecoded; i++)
+        free(st->decoded[i]);
+    free(st->decoded);
+    free(st->path_storage);
+    free(st->body);
+    free(st);
+    *ctx = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char message[512];
+    vsnprintf(message, sizeof(message), fmt, ap);
+    size_t len = strlen(message);
+    while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == '\r'))
+        message[--len] = '\0';
+    LOG_DEBUG(MODULE, "libmicrohttpd: %s", message);
+}
+
+static int parse_listen(struct sockaddr_storage *addr, const char *listen, unsigned port)
+{
+    memset(addr, 0, sizeof(*addr));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)addr;
+    const char *host = listen && *listen ? listen : "0.0.0.0";
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return AF_INET;
+    }
+    char bare[64];
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof(bare)) {
+        memcpy(bare, host + 1, len - 2);
+        bare[len - 2] = '\0';
+        host = bare;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return AF_INET6;
+    }
+    return err_set(ERR_BAD_REQUEST, "--listen: \"%s\" is not an IPv4 or IPv6 address", listen);
+}
+
+int http_start(http_server **out, struct server *srv, const http_options *opts,
+               http_dispatch_fn dispatch)
+{
+    struct sockaddr_storage addr;
+    int family = parse_listen(&addr, opts->listen, opts->port);
+    if (family < 0)
+        return family;
+
+    http_server *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    h->srv = srv;
+    h->dispatch = dispatch;
+    h->max_body_bytes = opts->max_body_bytes;
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    bool tls = opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL;
+    if (tls)
+        flags |= MHD_USE_TLS;
+
+    struct MHD_OptionItem options[16];
+    size_t n = 0;
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &addr};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                           (intptr_t)opts->max_connections, NULL};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                           (intptr_t)opts->connection_timeout, NULL};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    if (opts->threads > 1)
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                               (intptr_t)opts->threads, NULL};
+    if (tls) {
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                               (void *)(uintptr_t)opts->tls_key_pem};
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                               (void *)(uintptr_t)opts->tls_cert_pem};
+        /* TLS 1.2 and 1.3 only, GnuTLS's secure cipher suites. */
+        options[n++] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_PRIORITIES, 0,
+            (void *)(uintptr_t)"SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+    }
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    /* Callbacks go as variadic arguments: an option array holds them only as integers. */
+    h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY,
+                                 options, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        free(h);
+        return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u (address in use?)",
+                       opts->listen ? opts->listen : "0.0.0.0", opts->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : opts->port;
+    *out = h;
+    return 0;
+}
+
+unsigned http_port(const http_server *h)
+{
+    return h->port;
+}
+
+void http_quiesce(http_server *h)
+{
+    if (h != NULL && h->daemon != NULL) {
+        MHD_socket fd = MHD_quiesce_daemon(h->daemon);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+}
+
+void http_stop(http_server *h)
+{
+    if (h == NULL)
+        return;
+    if (h->daemon != NULL)
+        MHD_stop_daemon(h->daemon);
+    free(h);
+}

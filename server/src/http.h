@@ -1,0 +1,39 @@
+/*
+ * http — the HTTP server: libmicrohttpd's daemon, the request lifecycle (set up on the first
+ * call, take the body on the next ones, answer on the last, free in the completion callback),
+ * percent-decoding of the path (each segment exactly once), body caps, one access-log line and
+ * one metrics sample per request. What to answer is decided by the dispatcher (routes.c).
+ */
+#ifndef ALMANAC_HTTP_H
+#define ALMANAC_HTTP_H
+
+#include "request.h"
+
+struct server;
+
+typedef struct http_server http_server;
+
+/* Fills res for req; returns 0 (errors are answers too, via response_error). */
+typedef int (*http_dispatch_fn)(request *req, response *res, int *metrics_route);
+
+typedef struct http_options {
+    const char *listen;         /* address to bind, IPv4 or IPv6 literal */
+    unsigned port;              /* 0: any free port */
+    unsigned threads;           /* worker threads, >= 1 */
+    unsigned max_connections;
+    size_t max_body_bytes;
+    unsigned connection_timeout; /* seconds a connection may stay idle */
+    const char *tls_cert_pem;   /* both set: HTTPS */
+    const char *tls_key_pem;
+} http_options;
+
+int http_start(http_server **out, struct server *srv, const http_options *opts,
+               http_dispatch_fn dispatch);
+/* The port actually bound (useful with port 0). */
+unsigned http_port(const http_server *h);
+/* Stops accepting new connections; in-flight requests finish. */
+void http_quiesce(http_server *h);
+/* Waits for in-flight requests and frees everything. NULL ok. */
+void http_stop(http_server *h);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * metrics — process-wide counters and histograms, rendered in Prometheus text format for
+ * GET /metrics. Updates are lock-free atomics, cheap enough for every request. Label values come
+ * from fixed sets (route names registered at start, status codes), never from request input,
+ * so cardinality is bounded.
+ */
+#ifndef ALMANAC_METRICS_H
+#define ALMANAC_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+void metrics_init(void);
+/* Registers a route name ("environment", "document", ...) and returns its id (< 32 routes). */
+int metrics_route_id(const char *route_name);
+void metrics_request(int route_id, unsigned status, double seconds);
+void metrics_response_cache(bool hit);
+void metrics_snapshot_build(bool ok, double seconds);
+void metrics_git_fetch(bool ok, double seconds);
+void metrics_set_last_fetch_ok(double unix_seconds);
+void metrics_set_watchers(long count);
+/* The whole exposition text; caller frees. NULL on OOM. */
+char *metrics_render(size_t *len);
+
+#endif

@@ -1,0 +1,394 @@
+/*
+ * render — Environment JSON and merged documents, their ETags, and the response cache.
+ *
+ * The cache maps a key string to a slot in a fixed array through a jansson object (the hash map
+ * we already have), with CLOCK eviction under a byte budget. Readers take the read side of a
+ * rwlock for the lookup only, so cached reads run in parallel; composing and rendering happen
+ * outside any lock. It does not compose environments (environment.c) nor send bytes (http.c).
+ */
+#include "render.h"
+
+#include "errors.h"
+#include "flatrender.h"
+#include "log.h"
+#include "metrics.h"
+#include "placeholder.h"
+#include "repo.h"
+#include "server.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODULE "render"
+
+typedef struct cache_slot {
+    char *key; /* NULL: free */
+    prepared_response *ok;
+    prepared_response *not_modified;
+    char etag[RENDER_ETAG_SIZE];
+    char version[41];
+    size_t bytes;
+    atomic_bool referenced;
+} cache_slot;
+
+struct respcache {
+    pthread_rwlock_t lock;
+    json_t *index; /* key -> slot number */
+    cache_slot *slots;
+    size_t nslots;
+    size_t hand;
+    size_t used_bytes;
+    size_t max_bytes;
+};
+
+int respcache_new(respcache **out, size_t max_bytes, size_t max_entries)
+{
+    respcache *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    c->nslots = max_entries ? max_entries : 1;
+    c->slots = calloc(c->nslots, sizeof(*c->slots));
+    c->index = json_object();
+    if (c->slots == NULL || c->index == NULL || pthread_rwlock_init(&c->lock, NULL) != 0) {
+        free(c->slots);
+        json_decref(c->index);
+        free(c);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    c->max_bytes = max_bytes;
+    *out = c;
+    return 0;
+}
+
+static void slot_clear(respcache *c, cache_slot *s)
+{
+    if (s->key == NULL)
+        return;
+    json_object_del(c->index, s->key);
+    free(s->key);
+    s->key = NULL;
+    prepared_response_release(s->ok);
+    prepared_response_release(s->not_modified);
+    s->ok = s->not_modified = NULL;
+    c->used_bytes -= s->bytes;
+    s->bytes = 0;
+}
+
+void respcache_clear(respcache *c)
+{
+    if (c == NULL)
+        return;
+    pthread_rwlock_wrlock(&c->lock);
+    for (size_t i = 0; i < c->nslots; i++)
+        slot_clear(c, &c->slots[i]);
+    pthread_rwlock_unlock(&c->lock);
+}
+
+void respcache_free(respcache *c)
+{
+    if (c == NULL)
+        return;
+    respcache_clear(c);
+    pthread_rwlock_destroy(&c->lock);
+    json_decref(c->index);
+    free(c->slots);
+    free(c);
+}
+
+static bool cache_lookup(respcache *c, const char *key, render_result *out)
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&c->lock);
+    json_t *index = json_object_get(c->index, key);
+    if (index != NULL) {
+        cache_slot *s = &c->slots[json_integer_value(index)];
+        out->ok = prepared_response_retain(s->ok);
+        out->not_modified = prepared_response_retain(s->not_modified);
+        memcpy(out->etag, s->etag, sizeof(out->etag));
+        memcpy(out->version, s->version, sizeof(out->version));
+        atomic_store_explicit(&s->referenced, true, memory_order_relaxed);
+        found = true;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return found;
+}
+
+/* CLOCK: skip recently used slots once, take the first one not used since the last pass. */
+static cache_slot *pick_victim(respcache *c)
+{
+    for (size_t step = 0; step < 2 * c->nslots + 1; step++) {
+        cache_slot *s = &c->slots[c->hand];
+        c->hand = (c->hand + 1) % c->nslots;
+        if (s->key == NULL)
+            return s;
+        if (!atomic_exchange_explicit(&s->referenced, false, memory_order_relaxed))
+            return s;
+    }
+    return &c->slots[c->hand];
+}
+
+static void cache_insert(respcache *c, const char *key, const render_result *r)
+{
+    size_t bytes = prepared_response_size(r->ok) + strlen(key) + sizeof(cache_slot);
+    if (bytes > c->max_bytes / 4)
+        return; /* one huge answer must not flush everything else */
+    char *key_copy = strdup(key);
+    if (key_copy == NULL)
+        return;
+    pthread_rwlock_wrlock(&c->lock);
+    json_t *existing = json_object_get(c->index, key);
+    if (existing != NULL)
+        slot_clear(c, &c->slots[json_integer_value(existing)]);
+    while (c->used_bytes + bytes > c->max_bytes) {
+        cache_slot *victim = pick_victim(c);
+        if (victim->key == NULL)
+            break;
+        slot_clear(c, victim);
+    }
+    cache_slot *s = pick_victim(c);
+    slot_clear(c, s);
+    if (json_object_set_new(c->index, key_copy, json_integer(s - c->slots)) == 0) {
+        s->key = key_copy;
+        key_copy = NULL;
+        s->ok = prepared_response_retain(r->ok);
+        s->not_modified = prepared_response_retain(r->not_modified);
+        memcpy(s->etag, r->etag, sizeof(s->etag));
+        memcpy(s->version, r->version, sizeof(s->version));
+        s->bytes = bytes;
+        atomic_store_explicit(&s->referenced, false, memory_order_relaxed);
+        c->used_bytes += bytes;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    free(key_copy);
+}
+
+static void digest_to_etag(const unsigned char *md, char etag[RENDER_ETAG_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    etag[0] = '"';
+    for (size_t i = 0; i < 16; i++) {
+        etag[1 + 2 * i] = hex[md[i] >> 4];
+        etag[2 + 2 * i] = hex[md[i] & 15];
+    }
+    etag[33] = '"';
+    etag[34] = '\0';
+}
+
+static void etag_of_bytes(const char *tag, const char *data, size_t len,
+                          char etag[RENDER_ETAG_SIZE])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) != 1 ||
+        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
+        memset(md, 0, sizeof(md));
+    EVP_MD_CTX_free(ctx);
+    digest_to_etag(md, etag);
+}
+
+static const char *format_tag(render_format fmt)
+{
+    switch (fmt) {
+    case RENDER_ENV_V1: return "env-v1";
+    case RENDER_ENV_V2: return "env-v2";
+    case RENDER_DOC_YAML: return "yml";
+    case RENDER_DOC_PROPERTIES: return "properties";
+    case RENDER_DOC_JSON: return "json";
+    }
+    return "?";
+}
+
+/* One source's map as v1 shows it, or v2 with {"value","origin"} where an origin is known. */
+static json_t *source_json(const env_source *src, render_format fmt)
+{
+    if (fmt != RENDER_ENV_V2 || src->origins == NULL)
+        return json_incref(src->props);
+    json_t *out = json_object();
+    const char *key;
+    json_t *value;
+    json_object_foreach(src->props, key, value)
+    {
+        json_t *origin = json_object_get(src->origins, key);
+        if (origin != NULL)
+            json_object_set_new(out, key, json_pack("{s:O, s:O}", "value", value, "origin", origin));
+        else
+            json_object_set(out, key, value);
+    }
+    return out;
+}
+
+static json_t *property_sources_json(const environment *env, render_format fmt)
+{
+    json_t *sources = json_array();
+    for (size_t i = 0; sources != NULL && i < env->count; i++) {
+        json_t *entry = json_pack("{s:s, s:o}", "name", env->sources[i].name, "source",
+                                  source_json(&env->sources[i], fmt));
+        if (entry == NULL || json_array_append_new(sources, entry) != 0) {
+            json_decref(sources);
+            return NULL;
+        }
+    }
+    return sources;
+}
+
+void render_environment_etag(const environment *env, render_format fmt,
+                             char etag[RENDER_ETAG_SIZE])
+{
+    json_t *sources = property_sources_json(env, fmt);
+    char *text = sources ? json_dumps(sources, JSON_COMPACT) : NULL;
+    etag_of_bytes(format_tag(fmt), text ? text : "", text ? strlen(text) : 0, etag);
+    free(text);
+    json_decref(sources);
+}
+
+char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
+                              const char *label_echo, size_t *len)
+{
+    /* Spring's key order: name, profiles, label, version, state, propertySources. */
+    json_t *doc = json_pack("{s:s, s:[s], s:s?, s:s?, s:s, s:o}", "name", q->applications,
+                            "profiles", q->profiles, "label", label_echo, "version",
+                            env->version[0] ? env->version : NULL, "state", "",
+                            "propertySources", property_sources_json(env, fmt));
+    if (doc == NULL)
+        return NULL;
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text != NULL)
+        *len = strlen(text);
+    return text;
+}
+
+static int render_document(char **body, size_t *len, const environment *env, render_format fmt,
+                           bool resolve_placeholders)
+{
+    int error = 0;
+    char message[256] = "";
+    flatrender_buf buf = {NULL, 0};
+    json_t *merged = environment_merge(env);
+    if (merged == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    if (resolve_placeholders && placeholder_resolve_map(merged) < 0) {
+        error = err_set(ERR_NOMEM, "out of memory resolving placeholders");
+        goto out;
+    }
+    int rc;
+    if (fmt == RENDER_DOC_YAML)
+        rc = flatrender_yaml(&buf, merged, message, sizeof(message));
+    else if (fmt == RENDER_DOC_PROPERTIES)
+        rc = flatrender_properties(&buf, merged, message, sizeof(message));
+    else
+        rc = flatrender_json(&buf, merged, message, sizeof(message));
+    if (rc < 0) {
+        error = err_set(ERR_BAD_REQUEST, "%s", message[0] ? message : "cannot render document");
+        goto out;
+    }
+    *body = buf.data;
+    *len = buf.len;
+out:
+    json_decref(merged);
+    return error;
+}
+
+static const char *content_type(render_format fmt)
+{
+    switch (fmt) {
+    case RENDER_ENV_V1: return "application/json";
+    case RENDER_ENV_V2: return "application/vnd.spring-cloud.config-server.v2+json";
+    case RENDER_DOC_JSON: return "application/json";
+    case RENDER_DOC_YAML:
+    case RENDER_DOC_PROPERTIES: return "text/plain;charset=UTF-8";
+    }
+    return "application/octet-stream";
+}
+
+static char *cache_key(const env_query *q, render_format fmt, bool resolve, const char *label_echo,
+                       const char *commit)
+{
+    /* \x1f cannot appear in validated names, profiles or labels: no two keys collide. */
+    char *key = NULL;
+    if (asprintf(&key, "%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d", format_tag(fmt), resolve,
+                 q->applications, q->profiles, label_echo ? label_echo : "\x1e", commit,
+                 q->decrypt) < 0)
+        return NULL;
+    return key;
+}
+
+int render_get(render_result *out, struct server *srv, const env_query *q, render_format fmt,
+               bool resolve_placeholders, const char *label_echo)
+{
+    int error;
+    char commit[REPO_COMMIT_HEX] = "";
+    char *key = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    environment env;
+    bool composed = false;
+    memset(out, 0, sizeof(*out));
+
+    if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
+        goto out;
+    key = cache_key(q, fmt, resolve_placeholders, label_echo, commit);
+    if (key == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (srv->responses != NULL && cache_lookup(srv->responses, key, out)) {
+        metrics_response_cache(true);
+        goto out;
+    }
+    metrics_response_cache(false);
+
+    if ((error = environment_compose(&env, srv, q)) < 0)
+        goto out;
+    composed = true;
+    if (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) {
+        render_environment_etag(&env, fmt, out->etag);
+        body = render_environment_json(&env, q, fmt, label_echo, &len);
+        if (body == NULL) {
+            error = err_set(ERR_NOMEM, "out of memory rendering the environment");
+            goto out;
+        }
+    } else {
+        if ((error = render_document(&body, &len, &env, fmt, resolve_placeholders)) < 0)
+            goto out;
+        etag_of_bytes(format_tag(fmt), body, len, out->etag);
+    }
+    memcpy(out->version, env.version, sizeof(out->version));
+    out->ok = prepared_response_new(200, content_type(fmt), out->etag, body, len);
+    body = NULL;
+    out->not_modified = prepared_response_new(304, NULL, out->etag, NULL, 0);
+    if (out->ok == NULL || out->not_modified == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (srv->responses != NULL) {
+        /* Key by the commit actually composed: a fetch may have moved the label meanwhile. */
+        char *composed_key = strcmp(commit, env.version) == 0
+                                 ? NULL
+                                 : cache_key(q, fmt, resolve_placeholders, label_echo, env.version);
+        cache_insert(srv->responses, composed_key ? composed_key : key, out);
+        free(composed_key);
+    }
+out:
+    if (error < 0)
+        render_result_dispose(out);
+    if (composed)
+        environment_dispose(&env);
+    free(body);
+    free(key);
+    return error;
+}
+
+void render_result_dispose(render_result *r)
+{
+    prepared_response_release(r->ok);
+    prepared_response_release(r->not_modified);
+    r->ok = r->not_modified = NULL;
+}

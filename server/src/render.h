@@ -1,0 +1,59 @@
+/*
+ * render — an Environment turned into the bytes a client receives (Spring's Environment JSON,
+ * v1 and v2, and the merged .yml/.properties/.json documents), with an ETag, kept in a bounded
+ * response cache keyed by (format, applications, profiles, label, commit). A repeated request
+ * costs one hash lookup and a write of bytes that were formatted once.
+ */
+#ifndef ALMANAC_RENDER_H
+#define ALMANAC_RENDER_H
+
+#include "environment.h"
+#include "request.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct server;
+
+typedef enum {
+    RENDER_ENV_V1,         /* application/json */
+    RENDER_ENV_V2,         /* application/vnd.spring-cloud.config-server.v2+json, with origins */
+    RENDER_DOC_YAML,       /* /{app}-{profiles}.yml and .yaml */
+    RENDER_DOC_PROPERTIES, /* .properties */
+    RENDER_DOC_JSON        /* .json */
+} render_format;
+
+#define RENDER_ETAG_SIZE 40 /* a quoted 32-hex-digit digest and NUL, with room to spare */
+
+typedef struct respcache respcache;
+
+int respcache_new(respcache **out, size_t max_bytes, size_t max_entries);
+void respcache_free(respcache *c);
+/* Forgets everything (dir mode after a refresh: its "commit" never changes). */
+void respcache_clear(respcache *c);
+
+typedef struct render_result {
+    prepared_response *ok;           /* 200 with the body and ETag; one reference for the caller */
+    prepared_response *not_modified; /* 304 with the same ETag; one reference for the caller */
+    char etag[RENDER_ETAG_SIZE];     /* quoted, as in the header */
+    char version[41];                /* the commit the answer was built from ("" in dir mode) */
+} render_result;
+
+/*
+ * The rendered answer for q in format fmt: from the cache, or composed, rendered and cached.
+ * label_echo is the label as the caller wrote it (Environment JSON echoes it; NULL: null).
+ * Errors: those of environment_compose, ERR_BAD_REQUEST for a malformed key in a merged
+ * document. On success the caller releases both prepared responses.
+ */
+int render_get(render_result *out, struct server *srv, const env_query *q, render_format fmt,
+               bool resolve_placeholders, const char *label_echo);
+void render_result_dispose(render_result *r);
+
+/* Environment JSON for env (not cached); exposed for tests and for the watch path. */
+char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
+                              const char *label_echo, size_t *len);
+/* The ETag of an Environment: a digest of its property sources' names and values only. */
+void render_environment_etag(const environment *env, render_format fmt,
+                             char etag[RENDER_ETAG_SIZE]);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * repo — where configuration comes from: a bare Git mirror of the remote kept under the cache
+ * directory (libgit2; the only module that includes <git2.h>), or a plain directory (dir:PATH,
+ * Spring's "native" mode).
+ *
+ * Files are read straight from Git objects (label -> commit -> tree -> blob); there is no
+ * working tree, so requests for different labels never race. All functions are safe to call
+ * from several threads at once: each thread uses its own git_repository handle, and fetches are
+ * serialised against each other (not against readers).
+ */
+#ifndef ALMANAC_REPO_H
+#define ALMANAC_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define REPO_COMMIT_HEX 41 /* 40 hex digits and a NUL */
+
+typedef struct repo repo;
+
+typedef struct repo_options {
+    const char *uri;           /* https://, ssh://, file://, a plain path, or dir:PATH */
+    const char *cache_dir;     /* the mirror lives in a subdirectory named after the URI */
+    const char *default_label; /* NULL: "main", falling back to "master" */
+    size_t max_file_bytes;     /* files larger than this are refused by repo_read_file/walk */
+} repo_options;
+
+typedef struct repo_status {
+    bool is_git;
+    bool degraded;              /* the last fetch failed: serving what the mirror has */
+    time_t last_fetch_ok;       /* 0: never */
+    time_t last_fetch_attempt;  /* 0: never */
+    char last_error[256];       /* "" when the last fetch succeeded */
+    char default_label[256];    /* the label that "no label" resolves to */
+} repo_status;
+
+/*
+ * Opens the source. For Git: clones a bare mirror on first use or fetches into the existing one.
+ * If the remote cannot be reached but a mirror exists, it succeeds in degraded mode (logged,
+ * visible in repo_get_status). With neither, it fails with a message saying so.
+ */
+int repo_open(repo **out, const repo_options *opts);
+void repo_free(repo *r);
+
+/* Fetches from the remote. 0 and *changed=true when a ref moved. Failure keeps the old refs. */
+int repo_fetch(repo *r, bool *changed);
+
+/*
+ * label (NULL or "" = default label; "(_)" already replaced by "/") -> full commit id.
+ * Branch, tag (peeled to its commit), full or abbreviated commit id. ERR_NOT_FOUND otherwise.
+ * In dir mode, any label resolves to "" (no version), as Spring's native mode.
+ */
+int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX]);
+
+/* Called for each file the filter accepts, in path order ("sub/dir/file.yml", no leading /). */
+typedef bool (*repo_filter_fn)(const char *path, void *payload);
+typedef int (*repo_file_fn)(const char *path, const char *data, size_t len, void *payload);
+/* Walks every blob of commit (or of the directory in dir mode). A callback's non-zero return
+ * stops the walk and is returned. Files above max_file_bytes are passed with data NULL. */
+int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn, void *payload);
+
+/* Reads one file at commit. ERR_NOT_FOUND if absent or a directory; *data is NUL-terminated. */
+int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len);
+
+/* The URI as shown in property source names ("file:///srv/config", "https://..."). */
+const char *repo_display_uri(const repo *r);
+bool repo_is_git(const repo *r);
+void repo_get_status(repo *r, repo_status *out);
+
+#endif

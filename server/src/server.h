@@ -1,0 +1,34 @@
+/*
+ * server — the state every handler shares: settings, the configuration source, the snapshot
+ * and response caches, the keyring. Created by main.c, read-only for handlers except through
+ * the thread-safe module APIs.
+ */
+#ifndef ALMANAC_SERVER_H
+#define ALMANAC_SERVER_H
+
+#include "settings.h"
+
+#include <stdbool.h>
+
+struct repo;
+struct snapcache;
+struct respcache;
+struct keyring;
+struct authdb;
+struct watch_registry;
+struct overrides;
+
+typedef struct server {
+    const settings *settings;
+    struct repo *repo;
+    struct snapcache *snapshots;
+    struct respcache *responses;
+    struct keyring *keyring;             /* NULL: no key installed */
+    struct authdb *auth;                 /* NULL: authentication off */
+    struct watch_registry *watches;
+    struct overrides *overrides;         /* NULL: none */
+    char **search_paths;                 /* NULL-terminated, from --search-paths */
+    volatile bool stopping;
+} server;
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * settings — the server's configuration, declared once in a table (name, type, bounds, default,
+ * environment variable) and read from, in rising precedence: defaults, the `--config FILE` YAML,
+ * ALMANAC_* environment variables, command-line flags. Errors read `file:line:col: key: reason`
+ * (or `--flag: reason`, `ALMANAC_X: reason`); unknown keys are errors; a load applies all or
+ * nothing. Secrets are never given as values here: only the paths of files that hold them.
+ */
+#ifndef ALMANAC_SETTINGS_H
+#define ALMANAC_SETTINGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct settings {
+    char *repo;                 /* --repo URI (required) */
+    unsigned port;              /* --port, default 8888; 0 picks a free port */
+    char *listen;               /* --listen address, default 0.0.0.0 */
+    char *cache_dir;            /* --cache-dir, default $XDG_CACHE_HOME/almanac or /tmp/almanac-cache */
+    char *default_label;        /* --default-label, NULL: main, falling back to master */
+    char *search_paths;         /* --search-paths, comma-separated, may hold {application} ... */
+    unsigned refresh_interval;  /* --refresh-interval seconds, 0 = never poll; default 30 */
+    char *encrypt_key_file;     /* --encrypt-key-file */
+    char *encrypt_salt;         /* --encrypt-salt hex, default "deadbeef" */
+    char *encrypt_rsa_key_file; /* --encrypt-rsa-key-file (PEM) */
+    char *encrypt_keys_dir;     /* --encrypt-keys-dir: named keys for rotation ({key:NAME}) */
+    char *encrypt_format;       /* --encrypt-format almanac|spring, default almanac */
+    char *auth_file;            /* --auth-file */
+    char *tls_cert;             /* --tls-cert */
+    char *tls_key;              /* --tls-key */
+    char *webhook_secret;       /* --webhook-secret: path of a file holding the secret */
+    char *overrides_file;       /* --overrides-file: YAML or .properties of server-wide overrides */
+    char *log_format;           /* --log-format text|json, default text */
+    char *log_level;            /* --log-level debug|info|warn|error, default info */
+    char *config_file;          /* --config FILE */
+    unsigned threads;           /* --threads, HTTP worker threads, default: number of CPUs */
+    unsigned max_connections;   /* --max-connections, default 4096 */
+    size_t max_body_bytes;      /* --max-body-bytes, default 1 MiB */
+    size_t max_file_bytes;      /* --max-file-bytes, largest repository file read, default 4 MiB */
+    unsigned snapshot_cache;    /* --snapshot-cache, parsed commits kept, default 16 */
+    size_t response_cache_bytes;/* --response-cache-bytes, default 64 MiB */
+    unsigned watch_timeout_max; /* --watch-timeout-max seconds, default 300 */
+} settings;
+
+/*
+ * Fills *out from defaults, the config file, the environment (envp NULL: the process's) and
+ * argv (argv[0] is skipped). 0 on success; -1 with a one-line message in errbuf. On failure
+ * *out is left disposed. `--help` returns 1 after printing usage to stdout.
+ */
+int settings_load(settings *out, int argc, char **argv, char **envp, char *errbuf, size_t errsize);
+void settings_dispose(settings *s);
+void settings_usage(FILE *to);
+
+#endif
