@@ -1,0 +1,248 @@
+/*
+ * almanac-server — process start, wiring and shutdown.
+ *
+ * Reads settings, opens the configuration source, starts the HTTP daemon, then the main thread
+ * only waits for signals and the poll timer: SIGTERM/SIGINT stop the server gracefully (stop
+ * accepting, let in-flight requests finish, exit), and every --refresh-interval seconds the
+ * remote is fetched. Offline subcommands (`encrypt`, `decrypt`) run without a server.
+ */
+#include "cipher.h"
+#include "environment.h"
+#include "errors.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "refresh.h"
+#include "render.h"
+#include "repo.h"
+#include "routes.h"
+#include "server.h"
+#include "settings.h"
+#include "snapshot.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define MODULE "main"
+#define RESPONSE_CACHE_ENTRIES 65536
+
+static char *read_text_file(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        err_set(ERR_NOT_FOUND, "%s %s: %s", what, path, strerror(errno));
+        return NULL;
+    }
+    char *data = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&data, &len);
+    char buf[4096];
+    size_t n;
+    while (mem != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, mem);
+    fclose(f);
+    if (mem != NULL)
+        fclose(mem);
+    return data;
+}
+
+/* --search-paths "a,{application}/b" -> NULL-terminated array of trimmed entries. */
+static char **split_search_paths(const char *value)
+{
+    size_t count = 0;
+    char **paths = calloc(1, sizeof(*paths));
+    if (paths == NULL || value == NULL || value[0] == '\0')
+        return paths;
+    char *copy = strdup(value);
+    char *save = NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && tok[len - 1] == ' ')
+            tok[--len] = '\0';
+        while (len > 0 && tok[len - 1] == '/')
+            tok[--len] = '\0';
+        if (len == 0)
+            continue;
+        char **grown = realloc(paths, (count + 2) * sizeof(*paths));
+        if (grown == NULL)
+            break;
+        paths = grown;
+        paths[count] = strdup(tok[0] == '/' ? tok + 1 : tok);
+        if (paths[count] != NULL)
+            count++;
+        paths[count] = NULL;
+    }
+    free(copy);
+    return paths;
+}
+
+static void free_search_paths(char **paths)
+{
+    for (size_t i = 0; paths && paths[i]; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+static log_level parse_level(const char *name)
+{
+    if (name == NULL)
+        return LOG_LEVEL_INFO;
+    if (strcasecmp(name, "debug") == 0)
+        return LOG_LEVEL_DEBUG;
+    if (strcasecmp(name, "warn") == 0)
+        return LOG_LEVEL_WARN;
+    if (strcasecmp(name, "error") == 0)
+        return LOG_LEVEL_ERROR;
+    return LOG_LEVEL_INFO;
+}
+
+/* Waits for a signal or the next poll; returns the signal, or 0 when it is time to poll. */
+static int wait_for_event(const sigset_t *set, unsigned interval)
+{
+    if (interval == 0) {
+        int sig = 0;
+        return sigwait(set, &sig) == 0 ? sig : 0;
+    }
+    struct timespec timeout = {.tv_sec = (time_t)interval, .tv_nsec = 0};
+    int sig = sigtimedwait(set, NULL, &timeout);
+    return sig > 0 ? sig : 0;
+}
+
+static int run(const settings *cfg)
+{
+    int status = 1;
+    server srv;
+    http_server *http = NULL;
+    char *tls_cert = NULL, *tls_key = NULL;
+    memset(&srv, 0, sizeof(srv));
+    srv.settings = cfg;
+
+    repo_options ropts = {
+        .uri = cfg->repo,
+        .cache_dir = cfg->cache_dir,
+        .default_label = cfg->default_label,
+        .max_file_bytes = cfg->max_file_bytes,
+    };
+    if (repo_open(&srv.repo, &ropts) < 0) {
+        LOG_ERROR(MODULE, "cannot open repository: %s", err_message());
+        goto out;
+    }
+    confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
+    limits.max_bytes = cfg->max_file_bytes;
+    if (snapcache_new(&srv.snapshots, cfg->snapshot_cache, &limits) < 0 ||
+        respcache_new(&srv.responses, cfg->response_cache_bytes, RESPONSE_CACHE_ENTRIES) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
+    if (keyring_from_settings(&srv.keyring, cfg) < 0) {
+        LOG_ERROR(MODULE, "encryption keys: %s", err_message());
+        goto out;
+    }
+    if (cfg->overrides_file && overrides_load(&srv.overrides, cfg->overrides_file) < 0) {
+        LOG_ERROR(MODULE, "--overrides-file: %s", err_message());
+        goto out;
+    }
+    srv.search_paths = split_search_paths(cfg->search_paths);
+    if (srv.search_paths == NULL) {
+        LOG_ERROR(MODULE, "out of memory");
+        goto out;
+    }
+    if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
+        LOG_ERROR(MODULE, "--tls-cert and --tls-key go together");
+        goto out;
+    }
+    if (cfg->tls_cert != NULL) {
+        tls_cert = read_text_file(cfg->tls_cert, "--tls-cert");
+        tls_key = tls_cert ? read_text_file(cfg->tls_key, "--tls-key") : NULL;
+        if (tls_key == NULL) {
+            LOG_ERROR(MODULE, "%s", err_message());
+            goto out;
+        }
+    }
+
+    /* Signals go to this thread only: block them before the HTTP threads start. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    http_options hopts = {
+        .listen = cfg->listen,
+        .port = cfg->port,
+        .threads = cfg->threads ? cfg->threads : 1,
+        .max_connections = cfg->max_connections,
+        .max_body_bytes = cfg->max_body_bytes,
+        .connection_timeout = 60,
+        .tls_cert_pem = tls_cert,
+        .tls_key_pem = tls_key,
+    };
+    if (http_start(&http, &srv, &hopts, routes_dispatch) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
+    LOG_INFO(MODULE, "listening on %s:%u (%s, repository %s)", cfg->listen, http_port(http),
+             tls_cert ? "https" : "http", repo_display_uri(srv.repo));
+
+    for (;;) {
+        int sig = wait_for_event(&signals, cfg->refresh_interval);
+        if (sig == SIGTERM || sig == SIGINT) {
+            LOG_INFO(MODULE, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        if (sig == SIGHUP) {
+            LOG_INFO(MODULE, "SIGHUP received: nothing to reload yet");
+            continue;
+        }
+        refresh_result result;
+        refresh_now(&srv, &result);
+    }
+    srv.stopping = true;
+    http_quiesce(http);
+    status = 0;
+out:
+    http_stop(http);
+    free_search_paths(srv.search_paths);
+    overrides_free(srv.overrides);
+    keyring_free(srv.keyring);
+    respcache_free(srv.responses);
+    snapcache_free(srv.snapshots);
+    repo_free(srv.repo);
+    free(tls_cert);
+    free(tls_key);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "encrypt") == 0 || strcmp(argv[1], "decrypt") == 0))
+        return cipher_cli_main(argc - 1, argv + 1);
+
+    settings cfg;
+    char error[512];
+    int rc = settings_load(&cfg, argc, argv, NULL, error, sizeof(error));
+    if (rc == 1)
+        return 0;
+    if (rc < 0) {
+        fprintf(stderr, "almanac-server: %s\n(see almanac-server --help)\n", error);
+        return 2;
+    }
+    log_configure(parse_level(cfg.log_level),
+                  cfg.log_format && strcmp(cfg.log_format, "json") == 0 ? LOG_FORMAT_JSON
+                                                                         : LOG_FORMAT_TEXT);
+    metrics_init();
+    routes_init();
+    int status = run(&cfg);
+    settings_dispose(&cfg);
+    return status;
+}

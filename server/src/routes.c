@@ -1,0 +1,515 @@
+/*
+ * routes — which handler answers which request, and the Spring read API's handlers:
+ * Environment, merged documents, plain files, health, metrics, refresh.
+ *
+ * Handlers are short: parse and validate the path, call one service module (render.c,
+ * environment.c, repo.c), answer. Every name, profile, label and path is validated here before
+ * it reaches the repository, and the repository layer checks paths again (defence in depth).
+ */
+#include "routes.h"
+
+#include "environment.h"
+#include "errors.h"
+#include "flatrender.h"
+#include "log.h"
+#include "metrics.h"
+#include "placeholder.h"
+#include "refresh.h"
+#include "render.h"
+#include "repo.h"
+#include "routes_cipher.h"
+#include "server.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define MODULE "routes"
+#define NAME_MAX_LEN 512
+#define PATH_MAX_LEN 1024
+
+enum { M_GET = 1, M_POST = 2 };
+
+typedef enum { PERM_OPEN, PERM_APPLICATION, PERM_ADMIN } permission;
+
+typedef struct route {
+    const char *name;
+    unsigned methods;
+    bool (*match)(const request *req);
+    int (*handler)(request *req, response *res);
+    permission perm;
+    int metrics_id;
+} route;
+
+/* ---- validation ------------------------------------------------------------------------- */
+
+static bool has_control_chars(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+int routes_decode_name(const char *segment, const char *what, char *out, size_t outsize)
+{
+    if (segment[0] == '\0')
+        return err_set(ERR_BAD_REQUEST, "empty %s", what);
+    if (strncmp(segment, "(_)", 3) == 0)
+        return err_set(ERR_BAD_REQUEST, "%s must not start with (_)", what);
+    if (strstr(segment, "..") || strchr(segment, '#') || strchr(segment, '\\') ||
+        has_control_chars(segment))
+        return err_set(ERR_BAD_REQUEST, "invalid %s: must not contain '..', '#', '\\' or control "
+                                        "characters", what);
+    size_t j = 0;
+    for (size_t i = 0; segment[i];) {
+        if (j + 1 >= outsize)
+            return err_set(ERR_BAD_REQUEST, "%s too long", what);
+        if (strncmp(segment + i, "(_)", 3) == 0) {
+            out[j++] = '/';
+            i += 3;
+        } else {
+            out[j++] = segment[i++];
+        }
+    }
+    out[j] = '\0';
+    /* After "(_)" became "/": no absolute path, no empty or "." segment. */
+    if (out[0] == '/' || out[j - 1] == '/' || strstr(out, "//") || strcmp(out, ".") == 0 ||
+        strncmp(out, "./", 2) == 0 || strstr(out, "/./") ||
+        (j >= 2 && strcmp(out + j - 2, "/.") == 0))
+        return err_set(ERR_BAD_REQUEST, "invalid %s", what);
+    return 0;
+}
+
+static bool is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+int routes_check_profiles(const char *profiles)
+{
+    const char *p = profiles;
+    if (strlen(profiles) > NAME_MAX_LEN)
+        return err_set(ERR_BAD_REQUEST, "profiles too long");
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0)
+            return err_set(ERR_BAD_REQUEST, "empty profile in \"%s\"", profiles);
+        if (!is_alnum(p[0]) || !is_alnum(p[len - 1]))
+            return err_set(ERR_BAD_REQUEST, "invalid profile \"%.*s\": must start and end with a "
+                                            "letter or digit", (int)len, p);
+        for (size_t i = 0; i < len; i++)
+            if (!is_alnum(p[i]) && !strchr("-_.+@", p[i]))
+                return err_set(ERR_BAD_REQUEST, "invalid character in profile \"%.*s\"",
+                               (int)len, p);
+        if (end == NULL)
+            return 0;
+        p = end + 1;
+    }
+}
+
+int routes_join_path(char *const *segments, size_t count, char *out, size_t outsize)
+{
+    size_t j = 0;
+    if (count == 0)
+        return err_set(ERR_BAD_REQUEST, "empty path");
+    for (size_t s = 0; s < count; s++) {
+        const char *seg = segments[s];
+        if (s > 0) {
+            if (j + 1 >= outsize)
+                return err_set(ERR_BAD_REQUEST, "path too long");
+            out[j++] = '/';
+        }
+        for (size_t i = 0; seg[i];) {
+            if (j + 1 >= outsize)
+                return err_set(ERR_BAD_REQUEST, "path too long");
+            if (strncmp(seg + i, "(_)", 3) == 0) {
+                out[j++] = '/';
+                i += 3;
+            } else {
+                out[j++] = seg[i++];
+            }
+        }
+    }
+    out[j] = '\0';
+    if (has_control_chars(out) || strchr(out, '\\') || strchr(out, '#'))
+        return err_set(ERR_BAD_REQUEST, "invalid path");
+    /* Check every segment of the final path: "(_)" and %2F may have made new ones. */
+    const char *p = out;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return err_set(ERR_BAD_REQUEST, "invalid path");
+        if (end == NULL)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* ---- path shapes ------------------------------------------------------------------------ */
+
+static bool is_document_ext(const char *ext)
+{
+    return strcmp(ext, "yml") == 0 || strcmp(ext, "yaml") == 0 ||
+           strcmp(ext, "properties") == 0 || strcmp(ext, "json") == 0;
+}
+
+/* "name-profiles.ext": the split is at the last hyphen before the extension. */
+static bool split_document(const char *segment, char *name, char *profiles, size_t size,
+                           char *ext, size_t ext_size)
+{
+    const char *dot = strrchr(segment, '.');
+    if (dot == NULL || !is_document_ext(dot + 1))
+        return false;
+    const char *hyphen = NULL;
+    for (const char *p = segment; p < dot; p++)
+        if (*p == '-')
+            hyphen = p;
+    if (hyphen == NULL || hyphen == segment || hyphen + 1 == dot)
+        return false;
+    size_t name_len = (size_t)(hyphen - segment);
+    size_t profiles_len = (size_t)(dot - hyphen - 1);
+    if (name_len >= size || profiles_len >= size || strlen(dot + 1) >= ext_size)
+        return false;
+    memcpy(name, segment, name_len);
+    name[name_len] = '\0';
+    memcpy(profiles, hyphen + 1, profiles_len);
+    profiles[profiles_len] = '\0';
+    strcpy(ext, dot + 1);
+    return true;
+}
+
+static bool ends_with_document_ext(const char *segment)
+{
+    const char *dot = strrchr(segment, '.');
+    return dot != NULL && is_document_ext(dot + 1);
+}
+
+static bool path_is(const request *req, const char *a, const char *b)
+{
+    if (b == NULL)
+        return req->nsegments == 1 && strcmp(req->segments[0], a) == 0;
+    return req->nsegments == 2 && strcmp(req->segments[0], a) == 0 &&
+           strcmp(req->segments[1], b) == 0;
+}
+
+static bool match_health(const request *req)
+{
+    return path_is(req, "actuator", "health");
+}
+static bool match_metrics(const request *req)
+{
+    return path_is(req, "metrics", NULL) || path_is(req, "actuator", "prometheus");
+}
+static bool match_refresh(const request *req)
+{
+    return path_is(req, "actuator", "refresh");
+}
+static bool match_encrypt(const request *req)
+{
+    return (req->nsegments == 1 || req->nsegments == 3) && strcmp(req->segments[0], "encrypt") == 0;
+}
+static bool match_decrypt(const request *req)
+{
+    return (req->nsegments == 1 || req->nsegments == 3) && strcmp(req->segments[0], "decrypt") == 0;
+}
+static bool match_encrypt_status(const request *req)
+{
+    return path_is(req, "encrypt", "status");
+}
+static bool match_key(const request *req)
+{
+    return (req->nsegments == 1 || req->nsegments == 3) && strcmp(req->segments[0], "key") == 0;
+}
+
+static bool match_document(const request *req)
+{
+    char a[NAME_MAX_LEN], b[NAME_MAX_LEN], c[16];
+    if (req->nsegments == 1)
+        return split_document(req->segments[0], a, b, sizeof(a), c, sizeof(c));
+    if (req->nsegments == 2)
+        return split_document(req->segments[1], a, b, sizeof(a), c, sizeof(c));
+    return false;
+}
+
+static bool match_environment(const request *req)
+{
+    /* /foo/dev.yml is neither an environment nor (without a hyphen) a document: 404. */
+    if (req->nsegments == 2)
+        return !ends_with_document_ext(req->segments[1]);
+    if (req->nsegments == 3)
+        return request_query(req, "useDefaultLabel") == NULL;
+    return false;
+}
+
+static bool match_plain_file(const request *req)
+{
+    return req->nsegments >= 4 ||
+           (req->nsegments == 3 && request_query(req, "useDefaultLabel") != NULL);
+}
+
+/* ---- handlers ---------------------------------------------------------------------------- */
+
+static bool wants_v2(const request *req)
+{
+    const char *accept = request_header(req, "Accept");
+    return accept != NULL && strstr(accept, "application/vnd.spring-cloud.config-server.v2+json");
+}
+
+static bool etag_matches(const request *req, const char *etag)
+{
+    const char *given = request_header(req, "If-None-Match");
+    if (given == NULL)
+        return false;
+    if (strcmp(given, "*") == 0)
+        return true;
+    /* A list of (possibly weak) tags; ours is quoted, so a substring match is exact enough. */
+    return strstr(given, etag) != NULL;
+}
+
+static void answer_rendered(const request *req, response *res, render_result *r)
+{
+    if (etag_matches(req, r->etag)) {
+        response_use_prepared(res, r->not_modified);
+        r->not_modified = NULL;
+    } else {
+        response_use_prepared(res, r->ok);
+        r->ok = NULL;
+    }
+    render_result_dispose(r);
+}
+
+static int serve_rendered(request *req, response *res, const char *name_segment,
+                          const char *profiles, const char *label_segment, render_format fmt)
+{
+    char name[NAME_MAX_LEN];
+    char label[NAME_MAX_LEN];
+    if (routes_decode_name(name_segment, "application name", name, sizeof(name)) < 0 ||
+        routes_check_profiles(profiles) < 0 ||
+        (label_segment && routes_decode_name(label_segment, "label", label, sizeof(label)) < 0))
+        return response_error(res, req, ERR_BAD_REQUEST, NULL);
+
+    const char *resolve = request_query(req, "resolvePlaceholders");
+    bool resolve_placeholders = resolve == NULL || strcasecmp(resolve, "false") != 0;
+    env_query q = {
+        .applications = name,
+        .profiles = profiles,
+        .label = label_segment ? label : NULL,
+        .decrypt = true,
+    };
+    render_result r;
+    int error = render_get(&r, req->server, &q, fmt, resolve_placeholders, label_segment);
+    if (error < 0)
+        return response_error(res, req, error, NULL);
+    answer_rendered(req, res, &r);
+    return 0;
+}
+
+static int handle_environment(request *req, response *res)
+{
+    return serve_rendered(req, res, req->segments[0], req->segments[1],
+                          req->nsegments == 3 ? req->segments[2] : NULL,
+                          wants_v2(req) ? RENDER_ENV_V2 : RENDER_ENV_V1);
+}
+
+static int handle_document(request *req, response *res)
+{
+    char name[NAME_MAX_LEN], profiles[NAME_MAX_LEN], ext[16];
+    const char *doc = req->segments[req->nsegments - 1];
+    if (!split_document(doc, name, profiles, sizeof(name), ext, sizeof(ext)))
+        return response_error(res, req, ERR_NOT_FOUND, "not found");
+    render_format fmt = strcmp(ext, "properties") == 0 ? RENDER_DOC_PROPERTIES
+                        : strcmp(ext, "json") == 0     ? RENDER_DOC_JSON
+                                                       : RENDER_DOC_YAML;
+    return serve_rendered(req, res, name, profiles, req->nsegments == 2 ? req->segments[0] : NULL,
+                          fmt);
+}
+
+/*
+ * A plain file from the repository, placeholders resolved from the application's environment.
+ * A profile-specific variant (`nginx-dev.conf` for `nginx.conf`) wins over the plain one, as in
+ * Spring's resource repository.
+ */
+static int handle_plain_file(request *req, response *res)
+{
+    int error = 0;
+    char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN], variant[PATH_MAX_LEN];
+    bool default_label = req->nsegments == 3;
+    size_t first_path_segment = default_label ? 2 : 3;
+    char *data = NULL;
+    size_t len = 0;
+    json_t *merged = NULL;
+    char *text = NULL;
+    environment env;
+    bool composed = false;
+    const char *profiles = req->segments[1];
+
+    if (routes_decode_name(req->segments[0], "application name", name, sizeof(name)) < 0 ||
+        routes_check_profiles(profiles) < 0 ||
+        (!default_label && routes_decode_name(req->segments[2], "label", label, sizeof(label)) < 0) ||
+        routes_join_path(req->segments + first_path_segment, req->nsegments - first_path_segment,
+                         path, sizeof(path)) < 0)
+        return response_error(res, req, ERR_BAD_REQUEST, NULL);
+
+    env_query q = {.applications = name,
+                   .profiles = profiles,
+                   .label = default_label ? NULL : label,
+                   .decrypt = true};
+    if ((error = environment_compose(&env, req->server, &q)) < 0)
+        goto out;
+    composed = true;
+
+    /* Profile variants, last profile first, then the file itself. */
+    error = ERR_NOT_FOUND;
+    char *profile_list = strdup(profiles);
+    if (profile_list == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    if (dot != NULL && slash != NULL && dot < slash)
+        dot = NULL;
+    /* Walk the profiles from the last (strongest) to the first. */
+    for (char *p = profile_list + strlen(profile_list); error == ERR_NOT_FOUND;) {
+        while (p > profile_list && p[-1] != ',')
+            p--;
+        int n = dot != NULL ? snprintf(variant, sizeof(variant), "%.*s-%s%s", (int)(dot - path),
+                                       path, p, dot)
+                            : snprintf(variant, sizeof(variant), "%s-%s", path, p);
+        if (n > 0 && (size_t)n < sizeof(variant))
+            error = repo_read_file(req->server->repo, env.version, variant, &data, &len);
+        if (p == profile_list)
+            break;
+        p[-1] = '\0';
+        p--;
+    }
+    free(profile_list);
+    if (error == ERR_NOT_FOUND)
+        error = repo_read_file(req->server->repo, env.version, path, &data, &len);
+    if (error < 0) {
+        if (error == ERR_NOT_FOUND)
+            err_set(ERR_NOT_FOUND, "no file %s", path);
+        goto out;
+    }
+    merged = environment_merge(&env);
+    if (merged == NULL || placeholder_resolve_map(merged) < 0) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    size_t text_len = 0;
+    text = placeholder_resolve_text(data, len, merged, &text_len);
+    if (text == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    response_set(res, 200, "text/plain;charset=UTF-8", text, text_len);
+    text = NULL;
+out:
+    if (error < 0)
+        response_error(res, req, error, NULL);
+    if (composed)
+        environment_dispose(&env);
+    json_decref(merged);
+    free(text);
+    free(data);
+    return 0;
+}
+
+static int handle_health(request *req, response *res)
+{
+    repo_status st;
+    repo_get_status(req->server->repo, &st);
+    const char *repo_state = st.degraded ? "DEGRADED" : "UP";
+    json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(req->server->repo),
+                                "defaultLabel", st.default_label);
+    if (details != NULL && st.is_git) {
+        time_t now = time(NULL);
+        if (st.last_fetch_ok)
+            json_object_set_new(details, "lastFetchAgeSeconds",
+                                json_integer((json_int_t)(now - st.last_fetch_ok)));
+        if (st.last_error[0])
+            json_object_set_new(details, "lastError", json_string(st.last_error));
+    }
+    json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
+                             "status", repo_state, "details", details);
+    return response_json(res, 200, body);
+}
+
+static int handle_metrics(request *req, response *res)
+{
+    size_t len = 0;
+    char *text = metrics_render(&len);
+    if (text == NULL)
+        return response_error(res, req, ERR_NOMEM, "out of memory");
+    return response_set(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+static int handle_refresh(request *req, response *res)
+{
+    refresh_result result;
+    int error = refresh_now(req->server, &result);
+    if (error < 0)
+        return response_error(res, req, error, NULL);
+    json_t *body = json_pack("{s:b, s:s}", "changed", result.changed, "version", result.version);
+    return response_json(res, 200, body);
+}
+
+static route route_table[] = {
+    {"health", M_GET, match_health, handle_health, PERM_OPEN, -1},
+    {"metrics", M_GET, match_metrics, handle_metrics, PERM_ADMIN, -1},
+    {"refresh", M_POST, match_refresh, handle_refresh, PERM_ADMIN, -1},
+    {"encrypt_status", M_GET, match_encrypt_status, route_encrypt_status, PERM_ADMIN, -1},
+    {"encrypt", M_POST, match_encrypt, route_encrypt, PERM_ADMIN, -1},
+    {"decrypt", M_POST, match_decrypt, route_decrypt, PERM_ADMIN, -1},
+    {"key", M_GET, match_key, route_key, PERM_OPEN, -1},
+    {"document", M_GET, match_document, handle_document, PERM_APPLICATION, -1},
+    {"environment", M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
+    {"plain_file", M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},
+};
+
+#define ROUTE_COUNT (sizeof(route_table) / sizeof(route_table[0]))
+
+static int other_route_id = -1;
+
+void routes_init(void)
+{
+    for (size_t i = 0; i < ROUTE_COUNT; i++)
+        route_table[i].metrics_id = metrics_route_id(route_table[i].name);
+    other_route_id = metrics_route_id("other");
+}
+
+static unsigned method_bit(const char *method)
+{
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return M_GET;
+    if (strcmp(method, "POST") == 0)
+        return M_POST;
+    return 0;
+}
+
+int routes_dispatch(request *req, response *res, int *metrics_route)
+{
+    unsigned method = method_bit(req->method);
+    bool path_known = false;
+    *metrics_route = other_route_id;
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        const route *r = &route_table[i];
+        if (!r->match(req))
+            continue;
+        path_known = true;
+        if ((r->methods & method) == 0)
+            continue;
+        *metrics_route = r->metrics_id;
+        return r->handler(req, res);
+    }
+    if (path_known)
+        return response_error(res, req, ERR_METHOD, "method not allowed");
+    return response_error(res, req, ERR_NOT_FOUND, "not found");
+}
