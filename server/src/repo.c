@@ -434,9 +434,21 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *
 
 /* ---- fetching ------------------------------------------------------------------------------- */
 
-/* Fetches origin into g. On failure, why holds libgit2's reason. */
-static int fetch_into(git_repository *g, bool *changed, char *why, size_t why_size)
+/*
+ * Fetches url into g. On failure, why holds libgit2's reason.
+ *
+ * The remote is anonymous (in memory) and skips url.<base>.insteadOf: libgit2 1.5 leaks a
+ * PCRE2 match block for every config entry that fails the insteadOf pattern each time a named
+ * remote is looked up (fixed upstream in 1.6), which a server that fetches every few seconds
+ * cannot afford.
+ */
+static int fetch_into(git_repository *g, const char *url, bool *changed, char *why,
+                      size_t why_size)
 {
+    char heads[] = "+refs/heads/*:refs/heads/*", tags[] = "+refs/tags/*:refs/tags/*";
+    char *specs[] = {heads, tags}; /* git_strarray wants char **, libgit2 only reads them */
+    const git_strarray refspecs = {specs, 2};
+    git_remote_create_options ropts;
     git_fetch_options opts;
     git_remote *remote = NULL;
     cred_state creds = {0};
@@ -445,6 +457,9 @@ static int fetch_into(git_repository *g, bool *changed, char *why, size_t why_si
 
     *changed = false;
     /* the _INIT macros trip -Wmissing-field-initializers; the functions do the same */
+    git_remote_create_options_init(&ropts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+    ropts.repository = g;
+    ropts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
     git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
     opts.prune = GIT_FETCH_PRUNE;
     opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
@@ -452,8 +467,8 @@ static int fetch_into(git_repository *g, bool *changed, char *why, size_t why_si
     opts.callbacks.payload = &creds;
 
     if ((error = refs_digest(g, before)) < 0 ||
-        (error = git_remote_lookup(&remote, g, REMOTE_NAME)) < 0 ||
-        (error = git_remote_fetch(remote, NULL, &opts, "almanac: fetch")) < 0 ||
+        (error = git_remote_create_with_opts(&remote, url, &ropts)) < 0 ||
+        (error = git_remote_fetch(remote, &refspecs, &opts, "almanac: fetch")) < 0 ||
         (error = refs_digest(g, after)) < 0) {
         snprintf(why, why_size, "%s", git_reason());
         goto out;
@@ -464,13 +479,28 @@ out:
     return error;
 }
 
+/* Records the remote in the mirror's config, so that the git CLI can inspect and fetch it. */
+static int describe_remote(git_repository *g, const char *url)
+{
+    git_config *cfg = NULL;
+    int error;
+
+    if ((error = git_repository_config(&cfg, g)) == 0 &&
+        (error = git_config_set_string(cfg, "remote." REMOTE_NAME ".url", url)) == 0 &&
+        (error = git_config_set_string(cfg, "remote." REMOTE_NAME ".fetch",
+                                       "+refs/heads/*:refs/heads/*")) == 0 &&
+        (error = git_config_set_string(cfg, "remote." REMOTE_NAME ".tagOpt", "--tags")) == 0)
+        error = git_config_set_bool(cfg, "remote." REMOTE_NAME ".prune", true);
+    git_config_free(cfg);
+    return error;
+}
+
 /* First run: initialise a bare repository beside the final path, fetch, then rename it into
  * place, so an interrupted clone never looks like a mirror. */
 static int clone_mirror(repo *r, char *why, size_t why_size)
 {
     git_repository_init_options init;
     git_repository *g = NULL;
-    git_remote *remote = NULL;
     char *tmp = concat3(r->mirror_path, ".tmp-", "XXXXXX");
     bool changed, made = false;
     int error = -1;
@@ -486,14 +516,11 @@ static int clone_mirror(repo *r, char *why, size_t why_size)
     made = true;
     git_repository_init_options_init(&init, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
     init.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_NO_REINIT;
-    if (git_repository_init_ext(&g, tmp, &init) < 0 ||
-        git_remote_create_with_fetchspec(&remote, g, REMOTE_NAME, r->url,
-                                         "+refs/heads/*:refs/heads/*") < 0 ||
-        git_remote_add_fetch(g, REMOTE_NAME, "+refs/tags/*:refs/tags/*") < 0) {
+    if (git_repository_init_ext(&g, tmp, &init) < 0 || describe_remote(g, r->url) < 0) {
         snprintf(why, why_size, "%s", git_reason());
         goto out;
     }
-    if (fetch_into(g, &changed, why, why_size) < 0)
+    if (fetch_into(g, r->url, &changed, why, why_size) < 0)
         goto out;
     git_repository_free(g);
     g = NULL;
@@ -505,7 +532,6 @@ static int clone_mirror(repo *r, char *why, size_t why_size)
     made = false;
     error = 0;
 out:
-    git_remote_free(remote);
     git_repository_free(g);
     if (made)
         rm_rf(tmp);
@@ -527,7 +553,7 @@ int repo_fetch(repo *r, bool *changed)
 
     pthread_mutex_lock(&r->fetch_lock);
     started = now_monotonic();
-    if (fetch_into(r->fetch_git, &moved, why, sizeof(why)) < 0) {
+    if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
         error = err_set(ERR_UNAVAILABLE, "cannot fetch from %s: %s", r->display_uri, why);
         LOG_WARN(MODULE, "fetch from %s failed, serving the cached mirror: %s", r->display_uri,
                  why);
@@ -696,7 +722,7 @@ static int open_git(repo *r, const repo_options *opts)
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
-    } else if (fetch_into(r->fetch_git, &moved, why, sizeof(why)) < 0) {
+    } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
         metrics_git_fetch(false, now_monotonic() - started);
         LOG_WARN(MODULE, "cannot reach %s (%s): serving the cached mirror in %s (degraded)",
                  r->display_uri, why, r->mirror_path);
