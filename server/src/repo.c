@@ -768,6 +768,9 @@ int repo_open(repo **out, const repo_options *opts)
     r->status.is_git = true;
     git_libgit2_init();
     r->libgit2_up = true;
+    /* every reader thread opens the packs it touches; bound the descriptors libgit2 keeps open
+     * (it closes the least recently used beyond this) */
+    git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, (size_t)256);
     if (pthread_key_create(&r->slot_key, slot_destroy) != 0) {
         error = err_set(ERR_INTERNAL, "cannot create a thread key");
         goto out;
@@ -934,7 +937,7 @@ int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
         }
     }
     if (!label_ok(label))
-        return err_set(ERR_NOT_FOUND, "no such label: %.80s", label);
+        return err_set(ERR_NOT_FOUND, "no such label"); /* not echoed: it may hold anything */
     found = lookup_label(g, label, &id);
     if (found < 0)
         return found;
@@ -956,6 +959,9 @@ static bool path_ok(const char *path)
 
     if (len == 0 || len > PATH_MAX_LEN || path[0] == '/' || strchr(path, '\\'))
         return false;
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return false;
     for (;;) {
         size_t n = strcspn(seg, "/");
         if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
@@ -1178,8 +1184,13 @@ static int walk_dir(walk_ctx *w, int fd, size_t len, int depth)
         close(fd);
         return err_set(ERR_INTERNAL, "cannot list %s: %s", w->path, strerror(errno));
     }
-    while ((de = readdir(d)) && n < DIR_ENTRIES_MAX) {
+    while ((de = readdir(d))) {
         struct stat st;
+        if (n == DIR_ENTRIES_MAX) {
+            LOG_WARN(MODULE, "more than %d entries in %s/%s: the rest are ignored",
+                     DIR_ENTRIES_MAX, w->r->root, w->path);
+            break;
+        }
         if (de->d_name[0] == '.')
             continue; /* ".", "..", .git and other hidden files are not configuration */
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -1226,7 +1237,9 @@ static int walk_dir(walk_ctx *w, int fd, size_t len, int depth)
                 error = w->fn(w->path, NULL, (size_t)st.st_size, w->payload);
             } else if ((error = read_fd(ffd, w->r->max_file_bytes, w->path, &data, &size)) ==
                        ERR_TOO_LARGE) {
-                error = w->fn(w->path, NULL, size, w->payload); /* grew while reading */
+                /* grew while reading: report its size now */
+                size = fstat(ffd, &st) == 0 ? (size_t)st.st_size : w->r->max_file_bytes + 1;
+                error = w->fn(w->path, NULL, size, w->payload);
             } else if (error == 0) {
                 error = w->fn(w->path, data, size, w->payload);
             }
@@ -1335,7 +1348,7 @@ int repo_read_file(repo *r, const char *commit, const char *path, char **data, s
     *data = NULL;
     *len = 0;
     if (!path || !path_ok(path))
-        return err_set(ERR_NOT_FOUND, "no such file: %.200s", path ? path : "");
+        return err_set(ERR_NOT_FOUND, "no such file"); /* not echoed: it may hold anything */
     if (!r->is_git)
         return read_dir_file(r, path, data, len);
 
