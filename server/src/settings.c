@@ -1,0 +1,749 @@
+/*
+ * settings — the server's configuration from defaults, a YAML file, the environment and argv.
+ *
+ * Every setting is declared once, in `setting_defs` below: its flag name (which is also its key
+ * in the config file, and, upper-cased with `-` turned to `_` behind `ALMANAC_`, its environment
+ * variable), its type and bounds, its default as text (parsed by the same code as any other
+ * value, so a default can never escape its own bounds), its help line and where it lives in
+ * `struct settings`. Usage text and docs/configuration.md follow this table.
+ *
+ * This module only reads and checks values. It does not open the files the settings name (keys,
+ * auth file, TLS material), so it never sees a secret; the modules that use them do that.
+ * It parses the config file through yamlconf and never includes <yaml.h>.
+ */
+#include "settings.h"
+
+#include "confdoc.h"
+#include "scalar.h"
+#include "yamlconf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define PROGRAM_NAME "almanac-server"
+#define VALUE_MAX_LEN 4096         /* any one value: a path or a URI */
+#define CONFIG_FILE_MAX (1u << 20) /* a settings file is a few dozen lines */
+#define ECHO_MAX 64                /* how much of a bad value or key an error repeats */
+
+typedef enum {
+    SET_STRING, /* any text; empty unsets an optional one */
+    SET_UINT,   /* decimal unsigned integer within [min, max] */
+    SET_SIZE,   /* bytes, optionally with a k, M or G (binary) suffix, within [min, max] */
+    SET_ENUM,   /* one of `choices`, case-insensitive, stored as spelled in the table */
+    SET_HEX,    /* non-empty, even-length hexadecimal text */
+} setting_type;
+
+enum {
+    SET_NONEMPTY = 1u << 0,    /* a string that may not be empty */
+    SET_LIST = 1u << 1,        /* a file may give a YAML list; items are joined with commas */
+    SET_NOT_IN_FILE = 1u << 2, /* meaningless inside the config file (`config` itself) */
+};
+
+typedef struct setting_def {
+    const char *name;    /* flag `--name`, file key `name`, env ALMANAC_NAME */
+    setting_type type;
+    size_t offset;       /* into struct settings */
+    const char *metavar; /* shown in usage */
+    const char *def;     /* default as text; NULL: none, or computed (cache-dir, threads) */
+    unsigned long long min, max;
+    const char *const *choices; /* SET_ENUM: NULL-terminated */
+    unsigned flags;
+    const char *help;
+} setting_def;
+
+static const char *const encrypt_formats[] = {"almanac", "spring", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
+#define GIB (1024ull * MIB)
+
+#define FIELD(f) offsetof(settings, f)
+#define STR(n, f, mv, d, fl, h) {n, SET_STRING, FIELD(f), mv, d, 0, 0, NULL, fl, h}
+#define UINT(n, f, mv, d, lo, hi, h) {n, SET_UINT, FIELD(f), mv, d, lo, hi, NULL, 0, h}
+#define SIZE(n, f, d, lo, hi, h) {n, SET_SIZE, FIELD(f), "BYTES", d, lo, hi, NULL, 0, h}
+#define ENUM(n, f, d, c, h) {n, SET_ENUM, FIELD(f), NULL, d, 0, 0, c, 0, h}
+
+static const setting_def setting_defs[] = {
+    STR("repo", repo, "URI", NULL, SET_NONEMPTY,
+        "Configuration repository: https://, ssh://, file:// URI, a local Git path, or dir:PATH "
+        "for a plain directory. Required."),
+    UINT("port", port, "PORT", "8888", 0, 65535, "TCP port to listen on; 0 picks a free one."),
+    STR("listen", listen, "ADDRESS", "0.0.0.0", SET_NONEMPTY, "Address to listen on."),
+    STR("cache-dir", cache_dir, "DIR", NULL, SET_NONEMPTY,
+        "Where the bare mirror of the repository is kept."),
+    STR("default-label", default_label, "LABEL", NULL, 0,
+        "Label served when a request names none. Default: main, falling back to master."),
+    STR("search-paths", search_paths, "PATHS", NULL, SET_LIST,
+        "Comma-separated folders of the repository searched for configuration files; may use "
+        "{application}, {profile} and {label}. Default: the repository root."),
+    UINT("refresh-interval", refresh_interval, "SECONDS", "30", 0, 86400,
+         "How often the remote is polled for new commits; 0 never polls."),
+    STR("encrypt-key-file", encrypt_key_file, "FILE", NULL, 0,
+        "File holding the symmetric key for {cipher} values."),
+    {"encrypt-salt", SET_HEX, FIELD(encrypt_salt), "HEX", "deadbeef", 0, 0, NULL, 0,
+     "Salt of the symmetric key derivation, in hex (Spring's default)."},
+    STR("encrypt-rsa-key-file", encrypt_rsa_key_file, "FILE", NULL, 0,
+        "PEM file holding an RSA private key for {cipher} values."),
+    STR("encrypt-keys-dir", encrypt_keys_dir, "DIR", NULL, 0,
+        "Folder of named keys, chosen by a {key:NAME} prefix, for key rotation."),
+    ENUM("encrypt-format", encrypt_format, "almanac", encrypt_formats,
+         "Format /encrypt writes; both are always read."),
+    STR("auth-file", auth_file, "FILE", NULL, 0,
+        "YAML file of users and tokens; without it the server is open."),
+    STR("tls-cert", tls_cert, "FILE", NULL, 0, "PEM certificate chain; enables HTTPS with --tls-key."),
+    STR("tls-key", tls_key, "FILE", NULL, 0, "PEM private key of --tls-cert."),
+    STR("webhook-secret", webhook_secret, "FILE", NULL, 0,
+        "File holding the secret that signs POST /monitor webhooks."),
+    STR("overrides-file", overrides_file, "FILE", NULL, 0,
+        "YAML or .properties file of properties that override every application's."),
+    ENUM("log-format", log_format, "text", log_formats, "Log lines on stderr as text or JSON."),
+    ENUM("log-level", log_level, "info", log_levels, "Least severe level logged."),
+    STR("config", config_file, "FILE", NULL, SET_NOT_IN_FILE,
+        "YAML file of settings (keys are the flag names); the environment and flags override it."),
+    UINT("threads", threads, "N", NULL, 1, 1024,
+         "HTTP worker threads."),
+    UINT("max-connections", max_connections, "N", "4096", 1, 1000000,
+         "Concurrent connections, long-polling watchers included."),
+    SIZE("max-body-bytes", max_body_bytes, "1M", KIB, GIB, "Largest request body accepted."),
+    SIZE("max-file-bytes", max_file_bytes, "4M", KIB, GIB, "Largest repository file read."),
+    UINT("snapshot-cache", snapshot_cache, "N", "16", 1, 1024,
+         "Parsed commits kept in memory (LRU)."),
+    SIZE("response-cache-bytes", response_cache_bytes, "64M", 0, 64 * GIB,
+         "Memory for rendered responses; 0 disables the cache."),
+    UINT("watch-timeout-max", watch_timeout_max, "SECONDS", "300", 1, 86400,
+         "Longest ?timeout= a watch request may ask for."),
+};
+
+#define SETTING_COUNT (sizeof(setting_defs) / sizeof(setting_defs[0]))
+
+static void *field_of(settings *s, const setting_def *d)
+{
+    return (char *)s + d->offset;
+}
+
+static bool holds_string(const setting_def *d)
+{
+    return d->type == SET_STRING || d->type == SET_ENUM || d->type == SET_HEX;
+}
+
+static const setting_def *find_def(const char *name, size_t len)
+{
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (strlen(setting_defs[i].name) == len && memcmp(setting_defs[i].name, name, len) == 0)
+            return &setting_defs[i];
+    }
+    return NULL;
+}
+
+/* "ALMANAC_" + NAME upper-cased, '-' -> '_'. Every name is short, so buf of 64 always fits. */
+static void env_name(const setting_def *d, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "ALMANAC_%s", d->name);
+    for (char *p = buf + 8; n > 0 && *p != '\0'; p++)
+        *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+}
+
+static const char *env_get(char **envp, const char *name)
+{
+    size_t len = strlen(name);
+    for (char **e = envp; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, name, len) == 0 && (*e)[len] == '=')
+            return *e + len + 1;
+    }
+    return NULL;
+}
+
+/* Text fit to repeat in an error: printable ASCII only, at most ECHO_MAX bytes. */
+static void echo(char *buf, size_t size, const char *text)
+{
+    size_t n = 0, i = 0;
+    for (; text[i] != '\0' && i < ECHO_MAX && n + 1 < size; i++) {
+        unsigned char c = (unsigned char)text[i];
+        buf[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (text[i] != '\0' && n + 4 < size) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void fail(char *errbuf, size_t errsize, const char *fmt, ...)
+{
+    if (errbuf == NULL || errsize == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errsize, fmt, ap);
+    va_end(ap);
+}
+
+/* Digits only: no sign, no blanks, no base prefix. -1 on anything else or overflow. */
+static int parse_digits(const char *text, size_t len, unsigned long long *out)
+{
+    unsigned long long v = 0;
+    if (len == 0)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return -1;
+        unsigned digit = (unsigned)(text[i] - '0');
+        if (v > (ULLONG_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_size(const char *text, unsigned long long *out)
+{
+    size_t len = strlen(text);
+    unsigned long long unit = 1, v;
+    if (len > 0) {
+        switch (text[len - 1]) {
+        case 'k': case 'K': unit = KIB; break;
+        case 'm': case 'M': unit = MIB; break;
+        case 'g': case 'G': unit = GIB; break;
+        default: break;
+        }
+    }
+    if (unit != 1)
+        len--;
+    if (parse_digits(text, len, &v) < 0 || v > ULLONG_MAX / unit)
+        return -1;
+    *out = v * unit;
+    return 0;
+}
+
+static void format_size(char *buf, size_t size, unsigned long long v)
+{
+    if (v != 0 && v % GIB == 0)
+        snprintf(buf, size, "%lluG", v / GIB);
+    else if (v != 0 && v % MIB == 0)
+        snprintf(buf, size, "%lluM", v / MIB);
+    else if (v != 0 && v % KIB == 0)
+        snprintf(buf, size, "%lluk", v / KIB);
+    else
+        snprintf(buf, size, "%llu", v);
+}
+
+static int set_string(settings *s, const setting_def *d, const char *value)
+{
+    char **slot = field_of(s, d);
+    char *copy = NULL;
+    if (value != NULL && (copy = strdup(value)) == NULL)
+        return -1;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+/* The choices of an enum setting, joined by sep. */
+static void choice_list(const setting_def *d, const char *sep, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (const char *const *c = d->choices; *c != NULL; c++) {
+        if (c != d->choices)
+            strncat(buf, sep, size - strlen(buf) - 1);
+        strncat(buf, *c, size - strlen(buf) - 1);
+    }
+}
+
+/*
+ * Checks `value` against d and stores it in s. On failure, `why` gets the reason without any
+ * prefix (the caller knows whether the value came from a flag, a variable or a file).
+ */
+static int setting_set(settings *s, const setting_def *d, const char *value, char *why,
+                       size_t whysize)
+{
+    char shown[ECHO_MAX + 8], lo[32], hi[32], list[128];
+    unsigned long long v = 0;
+    size_t len = strlen(value);
+
+    echo(shown, sizeof(shown), value);
+    if (len > VALUE_MAX_LEN) {
+        fail(why, whysize, "value is longer than %d bytes", VALUE_MAX_LEN);
+        return -1;
+    }
+    switch (d->type) {
+    case SET_STRING:
+        if (len == 0 && (d->flags & SET_NONEMPTY)) {
+            fail(why, whysize, "must not be empty");
+            return -1;
+        }
+        break;
+    case SET_UINT:
+        if (parse_digits(value, len, &v) < 0 || v < d->min || v > d->max) {
+            fail(why, whysize, "\"%s\" is not a number between %llu and %llu", shown, d->min,
+                 d->max);
+            return -1;
+        }
+        *(unsigned *)field_of(s, d) = (unsigned)v;
+        return 0;
+    case SET_SIZE:
+        if (parse_size(value, &v) < 0 || v < d->min || v > d->max || v > SIZE_MAX) {
+            format_size(lo, sizeof(lo), d->min);
+            format_size(hi, sizeof(hi), d->max);
+            fail(why, whysize, "\"%s\" is not a size between %s and %s (bytes, or with k, M, G)",
+                 shown, lo, hi);
+            return -1;
+        }
+        *(size_t *)field_of(s, d) = (size_t)v;
+        return 0;
+    case SET_ENUM:
+        for (const char *const *c = d->choices; *c != NULL; c++) {
+            if (strcasecmp(*c, value) == 0) {
+                value = *c;
+                goto store;
+            }
+        }
+        choice_list(d, ", ", list, sizeof(list));
+        fail(why, whysize, "\"%s\" is not one of %s", shown, list);
+        return -1;
+    case SET_HEX:
+        if (len == 0 || len % 2 != 0 || len > 256 || strspn(value, "0123456789abcdefABCDEF") != len) {
+            fail(why, whysize, "\"%s\" is not an even-length hex string of at most 256 digits",
+                 shown);
+            return -1;
+        }
+        break;
+    }
+store:
+    if (set_string(s, d, len == 0 ? NULL : value) < 0) {
+        fail(why, whysize, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int apply_defaults(settings *s, char **envp, char *errbuf, size_t errsize)
+{
+    char why[256];
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting_def *d = &setting_defs[i];
+        if (d->def != NULL && setting_set(s, d, d->def, why, sizeof(why)) < 0) {
+            fail(errbuf, errsize, "default of %s: %s", d->name, why);
+            return -1;
+        }
+    }
+
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    s->threads = cpus < 1 ? 1u : cpus > 1024 ? 1024u : (unsigned)cpus;
+
+    /* XDG says a relative XDG_CACHE_HOME is to be ignored. */
+    const char *xdg = env_get(envp, "XDG_CACHE_HOME");
+    const char *home = env_get(envp, "HOME");
+    char *dir = NULL;
+    int n = -1;
+    if (xdg != NULL && xdg[0] == '/')
+        n = asprintf(&dir, "%s/almanac", xdg);
+    else if (home != NULL && home[0] != '\0')
+        n = asprintf(&dir, "%s/.cache/almanac", home);
+    else
+        n = (dir = strdup("/tmp/almanac-cache")) == NULL ? -1 : 0;
+    if (n < 0) {
+        fail(errbuf, errsize, "out of memory");
+        return -1;
+    }
+    s->cache_dir = dir;
+    return 0;
+}
+
+static int read_file(const char *path, char **data, size_t *len, char *errbuf, size_t errsize)
+{
+    char shown[ECHO_MAX + 8];
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int error = -1;
+    FILE *f = fopen(path, "rb");
+
+    echo(shown, sizeof(shown), path);
+    if (f == NULL || fstat(fileno(f), &st) < 0) {
+        fail(errbuf, errsize, "%s: cannot open: %s", shown, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail(errbuf, errsize, "%s: not a regular file", shown);
+        goto out;
+    }
+    if (st.st_size > (off_t)CONFIG_FILE_MAX) {
+        fail(errbuf, errsize, "%s: larger than %u bytes", shown, CONFIG_FILE_MAX);
+        goto out;
+    }
+    /* One byte more than allowed, so a file that grew since fstat is noticed. */
+    if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
+        fail(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    got = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    if (ferror(f)) {
+        fail(errbuf, errsize, "%s: cannot read: %s", shown, strerror(errno));
+        goto out;
+    }
+    if (got > CONFIG_FILE_MAX) {
+        fail(errbuf, errsize, "%s: larger than %u bytes", shown, CONFIG_FILE_MAX);
+        goto out;
+    }
+    *data = buf;
+    *len = got;
+    buf = NULL;
+    error = 0;
+out:
+    free(buf);
+    if (f != NULL)
+        fclose(f);
+    return error;
+}
+
+/* "LINE:COL" of a key in doc, or "?:?" if the parser recorded none. */
+static const char *origin_of(const confdoc *doc, const char *key)
+{
+    const char *o = json_string_value(json_object_get(doc->origins, key));
+    return o != NULL ? o : "?:?";
+}
+
+/* Appends item to the comma-joined list in *joined; setting_set checks the total length. */
+static int join_item(char **joined, const char *item)
+{
+    size_t old = *joined != NULL ? strlen(*joined) : 0, add = strlen(item);
+    char *grown = realloc(*joined, old + add + 2);
+    if (grown == NULL)
+        return -1;
+    if (old > 0)
+        grown[old++] = ',';
+    memcpy(grown + old, item, add + 1);
+    *joined = grown;
+    return 0;
+}
+
+static int apply_file(settings *s, const char *path, char *errbuf, size_t errsize)
+{
+    confdoc_limits limits = {.max_bytes = CONFIG_FILE_MAX, .max_depth = 16, .max_key_len = 256,
+                             .max_entries = 1000, .max_documents = 16};
+    confdoc_list list = {0};
+    confdoc_error perr = {0};
+    char *data = NULL, *text = NULL, *joined[SETTING_COUNT] = {0};
+    const char *joined_origin[SETTING_COUNT] = {0};
+    char shown[ECHO_MAX + 8], key_shown[ECHO_MAX + 8], why[256];
+    size_t len = 0;
+    int error = -1;
+
+    echo(shown, sizeof(shown), path);
+    if (read_file(path, &data, &len, errbuf, errsize) < 0)
+        goto out;
+    if (yamlconf_parse(&list, data, len, &limits, &perr) < 0) {
+        if (perr.line > 0)
+            fail(errbuf, errsize, "%s:%u:%u: %s", shown, perr.line, perr.col, perr.message);
+        else
+            fail(errbuf, errsize, "%s: %s", shown, perr.message);
+        goto out;
+    }
+    if (list.count > 1) {
+        const char *first = NULL;
+        json_t *v;
+        json_object_foreach(list.docs[1].props, first, v) break;
+        fail(errbuf, errsize, "%s:%s: only one YAML document is allowed", shown,
+             first != NULL ? origin_of(&list.docs[1], first) : "?:?");
+        goto out;
+    }
+
+    for (size_t di = 0; di < list.count; di++) {
+        const confdoc *doc = &list.docs[di];
+        const char *key;
+        json_t *value;
+        json_object_foreach(doc->props, key, value) {
+            const char *bracket = strchr(key, '[');
+            size_t namelen = bracket != NULL ? (size_t)(bracket - key) : strlen(key);
+            const setting_def *d = find_def(key, namelen);
+            echo(key_shown, sizeof(key_shown), key);
+            if (d != NULL && bracket != NULL) {
+                /* Only a plain `name[N]` item of a list setting is allowed. */
+                const char *close = strchr(bracket, ']');
+                unsigned long long idx;
+                if (!(d->flags & SET_LIST) || close == NULL || close[1] != '\0' ||
+                    parse_digits(bracket + 1, (size_t)(close - bracket - 1), &idx) < 0)
+                    d = NULL;
+            }
+            if (d == NULL) {
+                fail(errbuf, errsize, "%s:%s: %s: unknown key", shown, origin_of(doc, key),
+                     key_shown);
+                goto out;
+            }
+            if (d->flags & SET_NOT_IN_FILE) {
+                fail(errbuf, errsize, "%s:%s: %s: cannot be set inside the config file", shown,
+                     origin_of(doc, key), key_shown);
+                goto out;
+            }
+            /* Spring's text of the scalar, so `port: 8080` and `port: "8080"` read alike. */
+            free(text);
+            if ((text = scalar_to_text(value)) == NULL) {
+                fail(errbuf, errsize, "out of memory");
+                goto out;
+            }
+            if (json_is_string(value) && strlen(text) != json_string_length(value)) {
+                fail(errbuf, errsize, "%s:%s: %s: value holds a NUL byte", shown,
+                     origin_of(doc, key), key_shown);
+                goto out;
+            }
+            if (bracket != NULL) {
+                size_t i = (size_t)(d - setting_defs);
+                if (joined_origin[i] == NULL)
+                    joined_origin[i] = origin_of(doc, key);
+                if (join_item(&joined[i], text) < 0) {
+                    fail(errbuf, errsize, "out of memory");
+                    goto out;
+                }
+                continue;
+            }
+            if (setting_set(s, d, text, why, sizeof(why)) < 0) {
+                fail(errbuf, errsize, "%s:%s: %s: %s", shown, origin_of(doc, key), key_shown, why);
+                goto out;
+            }
+        }
+    }
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (joined[i] != NULL && setting_set(s, &setting_defs[i], joined[i], why, sizeof(why)) < 0) {
+            fail(errbuf, errsize, "%s:%s: %s: %s", shown, joined_origin[i], setting_defs[i].name,
+                 why);
+            goto out;
+        }
+    }
+    error = 0;
+out:
+    for (size_t i = 0; i < SETTING_COUNT; i++)
+        free(joined[i]);
+    free(text);
+    free(data);
+    confdoc_list_dispose(&list);
+    return error;
+}
+
+typedef struct flag_value {
+    const setting_def *def;
+    const char *value;
+} flag_value;
+
+/* Reads argv into flags[] without applying anything. 1 when --help was asked for. */
+static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, char *errbuf,
+                     size_t errsize)
+{
+    char shown[ECHO_MAX + 8];
+    *count = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        echo(shown, sizeof(shown), arg);
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return 1;
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+            fail(errbuf, errsize, "unexpected argument \"%s\" (see --help)", shown);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t namelen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        const setting_def *d = find_def(name, namelen);
+        if (d == NULL) {
+            if (eq != NULL && (size_t)(eq - arg) < sizeof(shown))
+                shown[eq - arg] = '\0';
+            fail(errbuf, errsize, "unknown flag %s (see --help)", shown);
+            return -1;
+        }
+        const char *value = eq != NULL ? eq + 1 : NULL;
+        if (value == NULL) {
+            /* A following flag is not taken for a value: `--repo --port 1` is a mistake. */
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                fail(errbuf, errsize, "--%s: needs a value", d->name);
+                return -1;
+            }
+            value = argv[++i];
+        }
+        flags[*count].def = d;
+        flags[*count].value = value;
+        (*count)++;
+    }
+    return 0;
+}
+
+int settings_load(settings *out, int argc, char **argv, char **envp, char *errbuf, size_t errsize)
+{
+    settings s = {0};
+    flag_value *flags = NULL;
+    size_t nflags = 0;
+    const char *config = NULL;
+    char name[64], why[256];
+    int error = -1;
+
+    if (errbuf != NULL && errsize > 0)
+        errbuf[0] = '\0';
+    if (envp == NULL)
+        envp = environ;
+    if (argc < 0)
+        argc = 0;
+    if ((flags = calloc((size_t)argc + 1, sizeof(*flags))) == NULL) {
+        fail(errbuf, errsize, "out of memory");
+        goto out;
+    }
+    if ((error = scan_argv(flags, &nflags, argc, argv, errbuf, errsize)) != 0) {
+        if (error > 0)
+            settings_usage(stdout);
+        goto out;
+    }
+    error = -1;
+    if (apply_defaults(&s, envp, errbuf, errsize) < 0)
+        goto out;
+
+    /* The file is chosen first (flag over environment), then read below both. */
+    const setting_def *config_def = find_def("config", 6);
+    if (config_def != NULL) {
+        env_name(config_def, name, sizeof(name));
+        config = env_get(envp, name);
+    }
+    for (size_t i = 0; i < nflags; i++) {
+        if (flags[i].def == config_def)
+            config = flags[i].value;
+    }
+    if (config != NULL && config[0] != '\0' && apply_file(&s, config, errbuf, errsize) < 0)
+        goto out;
+
+    /* An empty variable counts as unset, as most 12-factor tools treat `ALMANAC_X=`. */
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        env_name(&setting_defs[i], name, sizeof(name));
+        const char *value = env_get(envp, name);
+        if (value != NULL && value[0] != '\0' &&
+            setting_set(&s, &setting_defs[i], value, why, sizeof(why)) < 0) {
+            fail(errbuf, errsize, "%s: %s", name, why);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < nflags; i++) {
+        if (setting_set(&s, flags[i].def, flags[i].value, why, sizeof(why)) < 0) {
+            fail(errbuf, errsize, "--%s: %s", flags[i].def->name, why);
+            goto out;
+        }
+    }
+
+    if (s.repo == NULL) {
+        fail(errbuf, errsize, "no repository: give --repo URI or ALMANAC_REPO");
+        goto out;
+    }
+    if ((s.tls_cert == NULL) != (s.tls_key == NULL)) {
+        fail(errbuf, errsize, "--tls-cert and --tls-key go together: give both or neither");
+        goto out;
+    }
+    error = 0;
+out:
+    free(flags);
+    if (error == 0) {
+        *out = s;
+    } else {
+        settings_dispose(&s);
+        memset(out, 0, sizeof(*out));
+    }
+    return error;
+}
+
+void settings_dispose(settings *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        if (holds_string(&setting_defs[i]))
+            free(*(char **)field_of(s, &setting_defs[i]));
+    }
+    memset(s, 0, sizeof(*s));
+}
+
+static void usage_default(const setting_def *d, char *buf, size_t size)
+{
+    char lo[32], hi[32];
+    const char *def = d->def;
+    if (strcmp(d->name, "threads") == 0)
+        def = "the number of online CPUs";
+    else if (strcmp(d->name, "cache-dir") == 0)
+        def = "$XDG_CACHE_HOME/almanac, else $HOME/.cache/almanac, else /tmp/almanac-cache";
+    if (d->type == SET_UINT || d->type == SET_SIZE) {
+        if (d->type == SET_SIZE) {
+            format_size(lo, sizeof(lo), d->min);
+            format_size(hi, sizeof(hi), d->max);
+        } else {
+            snprintf(lo, sizeof(lo), "%llu", d->min);
+            snprintf(hi, sizeof(hi), "%llu", d->max);
+        }
+        snprintf(buf, size, "default %s, %s..%s", def, lo, hi);
+    } else if (def != NULL) {
+        snprintf(buf, size, "default %s", def);
+    } else {
+        buf[0] = '\0';
+    }
+}
+
+/* Prints text in the help column, wrapped at USAGE_WIDTH; the first line follows `left`. */
+#define USAGE_INDENT 33
+#define USAGE_WIDTH 100
+static void usage_wrapped(FILE *to, const char *left, const char *text)
+{
+    int column = fprintf(to, "  %-*s", USAGE_INDENT - 3, left);
+    if (column > USAGE_INDENT - 1) {
+        fputc('\n', to);
+        column = 0;
+    }
+    while (*text != '\0') {
+        size_t word = strcspn(text, " ");
+        if (column > USAGE_INDENT && column + 1 + (int)word > USAGE_WIDTH) {
+            fputc('\n', to);
+            column = 0;
+        }
+        if (column < USAGE_INDENT) {
+            column += fprintf(to, "%*s", USAGE_INDENT - column, "");
+        } else {
+            fputc(' ', to);
+            column++;
+        }
+        column += fprintf(to, "%.*s", (int)word, text);
+        text += word;
+        text += strspn(text, " ");
+    }
+    fputc('\n', to);
+}
+
+void settings_usage(FILE *to)
+{
+    char left[200], name[64], extra[128], choices[128], help[256];
+    fprintf(to, "Usage: %s --repo URI [OPTION]...\n"
+                "Serve configuration from a Git repository over the Spring Cloud Config API.\n\n"
+                "Each option may also be given as an ALMANAC_* environment variable or as a key "
+                "of\nthe --config YAML file; flags override the environment, which overrides the "
+                "file.\nOptions take `--name VALUE` or `--name=VALUE`.\n\n",
+            PROGRAM_NAME);
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting_def *d = &setting_defs[i];
+        const char *metavar = d->metavar;
+        if (d->type == SET_ENUM) {
+            choice_list(d, "|", choices, sizeof(choices));
+            metavar = choices;
+        }
+        snprintf(left, sizeof(left), "--%s %s", d->name, metavar);
+        env_name(d, name, sizeof(name));
+        usage_default(d, extra, sizeof(extra));
+        usage_wrapped(to, left, d->help);
+        snprintf(help, sizeof(help), "[%s%s%s]", name, extra[0] != '\0' ? "; " : "", extra);
+        usage_wrapped(to, "", help);
+    }
+    usage_wrapped(to, "--help", "Print this help and exit.");
+}
