@@ -552,7 +552,7 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
             return 1;
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            fail(errbuf, errsize, "unexpected argument \"%s\" (see --help)", shown);
+            fail(errbuf, errsize, "unexpected argument \"%s\"", shown);
             return -1;
         }
         const char *name = arg + 2, *eq = strchr(name, '=');
@@ -561,7 +561,7 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
         if (d == NULL) {
             if (eq != NULL && (size_t)(eq - arg) < sizeof(shown))
                 shown[eq - arg] = '\0';
-            fail(errbuf, errsize, "unknown flag %s (see --help)", shown);
+            fail(errbuf, errsize, "unknown flag %s", shown);
             return -1;
         }
         const char *value = eq != NULL ? eq + 1 : NULL;
