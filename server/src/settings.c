@@ -34,6 +34,7 @@ extern char **environ;
 #define VALUE_MAX_LEN 4096         /* any one value: a path or a URI */
 #define CONFIG_FILE_MAX (1u << 20) /* a settings file is a few dozen lines */
 #define ECHO_MAX 64                /* how much of a bad value or key an error repeats */
+#define PATH_ECHO_MAX 240          /* and of a file name */
 
 typedef enum {
     SET_STRING, /* any text; empty unsets an optional one */
@@ -165,15 +166,18 @@ static const char *env_get(char **envp, const char *name)
     return NULL;
 }
 
-/* Text fit to repeat in an error: printable ASCII only, at most ECHO_MAX bytes. */
+/*
+ * Text fit to repeat in an error: printable ASCII only ('?' for the rest), cut to size - 4 bytes
+ * with "..." after, so the size of buf sets how much is repeated.
+ */
 static void echo(char *buf, size_t size, const char *text)
 {
-    size_t n = 0, i = 0;
-    for (; text[i] != '\0' && i < ECHO_MAX && n + 1 < size; i++) {
-        unsigned char c = (unsigned char)text[i];
-        buf[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    size_t n = 0;
+    for (; text[n] != '\0' && n + 4 < size; n++) {
+        unsigned char c = (unsigned char)text[n];
+        buf[n] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
-    if (text[i] != '\0' && n + 4 < size) {
+    if (text[n] != '\0') {
         memcpy(buf + n, "...", 3);
         n += 3;
     }
@@ -272,7 +276,7 @@ static void choice_list(const setting_def *d, const char *sep, char *buf, size_t
 static int setting_set(settings *s, const setting_def *d, const char *value, char *why,
                        size_t whysize)
 {
-    char shown[ECHO_MAX + 8], lo[32], hi[32], list[128];
+    char shown[ECHO_MAX + 4], lo[32], hi[32], list[128];
     unsigned long long v = 0;
     size_t len = strlen(value);
 
@@ -367,7 +371,7 @@ static int apply_defaults(settings *s, char **envp, char *errbuf, size_t errsize
 
 static int read_file(const char *path, char **data, size_t *len, char *errbuf, size_t errsize)
 {
-    char shown[ECHO_MAX + 8];
+    char shown[PATH_ECHO_MAX + 4];
     struct stat st;
     char *buf = NULL;
     size_t got = 0;
@@ -441,7 +445,7 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
     confdoc_error perr = {0};
     char *data = NULL, *text = NULL, *joined[SETTING_COUNT] = {0};
     const char *joined_origin[SETTING_COUNT] = {0};
-    char shown[ECHO_MAX + 8], key_shown[ECHO_MAX + 8], why[256];
+    char shown[PATH_ECHO_MAX + 4], key_shown[ECHO_MAX + 4], why[256];
     size_t len = 0;
     int error = -1;
 
@@ -544,7 +548,7 @@ typedef struct flag_value {
 static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, char *errbuf,
                      size_t errsize)
 {
-    char shown[ECHO_MAX + 8];
+    char shown[ECHO_MAX + 4];
     *count = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];

@@ -540,6 +540,12 @@ static void test_file_errors(void **state)
     snprintf(want, sizeof(want), "%s:3:7: only one YAML document is allowed", file);
     expect_error(empty_env, ARGS("--config", file), want);
 
+    /* a long file name is repeated whole */
+    file = write_file("a-settings-file-with-a-rather-long-name-to-pass-sixty-four-bytes.yml",
+                      "repo: r\nbogus: 1\n");
+    snprintf(want, sizeof(want), "%s:2:8: bogus: unknown key", file);
+    expect_error(empty_env, ARGS("--config", file), want);
+
     /* a YAML real is not a number of the kind settings take */
     file = write_file("real.yml", "repo: r\nport: 8080.0\n");
     snprintf(want, sizeof(want), "%s:2:7: port: \"8080.0\" is not a number between 0 and 65535",
