@@ -67,6 +67,7 @@
 #define REFS_MAX 1000000        /* refs considered when comparing before/after a fetch */
 #define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
 #define REMOTE_NAME "origin"
+#define REPACK_THRESHOLD 20     /* packs in the mirror before they are merged into one */
 
 /* One thread's own handle on the mirror. */
 typedef struct repo_slot {
@@ -415,7 +416,7 @@ static bool branch_exists(git_repository *g, const char *name)
 static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *why, time_t when)
 {
     const char *label = r->default_label;
-    if (!label)
+    if (!label && g) /* without a handle (see repo_fetch) the old value stays */
         label = !branch_exists(g, "main") && branch_exists(g, "master") ? "master" : "main";
 
     pthread_mutex_lock(&r->status_lock);
@@ -428,7 +429,8 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *
         r->status.degraded = true;
         snprintf(r->status.last_error, sizeof(r->status.last_error), "%s", why);
     }
-    snprintf(r->status.default_label, sizeof(r->status.default_label), "%s", label);
+    if (label)
+        snprintf(r->status.default_label, sizeof(r->status.default_label), "%s", label);
     pthread_mutex_unlock(&r->status_lock);
 }
 
@@ -539,6 +541,142 @@ out:
     return error;
 }
 
+/* ---- repacking ------------------------------------------------------------------------------ */
+
+/*
+ * Every fetch that brings objects adds a pack, and libgit2 has no gc: a server that fetches
+ * all day would collect thousands, each one more file to search and to hold open per thread.
+ * Past REPACK_THRESHOLD packs, everything reachable from a ref is written into one new pack
+ * and the others are deleted (which also drops what pruned refs left unreachable).
+ *
+ * Readers may still hold the old packs: on Linux an open or mapped file outlives its unlink,
+ * libgit2 skips a pack whose files vanished while it searches, and the generation bump makes
+ * every reader reopen its handle on its next call.
+ */
+
+static bool is_pack_file(const char *name, const char *ext)
+{
+    size_t n = strlen(name), e = strlen(ext);
+    return strncmp(name, "pack-", 5) == 0 && n > 5 + e && strcmp(name + n - e, ext) == 0;
+}
+
+static size_t count_packs(const char *mirror)
+{
+    char *dir = concat3(mirror, "/objects/pack", "");
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    size_t n = 0;
+
+    while (d && (de = readdir(d)))
+        if (is_pack_file(de->d_name, ".pack"))
+            n++;
+    if (d)
+        closedir(d);
+    free(dir);
+    return n;
+}
+
+/* Adds what ref id points at: a commit to the walk, tags (and what they tag) to the pack. */
+static int repack_add(git_repository *g, git_packbuilder *pb, git_revwalk *walk,
+                      const git_oid *id)
+{
+    git_object *obj = NULL;
+    int error, depth = 0;
+
+    if ((error = git_object_lookup(&obj, g, id, GIT_OBJECT_ANY)) < 0)
+        return error;
+    while (git_object_type(obj) == GIT_OBJECT_TAG && depth++ < 16) {
+        git_object *target = NULL;
+        if ((error = git_packbuilder_insert(pb, git_object_id(obj), NULL)) < 0 ||
+            (error = git_tag_target(&target, (git_tag *)obj)) < 0)
+            goto out;
+        git_object_free(obj);
+        obj = target;
+    }
+    if (git_object_type(obj) == GIT_OBJECT_COMMIT)
+        error = git_revwalk_push(walk, git_object_id(obj));
+    else
+        error = git_packbuilder_insert_recur(pb, git_object_id(obj), NULL);
+out:
+    git_object_free(obj);
+    return error;
+}
+
+/* Deletes every pack but keep ("pack-<keep>.*"): the index first, so no scan sees half a pack. */
+static void delete_packs_but(const char *mirror, const char *keep)
+{
+    static const char *const exts[] = {".idx", ".rev", ".pack"};
+    char *dir = concat3(mirror, "/objects/pack", "");
+    DIR *d = dir ? opendir(dir) : NULL;
+    int dfd = d ? dirfd(d) : -1;
+    struct dirent *de;
+
+    for (size_t i = 0; d && i < sizeof(exts) / sizeof(exts[0]); i++) {
+        rewinddir(d);
+        while ((de = readdir(d))) {
+            if (!is_pack_file(de->d_name, exts[i]) ||
+                (strncmp(de->d_name + 5, keep, strlen(keep)) == 0 &&
+                 strcmp(de->d_name + 5 + strlen(keep), exts[i]) == 0))
+                continue;
+            if (unlinkat(dfd, de->d_name, 0) < 0)
+                LOG_WARN(MODULE, "cannot delete %s/%s: %s", dir, de->d_name, strerror(errno));
+        }
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+}
+
+/* Called under fetch_lock. Failure leaves the old packs alone; it is only logged. */
+static void maybe_repack(repo *r)
+{
+    git_packbuilder *pb = NULL;
+    git_revwalk *walk = NULL;
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    git_repository *g = r->fetch_git;
+    size_t packs = count_packs(r->mirror_path);
+    const char *name;
+    int error;
+
+    if (packs <= REPACK_THRESHOLD)
+        return;
+    if ((error = git_packbuilder_new(&pb, g)) < 0 || (error = git_revwalk_new(&walk, g)) < 0 ||
+        (error = git_reference_iterator_new(&it, g)) < 0)
+        goto out;
+    while ((error = git_reference_next(&ref, it)) == 0) {
+        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT)
+            error = repack_add(g, pb, walk, git_reference_target(ref));
+        git_reference_free(ref);
+        ref = NULL;
+        if (error < 0)
+            goto out;
+    }
+    if (error != GIT_ITEROVER)
+        goto out;
+    if ((error = git_packbuilder_insert_walk(pb, walk)) < 0 ||
+        (error = git_packbuilder_write(pb, NULL, 0, NULL, NULL)) < 0)
+        goto out;
+    if (!(name = git_packbuilder_name(pb))) {
+        error = -1;
+        goto out;
+    }
+    delete_packs_but(r->mirror_path, name);
+    /* the fetcher's handle and, through the generation, every reader's forget the old packs */
+    git_repository_free(r->fetch_git);
+    r->fetch_git = NULL;
+    error = git_repository_open_bare(&r->fetch_git, r->mirror_path);
+    atomic_fetch_add(&r->generation, 1);
+    if (error == 0)
+        LOG_INFO(MODULE, "repacked %zu packs of %s into one", packs, r->display_uri);
+out:
+    if (error < 0 && error != GIT_ITEROVER)
+        LOG_WARN(MODULE, "cannot repack the mirror of %s: %s", r->display_uri, git_reason());
+    git_reference_iterator_free(it);
+    git_revwalk_free(walk);
+    git_packbuilder_free(pb);
+}
+
 int repo_fetch(repo *r, bool *changed)
 {
     char why[256] = "";
@@ -553,13 +691,20 @@ int repo_fetch(repo *r, bool *changed)
 
     pthread_mutex_lock(&r->fetch_lock);
     started = now_monotonic();
-    if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
+    if (!r->fetch_git && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
+        /* only after a repack could not reopen it; try again on every fetch */
+        snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", r->mirror_path,
+                 git_reason());
+        error = err_set(ERR_GIT, "%s", why);
+        LOG_ERROR(MODULE, "%s", why);
+    } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
         error = err_set(ERR_UNAVAILABLE, "cannot fetch from %s: %s", r->display_uri, why);
         LOG_WARN(MODULE, "fetch from %s failed, serving the cached mirror: %s", r->display_uri,
                  why);
     } else if (moved) {
         atomic_fetch_add(&r->generation, 1);
         LOG_INFO(MODULE, "fetched new refs from %s", r->display_uri);
+        maybe_repack(r);
     }
     metrics_git_fetch(error == 0, now_monotonic() - started);
     status_after_fetch(r, r->fetch_git, error == 0, why, time(NULL));
@@ -732,6 +877,7 @@ static int open_git(repo *r, const repo_options *opts)
         status_after_fetch(r, r->fetch_git, true, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
         LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
+        maybe_repack(r); /* a mirror left by an earlier run may have collected packs */
     }
 out:
     free(name);

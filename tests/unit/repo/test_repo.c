@@ -641,6 +641,116 @@ static void test_dir_mode(void **state)
     repo_free(r);
 }
 
+/* The one mirror in a cache directory, checking its name on the way. */
+static void mirror_in(const char *cache, const char *prefix, char *out, size_t size)
+{
+    struct dirent *de;
+    struct stat st;
+    size_t found = 0;
+    DIR *d = opendir(cache);
+
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name), p = strlen(prefix);
+        if (de->d_name[0] == '.')
+            continue;
+        /* <name>-<12 hex>.git */
+        assert_int_equal(n, p + 1 + 12 + 4);
+        assert_memory_equal(de->d_name, prefix, p);
+        assert_int_equal(de->d_name[p], '-');
+        assert_int_equal(strspn(de->d_name + p + 1, "0123456789abcdef"), 12);
+        assert_string_equal(de->d_name + n - 4, ".git");
+        spr(out, size, "%s/%s", cache, de->d_name);
+        found++;
+    }
+    closedir(d);
+    assert_int_equal(found, 1);
+    assert_int_equal(stat(cache, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+}
+
+static size_t packs_in(const char *mirror)
+{
+    char dir[SMALL * 2];
+    struct dirent *de;
+    size_t n = 0;
+    DIR *d;
+
+    spr(dir, sizeof(dir), "%s/objects/pack", mirror);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        if (strlen(de->d_name) > 5 && strcmp(de->d_name + strlen(de->d_name) - 5, ".pack") == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_repack(void **state)
+{
+    char dir[SMALL], cache[SMALL], uri[SMALL], path[SMALL], text[64], mirror[SMALL],
+        doomed[REPO_COMMIT_HEX], head[REPO_COMMIT_HEX];
+    bool changed;
+    seen s;
+    repo *r = NULL;
+    (void)state;
+
+    spr(dir, sizeof(dir), "%s/packed", base);
+    sh("git clone -q %s %s", origin, dir);
+    sh("git -C %s branch -q feature/x origin/feature/x", dir);
+    cache_for(cache, sizeof(cache), "packed/nested");
+    uri_for(uri, sizeof(uri), dir);
+    open_repo(&r, uri, cache, NULL);
+    mirror_in(cache, "packed", mirror, sizeof(mirror));
+
+    /* a commit only a branch that then disappears can reach */
+    sh("git -C %s checkout -q -b doomed", dir);
+    spr(path, sizeof(path), "%s/doomed.yml", dir);
+    write_file(path, "doomed: true\n");
+    commit_all(dir, "doomed");
+    head_of(dir, doomed);
+    sh("git -C %s checkout -q main && git -C %s branch -q -D doomed", dir, dir);
+    assert_int_equal(repo_fetch(r, &changed), 0);
+    assert_false(changed); /* the branch came and went between two fetches */
+    sh("git -C %s branch -q doomed %s", dir, doomed);
+    assert_int_equal(repo_fetch(r, &changed), 0);
+    assert_true(changed);
+    expect_resolves(r, doomed, doomed);
+    sh("git -C %s branch -q -D doomed", dir);
+
+    for (int round = 0; round < 25; round++) {
+        spr(path, sizeof(path), "%s/application.yml", dir);
+        spr(text, sizeof(text), "greeting: packed %d\n", round);
+        write_file(path, text);
+        commit_all(dir, "round");
+        assert_int_equal(repo_fetch(r, &changed), 0);
+        assert_true(changed);
+    }
+    /* without repacking there would be 28 packs by now */
+    assert_true(packs_in(mirror) <= 10);
+    head_of(dir, head);
+    expect_resolves(r, NULL, head);
+    expect_resolves(r, "v1", c1);
+    expect_resolves(r, "v1.1", c1);
+    expect_resolves(r, c1, c1);
+    expect_resolves(r, "feature/x", cfeat);
+    expect_file(r, head, "application.yml", "greeting: packed 24\n");
+    expect_file(r, c1, "application.yml", "greeting: one\n");
+    expect_file(r, cfeat, "feature.yml", "feature: on\n");
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(repo_walk(r, c1, NULL, collect, &s), 0);
+    assert_int_equal(s.n, 6);
+    /* pruned and repacked away */
+    expect_not_found(r, "doomed");
+    expect_not_found(r, doomed);
+    repo_free(r);
+
+    /* a later run opens the repacked mirror as it is */
+    open_repo(&r, uri, cache, NULL);
+    expect_resolves(r, NULL, head);
+    repo_free(r);
+}
+
 /* ---- concurrency: readers on their own handles while another thread fetches ------------- */
 
 typedef struct shared {
@@ -666,8 +776,11 @@ static void *reader(void *arg)
             atomic_fetch_add(&sh_->failures, 1);
         free(data);
         data = NULL;
-        if (repo_resolve(sh_->r, "v1.1", commit) < 0 || strcmp(commit, c1) != 0)
+        if (repo_resolve(sh_->r, "v1.1", commit) < 0 || strcmp(commit, c1) != 0 ||
+            repo_read_file(sh_->r, c1, "a/c.yml", &data, &len) < 0 || strcmp(data, "c: 1\n") != 0)
             atomic_fetch_add(&sh_->failures, 1);
+        free(data);
+        data = NULL;
     }
     if (repo_resolve(sh_->r, NULL, commit) < 0 || strcmp(commit, sh_->final) != 0)
         atomic_fetch_add(&sh_->failures, 1);
@@ -693,7 +806,8 @@ static void test_concurrent(void **state)
 
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(pthread_create(&threads[i], NULL, reader, &sh_), 0);
-    for (int round = 0; round < 8; round++) {
+    /* enough rounds for the mirror to be repacked under the readers' feet */
+    for (int round = 0; round < 30; round++) {
         spr(path, sizeof(path), "%s/application.yml", dir);
         spr(text, sizeof(text), "greeting: round %d\n", round);
         write_file(path, text);
@@ -706,7 +820,7 @@ static void test_concurrent(void **state)
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(pthread_join(threads[i], NULL), 0);
     assert_int_equal(atomic_load(&sh_.failures), 0);
-    expect_file(sh_.r, sh_.final, "application.yml", "greeting: round 7\n");
+    expect_file(sh_.r, sh_.final, "application.yml", "greeting: round 29\n");
     repo_free(sh_.r);
 }
 
@@ -717,7 +831,8 @@ int main(void)
         cmocka_unit_test(test_read_file), cmocka_unit_test(test_master_fallback),
         cmocka_unit_test(test_fetch),     cmocka_unit_test(test_degraded),
         cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_plain_path),
-        cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_repack),
+        cmocka_unit_test(test_concurrent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
