@@ -30,7 +30,7 @@ static const unsigned status_codes[] = {200, 304, 400, 401, 403, 404, 405, 413, 
 
 /* Upper bounds (le) in seconds; a last slot past them counts what only +Inf holds. */
 static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,    0.25,  0.5,    1,     2.5,   5,     10};
+                                       0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 static const char *const bucket_labels[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01",
                                             "0.025",  "0.05",  "0.1",    "0.25",  "0.5",
                                             "1",      "2.5",   "5",      "10"};
@@ -54,7 +54,7 @@ static struct {
     counter fetch_ok, fetch_failed, fetch_ns;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
-    counter start_time;    /* bits of a double */
+    counter start_time; /* bits of a double */
 } m = {.register_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void add(counter *c, uint_least64_t n)
@@ -106,8 +106,8 @@ void metrics_init(void)
             atomic_store(&m.routes[r].buckets[i], 0);
         atomic_store(&m.routes[r].duration_ns, 0);
     }
-    counter *scalars[] = {&m.cache_hits, &m.cache_misses, &m.snapshot_ok, &m.snapshot_failed,
-                          &m.snapshot_ns, &m.fetch_ok,    &m.fetch_failed, &m.fetch_ns};
+    counter *scalars[] = {&m.cache_hits,  &m.cache_misses, &m.snapshot_ok,  &m.snapshot_failed,
+                          &m.snapshot_ns, &m.fetch_ok,     &m.fetch_failed, &m.fetch_ns};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         atomic_store(scalars[i], 0);
     struct timespec now;
@@ -309,8 +309,8 @@ char *metrics_render(size_t *len)
     render_results(f, "almanac_snapshot_builds_total",
                    "Commits parsed into configuration snapshots, by result.", &m.snapshot_ok,
                    &m.snapshot_failed);
-    render_seconds(f, "almanac_snapshot_build_seconds_total",
-                   "Time spent building snapshots.", get(&m.snapshot_ns));
+    render_seconds(f, "almanac_snapshot_build_seconds_total", "Time spent building snapshots.",
+                   get(&m.snapshot_ns));
     render_results(f, "almanac_git_fetch_total", "Fetches from the remote repository, by result.",
                    &m.fetch_ok, &m.fetch_failed);
     render_seconds(f, "almanac_git_fetch_seconds_total",

@@ -51,7 +51,7 @@ enum {
 };
 
 typedef struct setting_def {
-    const char *name;    /* flag `--name`, file key `name`, env ALMANAC_NAME */
+    const char *name; /* flag `--name`, file key `name`, env ALMANAC_NAME */
     setting_type type;
     size_t offset;       /* into struct settings */
     const char *metavar; /* shown in usage */
@@ -71,10 +71,12 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL}
 #define GIB (1024ull * MIB)
 
 #define FIELD(f) offsetof(settings, f)
+/* clang-format off */
 #define STR(n, f, mv, d, fl, h) {n, SET_STRING, FIELD(f), mv, d, 0, 0, NULL, fl, h}
 #define UINT(n, f, mv, d, lo, hi, h) {n, SET_UINT, FIELD(f), mv, d, lo, hi, NULL, 0, h}
 #define SIZE(n, f, d, lo, hi, h) {n, SET_SIZE, FIELD(f), "BYTES", d, lo, hi, NULL, 0, h}
 #define ENUM(n, f, d, c, h) {n, SET_ENUM, FIELD(f), NULL, d, 0, 0, c, 0, h}
+/* clang-format on */
 
 static const setting_def setting_defs[] = {
     STR("repo", repo, "URI", NULL, SET_NONEMPTY,
@@ -103,7 +105,8 @@ static const setting_def setting_defs[] = {
          "Format /encrypt writes; both are always read."),
     STR("auth-file", auth_file, "FILE", NULL, 0,
         "YAML file of users and tokens; without it the server is open."),
-    STR("tls-cert", tls_cert, "FILE", NULL, 0, "PEM certificate chain; enables HTTPS with --tls-key."),
+    STR("tls-cert", tls_cert, "FILE", NULL, 0,
+        "PEM certificate chain; enables HTTPS with --tls-key."),
     STR("tls-key", tls_key, "FILE", NULL, 0, "PEM private key of --tls-cert."),
     STR("webhook-secret", webhook_secret, "FILE", NULL, 0,
         "File holding the secret that signs POST /monitor webhooks."),
@@ -113,8 +116,7 @@ static const setting_def setting_defs[] = {
     ENUM("log-level", log_level, "info", log_levels, "Least severe level logged."),
     STR("config", config_file, "FILE", NULL, SET_NOT_IN_FILE,
         "YAML file of settings (keys are the flag names); the environment and flags override it."),
-    UINT("threads", threads, "N", NULL, 1, 1024,
-         "HTTP worker threads."),
+    UINT("threads", threads, "N", NULL, 1, 1024, "HTTP worker threads."),
     UINT("max-connections", max_connections, "N", "4096", 1, 1000000,
          "Concurrent connections, long-polling watchers included."),
     SIZE("max-body-bytes", max_body_bytes, "1M", KIB, GIB, "Largest request body accepted."),
@@ -187,7 +189,8 @@ static void echo(char *buf, size_t size, const char *text)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void fail(char *errbuf, size_t errsize, const char *fmt, ...)
+static void
+fail(char *errbuf, size_t errsize, const char *fmt, ...)
 {
     if (errbuf == NULL || errsize == 0)
         return;
@@ -221,10 +224,20 @@ static int parse_size(const char *text, unsigned long long *out)
     unsigned long long unit = 1, v;
     if (len > 0) {
         switch (text[len - 1]) {
-        case 'k': case 'K': unit = KIB; break;
-        case 'm': case 'M': unit = MIB; break;
-        case 'g': case 'G': unit = GIB; break;
-        default: break;
+        case 'k':
+        case 'K':
+            unit = KIB;
+            break;
+        case 'm':
+        case 'M':
+            unit = MIB;
+            break;
+        case 'g':
+        case 'G':
+            unit = GIB;
+            break;
+        default:
+            break;
         }
     }
     if (unit != 1)
@@ -321,7 +334,8 @@ static int setting_set(settings *s, const setting_def *d, const char *value, cha
         fail(why, whysize, "\"%s\" is not one of %s", shown, list);
         return -1;
     case SET_HEX:
-        if (len == 0 || len % 2 != 0 || len > 256 || strspn(value, "0123456789abcdefABCDEF") != len) {
+        if (len == 0 || len % 2 != 0 || len > 256 ||
+            strspn(value, "0123456789abcdefABCDEF") != len) {
             fail(why, whysize, "\"%s\" is not an even-length hex string of at most 256 digits",
                  shown);
             return -1;
@@ -439,8 +453,11 @@ static int join_item(char **joined, const char *item)
 
 static int apply_file(settings *s, const char *path, char *errbuf, size_t errsize)
 {
-    confdoc_limits limits = {.max_bytes = CONFIG_FILE_MAX, .max_depth = 16, .max_key_len = 256,
-                             .max_entries = 1000, .max_documents = 16};
+    confdoc_limits limits = {.max_bytes = CONFIG_FILE_MAX,
+                             .max_depth = 16,
+                             .max_key_len = 256,
+                             .max_entries = 1000,
+                             .max_documents = 16};
     confdoc_list list = {0};
     confdoc_error perr = {0};
     char *data = NULL, *text = NULL, *joined[SETTING_COUNT] = {0};
@@ -472,7 +489,8 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
         const confdoc *doc = &list.docs[di];
         const char *key;
         json_t *value;
-        json_object_foreach(doc->props, key, value) {
+        json_object_foreach(doc->props, key, value)
+        {
             const char *bracket = strchr(key, '[');
             size_t namelen = bracket != NULL ? (size_t)(bracket - key) : strlen(key);
             const setting_def *d = find_def(key, namelen);
@@ -523,7 +541,8 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
         }
     }
     for (size_t i = 0; i < SETTING_COUNT; i++) {
-        if (joined[i] != NULL && setting_set(s, &setting_defs[i], joined[i], why, sizeof(why)) < 0) {
+        if (joined[i] != NULL &&
+            setting_set(s, &setting_defs[i], joined[i], why, sizeof(why)) < 0) {
             fail(errbuf, errsize, "%s:%s: %s: %s", shown, joined_origin[i], setting_defs[i].name,
                  why);
             goto out;
@@ -729,11 +748,12 @@ static void usage_wrapped(FILE *to, const char *left, const char *text)
 void settings_usage(FILE *to)
 {
     char left[200], name[64], extra[128], choices[128], help[256];
-    fprintf(to, "Usage: %s --repo URI [OPTION]...\n"
-                "Serve configuration from a Git repository over the Spring Cloud Config API.\n\n"
-                "Each option may also be given as an ALMANAC_* environment variable or as a key "
-                "of\nthe --config YAML file; flags override the environment, which overrides the "
-                "file.\nOptions take `--name VALUE` or `--name=VALUE`.\n\n",
+    fprintf(to,
+            "Usage: %s --repo URI [OPTION]...\n"
+            "Serve configuration from a Git repository over the Spring Cloud Config API.\n\n"
+            "Each option may also be given as an ALMANAC_* environment variable or as a key "
+            "of\nthe --config YAML file; flags override the environment, which overrides the "
+            "file.\nOptions take `--name VALUE` or `--name=VALUE`.\n\n",
             PROGRAM_NAME);
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         const setting_def *d = &setting_defs[i];

@@ -253,8 +253,8 @@ static void test_histogram_cumulative(void **state)
 {
     (void)state;
     int id = metrics_route_id("environment");
-    static const double seen[] = {0.0001, 0.0005, 0.0007, 0.003, 0.005, 0.2, 0.2, 9.99,
-                                  20,     -1,     NAN};
+    static const double seen[] = {0.0001, 0.0005, 0.0007, 0.003, 0.005, 0.2,
+                                  0.2,    9.99,   20,     -1,    NAN};
     double sum = 0;
     for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
         metrics_request(id, 200, seen[i]);
@@ -367,9 +367,9 @@ static void test_concurrent(void **state)
                   total / 2);
     assert_sample(text, "almanac_http_request_duration_seconds_count{route=\"environment\"}",
                   total);
-    assert_sample(text,
-                  "almanac_http_request_duration_seconds_bucket{route=\"environment\",le=\"0.001\"}",
-                  total);
+    assert_sample(
+        text, "almanac_http_request_duration_seconds_bucket{route=\"environment\",le=\"0.001\"}",
+        total);
     assert_sample(text, "almanac_response_cache_hits_total", total * 3 / 4);
     assert_sample(text, "almanac_response_cache_misses_total", total / 4);
     assert_sample(text, "almanac_git_fetch_total{result=\"ok\"}", total);

@@ -86,7 +86,8 @@ static void expect_error(const char *const *envp, const char *const *args, const
     assert_memory_equal(&s, &zero, sizeof(s));
 }
 
-static void expect_error_prefix(const char *const *envp, const char *const *args, const char *prefix)
+static void expect_error_prefix(const char *const *envp, const char *const *args,
+                                const char *prefix)
 {
     settings s;
     assert_int_equal(load_args(&s, envp, args), -1);
@@ -135,9 +136,8 @@ static void test_cache_dir_default(void **state)
 {
     (void)state;
     settings s;
-    assert_int_equal(load_args(&s, ENV("HOME=/home/u", "XDG_CACHE_HOME=/var/xdg"),
-                               ARGS("--repo", "r")),
-                     0);
+    assert_int_equal(
+        load_args(&s, ENV("HOME=/home/u", "XDG_CACHE_HOME=/var/xdg"), ARGS("--repo", "r")), 0);
     assert_string_equal(s.cache_dir, "/var/xdg/almanac");
     settings_dispose(&s);
 
@@ -178,8 +178,9 @@ static void test_precedence(void **state)
     settings_dispose(&s);
 
     /* environment over file, flags over environment */
-    assert_int_equal(load_args(&s, ENV(config_env, "ALMANAC_PORT=1002", "ALMANAC_LISTEN=10.0.0.2",
-                                       "ALMANAC_REPO=file:///from-env"),
+    assert_int_equal(load_args(&s,
+                               ENV(config_env, "ALMANAC_PORT=1002", "ALMANAC_LISTEN=10.0.0.2",
+                                   "ALMANAC_REPO=file:///from-env"),
                                ARGS("--port", "1003")),
                      0);
     assert_int_equal(s.port, 1003);
@@ -199,9 +200,8 @@ static void test_precedence(void **state)
     settings_dispose(&s);
 
     /* the last of repeated flags wins */
-    assert_int_equal(load_args(&s, empty_env, ARGS("--repo", "a", "--repo=b", "--port", "1",
-                                                   "--port", "2")),
-                     0);
+    assert_int_equal(
+        load_args(&s, empty_env, ARGS("--repo", "a", "--repo=b", "--port", "1", "--port", "2")), 0);
     assert_string_equal(s.repo, "b");
     assert_int_equal(s.port, 2);
     settings_dispose(&s);
@@ -224,9 +224,8 @@ static void test_equals_form(void **state)
     settings_dispose(&s);
 
     /* an empty optional string unsets it; a required one refuses */
-    assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--default-label=x",
-                                                   "--default-label=")),
-                     0);
+    assert_int_equal(
+        load_args(&s, empty_env, ARGS("--repo=r", "--default-label=x", "--default-label=")), 0);
     assert_null(s.default_label);
     settings_dispose(&s);
     expect_error(empty_env, ARGS("--repo=r", "--listen="), "--listen: must not be empty");
@@ -240,11 +239,10 @@ static void test_uint(void **state)
     assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--port=0")), 0);
     assert_int_equal(s.port, 0);
     settings_dispose(&s);
-    assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--port=65535", "--threads=1024",
-                                                   "--refresh-interval=0",
-                                                   "--max-connections=1000000",
-                                                   "--snapshot-cache=1",
-                                                   "--watch-timeout-max=86400")),
+    assert_int_equal(load_args(&s, empty_env,
+                               ARGS("--repo=r", "--port=65535", "--threads=1024",
+                                    "--refresh-interval=0", "--max-connections=1000000",
+                                    "--snapshot-cache=1", "--watch-timeout-max=86400")),
                      0);
     assert_int_equal(s.port, 65535);
     assert_int_equal(s.threads, 1024);
@@ -254,8 +252,8 @@ static void test_uint(void **state)
     assert_int_equal(s.watch_timeout_max, 86400);
     settings_dispose(&s);
 
-    static const char *const bad_ports[] = {"abc", "65536", "-1", "+1", " 1", "1 ", "1x",
-                                            "0x10", "1.0", "99999999999999999999999999"};
+    static const char *const bad_ports[] = {
+        "abc", "65536", "-1", "+1", " 1", "1 ", "1x", "0x10", "1.0", "99999999999999999999999999"};
     for (size_t i = 0; i < sizeof(bad_ports) / sizeof(bad_ports[0]); i++) {
         char want[256];
         snprintf(want, sizeof(want), "--port: \"%s\" is not a number between 0 and 65535",
@@ -284,19 +282,18 @@ static void test_size(void **state)
     static const struct {
         const char *text;
         size_t bytes;
-    } good[] = {{"1024", 1024},         {"1k", 1024},          {"1K", 1024},
-                {"3m", 3u << 20},       {"4M", 4u << 20},      {"1G", 1u << 30},
-                {"1g", 1u << 30},       {"1048576", 1u << 20}, {"0001k", 1024}};
+    } good[] = {{"1024", 1024},   {"1k", 1024},          {"1K", 1024},
+                {"3m", 3u << 20}, {"4M", 4u << 20},      {"1G", 1u << 30},
+                {"1g", 1u << 30}, {"1048576", 1u << 20}, {"0001k", 1024}};
     settings s;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--max-body-bytes",
-                                                       good[i].text)),
-                         0);
+        assert_int_equal(
+            load_args(&s, empty_env, ARGS("--repo=r", "--max-body-bytes", good[i].text)), 0);
         assert_int_equal(s.max_body_bytes, good[i].bytes);
         settings_dispose(&s);
     }
-    assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--response-cache-bytes=0",
-                                                   "--max-file-bytes=1G")),
+    assert_int_equal(load_args(&s, empty_env,
+                               ARGS("--repo=r", "--response-cache-bytes=0", "--max-file-bytes=1G")),
                      0);
     assert_int_equal(s.response_cache_bytes, 0);
     assert_int_equal(s.max_file_bytes, 1u << 30);
@@ -311,8 +308,8 @@ static void test_size(void **state)
                      "or with k, M, G)");
     }
 
-    static const char *const bad[] = {"1023", "2G", "1025M", "1T", "k", "1.5M", "-1k", "1kB",
-                                      "1 k", "", "M1", "99999999999999999999G"};
+    static const char *const bad[] = {"1023", "2G",  "1025M", "1T", "k",  "1.5M",
+                                      "-1k",  "1kB", "1 k",   "",   "M1", "99999999999999999999G"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char want[256];
         snprintf(want, sizeof(want),
@@ -327,9 +324,9 @@ static void test_enum(void **state)
 {
     (void)state;
     settings s;
-    assert_int_equal(load_args(&s, empty_env, ARGS("--repo=r", "--log-format=JSON",
-                                                   "--log-level", "Warn", "--encrypt-format",
-                                                   "spring")),
+    assert_int_equal(load_args(&s, empty_env,
+                               ARGS("--repo=r", "--log-format=JSON", "--log-level", "Warn",
+                                    "--encrypt-format", "spring")),
                      0);
     assert_string_equal(s.log_format, "json"); /* stored as spelled in the table */
     assert_string_equal(s.log_level, "warn");
@@ -364,13 +361,13 @@ static void test_strings_and_limits(void **state)
 {
     (void)state;
     settings s;
-    assert_int_equal(load_args(&s, empty_env,
-                               ARGS("--repo", "dir:/srv/cfg", "--encrypt-key-file", "/k/key",
-                                    "--encrypt-rsa-key-file", "/k/rsa.pem", "--encrypt-keys-dir",
-                                    "/k/keys", "--auth-file", "/a.yml", "--tls-cert", "/c.pem",
-                                    "--tls-key", "/k.pem", "--webhook-secret", "/w",
-                                    "--overrides-file", "/o.properties")),
-                     0);
+    assert_int_equal(
+        load_args(&s, empty_env,
+                  ARGS("--repo", "dir:/srv/cfg", "--encrypt-key-file", "/k/key",
+                       "--encrypt-rsa-key-file", "/k/rsa.pem", "--encrypt-keys-dir", "/k/keys",
+                       "--auth-file", "/a.yml", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+                       "--webhook-secret", "/w", "--overrides-file", "/o.properties")),
+        0);
     assert_string_equal(s.repo, "dir:/srv/cfg");
     assert_string_equal(s.encrypt_key_file, "/k/key");
     assert_string_equal(s.encrypt_rsa_key_file, "/k/rsa.pem");
@@ -406,11 +403,9 @@ static void test_flag_errors(void **state)
     expect_error(empty_env, ARGS("--repo=r", "--bogus", "1"), "unknown flag --bogus");
     expect_error(empty_env, ARGS("--repo=r", "--bogus=1"), "unknown flag --bogus");
     expect_error(empty_env, ARGS("--repo=r", "--Port=1"), "unknown flag --Port");
-    expect_error(empty_env, ARGS("--repo=r", "--cache_dir=/x"),
-                 "unknown flag --cache_dir");
+    expect_error(empty_env, ARGS("--repo=r", "--cache_dir=/x"), "unknown flag --cache_dir");
     expect_error(empty_env, ARGS("--repo=r", "-p", "1"), "unexpected argument \"-p\"");
-    expect_error(empty_env, ARGS("--repo=r", "extra"),
-                 "unexpected argument \"extra\"");
+    expect_error(empty_env, ARGS("--repo=r", "extra"), "unexpected argument \"extra\"");
     expect_error(empty_env, ARGS("--repo=r", "--"), "unexpected argument \"--\"");
     expect_error(empty_env, ARGS("--repo=r", "--port"), "--port: needs a value");
     expect_error(empty_env, ARGS("--repo", "--port", "1"), "--repo: needs a value");
@@ -425,9 +420,9 @@ static void test_environment(void **state)
     settings s;
     assert_int_equal(load_args(&s,
                                ENV("ALMANAC_REPO=file:///e", "ALMANAC_CACHE_DIR=/e/cache",
-                                   "ALMANAC_MAX_BODY_BYTES=2M", "ALMANAC_PORT=",
-                                   "ALMANAC_SERVER=http://not-ours", "ALMANAC_REPOSITORY=x",
-                                   "OTHER=1", "ALMANAC_LOG_FORMAT=json"),
+                                   "ALMANAC_MAX_BODY_BYTES=2M",
+                                   "ALMANAC_PORT=", "ALMANAC_SERVER=http://not-ours",
+                                   "ALMANAC_REPOSITORY=x", "OTHER=1", "ALMANAC_LOG_FORMAT=json"),
                                NULL),
                      0);
     assert_string_equal(s.repo, "file:///e");
@@ -684,18 +679,40 @@ static void test_help(void **state)
     assert_non_null(strstr(text, "Usage: almanac-server --repo URI"));
 
     /* Every setting is in the usage, with its flag, its variable and its default. */
-    static const char *const expected[] = {
-        "--repo URI", "ALMANAC_REPO", "--port PORT", "ALMANAC_PORT; default 8888, 0..65535",
-        "--cache-dir DIR", "ALMANAC_CACHE_DIR", "--encrypt-format almanac|spring",
-        "--log-level debug|info|warn|error", "ALMANAC_LOG_LEVEL; default info",
-        "--max-body-bytes BYTES", "ALMANAC_MAX_BODY_BYTES; default 1M, 1k..1G",
-        "--encrypt-salt HEX", "default deadbeef", "--watch-timeout-max SECONDS",
-        "ALMANAC_RESPONSE_CACHE_BYTES; default 64M, 0..64G", "--threads N", "--help",
-        "--default-label", "--search-paths", "--refresh-interval", "--encrypt-key-file",
-        "--encrypt-rsa-key-file", "--encrypt-keys-dir", "--auth-file", "--tls-cert",
-        "--tls-key", "--webhook-secret", "--overrides-file", "--log-format", "--config FILE",
-        "ALMANAC_MAX_CONNECTIONS", "ALMANAC_MAX_FILE_BYTES", "ALMANAC_SNAPSHOT_CACHE",
-        "ALMANAC_LISTEN"};
+    static const char *const expected[] = {"--repo URI",
+                                           "ALMANAC_REPO",
+                                           "--port PORT",
+                                           "ALMANAC_PORT; default 8888, 0..65535",
+                                           "--cache-dir DIR",
+                                           "ALMANAC_CACHE_DIR",
+                                           "--encrypt-format almanac|spring",
+                                           "--log-level debug|info|warn|error",
+                                           "ALMANAC_LOG_LEVEL; default info",
+                                           "--max-body-bytes BYTES",
+                                           "ALMANAC_MAX_BODY_BYTES; default 1M, 1k..1G",
+                                           "--encrypt-salt HEX",
+                                           "default deadbeef",
+                                           "--watch-timeout-max SECONDS",
+                                           "ALMANAC_RESPONSE_CACHE_BYTES; default 64M, 0..64G",
+                                           "--threads N",
+                                           "--help",
+                                           "--default-label",
+                                           "--search-paths",
+                                           "--refresh-interval",
+                                           "--encrypt-key-file",
+                                           "--encrypt-rsa-key-file",
+                                           "--encrypt-keys-dir",
+                                           "--auth-file",
+                                           "--tls-cert",
+                                           "--tls-key",
+                                           "--webhook-secret",
+                                           "--overrides-file",
+                                           "--log-format",
+                                           "--config FILE",
+                                           "ALMANAC_MAX_CONNECTIONS",
+                                           "ALMANAC_MAX_FILE_BYTES",
+                                           "ALMANAC_SNAPSHOT_CACHE",
+                                           "ALMANAC_LISTEN"};
     for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
         if (strstr(text, expected[i]) == NULL)
             fail_msg("usage lacks \"%s\":\n%s", expected[i], text);
