@@ -198,6 +198,12 @@ static void test_counts_and_labels(void **state)
     assert_non_null(strstr(text, "# TYPE almanac_watchers gauge\n"));
     assert_non_null(strstr(text, "# HELP almanac_response_cache_hits_total "));
 
+    /* the length is optional */
+    char *again = metrics_render(NULL);
+    assert_non_null(again);
+    assert_string_equal(again, text);
+    free(again);
+
     /* the start time is the wall clock at metrics_init, give or take this test's run */
     double start = sample(text, "process_start_time_seconds");
     double now = (double)time(NULL);

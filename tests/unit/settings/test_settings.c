@@ -452,6 +452,13 @@ static void test_required_repo(void **state)
     expect_error(empty_env, NULL, "no repository: give --repo URI or ALMANAC_REPO");
     expect_error(ENV("ALMANAC_REPO="), ARGS("--port=1"),
                  "no repository: give --repo URI or ALMANAC_REPO");
+
+    /* no argv at all: everything from the environment */
+    settings s;
+    char *env[] = {(char *)(uintptr_t) "ALMANAC_REPO=file:///r", NULL};
+    assert_int_equal(settings_load(&s, 0, NULL, env, errbuf, sizeof(errbuf)), 0);
+    assert_string_equal(s.repo, "file:///r");
+    settings_dispose(&s);
 }
 
 static void test_file_values(void **state)
