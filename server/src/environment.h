@@ -1,0 +1,85 @@
+/*
+ * environment — Spring's Environment for (applications, profiles, label): the ordered property
+ * sources a request sees, composed from a commit's snapshot exactly the way Spring Cloud Config
+ * orders files, documents, search paths and overrides, with `{cipher}` values decrypted.
+ */
+#ifndef ALMANAC_ENVIRONMENT_H
+#define ALMANAC_ENVIRONMENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "snapshot.h"
+
+struct server;
+struct keyring;
+
+#define ENV_MAX_APPLICATIONS 32 /* names in one request ("a,b,c") */
+#define ENV_MAX_PROFILES 32     /* profiles in one request */
+
+typedef struct env_source {
+    char *name;      /* "<repo display uri>/<path>", "... (document #N)", or "overrides" */
+    json_t *props;   /* flat map, owned reference */
+    json_t *origins; /* key -> "LINE:COL", owned reference; NULL for overrides */
+} env_source;
+
+typedef struct environment {
+    env_source *sources;  /* most specific first */
+    size_t count;
+    char version[41];     /* commit id; "" in dir mode */
+    snapshot *snapshot;   /* retained */
+} environment;
+
+typedef struct env_query {
+    const char *applications; /* "orders" or "orders,billing", already validated */
+    const char *profiles;     /* "dev" or "dev,mysql", already validated */
+    const char *label;        /* NULL: default label; "(_)" already turned into "/" */
+    bool decrypt;             /* decrypt {cipher} values (false: leave them as they are) */
+} env_query;
+
+typedef struct overrides overrides; /* --overrides-file, loaded once */
+
+/* Loads a YAML (.yml/.yaml) or .properties file; its documents merge, later over earlier. */
+int overrides_load(overrides **out, const char *path);
+void overrides_free(overrides *o);
+/* The flat map (borrowed), for tests and diagnostics. */
+const json_t *overrides_props(const overrides *o);
+
+/*
+ * Resolves label via srv->repo, gets the snapshot from srv->snapshots, composes. Uses
+ * srv->search_paths, srv->overrides, srv->keyring, repo_display_uri(srv->repo).
+ * ERR_NOT_FOUND for an unknown label; ERR_CONFIG "<path>:<line>:<col>: <reason>" when a file the
+ * request needs failed to parse (other files/applications keep working). On failure *out is
+ * left empty (environment_dispose is still safe).
+ */
+int environment_compose(environment *out, struct server *srv, const env_query *q);
+
+/*
+ * The composition itself, on a snapshot the caller holds (retained again into out). label is
+ * the resolved label's name for `{label}` in search paths (NULL: left as written);
+ * display_uri prefixes source names. server.c-free, for tests and for callers with their own
+ * snapshot.
+ */
+typedef struct env_compose_params {
+    snapshot *snapshot;           /* the caller's; retained into the environment */
+    const char *display_uri;
+    const char *const *search_paths; /* NULL-terminated, or NULL */
+    const overrides *overrides;   /* or NULL */
+    const struct keyring *keyring;/* or NULL (then every {cipher} value is invalid) */
+    const char *label_name;
+} env_compose_params;
+int environment_compose_snapshot(environment *out, const env_compose_params *p,
+                                 const env_query *q);
+
+void environment_dispose(environment *env);
+
+/*
+ * The merged flat map for the /{app}-{profiles}.{yml,properties,json} documents: from the
+ * lowest source up, a key keeps its first position and the highest value; a list (keys with
+ * `[`) from a higher source replaces the whole list below; lists come after scalars;
+ * `spring.profiles` dropped. New reference.
+ */
+json_t *environment_merge(const environment *env);
+
+#endif
