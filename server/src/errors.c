@@ -43,7 +43,7 @@ static const struct {
     {ERR_UNAUTHORIZED, 401},  {ERR_FORBIDDEN, 403},   {ERR_METHOD, 405},
     {ERR_TOO_LARGE, 413},     {ERR_CONFIG, 500},      {ERR_GIT, 500},
     {ERR_NOMEM, 500},         {ERR_INTERNAL, 500},    {ERR_UNAVAILABLE, 503},
-    {ERR_NO_KEY, 404},        {ERR_INVALID_CIPHER, 400},
+    {ERR_NO_KEY, 404},        {ERR_INVALID_CIPHER, 400}, {ERR_TOO_MANY, 429},
 };
 
 unsigned err_http_status(int code)

@@ -22,7 +22,8 @@ typedef enum {
     ERR_INTERNAL = -10,     /* 500 */
     ERR_UNAVAILABLE = -11,  /* 503 */
     ERR_NO_KEY = -12,       /* encryption requested without a key: 404 (Spring's NO_KEY) */
-    ERR_INVALID_CIPHER = -13 /* text not encrypted with this key: 400 (Spring's INVALID) */
+    ERR_INVALID_CIPHER = -13, /* text not encrypted with this key: 400 (Spring's INVALID) */
+    ERR_TOO_MANY = -14        /* a per-client or global limit on concurrent use: 429 */
 } err_code;
 
 #if defined(__GNUC__)

@@ -38,6 +38,7 @@ struct http_server {
     http_dispatch_fn dispatch;
     size_t max_body_bytes;
     unsigned port;
+    atomic_uint in_flight;
 };
 
 struct prepared_response {
@@ -62,7 +63,14 @@ typedef struct request_state {
     char request_id[64];
     char **decoded;        /* query values decoded on demand, freed at completion */
     size_t ndecoded;
+    struct http_server *owner;
+    bool suspended;        /* parked by request_suspend, waiting for request_resume */
+    response pending;      /* the answer request_resume left for the next access call */
 } request_state;
+
+struct request_handle {
+    request_state state; /* a handle is the request's own state: no extra allocation */
+};
 
 static double seconds_since(const struct timespec *start)
 {
@@ -363,6 +371,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->req.server = h->srv;
         st->req.conn = conn;
         st->req.http_state = st;
+        st->owner = h;
+        atomic_fetch_add_explicit(&h->in_flight, 1, memory_order_relaxed);
         pick_request_id(st, conn);
         *ctx = st;
         return MHD_YES;
@@ -390,6 +400,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (st->suspended) {
+        /* Called again after request_resume: send what the resumer left. */
+        st->suspended = false;
+        log_set_request_id(st->request_id);
+        enum MHD_Result resumed = queue(conn, st, &st->pending);
+        response_dispose(&st->pending);
+        log_set_request_id(NULL);
+        return resumed;
+    }
     if (st->answered)
         return MHD_YES;
     st->answered = true;
@@ -410,10 +429,49 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         h->dispatch(&st->req, &res, &st->metrics_route);
     }
+    if (st->suspended) {
+        response_dispose(&res);
+        log_set_request_id(NULL);
+        return MHD_YES;
+    }
     enum MHD_Result ret = queue(conn, st, &res);
     response_dispose(&res);
     log_set_request_id(NULL);
     return ret;
+}
+
+request_handle *request_suspend(request *req)
+{
+    request_state *st = req->http_state;
+    /* Suspend before anyone can learn of the handle, so a resume never precedes it. */
+    MHD_suspend_connection(req->conn);
+    st->suspended = true;
+    return (request_handle *)(void *)st;
+}
+
+void request_resume(request_handle *handle, response *res)
+{
+    request_state *st = &handle->state;
+    st->pending = *res;
+    memset(res, 0, sizeof(*res));
+    MHD_resume_connection(st->req.conn);
+}
+
+const char *request_peer(const request *req, char *buf, size_t size)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    buf[0] = '\0';
+    if (info == NULL || info->client_addr == NULL)
+        return buf;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+                  (socklen_t)size);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+                  (socklen_t)size);
+    return buf;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
@@ -434,6 +492,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client gone)");
         log_set_request_id(NULL);
     }
+    response_dispose(&st->pending);
+    atomic_fetch_sub_explicit(&st->owner->in_flight, 1, memory_order_relaxed);
     for (size_t i = 0; i < st->ndecoded; i++)
         free(st->decoded[i]);
     free(st->decoded);
@@ -546,6 +606,11 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
 unsigned http_port(const http_server *h)
 {
     return h->port;
+}
+
+unsigned http_requests_in_flight(const http_server *h)
+{
+    return atomic_load_explicit(&h->in_flight, memory_order_relaxed);
 }
 
 void http_quiesce(http_server *h)

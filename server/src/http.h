@@ -31,6 +31,9 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
                http_dispatch_fn dispatch);
 /* The port actually bound (useful with port 0). */
 unsigned http_port(const http_server *h);
+/* Requests received and not yet completed (parked watchers included; idle keep-alive
+ * connections not). */
+unsigned http_requests_in_flight(const http_server *h);
 /* Stops accepting new connections; in-flight requests finish. */
 void http_quiesce(http_server *h);
 /* Waits for in-flight requests and frees everything. NULL ok. */

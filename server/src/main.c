@@ -19,6 +19,7 @@
 #include "server.h"
 #include "settings.h"
 #include "snapshot.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -155,6 +156,15 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "out of memory");
         goto out;
     }
+    watch_limits wlimits = {
+        .max_timeout = cfg->watch_timeout_max,
+        .max_watchers = cfg->max_connections,
+        .max_per_client = cfg->max_connections,
+    };
+    if (watch_registry_new(&srv.watches, &srv, &wlimits) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
     if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
         LOG_ERROR(MODULE, "--tls-cert and --tls-key go together");
         goto out;
@@ -208,10 +218,17 @@ static int run(const settings *cfg)
         refresh_now(&srv, &result);
     }
     srv.stopping = true;
+    /* Stop accepting, answer every parked watcher, let in-flight requests finish. */
     http_quiesce(http);
+    watch_registry_shutdown(srv.watches);
+    for (int waited = 0; waited < 100 && http_requests_in_flight(http) > 0; waited++) {
+        struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     status = 0;
 out:
     http_stop(http);
+    watch_registry_free(srv.watches);
     free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);
     keyring_free(srv.keyring);

@@ -11,6 +11,7 @@
 #include "repo.h"
 #include "server.h"
 #include "snapshot.h"
+#include "watch.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -40,8 +41,12 @@ int refresh_now(struct server *srv, refresh_result *out)
     char commit[REPO_COMMIT_HEX] = "";
     if (repo_resolve(srv->repo, NULL, commit) == 0)
         memcpy(out->version, commit, sizeof(out->version));
-    if (out->changed)
-        LOG_INFO(MODULE, "refreshed, default label now at %s", out->version[0] ? out->version : "(dir)");
+    if (out->changed) {
+        LOG_INFO(MODULE, "refreshed, default label now at %s",
+                 out->version[0] ? out->version : "(dir)");
+        if (srv->watches != NULL)
+            watch_notify(srv->watches);
+    }
 out:
     pthread_mutex_unlock(&refresh_lock);
     return error;

@@ -46,7 +46,6 @@ typedef struct response {
     struct prepared_response *prepared; /* alternatively, a ready response (one reference) */
     response_header headers[8];
     size_t nheaders;
-    bool suspend;                 /* the handler parked the connection (long poll) */
 } response;
 
 /*
@@ -63,6 +62,18 @@ void prepared_response_release(prepared_response *p); /* NULL ok */
 size_t prepared_response_size(const prepared_response *p);
 /* Sends p (the response takes over one reference the caller passes in). */
 void response_use_prepared(response *res, prepared_response *p);
+
+/*
+ * Long poll. request_suspend parks the connection from inside a handler (which then returns
+ * with nothing set) and hands back a handle; request_resume answers it later, from any thread,
+ * exactly once, taking over res's contents. While parked the connection costs no thread, and
+ * libmicrohttpd applies no timeout to it: whoever holds the handle keeps the deadline.
+ */
+typedef struct request_handle request_handle;
+request_handle *request_suspend(request *req);
+void request_resume(request_handle *handle, response *res);
+/* The peer's IP address as text, for per-client limits and logs. */
+const char *request_peer(const request *req, char *buf, size_t size);
 
 /* Header value, case-insensitive name, or NULL. */
 const char *request_header(const request *req, const char *name);

@@ -19,6 +19,7 @@
 #include "repo.h"
 #include "routes_cipher.h"
 #include "server.h"
+#include "watch.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -303,6 +304,12 @@ static int serve_rendered(request *req, response *res, const char *name_segment,
         .label = label_segment ? label : NULL,
         .decrypt = true,
     };
+    const char *watch = request_query(req, "watch");
+    if (watch != NULL && (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) &&
+        req->server->watches != NULL)
+        return watch_request(req->server->watches, req, res, &q, fmt, label_segment, watch,
+                             request_query(req, "timeout"));
+
     render_result r;
     int error = render_get(&r, req->server, &q, fmt, resolve_placeholders, label_segment);
     if (error < 0)

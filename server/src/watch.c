@@ -1,0 +1,486 @@
+/*
+ * watch — the long-poll registry (see watch.h).
+ *
+ * Watchers are grouped by what they watch, so a refresh renders each watched Environment once
+ * however many clients wait on it, and compares ETags: only watchers whose ETag differs are
+ * woken. Deadlines are kept here (libmicrohttpd does not time out parked connections) by one
+ * thread that sleeps until the earliest of them. Rendering happens outside the registry lock;
+ * the lock covers only list surgery and resuming connections, which never blocks.
+ *
+ * It does not decide when to refresh (refresh.c) nor how to render (render.c).
+ */
+#include "watch.h"
+
+#include "errors.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MODULE "watch"
+#define DEFAULT_TIMEOUT_SECONDS 30
+#define PEER_SIZE 48
+
+typedef struct group group;
+
+typedef struct waiter {
+    request_handle *handle;
+    group *group;
+    char etag[RENDER_ETAG_SIZE];
+    char peer[PEER_SIZE];
+    struct timespec deadline; /* CLOCK_MONOTONIC */
+    struct waiter *prev, *next;
+} waiter;
+
+struct group {
+    char *key;
+    char *applications;
+    char *profiles;
+    char *label;      /* NULL: default label */
+    char *label_echo; /* as the client wrote it, NULL if none */
+    render_format fmt;
+    waiter *head;
+    size_t index;     /* position in the registry's array */
+};
+
+struct watch_registry {
+    struct server *srv;
+    watch_limits limits;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool thread_started;
+    bool stopping;
+    unsigned long generation;   /* bumped by every notify: detects a refresh during a park */
+    struct timespec next_deadline;
+    json_t *index;              /* group key -> position in groups */
+    group **groups;
+    size_t ngroups, capacity;
+    json_t *per_peer;           /* peer address -> parked watchers */
+    size_t total;
+};
+
+static struct timespec monotonic_now(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static char *group_key(const env_query *q, render_format fmt, const char *label_echo)
+{
+    char *key = NULL;
+    if (asprintf(&key, "%d\x1f%s\x1f%s\x1f%s", (int)fmt, q->applications, q->profiles,
+                 label_echo ? label_echo : "\x1e") < 0)
+        return NULL;
+    return key;
+}
+
+static void group_free(group *g)
+{
+    if (g == NULL)
+        return;
+    free(g->key);
+    free(g->applications);
+    free(g->profiles);
+    free(g->label);
+    free(g->label_echo);
+    free(g);
+}
+
+static group *group_find_or_add(watch_registry *w, const env_query *q, render_format fmt,
+                                const char *label_echo)
+{
+    char *key = group_key(q, fmt, label_echo);
+    if (key == NULL)
+        return NULL;
+    json_t *pos = json_object_get(w->index, key);
+    if (pos != NULL) {
+        free(key);
+        return w->groups[json_integer_value(pos)];
+    }
+    if (w->ngroups == w->capacity) {
+        size_t capacity = w->capacity ? w->capacity * 2 : 16;
+        group **grown = realloc(w->groups, capacity * sizeof(*grown));
+        if (grown == NULL) {
+            free(key);
+            return NULL;
+        }
+        w->groups = grown;
+        w->capacity = capacity;
+    }
+    group *g = calloc(1, sizeof(*g));
+    if (g == NULL) {
+        free(key);
+        return NULL;
+    }
+    g->key = key;
+    g->applications = strdup(q->applications);
+    g->profiles = strdup(q->profiles);
+    g->label = q->label ? strdup(q->label) : NULL;
+    g->label_echo = label_echo ? strdup(label_echo) : NULL;
+    g->fmt = fmt;
+    g->index = w->ngroups;
+    if (g->applications == NULL || g->profiles == NULL || (q->label && g->label == NULL) ||
+        (label_echo && g->label_echo == NULL) ||
+        json_object_set_new(w->index, key, json_integer((json_int_t)g->index)) != 0) {
+        group_free(g);
+        return NULL;
+    }
+    w->groups[w->ngroups++] = g;
+    return g;
+}
+
+/* Swap-remove an empty group, fixing the index of the group moved into its place. */
+static void group_remove(watch_registry *w, group *g)
+{
+    size_t at = g->index;
+    json_object_del(w->index, g->key);
+    w->ngroups--;
+    if (at != w->ngroups) {
+        group *moved = w->groups[w->ngroups];
+        moved->index = at;
+        w->groups[at] = moved;
+        json_object_set_new(w->index, moved->key, json_integer((json_int_t)at));
+    }
+    group_free(g);
+}
+
+static void peer_adjust(watch_registry *w, const char *peer, long delta)
+{
+    json_t *count = json_object_get(w->per_peer, peer);
+    long value = (count ? (long)json_integer_value(count) : 0) + delta;
+    if (value <= 0)
+        json_object_del(w->per_peer, peer);
+    else
+        json_object_set_new(w->per_peer, peer, json_integer(value));
+}
+
+/* Unlinks a waiter (lock held) and answers it with res. */
+static void waiter_finish(watch_registry *w, waiter *x, response *res)
+{
+    group *g = x->group;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        g->head = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    peer_adjust(w, x->peer, -1);
+    w->total--;
+    request_resume(x->handle, res);
+    free(x);
+    if (g->head == NULL)
+        group_remove(w, g);
+    metrics_set_watchers((long)w->total);
+}
+
+static void answer_not_modified(watch_registry *w, waiter *x)
+{
+    response res;
+    memset(&res, 0, sizeof(res));
+    response_set(&res, 304, NULL, NULL, 0);
+    response_add_header(&res, "ETag", x->etag);
+    waiter_finish(w, x, &res);
+}
+
+static void *deadline_thread(void *arg)
+{
+    watch_registry *w = arg;
+    pthread_mutex_lock(&w->lock);
+    while (!w->stopping) {
+        struct timespec now = monotonic_now();
+        struct timespec next = {.tv_sec = now.tv_sec + 3600, .tv_nsec = now.tv_nsec};
+        for (size_t i = 0; i < w->ngroups;) {
+            group *g = w->groups[i];
+            bool removed = false;
+            for (waiter *x = g->head, *following; x; x = following) {
+                following = x->next;
+                if (!before(&now, &x->deadline)) {
+                    removed = g->head == x && following == NULL;
+                    answer_not_modified(w, x);
+                } else if (before(&x->deadline, &next)) {
+                    next = x->deadline;
+                }
+            }
+            /* A removed group's slot now holds another group: look at the same slot again. */
+            if (!removed)
+                i++;
+        }
+        w->next_deadline = next;
+        /* The condition variable runs on CLOCK_MONOTONIC (see watch_registry_new). */
+        int rc = pthread_cond_timedwait(&w->wake, &w->lock, &next);
+        (void)rc;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+int watch_registry_new(watch_registry **out, struct server *srv, const watch_limits *limits)
+{
+    watch_registry *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    w->srv = srv;
+    w->limits = *limits;
+    w->index = json_object();
+    w->per_peer = json_object();
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&w->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (w->index == NULL || w->per_peer == NULL || rc != 0 ||
+        pthread_mutex_init(&w->lock, NULL) != 0) {
+        json_decref(w->index);
+        json_decref(w->per_peer);
+        free(w);
+        return err_set(ERR_NOMEM, "cannot set up the watch registry");
+    }
+    w->next_deadline = monotonic_now();
+    if (pthread_create(&w->thread, NULL, deadline_thread, w) != 0) {
+        watch_registry_free(w);
+        return err_set(ERR_INTERNAL, "cannot start the watch deadline thread");
+    }
+    w->thread_started = true;
+    *out = w;
+    return 0;
+}
+
+void watch_registry_shutdown(watch_registry *w)
+{
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stopping = true;
+    while (w->ngroups > 0)
+        answer_not_modified(w, w->groups[w->ngroups - 1]->head);
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    if (w->thread_started) {
+        pthread_join(w->thread, NULL);
+        w->thread_started = false;
+    }
+}
+
+void watch_registry_free(watch_registry *w)
+{
+    if (w == NULL)
+        return;
+    watch_registry_shutdown(w);
+    pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->lock);
+    json_decref(w->index);
+    json_decref(w->per_peer);
+    free(w->groups);
+    free(w);
+}
+
+size_t watch_count(watch_registry *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->total;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+/* Accepts `"abc"`, `abc` and `W/"abc"`; writes the quoted form. */
+static void normalise_etag(const char *given, char out[RENDER_ETAG_SIZE])
+{
+    if (strncmp(given, "W/", 2) == 0)
+        given += 2;
+    size_t len = strlen(given);
+    if (len >= 2 && given[0] == '"' && given[len - 1] == '"') {
+        given++;
+        len -= 2;
+    }
+    if (len > RENDER_ETAG_SIZE - 3)
+        len = RENDER_ETAG_SIZE - 3;
+    snprintf(out, RENDER_ETAG_SIZE, "\"%.*s\"", (int)len, given);
+}
+
+static int parse_timeout(const char *text, unsigned max, unsigned *out)
+{
+    if (text == NULL || text[0] == '\0') {
+        *out = DEFAULT_TIMEOUT_SECONDS < max ? DEFAULT_TIMEOUT_SECONDS : max;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || value == 0)
+        return err_set(ERR_BAD_REQUEST, "timeout must be a whole number of seconds above 0");
+    *out = value > max ? max : (unsigned)value;
+    return 0;
+}
+
+/* The deadline, shortened by up to a tenth so that clients parked together do not all return
+ * in the same instant. */
+static struct timespec jittered_deadline(unsigned timeout)
+{
+    struct timespec deadline = monotonic_now();
+    unsigned short noise = 0;
+    if (RAND_bytes((unsigned char *)&noise, sizeof(noise)) != 1)
+        noise = 0;
+    long long total_ms = (long long)timeout * 1000;
+    total_ms -= (total_ms / 10) * noise / 65535;
+    deadline.tv_sec += (time_t)(total_ms / 1000);
+    deadline.tv_nsec += (long)(total_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return deadline;
+}
+
+int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
+                  render_format fmt, const char *label_echo, const char *etag,
+                  const char *timeout_text)
+{
+    unsigned timeout = 0;
+    char wanted[RENDER_ETAG_SIZE];
+    char peer[PEER_SIZE];
+    if (parse_timeout(timeout_text, w->limits.max_timeout, &timeout) < 0)
+        return response_error(res, req, ERR_BAD_REQUEST, NULL);
+    normalise_etag(etag, wanted);
+    request_peer(req, peer, sizeof(peer));
+
+    for (int attempt = 0; attempt < 3; attempt++) {
+        pthread_mutex_lock(&w->lock);
+        unsigned long generation = w->generation;
+        pthread_mutex_unlock(&w->lock);
+
+        render_result r;
+        int error = render_get(&r, w->srv, q, fmt, true, label_echo);
+        if (error < 0)
+            return response_error(res, req, error, NULL);
+        if (strcmp(r.etag, wanted) != 0) {
+            /* The caller's version is stale (or unknown): answer at once. */
+            response_use_prepared(res, r.ok);
+            r.ok = NULL;
+            render_result_dispose(&r);
+            return 0;
+        }
+        render_result_dispose(&r);
+
+        pthread_mutex_lock(&w->lock);
+        if (w->generation != generation) {
+            /* A refresh ran while we rendered: look again rather than miss its change. */
+            pthread_mutex_unlock(&w->lock);
+            continue;
+        }
+        json_t *count = json_object_get(w->per_peer, peer);
+        if (w->stopping || w->total >= w->limits.max_watchers ||
+            (count && (size_t)json_integer_value(count) >= w->limits.max_per_client)) {
+            bool stopping = w->stopping;
+            pthread_mutex_unlock(&w->lock);
+            if (stopping)
+                return response_error(res, req, ERR_UNAVAILABLE, "server is shutting down");
+            return response_error(res, req, ERR_TOO_MANY, "too many watchers");
+        }
+        group *g = group_find_or_add(w, q, fmt, label_echo);
+        waiter *x = g ? calloc(1, sizeof(*x)) : NULL;
+        if (x == NULL) {
+            if (g != NULL && g->head == NULL)
+                group_remove(w, g);
+            pthread_mutex_unlock(&w->lock);
+            return response_error(res, req, ERR_NOMEM, "out of memory");
+        }
+        x->group = g;
+        memcpy(x->etag, wanted, sizeof(x->etag));
+        snprintf(x->peer, sizeof(x->peer), "%s", peer);
+        x->deadline = jittered_deadline(timeout);
+        x->handle = request_suspend(req);
+        x->next = g->head;
+        if (g->head)
+            g->head->prev = x;
+        g->head = x;
+        peer_adjust(w, peer, +1);
+        w->total++;
+        metrics_set_watchers((long)w->total);
+        if (before(&x->deadline, &w->next_deadline))
+            pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+    }
+    return response_error(res, req, ERR_UNAVAILABLE, "configuration is changing; try again");
+}
+
+typedef struct watched {
+    char *key;
+    env_query q;
+    char *label_echo;
+    render_format fmt;
+} watched;
+
+void watch_notify(watch_registry *w)
+{
+    size_t count = 0;
+    watched *list = NULL;
+
+    pthread_mutex_lock(&w->lock);
+    w->generation++;
+    if (w->ngroups > 0)
+        list = calloc(w->ngroups, sizeof(*list));
+    for (size_t i = 0; list != NULL && i < w->ngroups; i++) {
+        group *g = w->groups[i];
+        watched *it = &list[count];
+        it->key = strdup(g->key);
+        it->q.applications = strdup(g->applications);
+        it->q.profiles = strdup(g->profiles);
+        it->q.label = g->label ? strdup(g->label) : NULL;
+        it->q.decrypt = true;
+        it->label_echo = g->label_echo ? strdup(g->label_echo) : NULL;
+        it->fmt = g->fmt;
+        count++;
+    }
+    pthread_mutex_unlock(&w->lock);
+
+    size_t woken = 0;
+    for (size_t i = 0; i < count; i++) {
+        watched *it = &list[i];
+        render_result r;
+        if (it->key == NULL || it->q.applications == NULL || it->q.profiles == NULL ||
+            render_get(&r, w->srv, &it->q, it->fmt, true, it->label_echo) < 0)
+            continue;
+        pthread_mutex_lock(&w->lock);
+        json_t *pos = json_object_get(w->index, it->key);
+        group *g = pos ? w->groups[json_integer_value(pos)] : NULL;
+        for (waiter *x = g ? g->head : NULL, *following; x; x = following) {
+            following = x->next;
+            if (strcmp(x->etag, r.etag) == 0)
+                continue;
+            response res;
+            memset(&res, 0, sizeof(res));
+            response_use_prepared(&res, prepared_response_retain(r.ok));
+            waiter_finish(w, x, &res);
+            woken++;
+        }
+        pthread_mutex_unlock(&w->lock);
+        render_result_dispose(&r);
+    }
+    if (woken > 0)
+        LOG_INFO(MODULE, "woke %zu watcher(s) of %zu watched environment(s)", woken, count);
+
+    for (size_t i = 0; i < count; i++) {
+        free(list[i].key);
+        free((char *)(uintptr_t)list[i].q.applications);
+        free((char *)(uintptr_t)list[i].q.profiles);
+        free((char *)(uintptr_t)list[i].q.label);
+        free(list[i].label_echo);
+    }
+    free(list);
+}

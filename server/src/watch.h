@@ -1,0 +1,46 @@
+/*
+ * watch — long-poll watchers of an Environment: parked connections grouped by what they watch
+ * (applications, profiles, label, format), woken when that Environment's ETag changes, or with
+ * 304 when their own deadline passes. A commit that leaves an Environment as it was wakes
+ * nobody. A watcher costs one small record; the connection itself is parked in libmicrohttpd.
+ */
+#ifndef ALMANAC_WATCH_H
+#define ALMANAC_WATCH_H
+
+#include "render.h"
+#include "request.h"
+
+#include <stddef.h>
+
+struct server;
+
+typedef struct watch_registry watch_registry;
+
+typedef struct watch_limits {
+    unsigned max_timeout;      /* seconds; longer requests are cut to this */
+    size_t max_watchers;       /* in all; beyond it new watchers get 429 */
+    size_t max_per_client;     /* per peer address; beyond it 429 */
+} watch_limits;
+
+/* Starts the registry and its deadline thread. */
+int watch_registry_new(watch_registry **out, struct server *srv, const watch_limits *limits);
+/* Answers every parked watcher (304, so clients simply ask again elsewhere) and stops. */
+void watch_registry_shutdown(watch_registry *w);
+void watch_registry_free(watch_registry *w);
+
+/*
+ * Handles `?watch=<etag>&timeout=<s>` for an Environment request. If the current answer's ETag
+ * differs from the caller's, answers at once; otherwise parks the request. Answers errors
+ * through res like any handler.
+ */
+int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
+                  render_format fmt, const char *label_echo, const char *etag,
+                  const char *timeout);
+
+/* After a refresh: re-render every watched Environment and wake the watchers whose changed. */
+void watch_notify(watch_registry *w);
+
+/* Parked watchers right now. */
+size_t watch_count(watch_registry *w);
+
+#endif
