@@ -680,7 +680,7 @@ out:
 int repo_fetch(repo *r, bool *changed)
 {
     char why[256] = "";
-    bool moved = false;
+    bool moved = false, was_degraded;
     double started;
     int error = 0;
 
@@ -690,31 +690,46 @@ int repo_fetch(repo *r, bool *changed)
         return 0;
 
     pthread_mutex_lock(&r->fetch_lock);
+    pthread_mutex_lock(&r->status_lock);
+    was_degraded = r->status.degraded;
+    pthread_mutex_unlock(&r->status_lock);
+
     started = now_monotonic();
     if (!r->fetch_git && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
-        /* only after a repack could not reopen it; try again on every fetch */
+        /* only after a repack could not reopen it; tried again on every fetch */
         snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", r->mirror_path,
                  git_reason());
-        error = err_set(ERR_GIT, "%s", why);
-        LOG_ERROR(MODULE, "%s", why);
+        error = ERR_GIT;
     } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
-        error = err_set(ERR_UNAVAILABLE, "cannot fetch from %s: %s", r->display_uri, why);
-        LOG_WARN(MODULE, "fetch from %s failed, serving the cached mirror: %s", r->display_uri,
+        error = ERR_UNAVAILABLE;
+    }
+    metrics_git_fetch(error == 0, now_monotonic() - started);
+    status_after_fetch(r, r->fetch_git, error == 0, why, time(NULL));
+
+    /* a remote that stays down is logged when it goes, not on every poll */
+    if (error < 0 && !was_degraded)
+        LOG_WARN(MODULE, "cannot fetch from %s, serving the cached mirror: %s", r->display_uri,
                  why);
-    } else if (moved) {
+    else if (error < 0)
+        LOG_DEBUG(MODULE, "still cannot fetch from %s: %s", r->display_uri, why);
+    else if (was_degraded)
+        LOG_INFO(MODULE, "%s is reachable again", r->display_uri);
+    if (error == 0)
+        metrics_set_last_fetch_ok((double)time(NULL));
+    if (moved) {
         atomic_fetch_add(&r->generation, 1);
         LOG_INFO(MODULE, "fetched new refs from %s", r->display_uri);
         maybe_repack(r);
     }
-    metrics_git_fetch(error == 0, now_monotonic() - started);
-    status_after_fetch(r, r->fetch_git, error == 0, why, time(NULL));
-    if (error == 0)
-        metrics_set_last_fetch_ok((double)time(NULL));
     pthread_mutex_unlock(&r->fetch_lock);
 
     if (changed)
         *changed = moved;
-    return error;
+    if (error == ERR_GIT)
+        return err_set(error, "%s", why);
+    if (error < 0)
+        return err_set(error, "cannot fetch from %s: %s", r->display_uri, why);
+    return 0;
 }
 
 /* ---- per-thread handles --------------------------------------------------------------------- */
@@ -800,7 +815,7 @@ static int open_dir(repo *r, const char *path)
 static int open_git(repo *r, const repo_options *opts)
 {
     char why[256] = "";
-    char *name = NULL;
+    char *name = NULL, *cache = NULL;
     struct stat st;
     bool exists, moved = false;
     double started;
@@ -837,7 +852,13 @@ static int open_git(repo *r, const repo_options *opts)
                         opts->cache_dir, strerror(errno));
         goto out;
     }
-    if (!(name = mirror_name(r->url)) || !(r->mirror_path = concat3(opts->cache_dir, "/", name))) {
+    /* absolute, so that nothing depends on the working directory staying put */
+    if (!(cache = realpath(opts->cache_dir, NULL))) {
+        error = err_set(ERR_INTERNAL, "cannot resolve the cache directory %s: %s",
+                        opts->cache_dir, strerror(errno));
+        goto out;
+    }
+    if (!(name = mirror_name(r->url)) || !(r->mirror_path = concat3(cache, "/", name))) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -880,6 +901,7 @@ static int open_git(repo *r, const repo_options *opts)
         maybe_repack(r); /* a mirror left by an earlier run may have collected packs */
     }
 out:
+    free(cache);
     free(name);
     return error;
 }
