@@ -1,0 +1,118 @@
+/*
+ * cli.h — what the almanac CLI's commands share: the common flags, building a client from
+ * them, rendering a configuration, and turning a library error into an exit code and one line
+ * on stderr. The CLI is written against almanac.h only, like any other program.
+ */
+#ifndef ALMANAC_CLI_H
+#define ALMANAC_CLI_H
+
+#include "almanac.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+/* Exit codes, documented in `almanac --help` and docs/client.md. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_ERROR = 1,       /* anything not listed below */
+    CLI_EXIT_USAGE = 2,       /* bad command line */
+    CLI_EXIT_NOTFOUND = 3,    /* no such key, label or application */
+    CLI_EXIT_AUTH = 4,        /* credentials missing or refused */
+    CLI_EXIT_UNAVAILABLE = 5, /* no server reachable and no usable cached copy */
+    CLI_EXIT_CACHE = 6,       /* the cache file is damaged or belongs to another request */
+    CLI_EXIT_PROTOCOL = 7     /* the server's answer was malformed or too large */
+};
+
+typedef enum cli_format {
+    CLI_FORMAT_PROPERTIES,
+    CLI_FORMAT_YAML,
+    CLI_FORMAT_JSON,
+    CLI_FORMAT_ENV
+} cli_format;
+
+/* The flags every command that talks to a server accepts. */
+typedef struct cli_common {
+    const char *server;
+    const char *user;
+    const char *password;
+    const char *token;
+    const char *ca_file;
+    const char *cache_file;
+    const char *label;
+    unsigned int timeout_ms;
+    unsigned int retries;
+    int fail_fast;
+    int verbose;
+} cli_common;
+
+/* Long options shared by the commands; their `val`s start at CLI_OPT_BASE. */
+enum {
+    CLI_OPT_BASE = 1000,
+    CLI_OPT_SERVER,
+    CLI_OPT_USER,
+    CLI_OPT_PASSWORD,
+    CLI_OPT_TOKEN,
+    CLI_OPT_CA_FILE,
+    CLI_OPT_CACHE_FILE,
+    CLI_OPT_FAIL_FAST,
+    CLI_OPT_LABEL,
+    CLI_OPT_TIMEOUT,
+    CLI_OPT_RETRIES,
+    CLI_OPT_VERBOSE,
+    CLI_OPT_HELP,
+    CLI_OPT_COMMAND_BASE = 1100 /* a command's own options start here */
+};
+
+#define CLI_COMMON_LONG_OPTIONS                                                                    \
+    {"server", required_argument, NULL, CLI_OPT_SERVER},                                           \
+        {"user", required_argument, NULL, CLI_OPT_USER},                                           \
+        {"password", required_argument, NULL, CLI_OPT_PASSWORD},                                   \
+        {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},                                     \
+        {"cache-file", required_argument, NULL, CLI_OPT_CACHE_FILE},                               \
+        {"fail-fast", no_argument, NULL, CLI_OPT_FAIL_FAST},                                       \
+        {"label", required_argument, NULL, CLI_OPT_LABEL},                                         \
+        {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                                     \
+        {"retries", required_argument, NULL, CLI_OPT_RETRIES},                                     \
+        {"verbose", no_argument, NULL, CLI_OPT_VERBOSE},                                           \
+        {"help", no_argument, NULL, CLI_OPT_HELP}
+
+/* The help text of the common flags, for each command's --help. */
+extern const char cli_common_help[];
+
+/* Fills `common` with defaults and the ALMANAC_* environment variables. */
+void cli_common_init(cli_common *common);
+
+/*
+ * Handles one common option from getopt_long. Returns 1 when handled, 0 when `opt` is not a
+ * common option, or -1 after printing a usage error.
+ */
+int cli_common_option(cli_common *common, int opt, const char *arg);
+
+/* Creates a client for `app`/`profiles` from the common flags; prints the error on failure. */
+int cli_client_new(alm_client **out, const cli_common *common, const char *app,
+                   const char *profiles);
+
+/* Prints "almanac: <message>; <what to do>" for a library error; returns the exit code. */
+int cli_fail(int code, const char *context);
+
+/* Prints a usage error ("almanac CMD: msg; see 'almanac CMD --help'"); returns CLI_EXIT_USAGE. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int cli_usage_error(const char *command, const char *fmt, ...);
+
+/* Parses "json", "yaml", "properties" or "env"; -1 when unknown. */
+int cli_parse_format(cli_format *out, const char *name);
+
+/* Writes the merged configuration in `format` to `out`; prints the error and returns an exit
+ * code on failure. */
+int cli_render(FILE *out, const alm_config *cfg, cli_format format);
+
+/* Prints the stale-copy warning when `cfg` came from the cache file. */
+void cli_warn_if_stale(const alm_config *cfg, const cli_common *common);
+
+int cli_cmd_get(int argc, char **argv);
+int cli_cmd_watch(int argc, char **argv);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * common — the CLI's shared plumbing: common flags and ALMANAC_* variables, client creation,
+ * error reporting with exit codes, and rendering of the merged configuration through common/'s
+ * flatrender. The commands themselves live in get.c and watch.c.
+ */
+#include "cli.h"
+#include "flatrender.h"
+#include "log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define DEFAULT_SERVER "http://127.0.0.1:8888"
+
+const char cli_common_help[] =
+    "Server options:\n"
+    "  --server URL[,URL…]  server base URL(s), tried in turn (env ALMANAC_SERVER;\n"
+    "                       default " DEFAULT_SERVER ")\n"
+    "  --user NAME          HTTP Basic user (env ALMANAC_USER)\n"
+    "  --password PASS      HTTP Basic password (env ALMANAC_PASSWORD, preferred: flags are\n"
+    "                       visible to other users in the process list)\n"
+    "  --token TOKEN        bearer token instead of user and password (env ALMANAC_TOKEN)\n"
+    "  --ca-file FILE       PEM bundle to verify an https server with\n"
+    "  --label LABEL        branch, tag or commit (default: the server's default label)\n"
+    "  --cache-file FILE    keep the last good configuration in FILE and use it when no\n"
+    "                       server can be reached (env ALMANAC_CACHE_FILE)\n"
+    "  --fail-fast          fail when no server can be reached, even with a cache file\n"
+    "  --timeout SECONDS    per-request timeout (default 30)\n"
+    "  --retries N          attempts before giving up (default 6; 1 = no retry)\n"
+    "  --verbose            log each request and retry on stderr\n"
+    "  --help               show this help\n";
+
+static const char *env_or_null(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+void cli_common_init(cli_common *common)
+{
+    memset(common, 0, sizeof(*common));
+    common->server = env_or_null("ALMANAC_SERVER");
+    if (common->server == NULL)
+        common->server = DEFAULT_SERVER;
+    common->user = env_or_null("ALMANAC_USER");
+    common->password = env_or_null("ALMANAC_PASSWORD");
+    common->token = env_or_null("ALMANAC_TOKEN");
+    common->cache_file = env_or_null("ALMANAC_CACHE_FILE");
+}
+
+static int parse_uint(unsigned int *out, const char *arg, unsigned int min, unsigned int max)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (errno != 0 || end == arg || *end != '\0' || arg[0] == '-' || v < min || v > max)
+        return -1;
+    *out = (unsigned int)v;
+    return 0;
+}
+
+int cli_common_option(cli_common *common, int opt, const char *arg)
+{
+    unsigned int n = 0;
+    switch (opt) {
+    case CLI_OPT_SERVER:
+        common->server = arg;
+        return 1;
+    case CLI_OPT_USER:
+        common->user = arg;
+        return 1;
+    case CLI_OPT_PASSWORD:
+        common->password = arg;
+        return 1;
+    case CLI_OPT_TOKEN:
+        common->token = arg;
+        return 1;
+    case CLI_OPT_CA_FILE:
+        common->ca_file = arg;
+        return 1;
+    case CLI_OPT_CACHE_FILE:
+        common->cache_file = arg;
+        return 1;
+    case CLI_OPT_FAIL_FAST:
+        common->fail_fast = 1;
+        return 1;
+    case CLI_OPT_LABEL:
+        common->label = arg;
+        return 1;
+    case CLI_OPT_TIMEOUT:
+        if (parse_uint(&n, arg, 1, 3600) < 0) {
+            fprintf(stderr, "almanac: --timeout takes 1-3600 seconds, not '%s'\n", arg);
+            return -1;
+        }
+        common->timeout_ms = n * 1000u;
+        return 1;
+    case CLI_OPT_RETRIES:
+        if (parse_uint(&n, arg, 1, 100) < 0) {
+            fprintf(stderr, "almanac: --retries takes 1-100, not '%s'\n", arg);
+            return -1;
+        }
+        common->retries = n;
+        return 1;
+    case CLI_OPT_VERBOSE:
+        common->verbose = 1;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void on_library_log(alm_log_level level, const char *message, void *payload)
+{
+    (void)payload;
+    static const log_level map[] = {LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN,
+                                    LOG_LEVEL_ERROR};
+    log_write(map[level <= ALM_LOG_ERROR ? level : ALM_LOG_ERROR], "client", "%s", message);
+}
+
+int cli_client_new(alm_client **out, const cli_common *common, const char *app,
+                   const char *profiles)
+{
+    alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
+    opts.server = common->server;
+    opts.application = app;
+    opts.profiles = profiles;
+    opts.label = common->label;
+    opts.username = common->user;
+    opts.password = common->password;
+    opts.token = common->token;
+    opts.ca_file = common->ca_file;
+    opts.cache_file = common->cache_file;
+    opts.fail_fast = common->fail_fast;
+    opts.request_timeout_ms = common->timeout_ms;
+    opts.retry.max_attempts = common->retries;
+    if (common->verbose) {
+        log_configure(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
+        opts.log_cb = on_library_log;
+    }
+    int error = alm_client_new(out, &opts);
+    if (error < 0)
+        return cli_fail(error, NULL);
+    return 0;
+}
+
+int cli_fail(int code, const char *context)
+{
+    const char *hint = "";
+    int exit_code = CLI_EXIT_ERROR;
+    switch (code) {
+    case ALM_ENOTFOUND:
+        exit_code = CLI_EXIT_NOTFOUND;
+        hint = "; check the application, profiles, --label and key";
+        break;
+    case ALM_EAUTH:
+        hint = "; pass --user and --password (or --token), or ALMANAC_USER/ALMANAC_PASSWORD "
+               "(ALMANAC_TOKEN)";
+        exit_code = CLI_EXIT_AUTH;
+        break;
+    case ALM_ENETWORK:
+    case ALM_ETIMEOUT:
+    case ALM_ESERVER:
+        hint = "; check that the server runs and that --server (or ALMANAC_SERVER) names it";
+        exit_code = CLI_EXIT_UNAVAILABLE;
+        break;
+    case ALM_ECACHE:
+        exit_code = CLI_EXIT_CACHE;
+        break;
+    case ALM_EPROTOCOL:
+    case ALM_ETOOBIG:
+        hint = "; check that --server names an almanac or Spring Cloud Config server";
+        exit_code = CLI_EXIT_PROTOCOL;
+        break;
+    case ALM_EINVALID:
+        exit_code = CLI_EXIT_USAGE;
+        break;
+    default:
+        break;
+    }
+    fprintf(stderr, "almanac: %s%s%s%s\n", context ? context : "", context ? ": " : "",
+            alm_error_last()->message, hint);
+    return exit_code;
+}
+
+int cli_usage_error(const char *command, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "almanac %s: %s; see 'almanac %s --help'\n", command, msg, command);
+    return CLI_EXIT_USAGE;
+}
+
+int cli_parse_format(cli_format *out, const char *name)
+{
+    static const struct {
+        const char *name;
+        cli_format format;
+    } formats[] = {{"properties", CLI_FORMAT_PROPERTIES},
+                   {"yaml", CLI_FORMAT_YAML},
+                   {"yml", CLI_FORMAT_YAML},
+                   {"json", CLI_FORMAT_JSON},
+                   {"env", CLI_FORMAT_ENV}};
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        if (strcmp(name, formats[i].name) == 0) {
+            *out = formats[i].format;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* The merged view as the flat, typed map flatrender takes. */
+static json_t *flat_map(const alm_config *cfg)
+{
+    json_t *flat = json_object();
+    for (size_t i = 0; flat != NULL && i < alm_config_entrycount(cfg); i++) {
+        const alm_config_entry *e = alm_config_entry_byindex(cfg, i);
+        json_t *v = NULL;
+        int64_t n;
+        double d;
+        int b;
+        switch (e->type) {
+        case ALM_TYPE_INTEGER:
+            v = alm_config_get_int64(&n, cfg, e->key) == 0 ? json_integer(n) : NULL;
+            break;
+        case ALM_TYPE_DOUBLE:
+            v = alm_config_get_double(&d, cfg, e->key) == 0 ? json_real(d) : NULL;
+            break;
+        case ALM_TYPE_BOOLEAN:
+            v = alm_config_get_bool(&b, cfg, e->key) == 0 ? json_boolean(b) : NULL;
+            break;
+        case ALM_TYPE_NULL:
+            v = json_null();
+            break;
+        default:
+            v = json_string(e->value);
+            break;
+        }
+        if (v == NULL || json_object_set_new(flat, e->key, v) < 0) {
+            json_decref(flat);
+            flat = NULL;
+        }
+    }
+    return flat;
+}
+
+int cli_render(FILE *out, const alm_config *cfg, cli_format format)
+{
+    char err[256] = "";
+    flatrender_buf buf = {0};
+    int rc = -1;
+    json_t *flat = flat_map(cfg);
+    if (flat == NULL) {
+        fprintf(stderr, "almanac: out of memory\n");
+        return CLI_EXIT_ERROR;
+    }
+    switch (format) {
+    case CLI_FORMAT_YAML:
+        rc = flatrender_yaml(&buf, flat, err, sizeof(err));
+        break;
+    case CLI_FORMAT_JSON:
+        rc = flatrender_json(&buf, flat, err, sizeof(err));
+        break;
+    case CLI_FORMAT_ENV:
+        rc = flatrender_env(&buf, flat, err, sizeof(err));
+        break;
+    default:
+        rc = flatrender_properties(&buf, flat, err, sizeof(err));
+        break;
+    }
+    json_decref(flat);
+    if (rc < 0) {
+        fprintf(stderr, "almanac: cannot render the configuration: %s\n", err);
+        free(buf.data);
+        return CLI_EXIT_PROTOCOL;
+    }
+    fwrite(buf.data, 1, buf.len, out);
+    if (buf.len > 0 && buf.data[buf.len - 1] != '\n')
+        fputc('\n', out);
+    free(buf.data);
+    if (fflush(out) != 0) {
+        fprintf(stderr, "almanac: cannot write the output: %s\n", strerror(errno));
+        return CLI_EXIT_ERROR;
+    }
+    return CLI_EXIT_OK;
+}
+
+void cli_warn_if_stale(const alm_config *cfg, const cli_common *common)
+{
+    if (!alm_config_is_stale(cfg))
+        return;
+    char when[32] = "an unknown time";
+    time_t at = (time_t)alm_config_fetched_at(cfg);
+    struct tm tm;
+    if (at > 0 && gmtime_r(&at, &tm) != NULL)
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "almanac: warning: no server reachable; using the copy cached at %s in %s "
+                    "(version %s)\n", when, common->cache_file ? common->cache_file : "?",
+            alm_config_version(cfg) ? alm_config_version(cfg) : "unknown");
+}

@@ -1,0 +1,389 @@
+/*
+ * almanac.h — the public API of libalmanac, the C client of the Almanac configuration server.
+ *
+ * A service creates one client with its application name and profiles, fetches its
+ * configuration when it boots, and reads values from the immutable snapshot it got back:
+ *
+ *     alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
+ *     opts.server = "http://config:8888";
+ *     opts.application = "orders";
+ *     opts.profiles = "prod";
+ *     opts.cache_file = "/var/cache/orders/almanac.json";
+ *
+ *     alm_client *client = NULL;
+ *     alm_config *config = NULL;
+ *     if (alm_client_new(&client, &opts) < 0 || alm_client_fetch(&config, client) < 0)
+ *         die(alm_error_last()->message);
+ *     int64_t pool = 10;
+ *     alm_config_get_int64(&pool, config, "db.pool.size");
+ *     ...
+ *     alm_config_free(config);
+ *     alm_client_free(client);
+ *
+ * Conventions (the same for every function below):
+ * - Functions that can fail return `int`: 0 on success, a negative `ALM_E*` code on failure.
+ *   The calling thread's `alm_error_last()` then describes the failure in one sentence.
+ * - What the library allocates, the library frees: every `_new` has a `_free`, every `_free`
+ *   accepts NULL. Strings handed out are owned by the object they came from and stay valid for
+ *   that object's lifetime; callers never `free()` them.
+ * - Nothing is printed, nothing exits or aborts: diagnostics go to the log callback set in the
+ *   client options.
+ *
+ * Threading: an `alm_config` is immutable; any number of threads may read it and retain or free
+ * references to it concurrently. An `alm_client` may be used by one thread at a time (calls on
+ * one client must not overlap); distinct clients are independent. `alm_error_last()` is per
+ * thread. The library initialises libcurl itself, once, in a thread-safe way.
+ */
+#ifndef ALMANAC_H
+#define ALMANAC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALM_EXTERN __attribute__((visibility("default")))
+#else
+#define ALM_EXTERN
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Version
+ * ------------------------------------------------------------------------------------------- */
+
+/* The version of this header. The build checks that it matches the project's version. */
+#define ALM_VERSION_MAJOR 0
+#define ALM_VERSION_MINOR 1
+#define ALM_VERSION_PATCH 0
+#define ALM_VERSION "0.1.0"
+/* One number for comparisons: 0xMMmmpp. */
+#define ALM_VERSION_NUM                                                                            \
+    ((ALM_VERSION_MAJOR << 16) | (ALM_VERSION_MINOR << 8) | ALM_VERSION_PATCH)
+
+/*
+ * The version of the library actually loaded, which can differ from the header's when the
+ * shared library was upgraded. Any out pointer may be NULL. Returns the version as a static
+ * string ("0.1.0"); never fails.
+ */
+ALM_EXTERN const char *alm_version(int *major, int *minor, int *patch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+/* What a failing function returns. New codes may be added; treat unknown ones as ALM_ERROR. */
+typedef enum alm_error_code {
+    ALM_OK = 0,
+    ALM_ERROR = -1,      /* a failure with no more specific code */
+    ALM_ENOMEM = -2,     /* out of memory */
+    ALM_EINVALID = -3,   /* an argument or option is invalid (NULL, empty, out of range) */
+    ALM_ENOTFOUND = -4,  /* no such key; or the server answered 404 (unknown label) */
+    ALM_EAUTH = -5,      /* the server answered 401 or 403: credentials missing or refused */
+    ALM_ETIMEOUT = -6,   /* the server did not answer within the configured timeouts */
+    ALM_ENETWORK = -7,   /* the server could not be reached (DNS, connection, TLS) */
+    ALM_ESERVER = -8,    /* the server answered with a 5xx error */
+    ALM_EPROTOCOL = -9,  /* the server's answer is not what the protocol says it should be */
+    ALM_ETOOBIG = -10,   /* the answer exceeds the configured size limit */
+    ALM_ECACHE = -11,    /* the cache file is missing, damaged, foreign or cannot be written */
+    ALM_ETYPE = -12,     /* the value exists but cannot be converted to the requested type */
+    ALM_ERANGE = -13,    /* the value is a number outside the requested type's range */
+    ALM_ITEROVER = -31   /* not an error: an iteration has no more items */
+} alm_error_code;
+
+typedef struct alm_error {
+    int code;            /* the alm_error_code of the last failure, ALM_OK when there was none */
+    const char *message; /* one sentence, never NULL ("no error" when there was none) */
+} alm_error;
+
+/*
+ * The last error raised on the calling thread. Never NULL. The struct and its message are
+ * owned by the library and stay valid until the next call into the library on this thread.
+ * Successful calls do not clear it; use alm_error_clear() for that.
+ */
+ALM_EXTERN const alm_error *alm_error_last(void);
+
+/* Resets the calling thread's last error to ALM_OK / "no error". */
+ALM_EXTERN void alm_error_clear(void);
+
+/* A short static description of an error code ("not found"); never NULL. */
+ALM_EXTERN const char *alm_strerror(int code);
+
+/* ---------------------------------------------------------------------------------------------
+ * Client options
+ * ------------------------------------------------------------------------------------------- */
+
+typedef enum alm_log_level {
+    ALM_LOG_DEBUG = 0,
+    ALM_LOG_INFO = 1,
+    ALM_LOG_WARN = 2,
+    ALM_LOG_ERROR = 3
+} alm_log_level;
+
+/*
+ * Receives the library's diagnostics (retries, fallbacks to the cache, cache write failures).
+ * `message` is one line without a trailing newline, valid only during the call. Called on the
+ * thread that called into the library; it must not call back into the same client.
+ */
+typedef void (*alm_log_cb)(alm_log_level level, const char *message, void *payload);
+
+/*
+ * Retry of a failed fetch: up to `max_attempts` rounds over all servers, sleeping between
+ * rounds for `initial_backoff_ms`, multiplied by `multiplier` after each round and capped at
+ * `max_backoff_ms`, each sleep moved at random by up to `jitter` (a fraction, 0.0–1.0) of itself.
+ * Only failures that may pass are retried: network errors, timeouts and 5xx answers; a 401,
+ * 403 or 404, a malformed or oversized answer are returned at once.
+ * A zero field takes its default: 6 attempts, 1000 ms, ×1.1, 2000 ms (Spring Cloud Config's
+ * client defaults), jitter 0.1. Set max_attempts to 1 for no retry.
+ */
+typedef struct alm_retry_policy {
+    unsigned int max_attempts;
+    unsigned int initial_backoff_ms;
+    unsigned int max_backoff_ms;
+    double multiplier; /* >= 1.0, or 0 for the default */
+    double jitter;     /* 0.0–1.0; negative for none */
+} alm_retry_policy;
+
+#define ALM_CLIENT_OPTIONS_VERSION 1
+
+/*
+ * Options of alm_client_new(). Initialise with ALM_CLIENT_OPTIONS_INIT (or
+ * alm_client_options_init()) and set what you need; a NULL or zero field takes its default.
+ * Fields are only ever appended, and `version` tells the library which fields the caller knows.
+ * The library copies every string; the caller may free them once alm_client_new() returns.
+ */
+typedef struct alm_client_options {
+    unsigned int version; /* ALM_CLIENT_OPTIONS_VERSION */
+
+    /*
+     * The servers, tried in turn until one answers. Either `servers`, a NULL-terminated array
+     * of base URLs, or `server`, one URL or a comma-separated list; `servers` wins when both
+     * are set. Default "http://127.0.0.1:8888". Only http:// and https:// are accepted.
+     */
+    const char *const *servers;
+    const char *server;
+
+    const char *application; /* required: the application name, e.g. "orders" */
+    const char *profiles;    /* comma-separated profiles; default "default" */
+    const char *label;       /* branch, tag or commit; NULL for the server's default label */
+
+    /* HTTP Basic credentials, or a bearer token (not both). Wiped from memory when freed. */
+    const char *username;
+    const char *password;
+    const char *token;
+
+    const char *ca_file; /* PEM bundle to verify https servers with; NULL for the system's */
+
+    unsigned int connect_timeout_ms; /* per connection attempt; default 5000 */
+    unsigned int request_timeout_ms; /* whole request, long-poll time excluded; default 30000 */
+
+    alm_retry_policy retry;
+
+    /*
+     * When every attempt failed: nonzero returns the error; zero falls back to `cache_file`
+     * (if set and usable) and hands back a configuration marked stale.
+     */
+    int fail_fast;
+
+    /*
+     * The last good configuration is written here after each successful fetch (atomically,
+     * mode 0600) and read back when the servers cannot be reached. NULL for no cache.
+     */
+    const char *cache_file;
+
+    size_t max_response_bytes; /* cap on one answer's body; default 16 MiB */
+
+    alm_log_cb log_cb;       /* NULL: diagnostics are dropped */
+    void *log_payload;       /* passed to log_cb as is */
+    alm_log_level log_level; /* least severe level passed to log_cb; default ALM_LOG_DEBUG (0) */
+} alm_client_options;
+
+/*
+ * Every field spelled out so that callers compiled with -Wextra (C or C++) get no
+ * missing-field-initializers warning. Extended together with the struct.
+ */
+#define ALM_CLIENT_OPTIONS_INIT                                                                    \
+    {ALM_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0.0, 0.0}, 0, 0, 0,   \
+     0, 0, ALM_LOG_DEBUG}
+
+/*
+ * Fills `opts` the way ALM_CLIENT_OPTIONS_INIT does, for languages without the macro.
+ * Returns 0, or ALM_EINVALID when `opts` is NULL or `version` is one this library does not know.
+ */
+ALM_EXTERN int alm_client_options_init(alm_client_options *opts, unsigned int version);
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration snapshots
+ * ------------------------------------------------------------------------------------------- */
+
+/*
+ * One Environment as the server composed it: an ordered list of property sources (most
+ * specific first) and the merged view of them. Immutable and reference-counted.
+ *
+ * The merged view follows Spring: a key takes its value from the most specific source that
+ * defines it, except that a list (keys `name[0]`, `name[1].x`, …) is taken whole from the most
+ * specific source that defines any element of it, so a shorter list in a profile file replaces
+ * a longer one below instead of being padded by it.
+ */
+typedef struct alm_config alm_config;
+
+/* The type a value had in the server's JSON. */
+typedef enum alm_value_type {
+    ALM_TYPE_STRING = 0,
+    ALM_TYPE_INTEGER = 1,
+    ALM_TYPE_DOUBLE = 2,
+    ALM_TYPE_BOOLEAN = 3,
+    ALM_TYPE_NULL = 4
+} alm_value_type;
+
+/* One merged key. All pointers are owned by the alm_config it came from. */
+typedef struct alm_config_entry {
+    const char *key;    /* flattened key, "db.hosts[0]" */
+    const char *value;  /* text form, as Spring would print it ("1000.0", "true"; "" for null) */
+    const char *source; /* name of the property source the value came from */
+    alm_value_type type;
+} alm_config_entry;
+
+/*
+ * Parses an Environment JSON document (what `GET /{app}/{profiles}` answers; values may also be
+ * `{"value":…,"origin":…}` objects, as in the server's v2 media type) into a new snapshot with
+ * one reference, owned by the caller. `json` need not be NUL-terminated.
+ * Errors: ALM_EINVALID (NULL argument), ALM_EPROTOCOL (not an Environment), ALM_ENOMEM.
+ */
+ALM_EXTERN int alm_config_parse(alm_config **out, const char *json, size_t len);
+
+/* Takes one more reference to `cfg` (NULL is ignored) and returns `cfg`. */
+ALM_EXTERN alm_config *alm_config_retain(alm_config *cfg);
+
+/* Drops one reference; the last one frees the snapshot. Accepts NULL. */
+ALM_EXTERN void alm_config_free(alm_config *cfg);
+
+/*
+ * The merged value of `key` as text: strings as they are, other types in Spring's text form.
+ * `*out` is owned by `cfg`. Errors: ALM_ENOTFOUND, ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_get_string(const char **out, const alm_config *cfg, const char *key);
+
+/*
+ * The merged value of `key` as a 64-bit integer: an integer as is; a double with no fractional
+ * part; a string converted as Spring does (surrounding whitespace ignored, decimal, or hex with
+ * `0x`, `0X` or `#`, optional sign). `*out` is left alone on failure.
+ * Errors: ALM_ENOTFOUND, ALM_ETYPE (boolean, fraction, not a number), ALM_ERANGE, ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_get_int64(int64_t *out, const alm_config *cfg, const char *key);
+
+/*
+ * The merged value of `key` as a double: numbers as they are, strings as Java's
+ * Double.parseDouble reads them (whitespace ignored, "NaN", "Infinity").
+ * Errors: ALM_ENOTFOUND, ALM_ETYPE, ALM_ERANGE (overflows a double), ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_get_double(double *out, const alm_config *cfg, const char *key);
+
+/*
+ * The merged value of `key` as a boolean (0 or 1): booleans as they are; strings with Spring's
+ * relaxed conversion, case-insensitive, whitespace ignored: true/on/yes/1 and false/off/no/0.
+ * Errors: ALM_ENOTFOUND, ALM_ETYPE (anything else, numbers included), ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_get_bool(int *out, const alm_config *cfg, const char *key);
+
+/* 1 when the merged view has `key`, 0 when not (or when an argument is NULL). */
+ALM_EXTERN int alm_config_has(const alm_config *cfg, const char *key);
+
+/*
+ * The name of the property source the merged value of `key` came from
+ * ("<repo>/orders-prod.yml"); `*out` owned by `cfg`. Errors: ALM_ENOTFOUND, ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_source_of(const char **out, const alm_config *cfg, const char *key);
+
+/*
+ * The merged keys in precedence order: first the keys of the most specific source in that
+ * source's order, then the keys the next source adds, and so on. Indexes run from 0 to
+ * alm_config_entrycount() - 1; alm_config_entry_byindex() returns NULL past the end.
+ */
+ALM_EXTERN size_t alm_config_entrycount(const alm_config *cfg);
+ALM_EXTERN const alm_config_entry *alm_config_entry_byindex(const alm_config *cfg, size_t idx);
+
+/*
+ * Calls `cb` for each merged entry in precedence order. A nonzero return from `cb` stops the
+ * walk and is returned as is; otherwise returns 0 (ALM_EINVALID for a NULL argument).
+ */
+typedef int (*alm_config_foreach_cb)(const alm_config_entry *entry, void *payload);
+ALM_EXTERN int alm_config_foreach(const alm_config *cfg, alm_config_foreach_cb cb, void *payload);
+
+/*
+ * The raw property sources, most specific first: their count, and the name of source `idx`
+ * (NULL past the end).
+ */
+ALM_EXTERN size_t alm_config_source_count(const alm_config *cfg);
+ALM_EXTERN const char *alm_config_source_name(const alm_config *cfg, size_t idx);
+
+/*
+ * What the server said about this snapshot; each is owned by `cfg` and NULL when the server
+ * did not say (or `cfg` is NULL):
+ * - version: the Environment's `version`, the commit id of the configuration repository;
+ * - etag: the answer's ETag without quotes, a digest of the content (used for watching);
+ * - application, profiles, label: the Environment's `name`, profiles (comma-joined), `label`.
+ */
+ALM_EXTERN const char *alm_config_version(const alm_config *cfg);
+ALM_EXTERN const char *alm_config_etag(const alm_config *cfg);
+ALM_EXTERN const char *alm_config_application(const alm_config *cfg);
+ALM_EXTERN const char *alm_config_profiles(const alm_config *cfg);
+ALM_EXTERN const char *alm_config_label(const alm_config *cfg);
+
+/*
+ * 1 when the snapshot was loaded from the cache file because no server could be reached (the
+ * configuration may be out of date), 0 when it came from a server.
+ */
+ALM_EXTERN int alm_config_is_stale(const alm_config *cfg);
+
+/* When the snapshot was received from a server, in seconds since the Epoch (0 if unknown). */
+ALM_EXTERN int64_t alm_config_fetched_at(const alm_config *cfg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Client
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct alm_client alm_client;
+
+/*
+ * Creates a client. `opts` is copied; NULL is not allowed because `application` is required.
+ * Nothing is sent to the network yet. Errors: ALM_EINVALID (no application, a URL that is not
+ * http(s)://, both a password and a token, an unknown options version), ALM_ENOMEM.
+ */
+ALM_EXTERN int alm_client_new(alm_client **out, const alm_client_options *opts);
+
+/* Frees the client and wipes the credentials it held. Accepts NULL. */
+ALM_EXTERN void alm_client_free(alm_client *client);
+
+/*
+ * Fetches the configuration: `GET {server}/{application}/{profiles}[/{label}]` on each server in
+ * turn, with the retry policy. On success writes the cache file (if set; a failure to write it is
+ * logged, not returned) and hands back a fresh snapshot with one reference in `*out`.
+ *
+ * When every attempt failed, a client without fail_fast and with a cache file loads the cache
+ * and hands back a snapshot for which alm_config_is_stale() is 1 (returning 0). Otherwise the
+ * error is returned: the code of the last failure (ALM_ENETWORK, ALM_ETIMEOUT, ALM_ESERVER, or
+ * at once ALM_EAUTH, ALM_ENOTFOUND, ALM_EPROTOCOL, ALM_ETOOBIG), or ALM_ECACHE when the cache was
+ * needed and is damaged or holds another application's configuration. `*out` is NULL on error.
+ * Blocks for up to the retry policy's total time.
+ */
+ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
+
+/*
+ * One long-poll: asks the servers for the configuration if it differs from `etag` (the value of
+ * alm_config_etag(), or NULL to get it at once), waiting up to `timeout_s` seconds (1–3600) for a
+ * change. Sets `*out` to a new snapshot (written to the cache file like a fetch) when the
+ * configuration changed, or to NULL when it did not change before the timeout; returns 0 in both
+ * cases. A single attempt over the servers, no retry and no cache fallback: the caller loops.
+ * Errors: as alm_client_fetch() (but never ALM_ECACHE), ALM_EINVALID.
+ */
+ALM_EXTERN int alm_client_poll(alm_config **out, alm_client *client, const char *etag,
+                               unsigned int timeout_s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALMANAC_H */

@@ -1,0 +1,673 @@
+/*
+ * client — alm_client: options, the HTTP exchange with the servers (libcurl), retry with
+ * backoff and jitter, and the decision to fall back to the cache file.
+ *
+ * One libcurl easy handle per client, reused so that connections are kept alive between a fetch
+ * and the long-polls that follow it; hence a client is used by one thread at a time. The
+ * Environment's parsing is config.c's, the cache file's format cache.c's.
+ */
+#include "internal.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define MAX_SERVERS 64
+#define MAX_URL_LEN 8192
+#define DEFAULT_SERVER "http://127.0.0.1:8888"
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000u
+#define DEFAULT_REQUEST_TIMEOUT_MS 30000u
+#define MAX_POLL_TIMEOUT_S 3600u
+#define USER_AGENT "almanac-c/" ALM_VERSION
+
+struct alm_client {
+    char **servers; /* base URLs without a trailing slash */
+    size_t nservers;
+    size_t preferred; /* the server that answered last; tried first */
+    char *application;
+    char *profiles;
+    char *label;
+    char *path; /* "/{application}/{profiles}[/{label}]", each segment escaped */
+    char *username;
+    char *password;
+    char *token;
+    char *ca_file;
+    char *cache_file;
+    unsigned int connect_timeout_ms;
+    unsigned int request_timeout_ms;
+    alm_retry_policy retry;
+    int fail_fast;
+    size_t max_response;
+    alm_log_cb log_cb;
+    void *log_payload;
+    alm_log_level log_level;
+    CURL *curl;
+};
+
+/* One HTTP answer. */
+typedef struct response {
+    char *body;
+    size_t len;
+    size_t cap;
+    size_t max;
+    int too_big;
+    long status;
+    char etag[256];
+} response;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+    /* Never cleaned up: other users of libcurl in the process may still need it. */
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void client_log(const alm_client *c, alm_log_level level, const char *fmt, ...)
+{
+    char line[1024];
+    if (c->log_cb == NULL || level < c->log_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    c->log_cb(level, line, c->log_payload);
+}
+
+static void free_secret(char *s)
+{
+    if (s == NULL)
+        return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+void alm_client_free(alm_client *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->nservers; i++)
+        free(c->servers[i]);
+    free(c->servers);
+    free(c->application);
+    free(c->profiles);
+    free(c->label);
+    free(c->path);
+    free(c->username);
+    free_secret(c->password);
+    free_secret(c->token);
+    free(c->ca_file);
+    free(c->cache_file);
+    if (c->curl != NULL)
+        curl_easy_cleanup(c->curl);
+    free(c);
+}
+
+int alm_client_options_init(alm_client_options *opts, unsigned int version)
+{
+    if (opts == NULL || version == 0 || version > ALM_CLIENT_OPTIONS_VERSION)
+        return alm__error_set(ALM_EINVALID, "alm_client_options_init: unknown version %u",
+                              version);
+    memset(opts, 0, sizeof(*opts));
+    opts->version = version;
+    return 0;
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+    if (src == NULL || *src == '\0')
+        return 0;
+    *dst = strdup(src);
+    return *dst != NULL ? 0 : alm__error_set(ALM_ENOMEM, "out of memory");
+}
+
+/* Adds one server URL (`len` bytes of `url`), trimmed of blanks and of trailing slashes. */
+static int add_server(alm_client *c, const char *url, size_t len)
+{
+    while (len > 0 && (*url == ' ' || *url == '\t')) {
+        url++;
+        len--;
+    }
+    while (len > 0 && (url[len - 1] == ' ' || url[len - 1] == '\t' || url[len - 1] == '/'))
+        len--;
+    if (len == 0)
+        return 0;
+    if (c->nservers == MAX_SERVERS)
+        return alm__error_set(ALM_EINVALID, "more than %d servers", MAX_SERVERS);
+    if (len > MAX_URL_LEN / 2)
+        return alm__error_set(ALM_EINVALID, "server URL longer than %d bytes", MAX_URL_LEN / 2);
+    size_t scheme = strncasecmp(url, "http://", 7) == 0    ? 7
+                    : strncasecmp(url, "https://", 8) == 0 ? 8
+                                                           : 0;
+    if (scheme == 0 || scheme == len)
+        return alm__error_set(ALM_EINVALID, "server URL '%.*s' is not http:// or https://",
+                              (int)len, url);
+    /* Credentials inside a URL would end up in logs and error messages. */
+    const char *authority_end = memchr(url + scheme, '/', len - scheme);
+    size_t authority_len = authority_end ? (size_t)(authority_end - url) - scheme : len - scheme;
+    if (memchr(url + scheme, '@', authority_len) != NULL)
+        return alm__error_set(ALM_EINVALID, "server URL carries credentials; set the username "
+                                            "and password (or token) options instead");
+    if (memchr(url, '?', len) != NULL || memchr(url, '#', len) != NULL)
+        return alm__error_set(ALM_EINVALID, "server URL '%.*s' has a query or fragment",
+                              (int)len, url);
+    char **grown = realloc(c->servers, (c->nservers + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    c->servers = grown;
+    if ((c->servers[c->nservers] = strndup(url, len)) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    c->nservers++;
+    return 0;
+}
+
+static int read_servers(alm_client *c, const alm_client_options *opts)
+{
+    int error = 0;
+    if (opts->servers != NULL) {
+        for (size_t i = 0; opts->servers[i] != NULL && error == 0; i++)
+            error = add_server(c, opts->servers[i], strlen(opts->servers[i]));
+    } else {
+        const char *list = opts->server != NULL ? opts->server : DEFAULT_SERVER;
+        while (error == 0) {
+            const char *comma = strchr(list, ',');
+            size_t len = comma != NULL ? (size_t)(comma - list) : strlen(list);
+            error = add_server(c, list, len);
+            if (comma == NULL)
+                break;
+            list = comma + 1;
+        }
+    }
+    if (error == 0 && c->nservers == 0)
+        error = alm__error_set(ALM_EINVALID, "no server URL given");
+    return error;
+}
+
+/* Appends "/" and `segment` percent-encoded to `path` (reallocated). */
+static int append_segment(alm_client *c, char **path, const char *segment)
+{
+    char *escaped = curl_easy_escape(c->curl, segment, 0);
+    if (escaped == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    size_t old = *path != NULL ? strlen(*path) : 0, add = strlen(escaped);
+    char *grown = realloc(*path, old + add + 2);
+    if (grown == NULL) {
+        curl_free(escaped);
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    }
+    grown[old] = '/';
+    memcpy(grown + old + 1, escaped, add + 1);
+    *path = grown;
+    curl_free(escaped);
+    return 0;
+}
+
+/* The request path; a label's "/" travels as "(_)", as Spring expects. */
+static int build_path(alm_client *c)
+{
+    int error;
+    char *label = NULL;
+    if ((error = append_segment(c, &c->path, c->application)) < 0 ||
+        (error = append_segment(c, &c->path, c->profiles)) < 0 || c->label == NULL)
+        return error;
+    size_t slashes = 0;
+    for (const char *p = c->label; *p; p++)
+        slashes += *p == '/';
+    label = malloc(strlen(c->label) + 2 * slashes + 1);
+    if (label == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    char *w = label;
+    for (const char *p = c->label; *p; p++) {
+        if (*p == '/') {
+            memcpy(w, "(_)", 3);
+            w += 3;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    error = append_segment(c, &c->path, label);
+    free(label);
+    return error;
+}
+
+static int check_options(const alm_client_options *opts)
+{
+    if (opts == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: options are required (at least "
+                                            "the application)");
+    if (opts->version == 0 || opts->version > ALM_CLIENT_OPTIONS_VERSION)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: unknown options version %u "
+                                            "(initialise with ALM_CLIENT_OPTIONS_INIT)",
+                              opts->version);
+    if (opts->application == NULL || *opts->application == '\0')
+        return alm__error_set(ALM_EINVALID, "alm_client_new: the application name is required");
+    if (opts->token != NULL && *opts->token != '\0' &&
+        ((opts->username != NULL && *opts->username != '\0') || opts->password != NULL))
+        return alm__error_set(ALM_EINVALID, "alm_client_new: give a username and password or a "
+                                            "token, not both");
+    if (opts->retry.multiplier != 0 && !(opts->retry.multiplier >= 1.0))
+        return alm__error_set(ALM_EINVALID, "alm_client_new: retry multiplier must be >= 1");
+    if (opts->retry.jitter > 1.0)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: retry jitter must be within 0-1");
+    return 0;
+}
+
+int alm_client_new(alm_client **out, const alm_client_options *opts)
+{
+    int error = 0;
+    alm_client *c = NULL;
+
+    if (out == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: NULL out");
+    *out = NULL;
+    if ((error = check_options(opts)) < 0)
+        return error;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_result != CURLE_OK)
+        return alm__error_set(ALM_ERROR, "libcurl initialisation failed: %s",
+                              curl_easy_strerror(curl_init_result));
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    if ((c->curl = curl_easy_init()) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "cannot create a libcurl handle");
+        goto out;
+    }
+    if ((error = read_servers(c, opts)) < 0 ||
+        (error = dup_opt(&c->application, opts->application)) < 0 ||
+        (error = dup_opt(&c->profiles, opts->profiles ? opts->profiles : "default")) < 0 ||
+        (error = dup_opt(&c->label, opts->label)) < 0 ||
+        (error = dup_opt(&c->username, opts->username)) < 0 ||
+        (error = dup_opt(&c->token, opts->token)) < 0 ||
+        (error = dup_opt(&c->ca_file, opts->ca_file)) < 0 ||
+        (error = dup_opt(&c->cache_file, opts->cache_file)) < 0)
+        goto out;
+    /* An empty password is a real password; only NULL means none. */
+    if (opts->password != NULL && (c->password = strdup(opts->password)) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (c->profiles == NULL) {
+        error = alm__error_set(ALM_EINVALID, "alm_client_new: profiles must not be empty");
+        goto out;
+    }
+    if ((error = build_path(c)) < 0)
+        goto out;
+
+    c->connect_timeout_ms =
+        opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    c->request_timeout_ms =
+        opts->request_timeout_ms ? opts->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
+    c->retry.max_attempts = opts->retry.max_attempts ? opts->retry.max_attempts : 6;
+    c->retry.initial_backoff_ms =
+        opts->retry.initial_backoff_ms ? opts->retry.initial_backoff_ms : 1000;
+    c->retry.max_backoff_ms = opts->retry.max_backoff_ms ? opts->retry.max_backoff_ms : 2000;
+    c->retry.multiplier = opts->retry.multiplier != 0 ? opts->retry.multiplier : 1.1;
+    c->retry.jitter = opts->retry.jitter == 0 ? 0.1 : opts->retry.jitter < 0 ? 0 : opts->retry.jitter;
+    c->fail_fast = opts->fail_fast != 0;
+    c->max_response = opts->max_response_bytes ? opts->max_response_bytes
+                                               : ALM__DEFAULT_MAX_RESPONSE;
+    c->log_cb = opts->log_cb;
+    c->log_payload = opts->log_payload;
+    c->log_level = opts->log_level;
+    *out = c;
+    c = NULL;
+out:
+    alm_client_free(c);
+    return error;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    response *r = userp;
+    size_t n = size * nmemb;
+    if (n > r->max - r->len) {
+        r->too_big = 1;
+        return 0; /* aborts the transfer */
+    }
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 16384;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(r->body, cap);
+        if (grown == NULL)
+            return 0;
+        r->body = grown;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+/* Keeps the ETag of the final answer, without W/ and quotes. */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    response *r = userp;
+    size_t n = size * nmemb;
+    if (n > 5 && strncasecmp(data, "HTTP/", 5) == 0)
+        r->etag[0] = '\0'; /* a new answer begins (after a 100 Continue, say) */
+    if (n < 5 || strncasecmp(data, "etag:", 5) != 0)
+        return n;
+    const char *v = data + 5, *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (end - v >= 2 && v[0] == 'W' && v[1] == '/')
+        v += 2;
+    if (end - v >= 2 && *v == '"' && end[-1] == '"') {
+        v++;
+        end--;
+    }
+    size_t len = (size_t)(end - v);
+    if (len < sizeof(r->etag)) {
+        memcpy(r->etag, v, len);
+        r->etag[len] = '\0';
+    }
+    return n;
+}
+
+static void response_dispose(response *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* The "message" of a Spring-style JSON error body, or "". */
+static void error_detail(char *buf, size_t size, const response *r)
+{
+    buf[0] = '\0';
+    if (r->body == NULL)
+        return;
+    json_error_t jerr;
+    json_t *doc = json_loadb(r->body, r->len, 0, &jerr);
+    const char *msg = json_string_value(json_object_get(doc, "message"));
+    if (msg != NULL && *msg != '\0')
+        snprintf(buf, size, ": %.200s", msg);
+    json_decref(doc);
+}
+
+static int status_error(const char *url, const response *r)
+{
+    char detail[256];
+    error_detail(detail, sizeof(detail), r);
+    switch (r->status) {
+    case 401:
+        return alm__error_set(ALM_EAUTH, "%s answered 401: credentials missing or wrong; set the "
+                                         "username and password or the token%s", url, detail);
+    case 403:
+        return alm__error_set(ALM_EAUTH, "%s answered 403: these credentials may not read this "
+                                         "application%s", url, detail);
+    case 404:
+        return alm__error_set(ALM_ENOTFOUND, "%s answered 404: no such label or "
+                                             "application%s", url, detail);
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+        return alm__error_set(ALM_ESERVER, "%s answered %ld: server busy or unavailable%s", url,
+                              r->status, detail);
+    default:
+        if (r->status >= 500)
+            return alm__error_set(ALM_ESERVER, "%s answered %ld%s", url, r->status, detail);
+        return alm__error_set(ALM_EPROTOCOL, "%s answered an unexpected %ld%s", url, r->status,
+                              detail);
+    }
+}
+
+static int curl_error(const char *url, CURLcode rc, const char *msg, const response *r)
+{
+    const char *why = *msg ? msg : curl_easy_strerror(rc);
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return alm__error_set(ALM_ETIMEOUT, "%s: timed out: %s", url, why);
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+            return alm__error_set(ALM_ETOOBIG, "%s: answer larger than %zu bytes", url, r->max);
+        return alm__error_set(ALM_ENOMEM, "%s: out of memory receiving the answer", url);
+    case CURLE_OUT_OF_MEMORY:
+        return alm__error_set(ALM_ENOMEM, "%s: out of memory", url);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return alm__error_set(ALM_EINVALID, "%s: %s", url, why);
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_BAD_CONTENT_ENCODING:
+        return alm__error_set(ALM_ENETWORK, "%s: bad or broken answer: %s", url, why);
+    default:
+        return alm__error_set(ALM_ENETWORK, "%s: cannot reach the server: %s", url, why);
+    }
+}
+
+/*
+ * One GET of `server` + path + `query`. Returns 0 with r->status 200 or 304, or an error.
+ * `extra_ms` lengthens the request timeout by the long-poll's wait.
+ */
+static int request(alm_client *c, const char *server, const char *query, unsigned long extra_ms,
+                   response *r)
+{
+    int error = 0;
+    char url[MAX_URL_LEN];
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL;
+    CURL *h = c->curl;
+
+    if ((size_t)snprintf(url, sizeof(url), "%s%s%s", server, c->path, query) >= sizeof(url))
+        return alm__error_set(ALM_EINVALID, "request URL longer than %d bytes", MAX_URL_LEN);
+    r->max = c->max_response;
+    headers = curl_slist_append(NULL, "Accept: application/json");
+    if (headers == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+
+    /* curl_easy_reset keeps the connection cache, so keep-alive survives between requests. */
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, USER_AGENT);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(c->request_timeout_ms + extra_ms));
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (c->ca_file != NULL)
+        curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+    if (c->token != NULL) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, c->token);
+    } else if (c->username != NULL || c->password != NULL) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERNAME, c->username ? c->username : "");
+        curl_easy_setopt(h, CURLOPT_PASSWORD, c->password ? c->password : "");
+    }
+
+    client_log(c, ALM_LOG_DEBUG, "GET %s", url);
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        error = curl_error(url, rc, errbuf, r);
+        goto out;
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->status != 200 && r->status != 304)
+        error = status_error(url, r);
+out:
+    /* The handle keeps pointers to these; clear them before they go out of scope. */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(headers);
+    return error;
+}
+
+static int retryable(int error)
+{
+    return error == ALM_ENETWORK || error == ALM_ETIMEOUT || error == ALM_ESERVER;
+}
+
+/* One round over the servers, starting with the one that answered last. */
+static int round_over_servers(alm_client *c, const char *query, unsigned long extra_ms,
+                              response *r)
+{
+    int error = ALM_ERROR;
+    for (size_t i = 0; i < c->nservers; i++) {
+        size_t s = (c->preferred + i) % c->nservers;
+        response_dispose(r);
+        error = request(c, c->servers[s], query, extra_ms, r);
+        if (error == 0) {
+            c->preferred = s;
+            return 0;
+        }
+        if (!retryable(error))
+            return error;
+        client_log(c, ALM_LOG_WARN, "%s", alm_error_last()->message);
+    }
+    return error;
+}
+
+static void sleep_ms(unsigned long ms)
+{
+    struct timespec left = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&left, &left) < 0 && errno == EINTR)
+        ;
+}
+
+/* The pause before round `round` + 1: exponential, capped, moved by up to ±jitter. */
+static unsigned long backoff_ms(const alm_client *c, unsigned int round)
+{
+    double delay = c->retry.initial_backoff_ms;
+    for (unsigned int i = 1; i < round && delay < c->retry.max_backoff_ms; i++)
+        delay *= c->retry.multiplier;
+    if (delay > c->retry.max_backoff_ms)
+        delay = c->retry.max_backoff_ms;
+    uint32_t rnd = 0;
+    if (c->retry.jitter > 0 && RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
+        double unit = (double)rnd / 4294967295.0 * 2.0 - 1.0; /* -1 .. 1 */
+        delay += delay * c->retry.jitter * unit;
+    }
+    return delay < 0 ? 0 : (unsigned long)delay;
+}
+
+/* Parses a 200 answer and writes it to the cache file. */
+static int accept_answer(alm_config **out, alm_client *c, const response *r)
+{
+    int64_t now = (int64_t)time(NULL);
+    int error = alm__config_from_json(out, r->body ? r->body : "", r->len,
+                                      r->etag[0] ? r->etag : NULL, now, 0);
+    if (error < 0) {
+        alm__error_wrap(error, "the server's answer for %s", c->path);
+        return error;
+    }
+    if (c->cache_file != NULL) {
+        alm__cache_key key = {c->application, c->profiles, c->label};
+        if (alm__cache_write(c->cache_file, &key, r->body, r->len, r->etag[0] ? r->etag : NULL,
+                             now) < 0)
+            client_log(c, ALM_LOG_WARN, "configuration fetched, but not cached: %s",
+                       alm_error_last()->message);
+    }
+    return 0;
+}
+
+/* Falls back to the cache file after `error`; returns 0 with a stale snapshot, or an error. */
+static int use_cache(alm_config **out, alm_client *c, int error)
+{
+    char reason[512];
+    snprintf(reason, sizeof(reason), "%s", alm_error_last()->message);
+    alm__cache_key key = {c->application, c->profiles, c->label};
+    int cerr = alm__cache_read(out, c->cache_file, &key);
+    if (cerr == ALM_ENOTFOUND)
+        return alm__error_set(error, "%s (and no cache file at %s to fall back to)", reason,
+                              c->cache_file);
+    if (cerr < 0)
+        return alm__error_wrap(cerr, "%s; and the cache cannot stand in", reason);
+    char when[32] = "an unknown time";
+    time_t at = (time_t)alm_config_fetched_at(*out);
+    struct tm tm;
+    if (at > 0 && gmtime_r(&at, &tm) != NULL)
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    client_log(c, ALM_LOG_WARN, "using the configuration cached at %s in %s: %s", when,
+               c->cache_file, reason);
+    return 0;
+}
+
+int alm_client_fetch(alm_config **out, alm_client *c)
+{
+    int error = 0;
+    response r = {0};
+
+    if (out == NULL || c == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_fetch: NULL argument");
+    *out = NULL;
+    for (unsigned int round = 1;; round++) {
+        error = round_over_servers(c, "", 0, &r);
+        if (error == 0 && r.status != 200)
+            error = alm__error_set(ALM_EPROTOCOL, "the server answered %ld to a plain GET",
+                                   r.status);
+        if (error == 0 || !retryable(error) || round >= c->retry.max_attempts)
+            break;
+        unsigned long pause = backoff_ms(c, round);
+        client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
+                   c->retry.max_attempts, pause);
+        sleep_ms(pause);
+    }
+    if (error == 0)
+        error = accept_answer(out, c, &r);
+    else if (retryable(error) && !c->fail_fast && c->cache_file != NULL)
+        error = use_cache(out, c, error);
+    response_dispose(&r);
+    return error;
+}
+
+int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned int timeout_s)
+{
+    int error = 0;
+    response r = {0};
+    char *escaped = NULL;
+    char query[512] = "";
+
+    if (out == NULL || c == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_poll: NULL argument");
+    *out = NULL;
+    if (timeout_s == 0 || timeout_s > MAX_POLL_TIMEOUT_S)
+        return alm__error_set(ALM_EINVALID, "alm_client_poll: timeout must be 1-%u seconds",
+                              MAX_POLL_TIMEOUT_S);
+    if (etag != NULL) {
+        escaped = curl_easy_escape(c->curl, etag, 0);
+        if (escaped == NULL)
+            return alm__error_set(ALM_ENOMEM, "out of memory");
+        if ((size_t)snprintf(query, sizeof(query), "?watch=%s&timeout=%u", escaped, timeout_s) >=
+            sizeof(query)) {
+            error = alm__error_set(ALM_EINVALID, "alm_client_poll: etag too long");
+            goto out;
+        }
+    }
+    error = round_over_servers(c, query, etag != NULL ? timeout_s * 1000ul : 0, &r);
+    if (error == 0 && r.status == 200)
+        error = accept_answer(out, c, &r);
+out:
+    curl_free(escaped);
+    response_dispose(&r);
+    return error;
+}

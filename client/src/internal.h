@@ -1,0 +1,67 @@
+/*
+ * internal.h — what the modules of libalmanac share with each other and nothing else sees.
+ *
+ * Internal functions are prefixed `alm__` (never exported: the build hides every symbol not
+ * marked ALM_EXTERN), so they cannot clash with a program that links the static library.
+ */
+#ifndef ALMANAC_CLIENT_INTERNAL_H
+#define ALMANAC_CLIENT_INTERNAL_H
+
+#include "almanac.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hard limits on what a server or a cache file can make the library hold. */
+#define ALM__DEFAULT_MAX_RESPONSE ((size_t)16 << 20)
+#define ALM__MAX_CACHE_FILE ((size_t)80 << 20) /* payload escaped in JSON plus a header */
+
+/* error.c: records the calling thread's last error and returns `code`, for `return alm__error…`. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int alm__error_set(int code, const char *fmt, ...);
+/* Prepends "context: " to the calling thread's current message and sets its code to `code`. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+int alm__error_wrap(int code, const char *fmt, ...);
+
+/* config.c */
+
+/*
+ * Parses an Environment like alm_config_parse() and stamps it with what came with it: the
+ * answer's ETag (may be NULL), the time it was received and whether it came from the cache.
+ */
+int alm__config_from_json(alm_config **out, const char *json, size_t len, const char *etag,
+                          int64_t fetched_at, int stale);
+
+/* cache.c */
+
+/* The identity of a request; a cache file is only good for the request that wrote it. */
+typedef struct alm__cache_key {
+    const char *application;
+    const char *profiles;
+    const char *label; /* NULL for the default label */
+} alm__cache_key;
+
+/*
+ * Writes `payload` (the Environment exactly as received) to `path` atomically: a temporary file
+ * in the same directory, mode 0600, fsync, rename over `path`, fsync of the directory.
+ * Errors: ALM_ECACHE (with the system's reason), ALM_ENOMEM.
+ */
+int alm__cache_write(const char *path, const alm__cache_key *key, const char *payload,
+                     size_t len, const char *etag, int64_t fetched_at);
+
+/*
+ * Reads a cache file back into a stale snapshot after checking its format version, its
+ * checksum and that it was written for `key`. Errors: ALM_ENOTFOUND (no such file), ALM_ECACHE
+ * (unreadable, damaged, newer format, another request's), ALM_ENOMEM.
+ */
+int alm__cache_read(alm_config **out, const char *path, const alm__cache_key *key);
+
+/* util.c: SHA-256 of `data` as 64 lower-case hex digits plus NUL. */
+int alm__sha256_hex(char out[65], const void *data, size_t len);
+
+#endif

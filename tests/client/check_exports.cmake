@@ -1,0 +1,27 @@
+# Fails when the shared library exports a symbol outside the public alm_ prefix (anything else
+# would clash with, or be interposed by, the symbols of the programs that load it).
+#   cmake -DNM=nm -DLIB=libalmanac.so -P check_exports.cmake
+execute_process(COMMAND ${NM} -D --defined-only ${LIB}
+    OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "nm failed on ${LIB}")
+endif()
+string(REPLACE "\n" ";" lines "${out}")
+set(count 0)
+set(bad "")
+foreach(line IN LISTS lines)
+    if(line MATCHES "^[0-9a-fA-F]+ [A-Za-z] (.+)$")
+        set(sym "${CMAKE_MATCH_1}")
+        math(EXPR count "${count} + 1")
+        if(NOT sym MATCHES "^alm_" OR sym MATCHES "^alm__")
+            list(APPEND bad "${sym}")
+        endif()
+    endif()
+endforeach()
+if(bad)
+    message(FATAL_ERROR "libalmanac exports symbols outside alm_*: ${bad}")
+endif()
+if(count LESS 10)
+    message(FATAL_ERROR "libalmanac exports only ${count} symbols; is ${LIB} the right file?")
+endif()
+message(STATUS "libalmanac exports ${count} symbols, all alm_*")

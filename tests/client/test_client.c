@@ -1,0 +1,253 @@
+/*
+ * alm_client without a server: option checking, a refused connection with retry, and the
+ * fallback rules (cache stands in, fail-fast refuses it, a damaged cache is reported).
+ */
+#include "client_tests.h"
+
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A loopback URL on which nothing listens: bind port 0, note the port, close. */
+static void closed_port_url(char *buf, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    snprintf(buf, size, "http://127.0.0.1:%u", ntohs(a.sin_port));
+    close(fd);
+}
+
+typedef struct log_capture {
+    int warnings;
+    int infos;
+    char last[1024];
+} log_capture;
+
+static void capture_log(alm_log_level level, const char *message, void *payload)
+{
+    log_capture *c = payload;
+    if (level == ALM_LOG_WARN)
+        c->warnings++;
+    if (level == ALM_LOG_INFO)
+        c->infos++;
+    snprintf(c->last, sizeof(c->last), "%s", message);
+}
+
+static void expect_invalid(const alm_client_options *opts, const char *needle)
+{
+    alm_client *c = (alm_client *)&needle;
+    int rc = alm_client_new(&c, opts);
+    if (rc != ALM_EINVALID)
+        fail_msg("expected ALM_EINVALID for '%s', got %d", needle, rc);
+    assert_null(c);
+    if (strstr(alm_error_last()->message, needle) == NULL)
+        fail_msg("message '%s' lacks '%s'", alm_error_last()->message, needle);
+}
+
+static void test_options(void **state)
+{
+    (void)state;
+    alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
+    assert_int_equal(opts.version, ALM_CLIENT_OPTIONS_VERSION);
+    expect_invalid(NULL, "options are required");
+    expect_invalid(&opts, "application name is required");
+
+    opts.application = "orders";
+    opts.server = "ftp://config:21";
+    expect_invalid(&opts, "not http:// or https://");
+    opts.server = "http://user:secret@config:8888";
+    expect_invalid(&opts, "carries credentials");
+    assert_null(strstr(alm_error_last()->message, "secret"));
+    opts.server = " , ";
+    expect_invalid(&opts, "no server URL");
+    opts.server = "http://config:8888?x=1";
+    expect_invalid(&opts, "query or fragment");
+    opts.server = NULL;
+    opts.token = "t";
+    opts.password = "p";
+    expect_invalid(&opts, "not both");
+    opts.token = NULL;
+    opts.password = NULL;
+    opts.retry.multiplier = 0.5;
+    expect_invalid(&opts, "multiplier");
+    opts.retry.multiplier = 0;
+    opts.version = 99;
+    expect_invalid(&opts, "unknown options version 99");
+
+    alm_client_options other;
+    assert_int_equal(alm_client_options_init(&other, ALM_CLIENT_OPTIONS_VERSION), 0);
+    assert_int_equal(other.version, ALM_CLIENT_OPTIONS_VERSION);
+    assert_null(other.server);
+    assert_int_equal(alm_client_options_init(&other, 99), ALM_EINVALID);
+    assert_int_equal(alm_client_options_init(NULL, 1), ALM_EINVALID);
+
+    /* Several servers, as an array and as a list; nothing is sent yet. */
+    alm_client *c = NULL;
+    const char *const servers[] = {"http://a:1/", "https://b:2", NULL};
+    alm_client_options ok = ALM_CLIENT_OPTIONS_INIT;
+    ok.application = "orders";
+    ok.servers = servers;
+    ok.label = "release/1.0";
+    assert_int_equal(alm_client_new(&c, &ok), 0);
+    alm_client_free(c);
+    ok.servers = NULL;
+    ok.server = "http://a:1, https://b:2/ ,";
+    assert_int_equal(alm_client_new(&c, &ok), 0);
+    alm_config *cfg = NULL;
+    assert_int_equal(alm_client_poll(&cfg, c, "x", 0), ALM_EINVALID);
+    assert_int_equal(alm_client_poll(&cfg, c, "x", 3601), ALM_EINVALID);
+    assert_int_equal(alm_client_fetch(NULL, c), ALM_EINVALID);
+    alm_client_free(c);
+    alm_client_free(NULL);
+}
+
+typedef struct fixture {
+    char *dir;
+    char cache[1100];
+    char url[64];
+    log_capture log;
+    alm_client_options opts;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof(*f));
+    f->dir = test_mkdtemp();
+    snprintf(f->cache, sizeof(f->cache), "%s/cache.json", f->dir);
+    closed_port_url(f->url, sizeof(f->url));
+    alm_client_options init = ALM_CLIENT_OPTIONS_INIT;
+    f->opts = init;
+    f->opts.server = f->url;
+    f->opts.application = "orders";
+    f->opts.profiles = "prod";
+    f->opts.retry.max_attempts = 3;
+    f->opts.retry.initial_backoff_ms = 1;
+    f->opts.retry.max_backoff_ms = 2;
+    f->opts.log_cb = capture_log;
+    f->opts.log_payload = &f->log;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static const char cached_env[] =
+    "{\"name\":\"orders\",\"profiles\":[\"prod\"],\"label\":null,\"version\":\"v1\","
+    "\"state\":\"\",\"propertySources\":[{\"name\":\"orders-prod.yml\",\"source\":"
+    "{\"db.pool.size\":12}}]}";
+
+static void write_cache(const fixture *f)
+{
+    const alm__cache_key key = {"orders", "prod", NULL};
+    assert_int_equal(alm__cache_write(f->cache, &key, cached_env, strlen(cached_env), "e1", 42),
+                     0);
+}
+
+static int fetch(fixture *f, alm_config **cfg)
+{
+    alm_client *c = NULL;
+    assert_int_equal(alm_client_new(&c, &f->opts), 0);
+    int rc = alm_client_fetch(cfg, c);
+    alm_client_free(c);
+    return rc;
+}
+
+static void test_unreachable_without_cache(void **state)
+{
+    fixture *f = *state;
+    alm_config *cfg = NULL;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_null(cfg);
+    assert_int_equal(alm_error_last()->code, ALM_ENETWORK);
+    assert_non_null(strstr(alm_error_last()->message, f->url));
+    assert_int_equal(f->log.warnings, 3); /* one per failed attempt */
+    assert_int_equal(f->log.infos, 2);    /* one per pause between attempts */
+
+    /* With a cache file configured but absent, the network error stands, and says so. */
+    f->opts.cache_file = f->cache;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_non_null(strstr(alm_error_last()->message, "no cache file"));
+}
+
+static void test_unreachable_with_cache(void **state)
+{
+    fixture *f = *state;
+    write_cache(f);
+    f->opts.cache_file = f->cache;
+    alm_config *cfg = NULL;
+    if (fetch(f, &cfg) != 0)
+        fail_msg("%s", alm_error_last()->message);
+    assert_int_equal(alm_config_is_stale(cfg), 1);
+    assert_int_equal(alm_config_fetched_at(cfg), 42);
+    int64_t n = 0;
+    assert_int_equal(alm_config_get_int64(&n, cfg, "db.pool.size"), 0);
+    assert_true(n == 12);
+    assert_non_null(strstr(f->log.last, "using the configuration cached"));
+    alm_config_free(cfg);
+}
+
+static void test_fail_fast_ignores_cache(void **state)
+{
+    fixture *f = *state;
+    write_cache(f);
+    f->opts.cache_file = f->cache;
+    f->opts.fail_fast = 1;
+    alm_config *cfg = NULL;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_null(cfg);
+}
+
+static void test_damaged_cache_is_reported(void **state)
+{
+    fixture *f = *state;
+    write_cache(f);
+    size_t len;
+    char *text = test_read_file(f->cache, &len);
+    char *at = strstr(text, ":12}");
+    assert_non_null(at);
+    at[2] = '3';
+    test_write_file(f->cache, text, len);
+    free(text);
+    f->opts.cache_file = f->cache;
+    alm_config *cfg = NULL;
+    assert_int_equal(fetch(f, &cfg), ALM_ECACHE);
+    assert_null(cfg);
+    assert_non_null(strstr(alm_error_last()->message, "checksum"));
+    assert_non_null(strstr(alm_error_last()->message, f->url)); /* and why it was needed */
+
+    /* Another application's cache cannot stand in either. */
+    f->opts.application = "billing";
+    write_cache(f);
+    assert_int_equal(fetch(f, &cfg), ALM_ECACHE);
+}
+
+int client_client_tests(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options),
+        cmocka_unit_test_setup_teardown(test_unreachable_without_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreachable_with_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fail_fast_ignores_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_cache_is_reported, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("client_client", tests, NULL, NULL);
+}
