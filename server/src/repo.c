@@ -12,7 +12,8 @@
  * process listings; it is not supported). A plain path names a local repository and is made
  * absolute. The mirror lives in <cache_dir>/<name>-<first 12 hex of SHA-256 of the URL>.git.
  * Only branches and tags are mirrored (refs/heads/ and refs/tags/; not the refs/pull/ and
- * the like of hosted forges, which can be huge and are never labels); deleted ones are pruned.
+ * the like of hosted forges, which can be huge and are never labels); deleted ones are pruned,
+ * and tags of a tree or blob are dropped (see drop_non_commit_tags).
  *
  * Display URI (the prefix of property-source names): the URI as given without userinfo and
  * without a trailing slash; a plain path shows as file://<absolute path>; dir:PATH shows as
@@ -437,6 +438,36 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *
 /* ---- fetching ------------------------------------------------------------------------------- */
 
 /*
+ * Deletes tags that do not lead to a commit. They are never labels, and while one exists every
+ * later fetch from a local (file://) remote fails: libgit2's local transport (1.5 to at least
+ * 1.9) hides each of our refs from its walk and takes "not a committish" for a fatal error.
+ */
+static int drop_non_commit_tags(git_repository *g)
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    int error;
+
+    if ((error = git_reference_iterator_glob_new(&it, g, "refs/tags/*")) < 0)
+        return error;
+    while ((error = git_reference_next(&ref, it)) == 0) {
+        git_object *obj = NULL;
+        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
+            git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT) < 0) {
+            LOG_DEBUG(MODULE, "dropping %s: it does not name a commit", git_reference_name(ref));
+            if ((error = git_reference_delete(ref)) < 0)
+                break;
+        }
+        git_object_free(obj);
+        git_reference_free(ref);
+        ref = NULL;
+    }
+    git_reference_free(ref);
+    git_reference_iterator_free(it);
+    return error == GIT_ITEROVER ? 0 : error;
+}
+
+/*
  * Fetches url into g. On failure, why holds libgit2's reason.
  *
  * The remote is anonymous (in memory) and skips url.<base>.insteadOf: libgit2 1.5 leaks a
@@ -471,7 +502,7 @@ static int fetch_into(git_repository *g, const char *url, bool *changed, char *w
     if ((error = refs_digest(g, before)) < 0 ||
         (error = git_remote_create_with_opts(&remote, url, &ropts)) < 0 ||
         (error = git_remote_fetch(remote, &refspecs, &opts, "almanac: fetch")) < 0 ||
-        (error = refs_digest(g, after)) < 0) {
+        (error = drop_non_commit_tags(g)) < 0 || (error = refs_digest(g, after)) < 0) {
         snprintf(why, why_size, "%s", git_reason());
         goto out;
     }

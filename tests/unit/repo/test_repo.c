@@ -158,6 +158,9 @@ static int setup(void **state)
     commit_all(origin, "first");
     head_of(origin, c1);
     sh("git -C %s tag v1 && git -C %s tag -a v1.1 -m 'annotated'", origin, origin);
+    /* a tag of a tag, and a tag of something that is not a commit */
+    sh("git -C %s -c advice.nestedTag=false tag -a v1.2 -m 'nested' v1.1", origin);
+    sh("git -C %s tag blobtag $(git -C %s rev-parse HEAD:a.yml)", origin, origin);
 
     sh("git -C %s checkout -q -b feature/x", origin);
     spr(path, sizeof(path), "%s/feature.yml", origin);
@@ -168,6 +171,8 @@ static int setup(void **state)
     sh("git -C %s checkout -q main", origin);
     spr(path, sizeof(path), "%s/application.yml", origin);
     write_file(path, "greeting: two\n");
+    /* a submodule entry: no configuration there, and nothing to follow */
+    sh("git -C %s update-index --add --cacheinfo 160000,%s,submod", origin, cfeat);
     commit_all(origin, "second");
     head_of(origin, c2);
     return 0;
@@ -190,6 +195,58 @@ static void cache_for(char *out, size_t size, const char *name)
 static void uri_for(char *out, size_t size, const char *dir)
 {
     spr(out, size, "file://%s", dir);
+}
+
+/* The one mirror in a cache directory, checking its name on the way. */
+static void mirror_in(const char *cache, const char *prefix, char *out, size_t size)
+{
+    struct dirent *de;
+    struct stat st;
+    size_t found = 0;
+    DIR *d = opendir(cache);
+
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name), p = strlen(prefix);
+        if (de->d_name[0] == '.')
+            continue;
+        /* <name>-<12 hex>.git */
+        assert_int_equal(n, p + 1 + 12 + 4);
+        assert_memory_equal(de->d_name, prefix, p);
+        assert_int_equal(de->d_name[p], '-');
+        assert_int_equal(strspn(de->d_name + p + 1, "0123456789abcdef"), 12);
+        assert_string_equal(de->d_name + n - 4, ".git");
+        spr(out, size, "%s/%s", cache, de->d_name);
+        found++;
+    }
+    closedir(d);
+    assert_int_equal(found, 1);
+    assert_int_equal(stat(cache, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+}
+
+static size_t packs_in(const char *mirror)
+{
+    char dir[SMALL * 2];
+    struct dirent *de;
+    size_t n = 0;
+    DIR *d;
+
+    spr(dir, sizeof(dir), "%s/objects/pack", mirror);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        if (strlen(de->d_name) > 5 && strcmp(de->d_name + strlen(de->d_name) - 5, ".pack") == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void expect_fetch(repo *r, bool *changed)
+{
+    int error = repo_fetch(r, changed);
+    if (error < 0)
+        fail_msg("repo_fetch: %s", err_message());
 }
 
 static void expect_resolves(repo *r, const char *label, const char *want)
@@ -232,6 +289,8 @@ static void test_resolve(void **state)
     expect_resolves(r, "feature/x", cfeat);
     expect_resolves(r, "v1", c1);
     expect_resolves(r, "v1.1", c1);
+    expect_resolves(r, "v1.2", c1);
+    expect_not_found(r, "blobtag");
     expect_resolves(r, c1, c1);
     memcpy(shortid, c1, 7);
     shortid[7] = '\0';
@@ -363,7 +422,8 @@ static void expect_read_error(repo *r, const char *commit, const char *path, int
 
 static const char *const traversal[] = {"../x", "a/../../x", "/etc/passwd", "a/./c.yml",
                                         "a//c.yml", "a/", "", ".", "..", "a\\c.yml",
-                                        "etc-link/passwd", "link.yml", "a"};
+                                        "etc-link/passwd", "link.yml", "a", "submod",
+                                        "submod/x", "a/c.yml/", "a\tb", "a\nb"};
 
 static void test_read_file(void **state)
 {
@@ -437,25 +497,25 @@ static void test_fetch(void **state)
     expect_resolves(r, NULL, c2);
     expect_resolves(r, "doomed", c2);
 
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     assert_false(changed);
 
     spr(path, sizeof(path), "%s/application.yml", dir);
     write_file(path, "greeting: three\n");
     commit_all(dir, "third");
     head_of(dir, head);
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     assert_true(changed);
     expect_resolves(r, NULL, head);
     expect_file(r, head, "application.yml", "greeting: three\n");
 
     /* deleted branches go, new tags come */
     sh("git -C %s branch -q -D doomed && git -C %s tag v3", dir, dir);
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     assert_true(changed);
     expect_not_found(r, "doomed");
     expect_resolves(r, "v3", head);
-    assert_int_equal(repo_fetch(r, NULL), 0);
+    expect_fetch(r, NULL);
     repo_free(r);
 }
 
@@ -492,7 +552,7 @@ static void test_degraded(void **state)
 
     /* the remote comes back: the next fetch clears degraded mode */
     sh("git clone -q --bare %s %s", origin, dir);
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     repo_get_status(r, &st);
     assert_false(st.degraded);
     assert_string_equal(st.last_error, "");
@@ -536,6 +596,68 @@ static void test_no_mirror(void **state)
     opts.uri = "dir:/no/such/directory";
     assert_true(repo_open(&r, &opts) < 0);
     assert_null(r);
+}
+
+static void test_ssh_display(void **state)
+{
+    char cache[SMALL];
+    repo_options opts = {0};
+    repo *r = NULL;
+    (void)state;
+
+    /* nothing listens on port 1: the clone fails at once, and the message shows no user */
+    cache_for(cache, sizeof(cache), "ssh");
+    opts.uri = "ssh://git@127.0.0.1:1/config.git";
+    opts.cache_dir = cache;
+    assert_true(repo_open(&r, &opts) < 0);
+    assert_null(r);
+    assert_non_null(strstr(err_message(), "cannot reach ssh://127.0.0.1:1/config.git:"));
+    assert_null(strstr(err_message(), "git@"));
+}
+
+static void test_empty_remote(void **state)
+{
+    char dir[SMALL], cache[SMALL], uri[SMALL], commit[REPO_COMMIT_HEX];
+    repo_status st;
+    seen s;
+    repo *r = NULL;
+    (void)state;
+
+    spr(dir, sizeof(dir), "%s/empty", base);
+    make_remote(dir, "main");
+    cache_for(cache, sizeof(cache), "empty");
+    uri_for(uri, sizeof(uri), dir);
+    open_repo(&r, uri, cache, NULL);
+    assert_int_equal(repo_resolve(r, NULL, commit), ERR_NOT_FOUND);
+    assert_string_equal(commit, "");
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(repo_walk(r, c1, NULL, collect, &s), ERR_NOT_FOUND);
+    repo_get_status(r, &st);
+    assert_string_equal(st.default_label, "main");
+    assert_false(st.degraded);
+    repo_free(r);
+}
+
+static void test_broken_mirror(void **state)
+{
+    char cache[SMALL], uri[SMALL], mirror[SMALL], path[SMALL * 2];
+    repo *r = NULL;
+    (void)state;
+
+    cache_for(cache, sizeof(cache), "broken");
+    uri_for(uri, sizeof(uri), origin);
+    open_repo(&r, uri, cache, NULL);
+    repo_free(r);
+    mirror_in(cache, "origin", mirror, sizeof(mirror));
+    spr(path, sizeof(path), "%s/HEAD", mirror);
+    assert_int_equal(unlink(path), 0);
+
+    /* no longer a repository: cloned again rather than served or failed */
+    open_repo(&r, uri, cache, NULL);
+    expect_resolves(r, NULL, c2);
+    expect_file(r, c2, "application.yml", "greeting: two\n");
+    repo_free(r);
+    mirror_in(cache, "origin", mirror, sizeof(mirror));
 }
 
 static void test_plain_path(void **state)
@@ -641,51 +763,6 @@ static void test_dir_mode(void **state)
     repo_free(r);
 }
 
-/* The one mirror in a cache directory, checking its name on the way. */
-static void mirror_in(const char *cache, const char *prefix, char *out, size_t size)
-{
-    struct dirent *de;
-    struct stat st;
-    size_t found = 0;
-    DIR *d = opendir(cache);
-
-    assert_non_null(d);
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name), p = strlen(prefix);
-        if (de->d_name[0] == '.')
-            continue;
-        /* <name>-<12 hex>.git */
-        assert_int_equal(n, p + 1 + 12 + 4);
-        assert_memory_equal(de->d_name, prefix, p);
-        assert_int_equal(de->d_name[p], '-');
-        assert_int_equal(strspn(de->d_name + p + 1, "0123456789abcdef"), 12);
-        assert_string_equal(de->d_name + n - 4, ".git");
-        spr(out, size, "%s/%s", cache, de->d_name);
-        found++;
-    }
-    closedir(d);
-    assert_int_equal(found, 1);
-    assert_int_equal(stat(cache, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0700);
-}
-
-static size_t packs_in(const char *mirror)
-{
-    char dir[SMALL * 2];
-    struct dirent *de;
-    size_t n = 0;
-    DIR *d;
-
-    spr(dir, sizeof(dir), "%s/objects/pack", mirror);
-    d = opendir(dir);
-    assert_non_null(d);
-    while ((de = readdir(d)))
-        if (strlen(de->d_name) > 5 && strcmp(de->d_name + strlen(de->d_name) - 5, ".pack") == 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
 static void test_repack(void **state)
 {
     char dir[SMALL], cache[SMALL], uri[SMALL], path[SMALL], text[64], mirror[SMALL],
@@ -710,10 +787,10 @@ static void test_repack(void **state)
     commit_all(dir, "doomed");
     head_of(dir, doomed);
     sh("git -C %s checkout -q main && git -C %s branch -q -D doomed", dir, dir);
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     assert_false(changed); /* the branch came and went between two fetches */
     sh("git -C %s branch -q doomed %s", dir, doomed);
-    assert_int_equal(repo_fetch(r, &changed), 0);
+    expect_fetch(r, &changed);
     assert_true(changed);
     expect_resolves(r, doomed, doomed);
     sh("git -C %s branch -q -D doomed", dir);
@@ -723,7 +800,7 @@ static void test_repack(void **state)
         spr(text, sizeof(text), "greeting: packed %d\n", round);
         write_file(path, text);
         commit_all(dir, "round");
-        assert_int_equal(repo_fetch(r, &changed), 0);
+        expect_fetch(r, &changed);
         assert_true(changed);
     }
     /* without repacking there would be 28 packs by now */
@@ -812,7 +889,7 @@ static void test_concurrent(void **state)
         spr(text, sizeof(text), "greeting: round %d\n", round);
         write_file(path, text);
         commit_all(dir, "round");
-        assert_int_equal(repo_fetch(sh_.r, &changed), 0);
+        expect_fetch(sh_.r, &changed);
         assert_true(changed);
     }
     head_of(dir, sh_.final);
@@ -830,7 +907,9 @@ int main(void)
         cmocka_unit_test(test_resolve),   cmocka_unit_test(test_walk),
         cmocka_unit_test(test_read_file), cmocka_unit_test(test_master_fallback),
         cmocka_unit_test(test_fetch),     cmocka_unit_test(test_degraded),
-        cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_plain_path),
+        cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_ssh_display),
+        cmocka_unit_test(test_empty_remote), cmocka_unit_test(test_broken_mirror),
+        cmocka_unit_test(test_plain_path),
         cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_repack),
         cmocka_unit_test(test_concurrent),
     };
