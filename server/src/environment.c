@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENV_MAX_LOCATIONS 256   /* search locations after placeholders and wildcards */
+#define ENV_MAX_LOCATIONS 1024  /* search locations after placeholders and wildcards */
 #define ENV_MAX_SOURCES 4096    /* property sources in one environment */
 #define ENV_MAX_PATTERN_SEGS 32 /* segments of one search path */
 #define CIPHER_PREFIX "{cipher}"
@@ -301,9 +301,12 @@ static int build_locations(compose_ctx *ctx)
     for (const char *const *sp = ctx->p->search_paths; error == 0 && sp != NULL && *sp != NULL; sp++) {
         bool per_profile = strstr(*sp, "{profile}") != NULL;
         bool per_app = strstr(*sp, "{application}") != NULL;
-        for (size_t pi = 0; error == 0 && pi < ctx->profiles.count; pi++) {
+        /* Spring's order: profiles outer, applications inner; a path without the placeholder
+         * gives the same location each time, so it is matched once. */
+        size_t np = per_profile ? ctx->profiles.count : 1, na = per_app ? ctx->apps.count : 1;
+        for (size_t pi = 0; error == 0 && pi < np; pi++) {
             const char *prof = ctx->profiles.items[pi];
-            for (size_t ai = 0; error == 0 && ai < ctx->apps.count; ai++) {
+            for (size_t ai = 0; error == 0 && ai < na; ai++) {
                 const char *app = ctx->apps.items[ai];
                 char *value;
                 if ((per_profile && !value_is_safe(prof)) || (per_app && !value_is_safe(app))) {
@@ -324,7 +327,8 @@ static int build_locations(compose_ctx *ctx)
         }
     }
     if (error == ERR_TOO_LARGE)
-        error = err_set(ERR_BAD_REQUEST, "more than %d search locations", ENV_MAX_LOCATIONS);
+        error = err_set(ERR_CONFIG, "the search paths name more than %d directories",
+                        ENV_MAX_LOCATIONS);
     return error;
 }
 
