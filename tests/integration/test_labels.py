@@ -1,0 +1,153 @@
+"""Labels: the default label (main, falling back to master), branches, branches with a slash
+written with (_), tags, full and abbreviated commit ids, unknown labels, and old commits."""
+
+import unittest
+
+from almanac_harness import ServerTestCase, relative_names, source
+
+
+class LabelTest(ServerTestCase):
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        cls.c1 = repo.commit({"application.yml": "shared: v1\n",
+                              "orders.yml": "color: red\nsize: 1\n"}, "first")
+        repo.tag("v1")
+        repo.tag("v1-annotated", annotated=True)
+        repo.branch("release")
+        cls.c2 = repo.commit({"orders.yml": "color: blue\nsize: 2\n",
+                              "orders-dev.yml": "dev: true\n"}, "second")
+        repo.git("checkout", "-q", "-b", "feature/x")
+        cls.c3 = repo.commit({"orders.yml": "color: green\nsize: 3\n"}, "feature work")
+        repo.checkout("main")
+        cls.server = cls.start_server(repo.uri)
+        cls.prefix = repo.uri + "/"
+
+    def env(self, path):
+        r = self.server.get(path)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def assertOrders(self, env, commit, color):
+        self.assertEqual(env["version"], commit)
+        self.assertEqual(source(env, "orders.yml")["color"], color)
+
+    def test_default_label_is_main(self):
+        env = self.env("/orders/dev")
+        self.assertIsNone(env["label"])
+        self.assertOrders(env, self.c2, "blue")
+        self.assertEqual(relative_names(env, self.prefix),
+                         ["orders-dev.yml", "orders.yml", "application.yml"])
+
+    def test_main_explicit(self):
+        env = self.env("/orders/dev/main")
+        self.assertEqual(env["label"], "main")
+        self.assertOrders(env, self.c2, "blue")
+
+    def test_branch(self):
+        env = self.env("/orders/dev/release")
+        self.assertEqual(env["label"], "release")
+        self.assertOrders(env, self.c1, "red")
+        self.assertEqual(relative_names(env, self.prefix), ["orders.yml", "application.yml"])
+
+    def test_branch_with_slash(self):
+        env = self.env("/orders/dev/feature(_)x")
+        self.assertIn(env["label"], ("feature(_)x", "feature/x"))
+        self.assertOrders(env, self.c3, "green")
+
+    def test_lightweight_tag(self):
+        env = self.env("/orders/dev/v1")
+        self.assertEqual(env["label"], "v1")
+        self.assertOrders(env, self.c1, "red")
+
+    def test_annotated_tag_peeled(self):
+        self.assertOrders(self.env("/orders/dev/v1-annotated"), self.c1, "red")
+
+    def test_full_commit_id(self):
+        env = self.env("/orders/dev/" + self.c1)
+        self.assertEqual(env["label"], self.c1)
+        self.assertOrders(env, self.c1, "red")
+
+    def test_short_commit_id(self):
+        env = self.env("/orders/dev/" + self.c1[:7])
+        self.assertEqual(env["label"], self.c1[:7])
+        self.assertOrders(env, self.c1, "red")
+
+    def test_unknown_label_404(self):
+        r = self.server.get("/orders/dev/no-such-branch")
+        body = self.assertErrorBody(r, 404, "/orders/dev/no-such-branch")
+        self.assertEqual(body["error"], "Not Found")
+        self.assertIsInstance(body["timestamp"], (str, int))
+        self.assertIsInstance(body["message"], str)
+        self.assertTrue(r.header("content-type").startswith("application/json"), r.headers)
+
+    def test_unknown_commit_id_404(self):
+        self.assertErrorBody(self.server.get("/orders/dev/" + "0" * 40), 404)
+
+    def test_old_and_new_side_by_side(self):
+        # Interleaved, on one connection: labelled requests never disturb the default.
+        for _ in range(3):
+            self.assertOrders(self.env("/orders/dev/" + self.c1), self.c1, "red")
+            self.assertOrders(self.env("/orders/dev"), self.c2, "blue")
+            self.assertOrders(self.env("/orders/dev/feature(_)x"), self.c3, "green")
+
+    def test_labelled_documents(self):
+        r = self.server.get("/v1/orders-dev.properties")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("color: red", r.text.split("\n"))
+        r = self.server.get("/orders-dev.properties")
+        self.assertIn("color: blue", r.text.split("\n"))
+        r = self.server.get("/feature(_)x/orders-dev.yml")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("color: green", r.text.split("\n"))
+        self.assertErrorBody(self.server.get("/no-such-branch/orders-dev.yml"), 404)
+
+
+class MasterFallbackTest(ServerTestCase):
+    """A repository whose only branch is master: no label means master."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo(branch="master")
+        cls.commit = repo.commit({"orders.yml": "color: grey\n"}, "only commit")
+        cls.server = cls.start_server(repo.uri)
+
+    def test_no_label_uses_master(self):
+        r = self.server.get("/orders/dev")
+        self.assertEqual(r.status, 200, r)
+        env = r.json()
+        self.assertIsNone(env["label"])
+        self.assertEqual(env["version"], self.commit)
+        self.assertEqual(source(env, "orders.yml"), {"color": "grey"})
+
+    def test_master_explicit(self):
+        r = self.server.get("/orders/dev/master")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["version"], self.commit)
+
+    def test_main_is_unknown(self):
+        self.assertErrorBody(self.server.get("/orders/dev/main"), 404)
+
+
+class DefaultLabelFlagTest(ServerTestCase):
+    """--default-label chooses what "no label" means."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        cls.c1 = repo.commit({"orders.yml": "color: red\n"}, "first")
+        repo.branch("stable")
+        cls.c2 = repo.commit({"orders.yml": "color: blue\n"}, "second")
+        cls.server = cls.start_server(repo.uri, extra_args=["--default-label", "stable"])
+
+    def test_default_label_flag(self):
+        r = self.server.get("/orders/dev")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["version"], self.c1)
+        r = self.server.get("/orders/dev/main")
+        self.assertEqual(r.json()["version"], self.c2)
+
+
+if __name__ == "__main__":
+    unittest.main()
