@@ -55,6 +55,17 @@ struct ynode {
     size_t merged_count, merged_cap;
 };
 
+/*
+ * Where the flattened key stands. Spring drops a path made only of whitespace rather than
+ * prefixing it, so such a path stays in the buffer (to restore it for the next sibling) but is
+ * skipped; first_text remembers whether the visible part holds any non-blank byte.
+ */
+typedef struct {
+    size_t len;
+    size_t skip;
+    size_t first_text; /* SIZE_MAX: the visible part is blank */
+} keypos;
+
 typedef struct {
     const confdoc_limits *limits;
     confdoc_error *err;
@@ -75,8 +86,9 @@ typedef struct {
     size_t documents;
 
     /* flattening */
-    char *key;
-    size_t key_len, key_cap;
+    char *key; /* the flattened key is key + pos.skip, NUL-terminated at pos.len */
+    size_t key_cap;
+    keypos pos;
     size_t aliases; /* aliases read so far: they are what makes a file expand */
 } yparse;
 
@@ -881,12 +893,12 @@ static bool on_alias(yparse *p, const yaml_event_t *ev)
 
 static bool key_reserve(yparse *p, size_t extra, const ynode *at)
 {
-    if (p->key_len + extra > p->limits->max_key_len) {
+    if (p->pos.len - p->pos.skip + extra > p->limits->max_key_len) {
         fail(p, at->line, at->col, "key longer than %zu bytes", p->limits->max_key_len);
         return false;
     }
-    if (p->key_len + extra + 1 > p->key_cap) {
-        size_t cap = (p->key_len + extra + 1) * 2;
+    if (p->pos.len + extra + 1 > p->key_cap) {
+        size_t cap = (p->pos.len + extra + 1) * 2;
         char *grown = realloc(p->key, cap);
         if (grown == NULL) {
             fail(p, 0, 0, "out of memory");
@@ -898,31 +910,38 @@ static bool key_reserve(yparse *p, size_t extra, const ynode *at)
     return true;
 }
 
-/* Spring's StringUtils.hasText: a path made only of whitespace counts as no path. */
-static bool key_has_text(const yparse *p)
+static bool is_blank(char c)
 {
-    for (size_t i = 0; i < p->key_len; i++)
-        if (p->key[i] != ' ' && p->key[i] != '\t' && p->key[i] != '\n' && p->key[i] != '\r' &&
-            p->key[i] != '\f' && p->key[i] != '\v')
-            return true;
-    return false;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Appends one path segment: "[..]" joins directly, anything else after a dot. */
+/*
+ * Appends one path segment the way buildFlattenedMap joins keys: "[..]" directly, anything
+ * else after a dot, and no prefix at all when the path has no text (StringUtils.hasText).
+ */
 static bool key_push(yparse *p, const char *segment, size_t len, const ynode *at)
 {
-    bool has_path = key_has_text(p);
+    bool has_path = p->pos.first_text != SIZE_MAX;
     if (!has_path)
-        p->key_len = 0;
+        p->pos.skip = p->pos.len;
     bool dot = has_path && !(len > 0 && segment[0] == '[');
     if (!key_reserve(p, len + (dot ? 1 : 0), at))
         return false;
     if (dot)
-        p->key[p->key_len++] = '.';
-    memcpy(p->key + p->key_len, segment, len);
-    p->key_len += len;
-    p->key[p->key_len] = '\0';
+        p->key[p->pos.len++] = '.';
+    for (size_t i = 0; i < len && p->pos.first_text == SIZE_MAX; i++)
+        if (!is_blank(segment[i]))
+            p->pos.first_text = p->pos.len + i;
+    memcpy(p->key + p->pos.len, segment, len);
+    p->pos.len += len;
+    p->key[p->pos.len] = '\0';
     return true;
+}
+
+static void key_restore(yparse *p, keypos saved)
+{
+    p->pos = saved;
+    p->key[saved.len] = '\0';
 }
 
 static bool emit(yparse *p, confdoc *doc, json_t *value, const ynode *at)
@@ -938,8 +957,9 @@ static bool emit(yparse *p, confdoc *doc, json_t *value, const ynode *at)
     }
     char origin[32];
     snprintf(origin, sizeof(origin), "%u:%u", at->line, at->col);
-    if (json_object_set_new(doc->props, p->key, value) < 0 ||
-        json_object_set_new(doc->origins, p->key, json_string(origin)) < 0) {
+    const char *key = p->key + p->pos.skip;
+    if (json_object_set_new(doc->props, key, value) < 0 ||
+        json_object_set_new(doc->origins, key, json_string(origin)) < 0) {
         fail(p, 0, 0, "out of memory");
         return false;
     }
@@ -952,7 +972,7 @@ static bool flatten_map(yparse *p, confdoc *doc, const ynode *map, unsigned dept
 {
     ynode *const *tuples = map->merged ? map->merged : map->items;
     size_t count = map->merged ? map->merged_count : map->count;
-    size_t saved = p->key_len;
+    keypos saved = p->pos;
     for (size_t i = 0; i < count; i += 2) {
         const ynode *key = tuples[i];
         char *text = scalar_to_text(key->value);
@@ -982,8 +1002,7 @@ static bool flatten_map(yparse *p, confdoc *doc, const ynode *map, unsigned dept
         free(text);
         if (!ok || !flatten(p, doc, tuples[i + 1], depth + 1))
             return false;
-        p->key_len = saved;
-        p->key[saved] = '\0';
+        key_restore(p, saved);
     }
     return true;
 }
@@ -1011,14 +1030,13 @@ static bool flatten(yparse *p, confdoc *doc, const ynode *node, unsigned depth)
         return flatten_map(p, doc, node, depth);
     if (node->count == 0)
         return emit(p, doc, json_string(""), node);
-    size_t saved = p->key_len;
+    keypos saved = p->pos;
     for (size_t i = 0; i < node->count; i++) {
         char segment[32];
         int n = snprintf(segment, sizeof(segment), "[%zu]", i);
         if (!key_push(p, segment, (size_t)n, node) || !flatten(p, doc, node->items[i], depth + 1))
             return false;
-        p->key_len = saved;
-        p->key[saved] = '\0';
+        key_restore(p, saved);
     }
     return true;
 }
@@ -1074,7 +1092,7 @@ static bool document_close(yparse *p, confdoc_list *list)
         fail(p, 0, 0, "out of memory");
         return false;
     }
-    p->key_len = 0;
+    p->pos = (keypos){0, 0, SIZE_MAX};
     if (!key_reserve(p, 0, root))
         return false;
     p->key[0] = '\0';
