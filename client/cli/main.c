@@ -38,7 +38,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "almanac: no command given; see 'almanac --help'\n");
         return CLI_EXIT_USAGE;
     }
     const char *name = argv[1];

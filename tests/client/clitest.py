@@ -1,0 +1,114 @@
+"""Helpers for the almanac CLI tests: running the CLI, and a scripted HTTP stub that stands in
+for a server when a test needs an answer no real server would give (a 500, a malformed or huge
+body) or needs to see exactly what the client sent.
+
+Standard library only. $ALMANAC_CLI_BIN names the CLI (set by ctest).
+"""
+
+import http.server
+import json
+import os
+import socket
+import subprocess
+import threading
+import unittest
+
+CLI_BIN = os.environ.get("ALMANAC_CLI_BIN", "")
+CLI_TIMEOUT = 60
+
+
+def require_cli_bin():
+    if not CLI_BIN or not os.access(CLI_BIN, os.X_OK):
+        raise unittest.SkipTest("ALMANAC_CLI_BIN is not set to an executable almanac CLI")
+
+
+class Result:
+    def __init__(self, proc):
+        self.code = proc.returncode
+        self.out = proc.stdout.decode("utf-8")
+        self.err = proc.stderr.decode("utf-8")
+
+    def __repr__(self):
+        return "Result(code=%d, out=%r, err=%r)" % (self.code, self.out[:500], self.err[:500])
+
+
+def run_cli(*args, env=None, server=None, timeout=CLI_TIMEOUT):
+    """Runs the CLI with a clean ALMANAC_* environment; returns a Result."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+    if server is not None:
+        full_env["ALMANAC_SERVER"] = server
+    full_env.update(env or {})
+    proc = subprocess.run([CLI_BIN, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=full_env, timeout=timeout)
+    return Result(proc)
+
+
+def closed_port_url():
+    """A loopback URL where nothing listens (bound, noted, closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "http://127.0.0.1:%d" % port
+
+
+def environment(name="orders", profiles="prod", label=None, version="v1", sources=None):
+    return {"name": name, "profiles": [profiles], "label": label, "version": version,
+            "state": "", "propertySources": sources or []}
+
+
+class Stub:
+    """A one-thread HTTP server answering from a script. Each answer is (status, headers, body);
+    the last one repeats. `requests` records (path, headers) of every request received."""
+
+    def __init__(self):
+        self.answers = []
+        self.requests = []
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                with stub.lock:
+                    stub.requests.append((self.path, {k.lower(): v for k, v in
+                                                      self.headers.items()}))
+                    answer = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
+                status, headers, body = answer
+                if isinstance(body, (dict, list)):
+                    body = json.dumps(body).encode()
+                elif isinstance(body, str):
+                    body = body.encode()
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body:
+                    try:
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client gave up on purpose (size cap)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def script(self, *answers):
+        with self.lock:
+            self.answers = list(answers)
+            self.requests = []
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()

@@ -1,0 +1,254 @@
+"""The almanac CLI (and through it libalmanac) against a scripted HTTP stub: what it sends
+(path encoding, credentials, long-poll query) and how it meets answers a healthy server never
+gives (401, 404, 500 then 200, malformed and oversized bodies), plus usage errors and exit codes.
+"""
+
+import base64
+import json
+import os
+import shutil
+import stat
+import tempfile
+import unittest
+import urllib.parse
+
+from clitest import Stub, closed_port_url, environment, require_cli_bin, run_cli
+
+ENV = environment(sources=[
+    {"name": "orders-prod.yml", "source": {"db.url": "jdbc:pg://prod", "db.pool": 20,
+                                           "ratio": 1000.0, "feature.on": True,
+                                           "hosts[0]": "a", "hosts[1]": "b"}},
+    {"name": "orders.yml", "source": {"db.pool": 5, "server.port": 8080, "hosts[0]": "z"}},
+])
+
+
+class CliStubTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        require_cli_bin()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="almanac-cli-")
+        self.stub = Stub().__enter__()
+
+    def tearDown(self):
+        self.stub.__exit__(None, None, None)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def get(self, *args, **kwargs):
+        return run_cli("get", *args, server=kwargs.pop("server", self.stub.url), **kwargs)
+
+    def assertOneLineError(self, r, code, *needles):
+        self.assertEqual(r.code, code, r)
+        self.assertEqual(r.out, "", r)
+        lines = r.err.strip("\n").split("\n")
+        self.assertEqual(len(lines), 1, r)
+        self.assertTrue(lines[0].startswith("almanac"), r)
+        for n in needles:
+            self.assertIn(n, lines[0])
+
+    # -- what goes out ------------------------------------------------------------------------
+
+    def test_path_segments_are_encoded_and_label_slash_becomes_paren(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get("my app", "dev,mysql", "--label", "feature/x y", "--key", "db.url")
+        self.assertEqual(r.code, 0, r)
+        path = self.stub.requests[0][0]
+        raw_segments = path.split("?")[0].split("/")[1:]
+        self.assertEqual([urllib.parse.unquote(s) for s in raw_segments],
+                         ["my app", "dev,mysql", "feature(_)x y"])
+        self.assertNotIn(" ", path)
+
+    def test_basic_credentials(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get("orders", "prod", "--user", "svc", "--password", "pa:ss")
+        self.assertEqual(r.code, 0, r)
+        auth = self.stub.requests[0][1].get("authorization")
+        self.assertEqual(auth, "Basic " + base64.b64encode(b"svc:pa:ss").decode())
+
+    def test_bearer_token_from_environment(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get("orders", "prod", env={"ALMANAC_TOKEN": "tok-123"})
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.stub.requests[0][1].get("authorization"), "Bearer tok-123")
+
+    def test_user_and_token_together_is_a_usage_error(self):
+        r = self.get("orders", "prod", "--user", "u", "--token", "t")
+        self.assertOneLineError(r, 2, "not both")
+        self.assertEqual(self.stub.requests, [])
+
+    # -- what comes back ----------------------------------------------------------------------
+
+    def test_key_lookup_and_precedence(self):
+        self.stub.script((200, {}, ENV))
+        self.assertEqual(self.get("orders", "prod", "--key", "db.pool").out, "20\n")
+        self.assertEqual(self.get("orders", "prod", "--key", "server.port").out, "8080\n")
+        self.assertEqual(self.get("orders", "prod", "--key", "ratio").out, "1000.0\n")
+        self.assertEqual(self.get("orders", "prod", "--key", "feature.on").out, "true\n")
+        # The list comes whole from the most specific source.
+        self.assertEqual(self.get("orders", "prod", "--key", "hosts[1]").out, "b\n")
+        r = self.get("orders", "prod", "--key", "no.such.key")
+        self.assertOneLineError(r, 3, "no.such.key")
+
+    def test_formats(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get("orders", "prod", "--format", "json")
+        self.assertEqual(r.code, 0, r)
+        tree = json.loads(r.out)
+        self.assertEqual(tree["db"], {"url": "jdbc:pg://prod", "pool": 20})
+        self.assertEqual(tree["hosts"], ["a", "b"])
+        self.assertEqual(tree["server"]["port"], 8080)
+        self.assertIs(tree["feature"]["on"], True)
+
+        r = self.get("orders", "prod", "--format", "properties")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("db.url: jdbc:pg://prod\n", r.out)
+        self.assertIn("db.pool: 20\n", r.out)
+
+        r = self.get("orders", "prod", "--format", "env")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("DB_URL=jdbc:pg://prod\n", r.out)
+        self.assertIn("HOSTS_1=b\n", r.out)
+
+        r = self.get("orders", "prod", "--format", "yaml")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("db:\n", r.out)
+        self.assertIn("  url: jdbc:pg://prod\n", r.out)
+
+        r = self.get("orders", "prod", "--format", "xml")
+        self.assertOneLineError(r, 2, "xml")
+
+    def test_auth_refused(self):
+        self.stub.script((401, {"Content-Type": "application/json"},
+                          {"status": 401, "error": "Unauthorized", "message": "bad credentials"}))
+        r = self.get("orders", "prod")
+        self.assertOneLineError(r, 4, "401", "--token", "bad credentials")
+        self.assertEqual(len(self.stub.requests), 1)  # never retried
+        self.stub.script((403, {}, ""))
+        self.assertOneLineError(self.get("orders", "prod"), 4, "403")
+
+    def test_unknown_label(self):
+        self.stub.script((404, {}, {"status": 404, "message": "No such label: nope"}))
+        r = self.get("orders", "prod", "--label", "nope")
+        self.assertOneLineError(r, 3, "404", "No such label")
+
+    def test_server_error_is_retried(self):
+        self.stub.script((500, {}, "boom"), (503, {}, ""), (200, {}, ENV))
+        r = self.get("orders", "prod", "--retries", "3", "--key", "db.url")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.out, "jdbc:pg://prod\n")
+        self.assertEqual(len(self.stub.requests), 3)
+
+    def test_server_error_gives_up_after_retries(self):
+        self.stub.script((500, {}, ""))
+        r = self.get("orders", "prod", "--retries", "2")
+        self.assertOneLineError(r, 5, "500")
+        self.assertEqual(len(self.stub.requests), 2)
+
+    def test_malformed_answers(self):
+        for body in ("not json", "[1,2]", '{"name":"x"}',
+                     '{"propertySources":[{"name":"a","source":{"k":{"deep":1}}}]}'):
+            self.stub.script((200, {}, body))
+            r = self.get("orders", "prod")
+            self.assertOneLineError(r, 7)
+            self.assertEqual(len(self.stub.requests), 1, body)  # not retried
+
+    def test_oversized_answer(self):
+        big = '{"propertySources":[{"name":"a","source":{"k":"' + "x" * (17 << 20) + '"}}]}'
+        self.stub.script((200, {}, big))
+        r = self.get("orders", "prod")
+        self.assertOneLineError(r, 7, "larger than")
+
+    # -- server down and the cache file -------------------------------------------------------
+
+    def test_cache_stands_in_when_the_server_is_down(self):
+        cache = os.path.join(self.tmp, "orders.json")
+        self.stub.script((200, {"ETag": '"e1"'}, ENV))
+        r = self.get("orders", "prod", "--cache-file", cache, "--format", "json")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.err, "")
+        self.assertEqual(stat.S_IMODE(os.stat(cache).st_mode), 0o600)
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["orders.json"])
+
+        down = closed_port_url()
+        r2 = self.get("orders", "prod", "--cache-file", cache, "--format", "json",
+                      "--retries", "1", server=down)
+        self.assertEqual(r2.code, 0, r2)
+        self.assertEqual(json.loads(r2.out), json.loads(r.out))
+        self.assertIn("warning", r2.err)
+        self.assertIn(cache, r2.err)
+
+        r3 = self.get("orders", "prod", "--cache-file", cache, "--fail-fast", "--retries", "1",
+                      server=down)
+        self.assertOneLineError(r3, 5, "--server")
+
+        # Another application's request may not use this cache.
+        r4 = self.get("billing", "prod", "--cache-file", cache, "--retries", "1", server=down)
+        self.assertOneLineError(r4, 6, "another application")
+
+        # A damaged cache is refused, with the file named.
+        with open(cache, "r+b") as f:
+            data = f.read()
+            f.seek(0)
+            f.write(data.replace(b"jdbc:pg://prod", b"jdbc:pg://evil"))
+        r5 = self.get("orders", "prod", "--cache-file", cache, "--retries", "1", server=down)
+        self.assertOneLineError(r5, 6, "checksum", cache)
+
+    def test_server_down_without_cache(self):
+        r = self.get("orders", "prod", "--retries", "1", server=closed_port_url())
+        self.assertOneLineError(r, 5, "--server")
+
+    def test_second_server_used_when_first_is_down(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get("orders", "prod", "--key", "db.url", "--retries", "1",
+                     server=closed_port_url() + "," + self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.out, "jdbc:pg://prod\n")
+
+    # -- watch --------------------------------------------------------------------------------
+
+    def test_watch_long_polls_with_the_etag(self):
+        env2 = json.loads(json.dumps(ENV))
+        env2["propertySources"][0]["source"]["db.url"] = "jdbc:pg://new"
+        self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""),
+                         (200, {"ETag": '"e2"'}, env2))
+        r = run_cli("watch", "orders", "prod", "--count", "2", "--wait", "5",
+                    server=self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        lines = r.out.splitlines()
+        self.assertEqual(len(lines), 2, r)
+        self.assertEqual(json.loads(lines[0])["db"]["url"], "jdbc:pg://prod")
+        self.assertEqual(json.loads(lines[1])["db"]["url"], "jdbc:pg://new")
+        paths = [p for p, _ in self.stub.requests]
+        self.assertEqual(len(paths), 3)
+        self.assertNotIn("?", paths[0])
+        for p in paths[1:]:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(p).query)
+            self.assertEqual(query, {"watch": ["e1"], "timeout": ["5"]})
+
+    def test_watch_needs_an_etag(self):
+        self.stub.script((200, {}, ENV))
+        r = run_cli("watch", "orders", "prod", server=self.stub.url)
+        self.assertEqual(r.code, 7, r)
+        self.assertEqual(len(r.out.splitlines()), 1)  # the first version is still printed
+
+    # -- command line -------------------------------------------------------------------------
+
+    def test_usage(self):
+        for args in ([], ["frobnicate"], ["get"], ["get", "a"], ["get", "a", "b", "c"],
+                     ["get", "a", "b", "--bogus"], ["get", "a", "b", "--format"],
+                     ["get", "a", "b", "--retries", "0"], ["watch", "a", "b", "--wait", "-1"]):
+            r = run_cli(*args)
+            self.assertEqual(r.code, 2, (args, r))
+            self.assertEqual(len(r.err.strip().split("\n")), 1, (args, r))
+        for args in (["--help"], ["get", "--help"], ["watch", "--help"]):
+            r = run_cli(*args)
+            self.assertEqual(r.code, 0, r)
+            self.assertIn("usage: almanac", r.out)
+        r = run_cli("--version")
+        self.assertEqual(r.code, 0, r)
+        self.assertRegex(r.out, r"^almanac \d+\.\d+\.\d+")
+
+
+if __name__ == "__main__":
+    unittest.main()
