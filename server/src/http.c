@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,18 @@ struct prepared_response {
     unsigned status;
     size_t size;
     struct MHD_Response *mhd;
+};
+
+struct response_stream_handle {
+    atomic_int refs;
+    pthread_mutex_t lock;
+    struct MHD_Connection *conn; /* set when the response is queued */
+    bool parked;
+    bool closed;
+    response_stream_read_fn read;
+    void *ctx;
+    void (*on_close)(void *);
+    char *content_type;
 };
 
 /* One HTTP request, from the first access-handler call to the completion callback. */
@@ -284,8 +297,90 @@ void response_use_prepared(response *res, prepared_response *p)
     res->prepared = p;
 }
 
+response_stream_handle *response_stream_retain(response_stream_handle *s)
+{
+    if (s != NULL)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void response_stream_release(response_stream_handle *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pthread_mutex_destroy(&s->lock);
+    free(s->content_type);
+    free(s);
+}
+
+/* The stream is over: tell its owner once, then drop the connection's reference. */
+static void stream_close(response_stream_handle *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool was_closed = s->closed;
+    s->closed = true;
+    pthread_mutex_unlock(&s->lock);
+    if (!was_closed && s->on_close)
+        s->on_close(s->ctx);
+    response_stream_release(s);
+}
+
+int response_stream(response *res, const char *content_type, response_stream_read_fn read,
+                    void *ctx, void (*on_close)(void *), response_stream_handle **handle)
+{
+    response_stream_handle *s = calloc(1, sizeof(*s));
+    if (s == NULL || pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return ERR_NOMEM;
+    }
+    atomic_init(&s->refs, handle ? 2 : 1);
+    s->read = read;
+    s->ctx = ctx;
+    s->on_close = on_close;
+    s->content_type = strdup(content_type);
+    res->status = 200;
+    res->stream = s;
+    if (handle)
+        *handle = s;
+    return 0;
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    response_stream_handle *s = cls;
+    pthread_mutex_lock(&s->lock);
+    long n = s->closed ? -1 : s->read(s->ctx, buf, max);
+    if (n == 0) {
+        /* Nothing to send: park until a wake, instead of being polled in a busy loop. */
+        s->parked = true;
+        MHD_suspend_connection(s->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+static void stream_reader_done(void *cls)
+{
+    stream_close(cls);
+}
+
+void response_stream_wake(response_stream_handle *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->parked && !s->closed) {
+        s->parked = false;
+        MHD_resume_connection(s->conn);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void response_dispose(response *res)
 {
+    if (res->stream != NULL)
+        stream_close(res->stream); /* never sent */
     free(res->content_type);
     free(res->body);
     for (size_t i = 0; i < res->nheaders; i++) {
@@ -329,6 +424,21 @@ static enum MHD_Result queue(struct MHD_Connection *conn, request_state *st, res
 {
     enum MHD_Result ret;
     st->status = res->status ? res->status : 200;
+    if (res->stream != NULL) {
+        response_stream_handle *s = res->stream;
+        struct MHD_Response *streamed = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, 4096, stream_reader, s, stream_reader_done);
+        if (streamed == NULL)
+            return MHD_NO;
+        res->stream = NULL; /* now owned by the MHD response: freed in stream_reader_done */
+        s->conn = conn;
+        MHD_add_response_header(streamed, "Content-Type", s->content_type);
+        MHD_add_response_header(streamed, "Cache-Control", "no-cache");
+        MHD_add_response_header(streamed, "X-Accel-Buffering", "no");
+        ret = MHD_queue_response(conn, st->status, streamed);
+        MHD_destroy_response(streamed);
+        return ret;
+    }
     if (res->prepared != NULL) {
         st->status = res->prepared->status;
         st->bytes_out = res->prepared->size;

@@ -9,6 +9,7 @@
 #include "cipher.h"
 #include "environment.h"
 #include "errors.h"
+#include "events.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -161,7 +162,8 @@ static int run(const settings *cfg)
         .max_watchers = cfg->max_connections,
         .max_per_client = cfg->max_connections,
     };
-    if (watch_registry_new(&srv.watches, &srv, &wlimits) < 0) {
+    if (watch_registry_new(&srv.watches, &srv, &wlimits) < 0 ||
+        event_hub_new(&srv.events, 15, cfg->max_connections) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }
@@ -221,6 +223,7 @@ static int run(const settings *cfg)
     /* Stop accepting, answer every parked watcher, let in-flight requests finish. */
     http_quiesce(http);
     watch_registry_shutdown(srv.watches);
+    event_hub_shutdown(srv.events);
     for (int waited = 0; waited < 100 && http_requests_in_flight(http) > 0; waited++) {
         struct timespec pause = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
         nanosleep(&pause, NULL);
@@ -229,6 +232,7 @@ static int run(const settings *cfg)
 out:
     http_stop(http);
     watch_registry_free(srv.watches);
+    event_hub_free(srv.events);
     free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);
     keyring_free(srv.keyring);

@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +249,47 @@ void render_environment_etag(const environment *env, render_format fmt,
     json_decref(sources);
 }
 
+/*
+ * jansson prints reals with one fixed precision. 17 digits always round-trip but show 0.21 as
+ * 0.20999999999999999; 15 digits read back exactly whatever a person wrote with 15 or fewer.
+ * Use 15 when every real of the Environment survives it, else 17: exact and readable.
+ */
+static bool reals_survive_15_digits(const json_t *value)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    switch (json_typeof(value)) {
+    case JSON_REAL: {
+        char text[40];
+        double real = json_real_value(value);
+        snprintf(text, sizeof(text), "%.15g", real);
+        return strtod(text, NULL) == real;
+    }
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)(uintptr_t)value, key, child)
+        {
+            if (!reals_survive_15_digits(child))
+                return false;
+        }
+        return true;
+    case JSON_ARRAY:
+        json_array_foreach(value, i, child)
+        {
+            if (!reals_survive_15_digits(child))
+                return false;
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
+size_t render_json_flags(const json_t *value)
+{
+    return JSON_COMPACT | JSON_REAL_PRECISION(reals_survive_15_digits(value) ? 15 : 17);
+}
+
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
                               const char *label_echo, size_t *len)
 {
@@ -258,7 +300,7 @@ char *render_environment_json(const environment *env, const env_query *q, render
                             "propertySources", property_sources_json(env, fmt));
     if (doc == NULL)
         return NULL;
-    char *text = json_dumps(doc, JSON_COMPACT);
+    char *text = json_dumps(doc, render_json_flags(doc));
     json_decref(doc);
     if (text != NULL)
         *len = strlen(text);

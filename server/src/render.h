@@ -52,6 +52,8 @@ void render_result_dispose(render_result *r);
 /* Environment JSON for env (not cached); exposed for tests and for the watch path. */
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
                               const char *label_echo, size_t *len);
+/* json_dumps flags for value: compact, and the real precision that is exact and readable. */
+size_t render_json_flags(const json_t *value);
 /* The ETag of an Environment: a digest of its property sources' names and values only. */
 void render_environment_etag(const environment *env, render_format fmt,
                              char etag[RENDER_ETAG_SIZE]);

@@ -44,6 +44,7 @@ typedef struct response {
     char *body;                   /* owned, may be NULL for an empty body */
     size_t body_len;
     struct prepared_response *prepared; /* alternatively, a ready response (one reference) */
+    struct response_stream_handle *stream; /* or a stream (response_stream) */
     response_header headers[8];
     size_t nheaders;
 } response;
@@ -72,6 +73,23 @@ void response_use_prepared(response *res, prepared_response *p);
 typedef struct request_handle request_handle;
 request_handle *request_suspend(request *req);
 void request_resume(request_handle *handle, response *res);
+/*
+ * Streaming answers (Server-Sent Events). The read callback fills buf with up to max bytes and
+ * returns how many, or 0 when it has nothing now — the connection is then parked until
+ * response_stream_wake — or -1 to end the stream. It runs under the stream's own lock, so a
+ * wake between its "nothing to send" and the park is never lost; it must not block, and the
+ * caller must never hold a lock it takes while calling response_stream_wake.
+ * on_close(ctx) runs exactly once when the stream ends for whatever reason; read is never
+ * called after it. *handle is a reference for the caller (release it when done with it).
+ */
+typedef struct response_stream_handle response_stream_handle;
+typedef long (*response_stream_read_fn)(void *ctx, char *buf, size_t max);
+int response_stream(response *res, const char *content_type, response_stream_read_fn read,
+                    void *ctx, void (*on_close)(void *ctx), response_stream_handle **handle);
+void response_stream_wake(response_stream_handle *handle);
+response_stream_handle *response_stream_retain(response_stream_handle *handle);
+void response_stream_release(response_stream_handle *handle);
+
 /* The peer's IP address as text, for per-client limits and logs. */
 const char *request_peer(const request *req, char *buf, size_t size);
 

@@ -10,6 +10,7 @@
 
 #include "environment.h"
 #include "errors.h"
+#include "events.h"
 #include "flatrender.h"
 #include "log.h"
 #include "metrics.h"
@@ -227,6 +228,11 @@ static bool match_encrypt_status(const request *req)
 static bool match_key(const request *req)
 {
     return (req->nsegments == 1 || req->nsegments == 3) && strcmp(req->segments[0], "key") == 0;
+}
+
+static bool match_events(const request *req)
+{
+    return path_is(req, "events", NULL);
 }
 
 static bool match_document(const request *req)
@@ -468,6 +474,13 @@ static int handle_refresh(request *req, response *res)
     return response_json(res, 200, body);
 }
 
+static int handle_events(request *req, response *res)
+{
+    if (req->server->events == NULL)
+        return response_error(res, req, ERR_NOT_FOUND, "events are not enabled");
+    return event_hub_subscribe(req->server->events, req, res);
+}
+
 static route route_table[] = {
     {"health", M_GET, match_health, handle_health, PERM_OPEN, -1},
     {"metrics", M_GET, match_metrics, handle_metrics, PERM_ADMIN, -1},
@@ -476,6 +489,7 @@ static route route_table[] = {
     {"encrypt", M_POST, match_encrypt, route_encrypt, PERM_ADMIN, -1},
     {"decrypt", M_POST, match_decrypt, route_decrypt, PERM_ADMIN, -1},
     {"key", M_GET, match_key, route_key, PERM_OPEN, -1},
+    {"events", M_GET, match_events, handle_events, PERM_ADMIN, -1},
     {"document", M_GET, match_document, handle_document, PERM_APPLICATION, -1},
     {"environment", M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
     {"plain_file", M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},

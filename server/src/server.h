@@ -17,6 +17,7 @@ struct keyring;
 struct authdb;
 struct watch_registry;
 struct overrides;
+struct event_hub;
 
 typedef struct server {
     const settings *settings;
@@ -27,6 +28,7 @@ typedef struct server {
     struct authdb *auth;                 /* NULL: authentication off */
     struct watch_registry *watches;
     struct overrides *overrides;         /* NULL: none */
+    struct event_hub *events;            /* GET /events subscribers */
     char **search_paths;                 /* NULL-terminated, from --search-paths */
     volatile bool stopping;
 } server;

@@ -1,0 +1,26 @@
+/*
+ * events — the Server-Sent Events hub behind GET /events: `refresh` events (commit, changed
+ * applications) with ids for Last-Event-ID resume, and heartbeats so proxies keep the stream.
+ */
+#ifndef ALMANAC_EVENTS_H
+#define ALMANAC_EVENTS_H
+
+#include "request.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct event_hub event_hub;
+
+int event_hub_new(event_hub **out, unsigned heartbeat_seconds, size_t max_subscribers);
+/* Ends every stream (so no connection stays parked) and stops the heartbeat thread. */
+void event_hub_shutdown(event_hub *hub);
+void event_hub_free(event_hub *hub);
+
+/* Publishes one refresh event; applications is a JSON array of names (borrowed). */
+int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications);
+/* The GET /events handler body: answers with a stream (or an error). */
+int event_hub_subscribe(event_hub *hub, request *req, response *res);
+size_t event_hub_subscribers(event_hub *hub);
+
+#endif
