@@ -19,6 +19,7 @@
 #include "repo.h"
 #include "yamlconf.h"
 
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,10 +38,12 @@ struct snapshot {
     char **dirs;          /* depth-first order, see dir_compare */
     size_t ndirs;
     json_t *dirset;       /* dir -> true, for snapshot_has_dir */
+    size_t reused;        /* files whose parse came from the donor */
 };
 
 typedef struct build_ctx {
     snapshot *snap;
+    const snapshot *donor;
     size_t files_cap;
     const confdoc_limits *limits;
     int error;
@@ -126,6 +129,27 @@ static void check_profiles(snapshot_file *f)
     }
 }
 
+/* f takes donor's documents (shared, reference-counted) or its error. -1 on OOM. */
+static int share_parse(snapshot_file *f, const snapshot_file *donor)
+{
+    f->failed = donor->failed;
+    f->error = donor->error;
+    for (size_t i = 0; i < donor->docs.count; i++) {
+        const confdoc *from = &donor->docs.docs[i];
+        confdoc *to = confdoc_list_append(&f->docs);
+        if (to == NULL)
+            return -1;
+        json_decref(to->props);
+        json_decref(to->origins);
+        to->props = json_incref(from->props);
+        to->origins = json_incref(from->origins);
+        to->index = from->index;
+        if (from->on_profile != NULL && (to->on_profile = strdup(from->on_profile)) == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 static int walk_file(const char *path, const char *data, size_t len, void *payload)
 {
     build_ctx *ctx = payload;
@@ -157,6 +181,18 @@ static int walk_file(const char *path, const char *data, size_t len, void *paylo
         snprintf(f->error.message, sizeof(f->error.message), "file is larger than %zu bytes",
                  ctx->limits->max_bytes);
         return 0;
+    }
+    if (EVP_Digest(data, len, f->digest, NULL, EVP_sha256(), NULL) == 1)
+        f->hashed = true;
+    if (f->hashed && ctx->donor != NULL) {
+        const snapshot_file *same = snapshot_find(ctx->donor, path);
+        if (same != NULL && same->hashed &&
+            memcmp(same->digest, f->digest, SNAPSHOT_DIGEST_LEN) == 0) {
+            if (share_parse(f, same) < 0)
+                return ctx->error = ERR_NOMEM;
+            s->reused++;
+            return 0;
+        }
     }
     if (is_yaml(path))
         rc = yamlconf_parse(&f->docs, data, len, ctx->limits, &f->error);
@@ -228,9 +264,9 @@ static int collect_dirs(snapshot *s)
 }
 
 int snapshot_build(snapshot **out, struct repo *r, const char *commit,
-                   const confdoc_limits *limits)
+                   const confdoc_limits *limits, const snapshot *donor)
 {
-    build_ctx ctx = {.limits = limits};
+    build_ctx ctx = {.limits = limits, .donor = donor};
     confdoc_limits defaults = CONFDOC_LIMITS_DEFAULT;
     snapshot *s = NULL;
     double started = now_seconds();
@@ -268,8 +304,8 @@ int snapshot_build(snapshot **out, struct repo *r, const char *commit,
 out:
     metrics_snapshot_build(error == 0, now_seconds() - started);
     if (error == 0) {
-        LOG_DEBUG("snapshot", "built %s: %zu configuration files",
-                  commit[0] != '\0' ? commit : "directory", (*out)->nfiles);
+        LOG_DEBUG("snapshot", "built %s: %zu configuration files, %zu parses reused",
+                  commit[0] != '\0' ? commit : "directory", (*out)->nfiles, (*out)->reused);
     }
     snapshot_free(s);
     return error < 0 ? error : 0;
@@ -302,6 +338,11 @@ const snapshot_file *snapshot_find(const snapshot *s, const char *path)
     if (s->nfiles == 0)
         return NULL;
     return bsearch(&key, s->files, s->nfiles, sizeof(*s->files), file_compare);
+}
+
+size_t snapshot_reused_count(const snapshot *s)
+{
+    return s->reused;
 }
 
 size_t snapshot_file_count(const snapshot *s)
@@ -448,6 +489,15 @@ static void evict(snapcache *c)
     }
 }
 
+/* The most recently used snapshot (retained), to lend its parses to a new build; or NULL. */
+static snapshot *most_recent(snapcache *c)
+{
+    for (snapentry *e = c->head; e != NULL; e = e->next)
+        if (e->snap != NULL)
+            return snapshot_retain(e->snap);
+    return NULL;
+}
+
 /* Waits (lock held) for e's build; hands out its snapshot or its error. */
 static int wait_for_build(snapshot **out, snapcache *c, snapentry *e)
 {
@@ -469,7 +519,7 @@ static int wait_for_build(snapshot **out, snapcache *c, snapentry *e)
 int snapcache_get(snapshot **out, snapcache *c, struct repo *r, const char *commit)
 {
     snapentry *e;
-    snapshot *built = NULL;
+    snapshot *built = NULL, *donor;
     int error;
 
     *out = NULL;
@@ -495,10 +545,12 @@ int snapcache_get(snapshot **out, snapcache *c, struct repo *r, const char *comm
     }
     memcpy(e->commit, commit, strlen(commit) + 1);
     e->building = true;
+    donor = most_recent(c);
     entry_push_front(c, e);
     pthread_mutex_unlock(&c->lock);
 
-    error = snapshot_build(&built, r, commit, &c->limits);
+    error = snapshot_build(&built, r, commit, &c->limits, donor);
+    snapshot_release(donor);
 
     pthread_mutex_lock(&c->lock);
     e->building = false;

@@ -7,7 +7,8 @@
  *
  * snapcache keeps the snapshots of the most recently used commits (a bounded LRU). A miss builds
  * the snapshot outside the cache's lock; concurrent misses on the same commit wait for that one
- * build. In dir mode (commit "") the snapshot is built once and kept until
+ * build, which reuses the parsed files of the most recently used snapshot where their content
+ * did not change. In dir mode (commit "") the snapshot is built once and kept until
  * snapcache_invalidate() (which the refresh paths call); files edited in the directory are seen
  * after the next refresh, not on every request.
  */
@@ -24,12 +25,16 @@ struct repo;
 typedef struct snapshot snapshot;   /* immutable, reference-counted parse of one commit */
 typedef struct snapcache snapcache; /* bounded LRU of snapshots by commit id */
 
+#define SNAPSHOT_DIGEST_LEN 32 /* SHA-256 */
+
 /* One configuration file of a snapshot: its documents, or why it could not be parsed. */
 typedef struct snapshot_file {
     char *path;            /* "sub/foo.yml", no leading slash */
     confdoc_list docs;     /* empty when failed */
     bool failed;
     confdoc_error error;   /* when failed: line/col (0 when unknown) and message */
+    bool hashed;           /* digest is set (false for files over the size limit) */
+    unsigned char digest[SNAPSHOT_DIGEST_LEN]; /* of the content, to reuse a parse */
 } snapshot_file;
 
 int snapcache_new(snapcache **out, size_t capacity, const confdoc_limits *limits);
@@ -44,9 +49,16 @@ void snapcache_invalidate(snapcache *c); /* drops the dir-mode snapshot (on refr
 /* Number of snapshots held by the cache (for tests and metrics). */
 size_t snapcache_count(snapcache *c);
 
-/* Builds a snapshot without a cache (the caller owns the one reference). */
+/*
+ * Builds a snapshot without a cache (the caller owns the one reference). donor (may be NULL) is
+ * a snapshot built with the same limits: a file whose path and content digest match one of
+ * donor's shares donor's parsed documents instead of being parsed again (the documents are
+ * immutable and reference-counted), so a new commit costs only its changed files.
+ */
 int snapshot_build(snapshot **out, struct repo *r, const char *commit,
-                   const confdoc_limits *limits);
+                   const confdoc_limits *limits, const snapshot *donor);
+/* Files of s whose parse was shared from the donor (for tests and logs). */
+size_t snapshot_reused_count(const snapshot *s);
 snapshot *snapshot_retain(snapshot *s);
 void snapshot_release(snapshot *s); /* NULL ok */
 const char *snapshot_commit(const snapshot *s);

@@ -33,7 +33,7 @@ static void scenario_open(scenario *sc, const char *const *files)
         gitfix_write(sc->dir, files[i], files[i + 1]);
     gitfix_commit(sc->dir, sc->commit);
     sc->r = gitfix_open(sc->dir, false, 0);
-    if (snapshot_build(&sc->snap, sc->r, sc->commit, NULL) < 0)
+    if (snapshot_build(&sc->snap, sc->r, sc->commit, NULL, NULL) < 0)
         fail_msg("snapshot_build: %s", err_message());
 }
 
@@ -370,7 +370,7 @@ static void test_dir_mode_outside(void **state)
     gitfix_mkdir(cfg, sizeof(cfg), "cfg");
     gitfix_write(cfg, "foo.yml", "mine: 1\n");
     r = gitfix_open(cfg, true, 0);
-    assert_int_equal(snapshot_build(&s, r, "", NULL), 0);
+    assert_int_equal(snapshot_build(&s, r, "", NULL, NULL), 0);
     p.snapshot = s;
     p.display_uri = repo_display_uri(r);
     p.search_paths = paths;

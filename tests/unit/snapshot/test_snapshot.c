@@ -55,7 +55,7 @@ static void test_build(void **state)
     const snapshot_file *f;
     (void)state;
 
-    assert_int_equal(snapshot_build(&s, rp, c1, NULL), 0);
+    assert_int_equal(snapshot_build(&s, rp, c1, NULL, NULL), 0);
     assert_string_equal(snapshot_commit(s), c1);
     /* Only configuration files, sorted by path. */
     assert_int_equal(snapshot_file_count(s), 6);
@@ -129,7 +129,7 @@ static void test_dir_order(void **state)
     gitfix_write(dir, "a/x.yml", "x: 1\n");
     gitfix_write(dir, "b.yml", "x: 1\n");
     r = gitfix_open(dir, true, 0);
-    assert_int_equal(snapshot_build(&s, r, "", NULL), 0);
+    assert_int_equal(snapshot_build(&s, r, "", NULL, NULL), 0);
     assert_int_equal(snapshot_dir_count(s), 3);
     assert_string_equal(snapshot_dir_at(s, 0), "a");
     assert_string_equal(snapshot_dir_at(s, 1), "a/b");
@@ -153,6 +153,19 @@ static void test_cache_hit_and_lru(void **state)
     assert_int_equal(snapcache_get(&b, c, rp, c2), 0);
     assert_ptr_not_equal(a, b);
     assert_string_equal(snapshot_commit(b), c2);
+    /* c2 reuses c1's parses of the files that did not change (the broken one included, the one
+     * over the size limit not: it has no digest), and parses the changed one. */
+    assert_int_equal(snapshot_reused_count(a), 0);
+    assert_int_equal(snapshot_reused_count(b), 4);
+    assert_ptr_equal(snapshot_find(b, "application.yml")->docs.docs[1].props,
+                     snapshot_find(a, "application.yml")->docs.docs[1].props);
+    assert_string_equal(snapshot_find(b, "application.yml")->docs.docs[1].on_profile, "dev");
+    assert_int_equal(snapshot_find(b, "application.yml")->docs.docs[1].index, 1);
+    assert_true(snapshot_find(b, "broken.yml")->failed);
+    assert_int_equal(snapshot_find(b, "broken.yml")->error.line, 4);
+    assert_true(snapshot_find(b, "big.yml")->failed);
+    assert_ptr_not_equal(snapshot_find(b, "foo.properties")->docs.docs[0].props,
+                         snapshot_find(a, "foo.properties")->docs.docs[0].props);
     assert_string_equal(
         json_string_value(json_object_get(snapshot_find(b, "foo.properties")->docs.docs[0].props,
                                           "p")),
