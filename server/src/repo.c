@@ -34,7 +34,7 @@
  * fetch_lock; status fields live under status_lock. repo_free must not race other calls (nor
  * the exit of a thread that used this repo).
  *
- * Dir mode never follows symlinks and skips dotfiles and dot-directories (.git, .env, ...):
+ * Dir mode lives in repo_dir.c: it never follows symlinks and skips dotfiles and dot-dirs:
  * walks use lstat semantics, reads go segment by segment with openat(O_NOFOLLOW), so nothing
  * outside the root can be reached.
  */
@@ -43,6 +43,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "repo_dir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -62,9 +63,6 @@
 
 #define MODULE "repo"
 #define LABEL_MAX 255           /* longer labels are never branch, tag or commit names */
-#define PATH_MAX_LEN 4096       /* repository paths, walk and read alike */
-#define WALK_DEPTH_MAX 64       /* nested directories followed by a walk */
-#define DIR_ENTRIES_MAX 100000  /* entries read from one directory in dir mode */
 #define REFS_MAX 1000000        /* refs considered when comparing before/after a fetch */
 #define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
 #define REMOTE_NAME "origin"
@@ -1156,7 +1154,7 @@ static bool path_ok(const char *path)
     const char *seg = path;
     size_t len = strlen(path);
 
-    if (len == 0 || len > PATH_MAX_LEN || path[0] == '/' || strchr(path, '\\'))
+    if (len == 0 || len > REPO_PATH_MAX || path[0] == '/' || strchr(path, '\\'))
         return false;
     for (const char *p = path; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
@@ -1213,21 +1211,8 @@ typedef struct walk_ctx {
     repo_filter_fn filter;
     repo_file_fn fn;
     void *payload;
-    char path[PATH_MAX_LEN + 1];
+    char path[REPO_PATH_MAX + 1];
 } walk_ctx;
-
-/* Appends name to ctx->path at len; false when it would be too long. */
-static bool path_push(walk_ctx *w, size_t len, const char *name, size_t *newlen)
-{
-    size_t n = strlen(name), extra = len ? 1 : 0;
-    if (len + extra + n > PATH_MAX_LEN)
-        return false;
-    if (extra)
-        w->path[len] = '/';
-    memcpy(w->path + len + extra, name, n + 1);
-    *newlen = len + extra + n;
-    return true;
-}
 
 static int walk_blob(walk_ctx *w, const git_tree_entry *e)
 {
@@ -1254,7 +1239,7 @@ static int walk_tree(walk_ctx *w, const git_tree *tree, size_t len, int depth)
     size_t count = git_tree_entrycount(tree);
     int error = 0;
 
-    if (depth > WALK_DEPTH_MAX) {
+    if (depth > REPO_DEPTH_MAX) {
         LOG_WARN(MODULE, "not walking below %s: nested too deep", w->path);
         return 0;
     }
@@ -1263,7 +1248,7 @@ static int walk_tree(walk_ctx *w, const git_tree *tree, size_t len, int depth)
         git_filemode_t mode = git_tree_entry_filemode(e);
         size_t newlen;
 
-        if (!path_push(w, len, git_tree_entry_name(e), &newlen))
+        if (!repo_path_append(w->path, len, git_tree_entry_name(e), &newlen))
             continue;
         if (mode == GIT_FILEMODE_TREE) {
             git_tree *sub = NULL;
@@ -1282,201 +1267,20 @@ static int walk_tree(walk_ctx *w, const git_tree *tree, size_t len, int depth)
     return error;
 }
 
-typedef struct dir_entry {
-    char *name;
-    bool is_dir;
-    size_t size;
-} dir_entry;
-
-/* Git's tree order: a directory sorts as if its name ended in '/'. Walks in both modes then
- * come out in the same order, which is plain byte order of the full paths. */
-static int dir_entry_cmp(const void *pa, const void *pb)
-{
-    const dir_entry *a = pa, *b = pb;
-    size_t la = strlen(a->name), lb = strlen(b->name), n = la < lb ? la : lb;
-    int c = memcmp(a->name, b->name, n);
-    unsigned char ca, cb;
-
-    if (c)
-        return c;
-    ca = la > n ? (unsigned char)a->name[n] : (a->is_dir ? '/' : 0);
-    cb = lb > n ? (unsigned char)b->name[n] : (b->is_dir ? '/' : 0);
-    return (int)ca - (int)cb;
-}
-
-/* Reads an open regular file, at most max bytes (ERR_TOO_LARGE beyond). */
-static int read_fd(int fd, size_t max, const char *what, char **data, size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    int error = 0;
-
-    if (!buf)
-        return err_set(ERR_NOMEM, "out of memory");
-    for (;;) {
-        ssize_t got;
-        if (n == cap) {
-            char *grown;
-            if (cap > max) {
-                error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", what, max);
-                goto out;
-            }
-            cap *= 2;
-            if (!(grown = realloc(buf, cap + 1))) {
-                error = err_set(ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            buf = grown;
-        }
-        got = read(fd, buf + n, cap - n);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0) {
-            error = err_set(ERR_INTERNAL, "cannot read %s: %s", what, strerror(errno));
-            goto out;
-        }
-        if (got == 0)
-            break;
-        n += (size_t)got;
-    }
-    if (n > max) {
-        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", what, max);
-        goto out;
-    }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    buf = NULL;
-out:
-    free(buf);
-    return error;
-}
-
-/* Opens name under dirfd as a regular file, never through a symlink, never blocking on a FIFO. */
-static int open_regular(int dirfd, const char *name, struct stat *st)
-{
-    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
-        close(fd);
-        errno = ENOENT;
-        return -1;
-    }
-    return fd;
-}
-
-static int walk_dir(walk_ctx *w, int fd, size_t len, int depth)
-{
-    DIR *d = NULL;
-    dir_entry *entries = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    int error = 0;
-
-    if (depth > WALK_DEPTH_MAX) {
-        LOG_WARN(MODULE, "not walking below %s: nested too deep", w->path);
-        close(fd);
-        return 0;
-    }
-    if (!(d = fdopendir(fd))) {
-        close(fd);
-        return err_set(ERR_INTERNAL, "cannot list %s: %s", w->path, strerror(errno));
-    }
-    while ((de = readdir(d))) {
-        struct stat st;
-        if (n == DIR_ENTRIES_MAX) {
-            LOG_WARN(MODULE, "more than %d entries in %s/%s: the rest are ignored",
-                     DIR_ENTRIES_MAX, w->r->root, w->path);
-            break;
-        }
-        if (de->d_name[0] == '.')
-            continue; /* ".", "..", .git and other hidden files are not configuration */
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
-            continue; /* symlinks (which might leave the root), devices, FIFOs */
-        if (n == cap) {
-            dir_entry *grown;
-            cap = cap ? cap * 2 : 32;
-            if (!(grown = realloc(entries, cap * sizeof(*entries)))) {
-                error = err_set(ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            entries = grown;
-        }
-        if (!(entries[n].name = strdup(de->d_name))) {
-            error = err_set(ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        entries[n].is_dir = S_ISDIR(st.st_mode);
-        entries[n].size = (size_t)st.st_size;
-        n++;
-    }
-    if (n)
-        qsort(entries, n, sizeof(*entries), dir_entry_cmp);
-
-    for (size_t i = 0; i < n && error == 0; i++) {
-        size_t newlen;
-        if (!path_push(w, len, entries[i].name, &newlen))
-            continue;
-        if (entries[i].is_dir) {
-            int sub = openat(dirfd(d), entries[i].name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                error = walk_dir(w, sub, newlen, depth + 1);
-        } else if (!w->filter || w->filter(w->path, w->payload)) {
-            struct stat st;
-            char *data = NULL;
-            size_t size = 0;
-            int ffd = open_regular(dirfd(d), entries[i].name, &st);
-            if (ffd < 0) {
-                /* vanished or replaced since listing: as if absent */
-            } else if ((size_t)st.st_size > w->r->max_file_bytes) {
-                error = w->fn(w->path, NULL, (size_t)st.st_size, w->payload);
-            } else if ((error = read_fd(ffd, w->r->max_file_bytes, w->path, &data, &size)) ==
-                       ERR_TOO_LARGE) {
-                /* grew while reading: report its size now */
-                size = fstat(ffd, &st) == 0 ? (size_t)st.st_size : w->r->max_file_bytes + 1;
-                error = w->fn(w->path, NULL, size, w->payload);
-            } else if (error == 0) {
-                error = w->fn(w->path, data, size, w->payload);
-            }
-            if (ffd >= 0)
-                close(ffd);
-            free(data);
-        }
-        w->path[len] = '\0';
-    }
-out:
-    for (size_t i = 0; i < n; i++)
-        free(entries[i].name);
-    free(entries);
-    closedir(d);
-    return error;
-}
-
 int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn, void *payload)
 {
     walk_ctx *w = NULL;
     git_tree *tree = NULL;
     int error;
 
+    if (!r->is_git)
+        return repo_dir_walk(r->root, r->max_file_bytes, filter, fn, payload);
     if (!(w = calloc(1, sizeof(*w))))
         return err_set(ERR_NOMEM, "out of memory");
     w->r = r;
     w->filter = filter;
     w->fn = fn;
     w->payload = payload;
-
-    if (!r->is_git) {
-        int fd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-            error = err_set(ERR_UNAVAILABLE, "cannot open %s: %s", r->root, strerror(errno));
-        else
-            error = walk_dir(w, fd, 0, 0);
-        goto out;
-    }
     if ((error = thread_git(r, &w->g)) < 0 || (error = commit_tree(w->g, commit, &tree)) < 0)
         goto out;
     error = walk_tree(w, tree, 0, 0);
@@ -1487,52 +1291,6 @@ out:
 }
 
 /* ---- reading one file ----------------------------------------------------------------------- */
-
-static int read_dir_file(repo *r, const char *path, char **data, size_t *len)
-{
-    char seg[NAME_MAX + 1];
-    const char *p = path;
-    struct stat st;
-    int dfd, fd = -1, error = 0;
-
-    if ((dfd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return err_set(ERR_UNAVAILABLE, "cannot open %s: %s", r->root, strerror(errno));
-    for (;;) {
-        size_t n = strcspn(p, "/");
-        if (n > NAME_MAX || p[0] == '.') {
-            /* hidden entries are not served, as the walk does not list them */
-            error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
-            goto out;
-        }
-        memcpy(seg, p, n);
-        seg[n] = '\0';
-        if (!p[n])
-            break;
-        int sub = openat(dfd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        close(dfd);
-        dfd = sub;
-        if (dfd < 0) {
-            error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
-            goto out;
-        }
-        p += n + 1;
-    }
-    if ((fd = open_regular(dfd, seg, &st)) < 0) {
-        error = err_set(ERR_NOT_FOUND, "no such file: %s", path);
-        goto out;
-    }
-    if ((size_t)st.st_size > r->max_file_bytes) {
-        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", path, r->max_file_bytes);
-        goto out;
-    }
-    error = read_fd(fd, r->max_file_bytes, path, data, len);
-out:
-    if (fd >= 0)
-        close(fd);
-    if (dfd >= 0)
-        close(dfd);
-    return error;
-}
 
 int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)
 {
@@ -1549,7 +1307,7 @@ int repo_read_file(repo *r, const char *commit, const char *path, char **data, s
     if (!path || !path_ok(path))
         return err_set(ERR_NOT_FOUND, "no such file"); /* not echoed: it may hold anything */
     if (!r->is_git)
-        return read_dir_file(r, path, data, len);
+        return repo_dir_read(r->root, r->max_file_bytes, path, data, len);
 
     if ((error = thread_git(r, &g)) < 0 || (error = commit_tree(g, commit, &tree)) < 0)
         goto out;
