@@ -1,0 +1,224 @@
+"""libalmanac and the almanac CLI against a real almanac-server on port 0 serving a Git
+repository built in a temporary directory: boot fetch (the C example program and the CLI), every
+`get` format checked against the server's own merged documents, unknown labels, the server
+going down with and without a cache file, fail-fast, a damaged cache, and `watch` seeing a
+commit.
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import almanac_harness as h  # noqa: E402
+from clitest import CLI_BIN, closed_port_url, require_cli_bin, run_cli  # noqa: E402
+
+EXAMPLE_BIN = os.environ.get("ALMANAC_EXAMPLE_BIN", "")
+
+FILES = {
+    "application.yml": "shared:\n  greeting: hello\nserver:\n  port: 80\n",
+    "orders.yml": "server:\n  port: 8080\ndb:\n  pool: 5\n  url: jdbc:h2:mem\nratio: 1e3\n"
+                  "hosts:\n  - z1\n  - z2\n  - z3\n",
+    "orders-prod.yml": "db:\n  url: jdbc:pg://prod\n  pool: 20\nhosts:\n  - p1\n  - p2\n"
+                       "debug: 'on'\nfeature:\n  enabled: true\n",
+    "orders-eu.properties": "region=eu-west\ndb.pool=30\n",
+}
+
+
+class ClientServerTest(h.ServerTestCase):
+    @classmethod
+    def setUpServers(cls):
+        require_cli_bin()
+        cls.repo = cls.make_repo()
+        cls.first_commit = cls.repo.commit(FILES, "initial configuration")
+        cls.server = cls.start_server(cls.repo.uri)
+        cls.url = "http://127.0.0.1:%d" % cls.server.port
+
+    def get(self, *args, **kwargs):
+        return run_cli("get", *args, server=kwargs.pop("server", self.url), **kwargs)
+
+    # -- boot fetch ---------------------------------------------------------------------------
+
+    def test_boot_with_the_example_program(self):
+        if not EXAMPLE_BIN:
+            self.skipTest("ALMANAC_EXAMPLE_BIN not set")
+        env = dict(os.environ, ALMANAC_SERVER=self.url)
+        out = subprocess.run([EXAMPLE_BIN, "orders", "prod"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(out.returncode, 0, out)
+        text = out.stdout.decode()
+        self.assertIn("# orders/prod version %s\n" % self.first_commit, text)
+        self.assertIn("db.url = jdbc:pg://prod    (%s/orders-prod.yml)\n" % self.repo.uri, text)
+        self.assertIn("shared.greeting = hello    (%s/application.yml)\n" % self.repo.uri, text)
+        self.assertIn("# server.port=8080 debug=true\n", text)
+
+    def test_get_key_typed_values_and_precedence(self):
+        cases = {"db.url": "jdbc:pg://prod", "db.pool": "20", "server.port": "8080",
+                 "ratio": "1000.0", "feature.enabled": "true", "shared.greeting": "hello",
+                 "hosts[1]": "p2"}
+        for key, want in cases.items():
+            r = self.get("orders", "prod", "--key", key)
+            self.assertEqual((r.code, r.out), (0, want + "\n"), (key, r))
+        # hosts comes whole from orders-prod.yml: its two items, not the third from orders.yml.
+        r = self.get("orders", "prod", "--key", "hosts[2]")
+        self.assertEqual(r.code, 3, r)
+        # Later profiles win.
+        r = self.get("orders", "prod,eu", "--key", "db.pool")
+        self.assertEqual((r.code, r.out), (0, "30\n"), r)
+
+    def test_every_format_matches_the_server_documents(self):
+        r = self.get("orders", "prod", "--format", "json")
+        self.assertEqual(r.code, 0, r)
+        server_json = self.server.get("/orders-prod.json")
+        self.assertEqual(server_json.status, 200)
+        self.assertEqual(json.loads(r.out), server_json.json())
+
+        r = self.get("orders", "prod", "--format", "properties")
+        self.assertEqual(r.code, 0, r)
+        server_props = self.server.get("/orders-prod.properties")
+        self.assertEqual(server_props.status, 200)
+        self.assertEqual(sorted(r.out.splitlines()), sorted(server_props.text.splitlines()))
+
+        r = self.get("orders", "prod", "--format", "yaml")
+        self.assertEqual(r.code, 0, r)
+        server_yaml = self.server.get("/orders-prod.yml")
+        self.assertEqual(server_yaml.status, 200)
+        self.assertEqual(sorted(r.out.splitlines()), sorted(server_yaml.text.splitlines()))
+
+        r = self.get("orders", "prod", "--format", "env")
+        self.assertEqual(r.code, 0, r)
+        lines = r.out.splitlines()
+        for want in ("DB_URL=jdbc:pg://prod", "DB_POOL=20", "HOSTS_0=p1", "HOSTS_1=p2",
+                     "FEATURE_ENABLED=true", "SHARED_GREETING=hello"):
+            self.assertIn(want, lines)
+        self.assertNotIn("HOSTS_2=z3", lines)
+
+    def test_labels(self):
+        r = self.get("orders", "prod", "--label", "main", "--key", "db.url")
+        self.assertEqual((r.code, r.out), (0, "jdbc:pg://prod\n"), r)
+        r = self.get("orders", "prod", "--label", self.first_commit, "--key", "db.pool")
+        self.assertEqual((r.code, r.out), (0, "20\n"), r)
+        r = self.get("orders", "prod", "--label", "no-such-branch")
+        self.assertEqual(r.code, 3, r)
+        self.assertIn("404", r.err)
+
+    # -- the server down ----------------------------------------------------------------------
+
+    def test_server_down_with_and_without_cache(self):
+        cache = os.path.join(self.tmp, "orders-prod.cache.json")
+        fresh = self.get("orders", "prod", "--cache-file", cache, "--format", "json")
+        self.assertEqual(fresh.code, 0, fresh)
+        self.assertTrue(os.path.exists(cache))
+        self.assertEqual(os.stat(cache).st_mode & 0o777, 0o600)
+
+        # A second server process on the same repository, then stopped: a real server gone.
+        other = self.start_server(self.repo.uri)
+        other_url = "http://127.0.0.1:%d" % other.port
+        r = self.get("orders", "prod", "--cache-file", cache, "--key", "db.url",
+                     server=other_url)
+        self.assertEqual(r.code, 0, r)
+        other.stop()
+
+        r = self.get("orders", "prod", "--cache-file", cache, "--format", "json",
+                     "--retries", "2", server=other_url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(json.loads(r.out), json.loads(fresh.out))
+        self.assertIn("warning", r.err)
+        self.assertIn(self.first_commit, r.err)
+
+        r = self.get("orders", "prod", "--cache-file", cache, "--fail-fast", "--retries", "1",
+                     server=other_url)
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(r.out, "")
+
+        r = self.get("orders", "prod", "--retries", "1", server=other_url)
+        self.assertEqual(r.code, 5, r)
+        self.assertEqual(len(r.err.strip().split("\n")), 1, r)
+
+        with open(cache, "r+b") as f:
+            data = f.read()
+            f.seek(0)
+            f.write(data.replace(b"jdbc:pg://prod", b"jdbc:pg://evil"))
+        r = self.get("orders", "prod", "--cache-file", cache, "--retries", "1",
+                     server=other_url)
+        self.assertEqual(r.code, 6, r)
+        self.assertIn("damaged", r.err)
+
+        # The live server repairs the cache with its next good answer.
+        r = self.get("orders", "prod", "--cache-file", cache, "--key", "db.url")
+        self.assertEqual((r.code, r.out), (0, "jdbc:pg://prod\n"), r)
+        r = self.get("orders", "prod", "--cache-file", cache, "--key", "db.url", "--retries",
+                     "1", server=closed_port_url())
+        self.assertEqual((r.code, r.out), (0, "jdbc:pg://prod\n"), r)
+
+    # -- watch --------------------------------------------------------------------------------
+
+    def test_watch_prints_each_new_version(self):
+        repo = self.make_repo("watched")
+        repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
+        server = self.start_server(repo.uri)
+        url = "http://127.0.0.1:%d" % server.port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        proc = subprocess.Popen([CLI_BIN, "watch", "svc", "default", "--server", url,
+                                 "--count", "2", "--wait", "30"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        try:
+            first = self.read_line(proc, 30)
+            self.assertEqual(json.loads(first), {"color": "blue", "size": 1})
+            # Wait until the watcher is parked on the server, then change the configuration.
+            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            repo.commit({"svc.yml": "color: green\nsize: 1\n"}, "green")
+            server.refresh()
+            second = self.read_line(proc, 30)
+            self.assertEqual(json.loads(second), {"color": "green", "size": 1})
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+    @staticmethod
+    def wait_parked(server, url, deadline=20.0):
+        """True once the server's metrics (or log) show a parked watcher; False at the deadline.
+        Without such a signal, fall back to the first long-poll request having been logged."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            r = server.get("/metrics")
+            if r.status == 200:
+                for line in r.text.splitlines():
+                    if line.startswith("almanac_watchers") and not line.startswith("#"):
+                        try:
+                            if float(line.split()[-1]) >= 1:
+                                return True
+                        except ValueError:
+                            pass
+            time.sleep(0.05)
+        return False
+
+    @staticmethod
+    def read_line(proc, timeout):
+        end = time.monotonic() + timeout
+        buf = b""
+        while not buf.endswith(b"\n"):
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no line from almanac watch within %ss" % timeout)
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if ready:
+                ch = os.read(proc.stdout.fileno(), 1)
+                if not ch:
+                    raise AssertionError("almanac watch exited: %r" % proc.stderr.read())
+                buf += ch
+        return buf.decode()
+
+
+if __name__ == "__main__":
+    unittest.main()
