@@ -150,6 +150,59 @@ static const setting_def *find_def(const char *name, size_t len)
     return NULL;
 }
 
+/* Case and '_' versus '-' are the commonest slips in a setting's name. */
+static int fold(char c)
+{
+    return c == '_' ? '-' : tolower((unsigned char)c);
+}
+
+/*
+ * The setting whose name is within two edits of name[0..len) (Levenshtein distance), for a
+ * "did you mean" hint; NULL if none is that close. Names are short, so the table is small.
+ */
+static const setting_def *closest_def(const char *name, size_t len)
+{
+    enum { MAX = 40 };
+    const setting_def *best = NULL;
+    size_t best_distance = 3;
+    if (len == 0 || len >= MAX)
+        return NULL;
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const char *cand = setting_defs[i].name;
+        size_t clen = strlen(cand), row[MAX], diag;
+        if (clen >= MAX)
+            continue;
+        for (size_t j = 0; j <= clen; j++)
+            row[j] = j;
+        for (size_t k = 1; k <= len; k++) {
+            diag = row[0];
+            row[0] = k;
+            for (size_t j = 1; j <= clen; j++) {
+                size_t up = row[j];
+                size_t cost = diag + (fold(name[k - 1]) == fold(cand[j - 1]) ? 0 : 1);
+                size_t best_here = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+                row[j] = cost < best_here ? cost : best_here;
+                diag = up;
+            }
+        }
+        if (row[clen] < best_distance) {
+            best_distance = row[clen];
+            best = &setting_defs[i];
+        }
+    }
+    return best;
+}
+
+/* " (did you mean PREFIXname?)" or "", for the end of an error about an unknown name. */
+static void hint(char *buf, size_t size, const char *prefix, const char *name, size_t len)
+{
+    const setting_def *d = closest_def(name, len);
+    if (d != NULL)
+        snprintf(buf, size, " (did you mean %s%s?)", prefix, d->name);
+    else if (size > 0)
+        buf[0] = '\0';
+}
+
 /* "ALMANAC_" + NAME upper-cased, '-' -> '_'. Every name is short, so buf of 64 always fits. */
 static void env_name(const setting_def *d, char *buf, size_t size)
 {
@@ -504,8 +557,10 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
                     d = NULL;
             }
             if (d == NULL) {
-                fail(errbuf, errsize, "%s:%s: %s: unknown key", shown, origin_of(doc, key),
-                     key_shown);
+                char maybe[64];
+                hint(maybe, sizeof(maybe), "", key, strlen(key));
+                fail(errbuf, errsize, "%s:%s: %s: unknown key%s", shown, origin_of(doc, key),
+                     key_shown, maybe);
                 goto out;
             }
             if (d->flags & SET_NOT_IN_FILE) {
@@ -584,7 +639,9 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
         if (d == NULL) {
             if (eq != NULL && (size_t)(eq - arg) < sizeof(shown))
                 shown[eq - arg] = '\0';
-            fail(errbuf, errsize, "unknown flag %s", shown);
+            char maybe[64];
+            hint(maybe, sizeof(maybe), "--", name, namelen);
+            fail(errbuf, errsize, "unknown flag %s%s", shown, maybe);
             return -1;
         }
         const char *value = eq != NULL ? eq + 1 : NULL;

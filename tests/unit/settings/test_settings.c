@@ -402,8 +402,16 @@ static void test_flag_errors(void **state)
     (void)state;
     expect_error(empty_env, ARGS("--repo=r", "--bogus", "1"), "unknown flag --bogus");
     expect_error(empty_env, ARGS("--repo=r", "--bogus=1"), "unknown flag --bogus");
-    expect_error(empty_env, ARGS("--repo=r", "--Port=1"), "unknown flag --Port");
-    expect_error(empty_env, ARGS("--repo=r", "--cache_dir=/x"), "unknown flag --cache_dir");
+    /* a near miss gets a hint */
+    expect_error(empty_env, ARGS("--repo=r", "--Port=1"),
+                 "unknown flag --Port (did you mean --port?)");
+    expect_error(empty_env, ARGS("--repo=r", "--cache_dir=/x"),
+                 "unknown flag --cache_dir (did you mean --cache-dir?)");
+    expect_error(empty_env, ARGS("--repo=r", "--prot", "1"),
+                 "unknown flag --prot (did you mean --port?)");
+    expect_error(empty_env, ARGS("--repo=r", "--log-levels=info"),
+                 "unknown flag --log-levels (did you mean --log-level?)");
+    expect_error(empty_env, ARGS("--repo=r", "--xyzzy"), "unknown flag --xyzzy");
     expect_error(empty_env, ARGS("--repo=r", "-p", "1"), "unexpected argument \"-p\"");
     expect_error(empty_env, ARGS("--repo=r", "extra"), "unexpected argument \"extra\"");
     expect_error(empty_env, ARGS("--repo=r", "--"), "unexpected argument \"--\"");
@@ -517,7 +525,13 @@ static void test_file_errors(void **state)
 
     /* nested maps flatten to dotted keys, which no setting has */
     file = write_file("nested.yml", "repo: r\nencrypt:\n  salt: abcd\n");
-    snprintf(want, sizeof(want), "%s:3:9: encrypt.salt: unknown key", file);
+    snprintf(want, sizeof(want), "%s:3:9: encrypt.salt: unknown key (did you mean encrypt-salt?)",
+             file);
+    expect_error(empty_env, ARGS("--config", file), want);
+
+    file = write_file("typo.yml", "repo: r\nrefresh_interval: 10\n");
+    snprintf(want, sizeof(want),
+             "%s:2:19: refresh_interval: unknown key (did you mean refresh-interval?)", file);
     expect_error(empty_env, ARGS("--config", file), want);
 
     /* only search-paths takes a list */
