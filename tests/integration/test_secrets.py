@@ -185,6 +185,22 @@ class RotationServerTest(ServerTestCase):
         self.assertEqual((r.status, r.json()), (404, NO_KEY))
 
 
+class EnvironmentKeyServerTest(ServerTestCase):
+    """The secret itself in ALMANAC_ENCRYPT_KEY, no key file."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"application.yml": "sym: '%s'\n" % vector("spring-sym-unicode")}, "s")
+        cls.server = cls.start_server(cls.repo.uri, env={
+            "ALMANAC_ENCRYPT_KEY": "test-only symmetric key: correct horse battery staple"})
+
+    def test_value_decrypts(self):
+        src = source(self.server.get("/application/default").json(), "application.yml")
+        self.assertEqual(src, {"sym": "pässwörd ☃ 密码"})
+        self.assertNotIn("horse", self.server.log())
+
+
 class OfflineHelperTest(unittest.TestCase):
     def setUp(self):
         require_server_bin()
