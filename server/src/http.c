@@ -100,6 +100,14 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *conn, char *uri)
     return strlen(uri);
 }
 
+/* jansson refuses invalid UTF-8 (overlong forms and surrogates included): let it judge. */
+static bool valid_utf8(const char *text, size_t len)
+{
+    json_t *probe = json_stringn(text, len);
+    json_decref(probe);
+    return probe != NULL;
+}
+
 /*
  * Splits the raw path into segments and percent-decodes each once. A trailing slash is
  * ignored; an empty segment elsewhere or a decoded NUL makes the path malformed.
@@ -130,6 +138,8 @@ static int split_path(request_state *st, const char *url)
         size_t len = MHD_http_unescape(cursor);
         if (len != strlen(cursor) || len > raw_len)
             return err_set(ERR_BAD_REQUEST, "NUL byte in path");
+        if (!valid_utf8(cursor, len))
+            return err_set(ERR_BAD_REQUEST, "path is not valid UTF-8");
         req->segments[req->nsegments++] = cursor;
         if (slash == NULL)
             break;
@@ -164,7 +174,11 @@ const char *request_query(const request *req, const char *name)
     for (char *p = copy; *p; p++)
         if (*p == '+')
             *p = ' ';
-    MHD_http_unescape(copy);
+    size_t len = MHD_http_unescape(copy);
+    if (len != strlen(copy) || !valid_utf8(copy, len)) {
+        free(copy);
+        return NULL; /* a value that is not text is no value */
+    }
     st->decoded[st->ndecoded++] = copy;
     return copy;
 }

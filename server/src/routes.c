@@ -39,6 +39,7 @@ typedef enum { PERM_OPEN, PERM_APPLICATION, PERM_ADMIN } permission;
 
 typedef struct route {
     const char *name;
+    bool reserved; /* its path belongs to it whatever the method: another method is a 405 */
     unsigned methods;
     bool (*match)(const request *req);
     int (*handler)(request *req, response *res);
@@ -482,17 +483,17 @@ static int handle_events(request *req, response *res)
 }
 
 static route route_table[] = {
-    {"health", M_GET, match_health, handle_health, PERM_OPEN, -1},
-    {"metrics", M_GET, match_metrics, handle_metrics, PERM_ADMIN, -1},
-    {"refresh", M_POST, match_refresh, handle_refresh, PERM_ADMIN, -1},
-    {"encrypt_status", M_GET, match_encrypt_status, route_encrypt_status, PERM_ADMIN, -1},
-    {"encrypt", M_POST, match_encrypt, route_encrypt, PERM_ADMIN, -1},
-    {"decrypt", M_POST, match_decrypt, route_decrypt, PERM_ADMIN, -1},
-    {"key", M_GET, match_key, route_key, PERM_OPEN, -1},
-    {"events", M_GET, match_events, handle_events, PERM_ADMIN, -1},
-    {"document", M_GET, match_document, handle_document, PERM_APPLICATION, -1},
-    {"environment", M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
-    {"plain_file", M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},
+    {"health", true, M_GET, match_health, handle_health, PERM_OPEN, -1},
+    {"metrics", true, M_GET, match_metrics, handle_metrics, PERM_ADMIN, -1},
+    {"refresh", true, M_POST, match_refresh, handle_refresh, PERM_ADMIN, -1},
+    {"encrypt_status", true, M_GET, match_encrypt_status, route_encrypt_status, PERM_ADMIN, -1},
+    {"encrypt", true, M_POST, match_encrypt, route_encrypt, PERM_ADMIN, -1},
+    {"decrypt", true, M_POST, match_decrypt, route_decrypt, PERM_ADMIN, -1},
+    {"key", true, M_GET, match_key, route_key, PERM_OPEN, -1},
+    {"events", true, M_GET, match_events, handle_events, PERM_ADMIN, -1},
+    {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},
+    {"environment", false, M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
+    {"plain_file", false, M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},
 };
 
 #define ROUTE_COUNT (sizeof(route_table) / sizeof(route_table[0]))
@@ -525,8 +526,11 @@ int routes_dispatch(request *req, response *res, int *metrics_route)
         if (!r->match(req))
             continue;
         path_known = true;
-        if ((r->methods & method) == 0)
+        if ((r->methods & method) == 0) {
+            if (r->reserved)
+                break;
             continue;
+        }
         *metrics_route = r->metrics_id;
         return r->handler(req, res);
     }
