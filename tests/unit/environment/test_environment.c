@@ -11,6 +11,7 @@
 #include "server.h"
 #include "snapshot.h"
 
+#include <dirent.h>
 #include <pthread.h>
 
 typedef struct scenario {
@@ -722,6 +723,125 @@ static void test_concurrent_compose(void **state)
     scenario_close(&sc);
 }
 
+/* ---- cases as data: tests/resources/environment/NAME.json -------------------------------- */
+
+static void check_query(const scenario *sc, const char *casename, json_t *query)
+{
+    const char *apps = json_string_value(json_object_get(query, "applications"));
+    const char *profiles = json_string_value(json_object_get(query, "profiles"));
+    const char *error = json_string_value(json_object_get(query, "error"));
+    json_t *sources = json_object_get(query, "sources");
+    json_t *merged_expect = json_object_get(query, "merged");
+    json_t *keys_expect = json_object_get(query, "merged_keys");
+    environment env;
+    char expected[4096] = "", got[4096];
+    size_t used = 0, i;
+    json_t *item;
+    int rc;
+
+    assert_non_null(apps);
+    assert_non_null(profiles);
+    rc = compose(&env, sc, apps, profiles, true);
+    if (error != NULL) {
+        if (rc != ERR_CONFIG || strncmp(err_message(), error, strlen(error)) != 0)
+            fail_msg("%s: %s/%s: expected ERR_CONFIG \"%s...\", got %d \"%s\"", casename, apps,
+                     profiles, error, rc, err_message());
+        environment_dispose(&env);
+        return;
+    }
+    if (rc != 0)
+        fail_msg("%s: %s/%s: %s", casename, apps, profiles, err_message());
+    json_array_foreach(sources, i, item) {
+        int n = snprintf(expected + used, sizeof(expected) - used, "%s%s", i > 0 ? " | " : "",
+                         json_string_value(item));
+        assert_true(n > 0 && (size_t)n < sizeof(expected) - used);
+        used += (size_t)n;
+    }
+    source_list(&env, repo_display_uri(sc->r), got, sizeof(got));
+    if (strcmp(got, expected) != 0)
+        fail_msg("%s: %s/%s:\n  expected %s\n  got      %s", casename, apps, profiles, expected,
+                 got);
+    if (merged_expect != NULL || keys_expect != NULL) {
+        json_t *merged = environment_merge(&env);
+        assert_non_null(merged);
+        if (merged_expect != NULL && !json_equal(merged, merged_expect)) {
+            char *dump = json_dumps(merged, JSON_COMPACT);
+            fail_msg("%s: %s/%s: merged map %s", casename, apps, profiles, dump);
+        }
+        if (keys_expect != NULL) {
+            const char *key;
+            json_t *value;
+            i = 0;
+            json_object_foreach(merged, key, value) {
+                const char *want = json_string_value(json_array_get(keys_expect, i++));
+                if (want == NULL || strcmp(want, key) != 0)
+                    fail_msg("%s: merged key %zu is %s, expected %s", casename, i - 1, key,
+                             want != NULL ? want : "(none)");
+            }
+            assert_int_equal(i, json_array_size(keys_expect));
+        }
+        json_decref(merged);
+    }
+    environment_dispose(&env);
+}
+
+static void run_case(const char *path, const char *casename)
+{
+    json_error_t jerr;
+    json_t *c = json_load_file(path, 0, &jerr), *files, *paths, *query, *value;
+    const char *file_list[64];
+    const char *search[16];
+    size_t n = 0, i;
+    const char *key;
+    scenario sc;
+
+    if (c == NULL)
+        fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
+    files = json_object_get(c, "files");
+    assert_true(json_object_size(files) < 31);
+    json_object_foreach(files, key, value) {
+        file_list[n++] = key;
+        file_list[n++] = json_string_value(value);
+    }
+    file_list[n] = NULL;
+    scenario_open(&sc, file_list);
+    paths = json_object_get(c, "search_paths");
+    assert_true(json_array_size(paths) < 15);
+    json_array_foreach(paths, i, value) {
+        search[i] = json_string_value(value);
+    }
+    search[json_array_size(paths)] = NULL;
+    sc.search_paths = search;
+    sc.label = json_string_value(json_object_get(c, "label"));
+    json_array_foreach(json_object_get(c, "queries"), i, query) {
+        check_query(&sc, casename, query);
+    }
+    scenario_close(&sc);
+    json_decref(c);
+}
+
+static void test_cases_as_data(void **state)
+{
+    const char *dirpath = ALMANAC_TEST_RESOURCES "/environment";
+    DIR *dir = opendir(dirpath);
+    struct dirent *de;
+    unsigned ran = 0;
+    (void)state;
+
+    assert_non_null(dir);
+    while ((de = readdir(dir)) != NULL) {
+        char path[1024];
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dirpath, de->d_name);
+        run_case(path, de->d_name);
+        ran++;
+    }
+    closedir(dir);
+    assert_true(ran >= 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -738,6 +858,7 @@ int main(void)
         cmocka_unit_test(test_compose_through_server),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_concurrent_compose),
+        cmocka_unit_test(test_cases_as_data),
     };
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     return cmocka_run_group_tests(tests, gitfix_setup, gitfix_teardown);
