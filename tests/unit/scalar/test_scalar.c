@@ -77,9 +77,9 @@ static void test_specials(void **state)
     (void)state;
     expect_double(0.0, "0.0");
     expect_double(-0.0, "-0.0");
-    expect_double(NAN, "NaN");
-    expect_double(INFINITY, "Infinity");
-    expect_double(-INFINITY, "-Infinity");
+    expect_double((double)NAN, "NaN");
+    expect_double((double)INFINITY, "Infinity");
+    expect_double(-(double)INFINITY, "-Infinity");
 }
 
 static void test_round_trip_many(void **state)

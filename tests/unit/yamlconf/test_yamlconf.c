@@ -57,6 +57,9 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void report(char **log, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Appends one line to the failure report of a case. */
 static void report(char **log, const char *name, const char *fmt, ...)
 {
