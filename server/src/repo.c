@@ -145,10 +145,13 @@ static uri_kind classify_uri(const char *uri)
     return URI_PATH;
 }
 
-/* The URI without userinfo and trailing slashes; what logs and source names show. */
-static char *strip_userinfo(const char *uri)
+/*
+ * The URI without its userinfo (keep_user: without the password only) and, for display, without
+ * trailing slashes.
+ */
+static char *strip_userinfo(const char *uri, bool keep_user)
 {
-    const char *auth, *end, *at = NULL, *p;
+    const char *auth, *end, *at = NULL, *colon = NULL, *p;
     char *out;
     size_t len;
 
@@ -167,10 +170,18 @@ static char *strip_userinfo(const char *uri)
     for (p = auth; p < end; p++)
         if (*p == '@')
             at = p;
-    len = (size_t)(auth - uri);
-    out = malloc(strlen(uri) + 1);
-    if (!out)
+    if (at)
+        colon = memchr(auth, ':', (size_t)(at - auth));
+    if (!(out = malloc(strlen(uri) + 1)))
         return NULL;
+    if (keep_user) {
+        /* "user:secret@host" -> "user@host" */
+        len = (size_t)((colon ? colon : auth) - uri);
+        memcpy(out, uri, len);
+        strcpy(out + len, colon ? at : auth);
+        return out;
+    }
+    len = (size_t)(auth - uri);
     memcpy(out, uri, len);
     strcpy(out + len, at ? at + 1 : auth);
     len = strlen(out);
@@ -844,7 +855,7 @@ static int open_dir(repo *r, const char *path)
 static int open_git(repo *r, const repo_options *opts)
 {
     char why[256] = "";
-    char *name = NULL, *cache = NULL;
+    char *name = NULL, *cache = NULL, *fetch_head = NULL;
     struct stat st;
     bool exists, moved = false;
     double started;
@@ -856,16 +867,12 @@ static int open_git(repo *r, const repo_options *opts)
         r->display_uri = r->url ? concat3("file://", r->url, "") : NULL;
         break;
     case URI_SCHEME:
-        /* http(s) credentials come from the environment only, never from the URI */
-        if (strncmp(opts->uri, "http://", 7) == 0 || strncmp(opts->uri, "https://", 8) == 0)
-            r->url = strip_userinfo(opts->uri);
-        else
-            r->url = dup_str(opts->uri);
-        r->display_uri = strip_userinfo(opts->uri);
-        break;
     case URI_SCP:
-        r->url = dup_str(opts->uri);
-        r->display_uri = strip_userinfo(opts->uri);
+        /* Passwords come from the environment only, never from the URI; an ssh user name
+         * (git@...) is not a secret and is needed, an http(s) one comes with the password. */
+        r->url = strip_userinfo(opts->uri, strncmp(opts->uri, "http://", 7) != 0 &&
+                                               strncmp(opts->uri, "https://", 8) != 0);
+        r->display_uri = strip_userinfo(opts->uri, false);
         break;
     }
     if (!r->url || !r->display_uri) {
@@ -922,6 +929,13 @@ static int open_git(repo *r, const repo_options *opts)
         LOG_WARN(MODULE, "cannot reach %s (%s): serving the cached mirror in %s (degraded)",
                  r->display_uri, why, r->mirror_path);
         status_after_fetch(r, r->fetch_git, false, why, time(NULL));
+        /* what the mirror holds is as old as its last good fetch, even an earlier run's */
+        if (!(fetch_head = concat3(r->mirror_path, "/FETCH_HEAD", ""))) {
+            error = err_set(ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        if (stat(fetch_head, &st) == 0)
+            r->status.last_fetch_ok = st.st_mtime; /* no other thread knows r yet */
     } else {
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, "", time(NULL));
@@ -930,6 +944,7 @@ static int open_git(repo *r, const repo_options *opts)
         maybe_repack(r); /* a mirror left by an earlier run may have collected packs */
     }
 out:
+    free(fetch_head);
     free(cache);
     free(name);
     return error;
