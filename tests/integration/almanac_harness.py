@@ -263,7 +263,7 @@ class Server:
         r = self.get(path, headers)
         return r.status, r.headers, (r.json() if r.body else None)
 
-    def raw(self, data, read_limit=1 << 20):
+    def raw(self, data, read_limit=1 << 20, timeout=HTTP_TIMEOUT):
         """Sends raw bytes on a fresh socket while reading what comes back (a server may answer
         and close before it has read everything); returns the bytes received (may be b"")."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=HTTP_TIMEOUT)
@@ -271,7 +271,7 @@ class Server:
         chunks = []
         total = 0
         sent = 0
-        end = time.monotonic() + HTTP_TIMEOUT
+        end = time.monotonic() + timeout
         try:
             while time.monotonic() < end and total < read_limit:
                 want_write = [s] if sent < len(data) else []

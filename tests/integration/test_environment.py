@@ -410,7 +410,7 @@ class EnvironmentTest(ServerTestCase):
     # -- v2 media type, headers, methods ------------------------------------------------------
 
     def test_v2_media_type_origins(self):
-        env = self.env("/origin/x", {"Accept": V2_MEDIA_TYPE})
+        env = self.env("/origin,originp/x", {"Accept": V2_MEDIA_TYPE})
         self.assertEqual(list(env)[:6], ["name", "profiles", "label", "version", "state",
                                          "propertySources"])
         src = source(env, "origin.yml")

@@ -74,6 +74,15 @@ class BrokenFileTest(ServerTestCase):
             with self.subTest(label=label):
                 self.assertErrorBody(self.server.get("/orders/dev/" + label), 400)
 
+    def test_invalid_utf8_is_a_client_error(self):
+        # Bytes that are not UTF-8 cannot be echoed in JSON: a 4xx with a valid JSON body.
+        for path in ("/%ff/dev", "/orders/dev/%ff", "/orders/%ff", "/orders/dev/main/%c0%af",
+                     "/%c0%ae%c0%ae/dev", "/%ff-dev.yml"):
+            with self.subTest(path=path):
+                r = self.server.get(path)
+                self.assertIn(r.status, (400, 404), r)
+                self.assertEqual(r.json()["status"], r.status)
+
     def test_error_body_path(self):
         body = self.assertErrorBody(self.server.get("/orders/dev$"), 400)
         self.assertEqual(body["error"], "Bad Request")
@@ -127,8 +136,17 @@ class BrokenFileTest(ServerTestCase):
         self.assertTrue(self.server.alive())
         self.assertEqual(self.server.get("/orders/dev").status, 200)
 
+    def test_malformed_request_lines(self):
+        for line in (b"FOO BAR BAZ\r\n\r\n", b"GET /orders/dev\r\n\r\n",
+                     b"GET /orders/dev HTTP/9.9\r\nHost: x\r\n\r\n"):
+            with self.subTest(line=line):
+                answer = self.server.raw(line)
+                self.assertRegex(answer[:12], rb"^HTTP/1\.[01] [45]\d\d")
+        self.assertEqual(self.server.get("/actuator/health").status, 200)
+
     def test_garbage_request(self):
-        answer = self.server.raw(b"\x00\x01\x02 not http at all\r\n\r\n")
+        # Whether the server answers or just drops it, it must stay up; a short wait suffices.
+        answer = self.server.raw(b"\x00\x01\x02 not http at all\r\n\r\n", timeout=2)
         if answer:
             self.assertRegex(answer[:12], rb"^HTTP/1\.[01] 4\d\d")
         self.assertTrue(self.server.alive())
