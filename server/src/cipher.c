@@ -535,7 +535,8 @@ int cipher_cli_main(int argc, char **argv)
         return cli_fail(command, "expected encrypt or decrypt");
     /* stdout is the result: only warnings and errors belong on the terminal. */
     log_configure(LOG_LEVEL_WARN, LOG_FORMAT_TEXT);
-    for (int i = 1; i < argc; i++) {
+    /* Options come in pairs: "--name value". */
+    for (int i = 1; i < argc; i += 2) {
         const char *arg = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -558,7 +559,6 @@ int cipher_cli_main(int argc, char **argv)
             opts.format = KEYRING_FORMAT_SPRING;
         else
             return cli_fail(command, "unknown option or value (see --help)");
-        i++;
     }
     if (key_file != NULL && file_is_pem(key_file))
         opts.rsa_key_file = key_file;

@@ -21,6 +21,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <openssl/pem.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -710,8 +711,8 @@ static void test_base64(void **state)
 /* --- the offline helper --------------------------------------------------------------------- */
 
 /* Runs cipher_cli_main in a child with stdin from in_path; stdout and stderr to files. */
-static int run_cli(const char *dir, char **argv, int argc, const char *input, char **out,
-                   char **err)
+static int run_cli(const char *dir, const char *const *argv, int argc, const char *input,
+                   char **out, char **err)
 {
     char in_path[600], out_path[600], err_path[600];
     snprintf(in_path, sizeof(in_path), "%s/cli.in", dir);
@@ -726,7 +727,8 @@ static int run_cli(const char *dir, char **argv, int argc, const char *input, ch
         if (freopen(in_path, "rb", stdin) == NULL || freopen(out_path, "wb", stdout) == NULL ||
             freopen(err_path, "wb", stderr) == NULL)
             _exit(99);
-        int rc = cipher_cli_main(argc, argv);
+        /* main()'s argv is writable; this one is never written to. */
+        int rc = cipher_cli_main(argc, (char **)(uintptr_t)argv);
         fflush(stdout);
         fflush(stderr);
         _exit(rc);
@@ -743,14 +745,14 @@ static void test_cli(void **state)
     (void)state;
     char *dir = test_tempdir();
     char *out = NULL, *err = NULL;
-    char *enc[] = {"encrypt", "--key-file", KEYS_DIR "/symmetric.key", NULL};
-    char *enc_spring[] = {"encrypt", "--key-file", KEYS_DIR "/symmetric.key", "--format",
+    const char *enc[] = {"encrypt", "--key-file", KEYS_DIR "/symmetric.key", NULL};
+    const char *enc_spring[] = {"encrypt", "--key-file", KEYS_DIR "/symmetric.key", "--format",
                           "spring", NULL};
-    char *dec[] = {"decrypt", "--key-file", KEYS_DIR "/symmetric.key", NULL};
-    char *dec_rsa[] = {"decrypt", "--key-file", KEYS_DIR "/rsa.pem", NULL};
-    char *dec_wrong[] = {"decrypt", "--key-file", KEYS_DIR "/other.key", NULL};
-    char *bad_opt[] = {"encrypt", "--frobnicate", "x", NULL};
-    char *no_key[] = {"encrypt", NULL};
+    const char *dec[] = {"decrypt", "--key-file", KEYS_DIR "/symmetric.key", NULL};
+    const char *dec_rsa[] = {"decrypt", "--key-file", KEYS_DIR "/rsa.pem", NULL};
+    const char *dec_wrong[] = {"decrypt", "--key-file", KEYS_DIR "/other.key", NULL};
+    const char *bad_opt[] = {"encrypt", "--frobnicate", "x", NULL};
+    const char *no_key[] = {"encrypt", NULL};
 
     assert_int_equal(run_cli(dir, enc, 3, "cli secret\n", &out, &err), 0);
     assert_memory_equal(out, "{cipher}alm1:", 13);
