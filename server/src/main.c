@@ -23,6 +23,7 @@
 #include "watch.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,16 +107,12 @@ static log_level parse_level(const char *name)
     return LOG_LEVEL_INFO;
 }
 
-/* Waits for a signal or the next poll; returns the signal, or 0 when it is time to poll. */
-static int wait_for_event(const sigset_t *set, unsigned interval)
+static void wipe_free(char *secret)
 {
-    if (interval == 0) {
-        int sig = 0;
-        return sigwait(set, &sig) == 0 ? sig : 0;
+    if (secret != NULL) {
+        OPENSSL_cleanse(secret, strlen(secret));
+        free(secret);
     }
-    struct timespec timeout = {.tv_sec = (time_t)interval, .tv_nsec = 0};
-    int sig = sigtimedwait(set, NULL, &timeout);
-    return sig > 0 ? sig : 0;
 }
 
 static int run(const settings *cfg)
@@ -167,6 +164,15 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }
+    if (cfg->webhook_secret != NULL) {
+        srv.webhook_secret = read_text_file(cfg->webhook_secret, "--webhook-secret");
+        if (srv.webhook_secret == NULL) {
+            LOG_ERROR(MODULE, "%s", err_message());
+            goto out;
+        }
+        /* Editors and `echo` leave a newline: it is not part of the secret. */
+        srv.webhook_secret[strcspn(srv.webhook_secret, "\r\n")] = '\0';
+    }
     if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
         LOG_ERROR(MODULE, "--tls-cert and --tls-key go together");
         goto out;
@@ -206,20 +212,24 @@ static int run(const settings *cfg)
     LOG_INFO(MODULE, "listening on %s:%u (%s, repository %s)", cfg->listen, http_port(http),
              tls_cert ? "https" : "http", repo_display_uri(srv.repo));
 
+    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, 250, 1000) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
     for (;;) {
-        int sig = wait_for_event(&signals, cfg->refresh_interval);
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0)
+            continue;
         if (sig == SIGTERM || sig == SIGINT) {
             LOG_INFO(MODULE, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
-        if (sig == SIGHUP) {
-            LOG_INFO(MODULE, "SIGHUP received: nothing to reload yet");
-            continue;
-        }
-        refresh_result result;
-        refresh_now(&srv, &result);
+        LOG_INFO(MODULE, "SIGHUP received: refreshing");
+        refresher_request(srv.refresher);
     }
     srv.stopping = true;
+    refresher_stop(srv.refresher);
+    srv.refresher = NULL;
     /* Stop accepting, answer every parked watcher, let in-flight requests finish. */
     http_quiesce(http);
     watch_registry_shutdown(srv.watches);
@@ -239,8 +249,10 @@ out:
     respcache_free(srv.responses);
     snapcache_free(srv.snapshots);
     repo_free(srv.repo);
+    refresher_stop(srv.refresher);
+    wipe_free(srv.webhook_secret);
     free(tls_cert);
-    free(tls_key);
+    wipe_free(tls_key);
     return status;
 }
 

@@ -20,7 +20,9 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MODULE "refresh"
 
@@ -113,4 +115,151 @@ out:
     snapshot_release(after);
     pthread_mutex_unlock(&refresh_lock);
     return error;
+}
+
+#define MAX_BACKOFF_SECONDS 600
+
+struct refresher {
+    struct server *srv;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stopping;
+    bool pending;
+    struct timespec first_request;
+    struct timespec last_request;
+    unsigned interval;
+    unsigned quiet_ms;
+    unsigned max_delay_ms;
+    unsigned long runs;
+};
+
+static struct timespec add_ms(struct timespec t, long long ms)
+{
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool later(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+static void *refresher_thread(void *arg)
+{
+    refresher *r = arg;
+    unsigned failures = 0;
+    struct timespec next_poll;
+    clock_gettime(CLOCK_MONOTONIC, &next_poll);
+    next_poll = add_ms(next_poll, (long long)r->interval * 1000);
+
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        struct timespec now, due;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        bool poll_due = r->interval > 0 && !later(&next_poll, &now);
+        bool request_due = false;
+        if (r->pending) {
+            struct timespec quiet = add_ms(r->last_request, r->quiet_ms);
+            struct timespec cap = add_ms(r->first_request, r->max_delay_ms);
+            due = later(&quiet, &cap) ? cap : quiet;
+            request_due = !later(&due, &now);
+        }
+        if (!poll_due && !request_due) {
+            struct timespec wait_until = add_ms(now, 3600LL * 1000);
+            if (r->interval > 0 && later(&wait_until, &next_poll))
+                wait_until = next_poll;
+            if (r->pending && later(&wait_until, &due))
+                wait_until = due;
+            pthread_cond_timedwait(&r->wake, &r->lock, &wait_until);
+            continue;
+        }
+        r->pending = false;
+        pthread_mutex_unlock(&r->lock);
+
+        refresh_result result;
+        int error = refresh_now(r->srv, &result);
+        failures = error < 0 ? failures + 1 : 0;
+        long long delay = (long long)r->interval;
+        for (unsigned i = 0; i < failures && delay < MAX_BACKOFF_SECONDS; i++)
+            delay *= 2;
+        if (failures > 0 && delay > MAX_BACKOFF_SECONDS)
+            delay = MAX_BACKOFF_SECONDS;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        next_poll = add_ms(now, delay * 1000);
+
+        pthread_mutex_lock(&r->lock);
+        r->runs++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned quiet_ms,
+                    unsigned max_delay_ms)
+{
+    refresher *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    r->srv = srv;
+    r->interval = interval;
+    r->quiet_ms = quiet_ms;
+    r->max_delay_ms = max_delay_ms < quiet_ms ? quiet_ms : max_delay_ms;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&r->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    if (rc != 0 || pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r);
+        return err_set(ERR_NOMEM, "cannot set up the refresher");
+    }
+    if (pthread_create(&r->thread, NULL, refresher_thread, r) != 0) {
+        pthread_cond_destroy(&r->wake);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return err_set(ERR_INTERNAL, "cannot start the refresher thread");
+    }
+    *out = r;
+    return 0;
+}
+
+void refresher_request(refresher *r)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&r->lock);
+    if (!r->pending)
+        r->first_request = now;
+    r->pending = true;
+    r->last_request = now;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+}
+
+unsigned long refresher_runs(refresher *r)
+{
+    pthread_mutex_lock(&r->lock);
+    unsigned long runs = r->runs;
+    pthread_mutex_unlock(&r->lock);
+    return runs;
+}
+
+void refresher_stop(refresher *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stopping = true;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    pthread_cond_destroy(&r->wake);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
 }

@@ -21,6 +21,7 @@
 #include "routes_cipher.h"
 #include "server.h"
 #include "watch.h"
+#include "webhook.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -229,6 +230,11 @@ static bool match_encrypt_status(const request *req)
 static bool match_key(const request *req)
 {
     return (req->nsegments == 1 || req->nsegments == 3) && strcmp(req->segments[0], "key") == 0;
+}
+
+static bool match_monitor(const request *req)
+{
+    return path_is(req, "monitor", NULL);
 }
 
 static bool match_events(const request *req)
@@ -482,6 +488,34 @@ static int handle_events(request *req, response *res)
     return event_hub_subscribe(req->server->events, req, res);
 }
 
+static const char *webhook_header(void *ctx, const char *name)
+{
+    return request_header(ctx, name);
+}
+
+/* POST /monitor: checked against the provider's signature, answered with the application
+ * names at once; the fetch itself is coalesced with other notifications. */
+static int handle_monitor(request *req, response *res)
+{
+    webhook_provider provider = webhook_detect(webhook_header, req);
+    int error = webhook_verify(provider, webhook_header, req, req->server->webhook_secret,
+                               req->body, req->body_len);
+    if (error < 0) {
+        LOG_WARN(MODULE, "rejected webhook: %s", err_message());
+        return response_error(res, req, error, NULL);
+    }
+    if (provider == WEBHOOK_UNKNOWN)
+        return response_error(res, req, ERR_BAD_REQUEST,
+                              "unrecognised webhook: no push event header and not a path= form");
+    json_t *names = NULL;
+    if ((error = webhook_applications(&names, provider, req->body, req->body_len)) < 0)
+        return response_error(res, req, error, NULL);
+    if (req->server->refresher != NULL)
+        refresher_request(req->server->refresher);
+    LOG_INFO(MODULE, "%s push notification, refresh scheduled", webhook_provider_name(provider));
+    return response_json(res, 200, names);
+}
+
 static route route_table[] = {
     {"health", true, M_GET, match_health, handle_health, PERM_OPEN, -1},
     {"metrics", true, M_GET, match_metrics, handle_metrics, PERM_ADMIN, -1},
@@ -491,6 +525,7 @@ static route route_table[] = {
     {"decrypt", true, M_POST, match_decrypt, route_decrypt, PERM_ADMIN, -1},
     {"key", true, M_GET, match_key, route_key, PERM_OPEN, -1},
     {"events", true, M_GET, match_events, handle_events, PERM_ADMIN, -1},
+    {"monitor", true, M_POST, match_monitor, handle_monitor, PERM_OPEN, -1},
     {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},
     {"environment", false, M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
     {"plain_file", false, M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},

@@ -18,6 +18,7 @@ struct authdb;
 struct watch_registry;
 struct overrides;
 struct event_hub;
+struct refresher;
 
 typedef struct server {
     const settings *settings;
@@ -29,6 +30,8 @@ typedef struct server {
     struct watch_registry *watches;
     struct overrides *overrides;         /* NULL: none */
     struct event_hub *events;            /* GET /events subscribers */
+    struct refresher *refresher;         /* polls, and runs what webhooks ask for */
+    char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */
     char **search_paths;                 /* NULL-terminated, from --search-paths */
     volatile bool stopping;
 } server;
