@@ -407,10 +407,13 @@ def dir_relative_names(env, directory):
     return out
 
 
-def source(env, rel_suffix):
-    """The source dict of the property source whose name ends with "/" + rel_suffix."""
+def source(env, rel_suffix, prefix=None):
+    """The source dict of the property source named prefix + rel_suffix, or, without a prefix,
+    of the first one whose name ends with "/" + rel_suffix."""
     for ps in env["propertySources"]:
-        if ps["name"].endswith("/" + rel_suffix):
+        if prefix is not None and ps["name"] == prefix + rel_suffix:
+            return ps["source"]
+        if prefix is None and ps["name"].endswith("/" + rel_suffix):
             return ps["source"]
     raise KeyError(rel_suffix)
 

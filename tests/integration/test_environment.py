@@ -212,6 +212,9 @@ class EnvironmentTest(ServerTestCase):
     def names(self, path):
         return relative_names(self.env(path), self.prefix)
 
+    def src(self, env, rel):
+        return source(env, rel, self.prefix)
+
     # -- shape --------------------------------------------------------------------------------
 
     def test_shape_and_key_order(self):
@@ -263,13 +266,13 @@ class EnvironmentTest(ServerTestCase):
 
     def test_worked_example_values(self):
         env = self.env("/foo/dev,mysql")
-        self.assertEqual(source(env, "foo-mysql.yml"), {"db.pool.size": 10})
-        self.assertEqual(source(env, "foo-dev.properties"),
+        self.assertEqual(self.src(env, "foo-mysql.yml"), {"db.pool.size": 10})
+        self.assertEqual(self.src(env, "foo-dev.properties"),
                          {"foo.dev.prop": "from-foo-dev-properties"})
-        self.assertEqual(source(env, "sub/foo.yml"), {"where": "sub"})
-        self.assertEqual(source(env, "foo.yml"), {"where": "root"})
-        self.assertEqual(source(env, "application.yml (document #1)")["greeting"], "hello-dev")
-        self.assertEqual(items(source(env, "application.yml (document #0)")),
+        self.assertEqual(self.src(env, "sub/foo.yml"), {"where": "sub"})
+        self.assertEqual(self.src(env, "foo.yml"), {"where": "root"})
+        self.assertEqual(self.src(env, "application.yml (document #1)")["greeting"], "hello-dev")
+        self.assertEqual(items(self.src(env, "application.yml (document #0)")),
                          [("greeting", "hello"), ("shared.name", "base")])
 
     def test_extension_order(self):
@@ -327,7 +330,7 @@ class EnvironmentTest(ServerTestCase):
 
     def test_kept_document_keeps_activation_key(self):
         env = self.env("/expr/dev")
-        self.assertEqual(items(source(env, "expr.yml (document #1)")),
+        self.assertEqual(items(self.src(env, "expr.yml (document #1)")),
                          [("spring.config.activate.on-profile", "dev & !cloud"),
                           ("m.devnotcloud", True)])
 
@@ -335,8 +338,8 @@ class EnvironmentTest(ServerTestCase):
         env = self.env("/empties/x")
         self.assertEqual([n for n in relative_names(env, self.prefix) if n.startswith("empt")],
                          ["empties.yml (document #1)", "empties.yml (document #0)"])
-        self.assertEqual(source(env, "empties.yml (document #0)"), {"x": 1})
-        self.assertEqual(source(env, "empties.yml (document #1)"), {"y": 2})
+        self.assertEqual(self.src(env, "empties.yml (document #0)"), {"x": 1})
+        self.assertEqual(self.src(env, "empties.yml (document #1)"), {"y": 2})
 
     def test_multidoc_properties(self):
         self.assertEqual([n for n in self.names("/mdp/dev") if n.startswith("mdp")],
@@ -345,14 +348,14 @@ class EnvironmentTest(ServerTestCase):
         self.assertEqual([n for n in self.names("/mdp/prod") if n.startswith("mdp")],
                          ["mdp.properties (document #2)", "mdp.properties (document #0)"])
         env = self.env("/mdp/dev")
-        self.assertEqual(source(env, "mdp.properties (document #1)")["a"], "2")
-        self.assertEqual(source(env, "mdp.properties (document #2)"), {"b": "3"})
+        self.assertEqual(self.src(env, "mdp.properties (document #1)")["a"], "2")
+        self.assertEqual(self.src(env, "mdp.properties (document #2)"), {"b": "3"})
 
     # -- values -------------------------------------------------------------------------------
 
     def test_yaml_types(self):
         env = self.env("/types/x")
-        src = source(env, "types.yml")
+        src = self.src(env, "types.yml")
         typed = [(k, type(v).__name__, v) for k, v in src.items()]
         T, F = True, False
         expected = [("int", 42), ("neg", -7), ("hex", 31), ("oct", 8), ("bin", 5), ("sexa", 90),
@@ -368,13 +371,13 @@ class EnvironmentTest(ServerTestCase):
     def test_floats_printed_like_java(self):
         r = self.server.get("/types/x")
         env = json.loads(r.body, parse_float=lambda s: ("float", s))
-        src = source(env, "types.yml")
+        src = self.src(env, "types.yml")
         self.assertEqual(src["float"], ("float", "1.1"))
         self.assertEqual(src["exp"], ("float", "1000.0"))
         self.assertEqual(src["lead0"], ("float", "8080.0"))
 
     def test_flattening(self):
-        src = source(self.env("/flat/x"), "flat.yml")
+        src = self.src(self.env("/flat/x"), "flat.yml")
         self.assertEqual(items(src)[:12], [
             ("a.b.c", 1), ("list[0]", "x"), ("list[1]", "y"), ("maps[0].name", "n0"),
             ("maps[0].port", 1), ("maps[1].name", "n1"), ("nested[0][0]", 1),
@@ -389,13 +392,13 @@ class EnvironmentTest(ServerTestCase):
         self.assertEqual(len(src), 18)
 
     def test_root_list_and_scalar(self):
-        self.assertEqual(items(source(self.env("/rootlist/x"), "rootlist.yml")),
+        self.assertEqual(items(self.src(self.env("/rootlist/x"), "rootlist.yml")),
                          [("document[0]", "a"), ("document[1]", "b")])
-        self.assertEqual(items(source(self.env("/rootscalar/x"), "rootscalar.yml")),
+        self.assertEqual(items(self.src(self.env("/rootscalar/x"), "rootscalar.yml")),
                          [("document", "just text")])
 
     def test_properties_values_are_strings(self):
-        src = source(self.env("/props/x"), "props.properties")
+        src = self.src(self.env("/props/x"), "props.properties")
         expected = {"plain": "value", "colon": "value2", "space": "value3",
                     "indented": "trimmed", "num": "42", "bool": "true", "unicode": "caf\u00e9",
                     "latin1": "caf\u00e9", "cont": "one two", "arr[0]": "a", "arr[1]": "b",
@@ -405,7 +408,7 @@ class EnvironmentTest(ServerTestCase):
                                          "unicode", "latin1"])
 
     def test_placeholders_not_resolved_in_environment(self):
-        self.assertEqual(source(self.env("/ph/x"), "ph.yml"), {"url": "http://${host:localhost}/x"})
+        self.assertEqual(self.src(self.env("/ph/x"), "ph.yml"), {"url": "http://${host:localhost}/x"})
 
     # -- v2 media type, headers, methods ------------------------------------------------------
 
@@ -413,18 +416,18 @@ class EnvironmentTest(ServerTestCase):
         env = self.env("/origin,originp/x", {"Accept": V2_MEDIA_TYPE})
         self.assertEqual(list(env)[:6], ["name", "profiles", "label", "version", "state",
                                          "propertySources"])
-        src = source(env, "origin.yml")
+        src = self.src(env, "origin.yml")
         self.assertEqual(src["alpha"], {"value": 1, "origin": "1:8"})
         self.assertEqual(src["nest.beta"], {"value": "two", "origin": "3:9"})
-        psrc = source(env, "originp.properties")
+        psrc = self.src(env, "originp.properties")
         self.assertEqual(psrc["key"]["value"], "value")
         self.assertRegex(psrc["key"]["origin"], r"^2:\d+$")
-        shared = source(env, "application.properties")
+        shared = self.src(env, "application.properties")
         self.assertEqual(shared["app.props"]["value"], "yes")
 
     def test_plain_accept_has_no_origins(self):
         env = self.env("/origin/x", {"Accept": "application/json"})
-        self.assertEqual(source(env, "origin.yml"), {"alpha": 1, "nest.beta": "two"})
+        self.assertEqual(self.src(env, "origin.yml"), {"alpha": 1, "nest.beta": "two"})
 
     def test_empty_basic_authorization_ignored(self):
         plain = self.server.get("/foo/dev")
