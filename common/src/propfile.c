@@ -51,6 +51,8 @@ typedef struct {
     int32_t last_comment; /* prefix of the previous line if it was a comment, else -1 */
     bool failed;          /* an error is recorded in err; ch is forced to -1 */
     bool at_end;          /* the end of input has been seen */
+    unsigned long mark_line; /* where the construct being read started, for errors (1-based) */
+    long mark_col;
     confdoc_error *err;
 } reader;
 
@@ -65,6 +67,8 @@ typedef struct {
     confdoc_list *out;
     docmaps cur;
     size_t entries;
+    unsigned long key_line; /* where the current key starts, for errors about it */
+    long key_col;
     u16buf key;
     u16buf value;
 } loader;
@@ -78,10 +82,16 @@ static void set_error(confdoc_error *err, unsigned long line, long col, const ch
     snprintf(err->message, sizeof(err->message), "%s", message);
 }
 
+static void reader_mark(reader *rd)
+{
+    rd->mark_line = rd->line + 1;
+    rd->mark_col = rd->column + 1;
+}
+
 static void reader_fail(reader *rd, const char *message)
 {
     if (!rd->failed)
-        set_error(rd->err, rd->line + 1, rd->column + 1, message);
+        set_error(rd->err, rd->mark_line, rd->mark_col, message);
     rd->failed = true;
     rd->ch = -1;
 }
@@ -171,6 +181,7 @@ static bool reader_read(reader *rd)
         if (rd->column == 0)
             skip_whitespace(rd);
         if (rd->ch == '\\') {
+            reader_mark(rd);
             rd->escaped = true;
             rd->ch = raw_read(rd);
             const char *escapes = "trnf";
@@ -329,6 +340,8 @@ static int put(loader *ld, const char *key, size_t key_len, const char *origin)
 {
     if (key_len == 0)
         return 0;
+    ld->rd.mark_line = ld->key_line;
+    ld->rd.mark_col = ld->key_col;
     if (strlen(key) != key_len)
         return fail(ld, "NUL character in a key");
     if (key_len > ld->limits->max_key_len)
@@ -359,6 +372,8 @@ static int load_key_and_value(loader *ld)
     char *key = NULL;
     char *indexed = NULL;
 
+    ld->key_line = rd->line + 1;
+    ld->key_col = rd->column + 1;
     if (load_key(ld) < 0)
         return fail(ld, "out of memory");
     size_t start = 0, end = ld->key.len;
