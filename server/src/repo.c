@@ -7,23 +7,30 @@
  * (snapshot.c), deciding when to fetch (the refresh loop and webhooks), or what a label means to
  * Spring beyond "branch, tag or commit" ("(_)" is replaced by the caller).
  *
- * URIs. https://, http://, ssh://, file:// and scp-like user@host:path go to libgit2 as given,
- * except that userinfo is removed from http(s) URIs (a password in a URI ends up in logs and
- * process listings; it is not supported). A plain path names a local repository and is made
- * absolute. The mirror lives in <cache_dir>/<name>-<first 12 hex of SHA-256 of the URL>.git.
+ * URIs. https://, http://, ssh://, file:// and scp-like user@host:path go to libgit2 as given
+ * but for userinfo: an http(s) URI loses it whole, an ssh one keeps its user name (git@...) and
+ * loses any password (a password in a URI ends up in logs and process listings; it is not
+ * supported). A plain path names a local repository and is made absolute. url.<base>.insteadOf
+ * is not applied (see fetch_into). The mirror lives in
+ * <cache_dir>/<name>-<first 12 hex of SHA-256 of that URL>.git, is cloned into a temporary
+ * directory and renamed into place, and is repacked once fetches have left many packs.
  * Only branches and tags are mirrored (refs/heads/ and refs/tags/; not the refs/pull/ and
  * the like of hosted forges, which can be huge and are never labels); deleted ones are pruned,
- * and tags of a tree or blob are dropped (see drop_non_commit_tags).
+ * and tags of a tree or blob are dropped (see drop_non_commit_tags). libgit2 1.5 has no network
+ * timeout: a remote that accepts a connection and then stalls holds up the fetching thread
+ * (never a reader).
  *
  * Display URI (the prefix of property-source names): the URI as given without userinfo and
  * without a trailing slash; a plain path shows as file://<absolute path>; dir:PATH shows as
  * file:<real path>, so names read file:/srv/config/application.yml as Spring's native mode.
  *
  * Credentials (all optional, read on each fetch, never logged):
- *   https/http: ALMANAC_GIT_USERNAME and ALMANAC_GIT_PASSWORD_FILE (a file holding the password
- *               or token; a trailing newline is ignored).
+ *   https/http: ALMANAC_GIT_PASSWORD_FILE (a file holding the password or token; a trailing
+ *               newline is ignored) with ALMANAC_GIT_USERNAME (default "git", which token
+ *               schemes such as GitHub's accept).
  *   ssh:        ALMANAC_GIT_SSH_KEY_FILE (a private key without passphrase; the public key is
- *               derived by libssh2), otherwise ssh-agent. The user comes from the URI (git@...).
+ *               derived from it), otherwise ssh-agent. The user comes from the URI (git@...),
+ *               else ALMANAC_GIT_USERNAME, else "git".
  * Each kind of credential is offered once per fetch, so a wrong one fails instead of looping.
  *
  * Threads. A git_repository is never shared: each thread that reads gets its own handle from a
@@ -978,6 +985,7 @@ int repo_open(repo **out, const repo_options *opts)
 
     r->is_git = true;
     r->status.is_git = true;
+    /* libgit2 counts these: each repo holds it up until repo_free */
     git_libgit2_init();
     r->libgit2_up = true;
     /* every reader thread opens the packs it touches; bound the descriptors libgit2 keeps open
