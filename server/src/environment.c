@@ -30,6 +30,13 @@
 #define ENV_MAX_PATTERN_SEGS 32 /* segments of one search path */
 #define CIPHER_PREFIX "{cipher}"
 
+struct overrides {
+    json_t *props;
+    json_t *origins; /* every key -> "Config server overrides", Spring's v2 origin */
+};
+
+#define OVERRIDES_ORIGIN "Config server overrides"
+
 static const char *const EXTENSIONS[] = {"properties", "yml", "yaml"}; /* highest first */
 
 /* A list of borrowed or owned strings, in order, without duplicates. */
@@ -536,6 +543,7 @@ static int add_overrides(compose_ctx *ctx)
         return err_last_code();
     src->name = strdup("overrides");
     src->props = json_incref((json_t *)(uintptr_t)props);
+    src->origins = json_incref(ctx->p->overrides->origins);
     return src->name != NULL ? 0 : err_set(ERR_NOMEM, "out of memory");
 }
 
@@ -693,9 +701,22 @@ json_t *environment_merge(const environment *env)
 
 /* ---- overrides ---------------------------------------------------------------------------- */
 
-struct overrides {
-    json_t *props;
-};
+
+/*
+ * Spring's unescaping of override values: "\${" -> "${", else "\{" -> "{" (when a value holds
+ * both, Spring's second replacement wins over the first; so here). New string or NULL (OOM).
+ */
+static char *unescape_override(const char *value)
+{
+    char *out = strdup(value);
+    if (out == NULL)
+        return NULL;
+    if (strstr(value, "\\${") != NULL)
+        return replace_all(out, "\\${", "${");
+    if (strstr(value, "\\{") != NULL)
+        return replace_all(out, "\\{", "{");
+    return out;
+}
 
 #define OVERRIDES_MAX_BYTES (4u << 20)
 
@@ -768,7 +789,8 @@ int overrides_load(overrides **out, const char *path)
         error = err_set(ERR_CONFIG, "%s:%u:%u: %s", path, perr.line, perr.col, perr.message);
         goto out;
     }
-    if ((o = calloc(1, sizeof(*o))) == NULL || (o->props = json_object()) == NULL) {
+    if ((o = calloc(1, sizeof(*o))) == NULL || (o->props = json_object()) == NULL ||
+        (o->origins = json_object()) == NULL) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -778,9 +800,12 @@ int overrides_load(overrides **out, const char *path)
         json_t *value;
         json_object_foreach(docs.docs[i].props, key, value) {
             char *text = scalar_to_text(value);
-            json_t *s = text != NULL ? json_string(text) : NULL;
+            char *unescaped = text != NULL ? unescape_override(text) : NULL;
+            json_t *s = unescaped != NULL ? json_string(unescaped) : NULL;
             free(text);
-            if (s == NULL || json_object_set_new(o->props, key, s) < 0) {
+            free(unescaped);
+            if (s == NULL || json_object_set_new(o->props, key, s) < 0 ||
+                json_object_set_new(o->origins, key, json_string(OVERRIDES_ORIGIN)) < 0) {
                 error = err_set(ERR_NOMEM, "out of memory");
                 goto out;
             }
@@ -800,6 +825,7 @@ void overrides_free(overrides *o)
     if (o == NULL)
         return;
     json_decref(o->props);
+    json_decref(o->origins);
     free(o);
 }
 

@@ -21,7 +21,8 @@ struct keyring;
 typedef struct env_source {
     char *name;      /* "<repo display uri>/<path>", "... (document #N)", or "overrides" */
     json_t *props;   /* flat map, owned reference */
-    json_t *origins; /* key -> "LINE:COL", owned reference; NULL for overrides */
+    json_t *origins; /* key -> "LINE:COL" ("Config server overrides" for overrides, as
+                      * Spring shows them), owned reference; may be NULL */
 } env_source;
 
 typedef struct environment {
@@ -40,7 +41,11 @@ typedef struct env_query {
 
 typedef struct overrides overrides; /* --overrides-file, loaded once */
 
-/* Loads a YAML (.yml/.yaml) or .properties file; its documents merge, later over earlier. */
+/*
+ * Loads a YAML (.yml/.yaml) or .properties file; its documents merge, later over earlier. As in
+ * Spring, values are strings, and `\${` / `\{` in a value stand for a literal `${` / `{`
+ * (the escape Spring users write so the server passes a placeholder on to clients).
+ */
 int overrides_load(overrides **out, const char *path);
 void overrides_free(overrides *o);
 /* The flat map (borrowed), for tests and diagnostics. */

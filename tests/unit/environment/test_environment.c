@@ -447,13 +447,19 @@ static void test_overrides(void **state)
     (void)state;
 
     gitfix_mkdir(dir, sizeof(dir), "overrides");
-    gitfix_write(dir, "ovr.yml", "o: 1\nz: text\nnested:\n  f: 1.50\n---\no: 2\n");
+    gitfix_write(dir, "ovr.yml", "o: 1\nz: text\nnested:\n  f: 1.50\n---\no: 2\n"
+                                 "p: '\\${user}'\nq: '\\{x}'\nboth: '\\{a} \\${b}'\n");
     snprintf(path, sizeof(path), "%s/ovr.yml", dir);
     if (overrides_load(&o, path) != 0)
         fail_msg("overrides_load: %s", err_message());
     /* Values are strings, as Spring binds them; later documents win. */
     key_list(overrides_props(o), keys, sizeof(keys));
-    assert_string_equal(keys, "o,z,nested.f");
+    assert_string_equal(keys, "o,z,nested.f,p,q,both");
+    /* Spring's escapes for a literal placeholder passed on to clients. */
+    assert_string_equal(json_string_value(json_object_get(overrides_props(o), "p")), "${user}");
+    assert_string_equal(json_string_value(json_object_get(overrides_props(o), "q")), "{x}");
+    assert_string_equal(json_string_value(json_object_get(overrides_props(o), "both")),
+                        "\\{a} ${b}");
     assert_string_equal(json_string_value(json_object_get(overrides_props(o), "o")), "2");
     assert_string_equal(json_string_value(json_object_get(overrides_props(o), "nested.f")), "1.5");
 
@@ -462,7 +468,10 @@ static void test_overrides(void **state)
     assert_int_equal(compose(&env, &sc, "foo", "dev", true), 0);
     assert_int_equal(env.count, 2);
     assert_string_equal(env.sources[0].name, "overrides");
-    assert_null(env.sources[0].origins);
+    /* Spring's v2 origin for every override. */
+    assert_string_equal(json_string_value(json_object_get(env.sources[0].origins, "z")),
+                        "Config server overrides");
+    assert_int_equal(json_object_size(env.sources[0].origins), 6);
     assert_string_equal(json_string_value(json_object_get(env.sources[0].props, "z")), "text");
     environment_dispose(&env);
     overrides_free(o);
