@@ -3,17 +3,26 @@
  *
  * libyaml's event API feeds a small node graph per document (aliases are shared pointers, so a
  * "billion laughs" file costs no more memory than its text); each finished document is then
- * flattened into a confdoc the way Spring's YamlProcessor does it. The typing of scalars follows
- * SnakeYAML's YAML 1.1 resolver and SafeConstructor as Spring Boot configures them (timestamps
- * left as strings, duplicate keys rejected, `<<` merge keys honoured).
+ * flattened into a confdoc the way Spring's YamlProcessor does it. Scalars are typed like
+ * SnakeYAML 2.x's Resolver and SafeConstructor as Spring Boot configures them: timestamps stay
+ * strings, duplicate keys are errors, `<<` merge keys follow SnakeYAML's mergeNode. Note that
+ * since SnakeYAML 1.29 a float needs a dot or an exponent, so `08080` is the string "08080".
+ *
+ * Documents are skipped as Spring skips them: one that loads as null, as an empty string or as
+ * an empty list. A document whose root is an empty map is kept, with no properties, so that
+ * document numbers match Spring's "(document #N)".
+ *
+ * Every cap in confdoc_limits is enforced while reading, plus two derived ones so that work
+ * stays proportional to max_entries: nodes per file (NODES_PER_ENTRY) and node visits and
+ * merged keys (WORK_PER_ENTRY); both report as limits, never as a crash or a long stall.
  *
  * Known differences from Spring, on purpose:
  *  - integers beyond 64 bits, and .inf/.nan, are kept as strings (jansson has no big integers
- *    and no non-finite reals); Spring's JSON shows the latter as "Infinity"/"NaN" strings too;
- *  - keys must be scalars and not null (Spring builds odd keys or fails with an exception);
+ *    and no non-finite reals); Jackson writes non-finite doubles as "Infinity"/"NaN" strings;
+ *  - keys must be scalars and not null (Spring builds odd keys or throws);
  *  - the origin of a value reached through an alias is the position of the anchored value (as
  *    in Spring, where the alias shares the anchored node);
- *  - a self-referencing alias is an error (Spring overflows its stack);
+ *  - an alias inside the collection it names is an error (Spring overflows its stack);
  *  - `!!set`, `!!omap`, `!!pairs` and local tags are rejected; `!!binary` and `!!timestamp` are
  *    kept as text.
  *
@@ -21,7 +30,6 @@
  */
 #include "yamlconf.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -268,7 +276,7 @@ static char *strip_underscores(char *buf, size_t size, const char *s, size_t len
             continue;
         if (n + 1 >= size)
             return NULL;
-        buf[n++] = s[i];
+        buf[n++] = s[i] != '\0' ? s[i] : '?'; /* an embedded NUL is never a digit */
     }
     buf[n] = '\0';
     return buf;
@@ -301,9 +309,11 @@ static json_t *construct_int(const char *text, size_t len, bool *bad)
     char buf[1100];
     char *v = strip_underscores(buf, sizeof(buf), text, len);
     *bad = false;
-    if (v == NULL || *v == '\0') {
-        *bad = v != NULL;
-        return v == NULL ? json_stringn(text, len) : NULL;
+    if (v == NULL)
+        return json_stringn(text, len); /* far past 64 bits: kept as written */
+    if (*v == '\0') {
+        *bad = true;
+        return NULL;
     }
     bool negative = false;
     if (*v == '-' || *v == '+') {
