@@ -851,6 +851,36 @@ static void test_cases_as_data(void **state)
     assert_true(ran >= 4);
 }
 
+/* Search paths that match more directories than the cap fail as a configuration error. */
+static void test_too_many_locations(void **state)
+{
+    static const char *const all[] = {"**", NULL};
+    static const char *const some[] = {"d1*", NULL};
+    scenario sc;
+    environment env;
+    (void)state;
+
+    memset(&sc, 0, sizeof(sc));
+    gitfix_init(sc.dir, sizeof(sc.dir));
+    for (int i = 0; i < 1030; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "d%d/foo.yml", i);
+        gitfix_write(sc.dir, path, "x: 1\n");
+    }
+    gitfix_commit(sc.dir, sc.commit);
+    sc.r = gitfix_open(sc.dir, false, 0);
+    assert_int_equal(snapshot_build(&sc.snap, sc.r, sc.commit, NULL, NULL), 0);
+    sc.search_paths = all;
+    assert_int_equal(compose(&env, &sc, "foo", "dev", true), ERR_CONFIG);
+    assert_non_null(strstr(err_message(), "search paths"));
+    environment_dispose(&env);
+    sc.search_paths = some; /* d1, d10-d19, d100-d199, d1000-d1029 */
+    assert_int_equal(compose(&env, &sc, "foo", "dev", true), 0);
+    assert_int_equal(env.count, 1 + 10 + 100 + 30);
+    environment_dispose(&env);
+    scenario_close(&sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -868,6 +898,7 @@ int main(void)
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_concurrent_compose),
         cmocka_unit_test(test_cases_as_data),
+        cmocka_unit_test(test_too_many_locations),
     };
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     return cmocka_run_group_tests(tests, gitfix_setup, gitfix_teardown);

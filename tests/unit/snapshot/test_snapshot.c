@@ -215,16 +215,49 @@ static void test_cache_failure(void **state)
 typedef struct getter {
     pthread_barrier_t *barrier;
     snapcache *cache;
+    const char *commit;
     snapshot *got;
     int error;
+    char message[256];
 } getter;
 
 static void *get_thread(void *arg)
 {
     getter *g = arg;
     pthread_barrier_wait(g->barrier);
-    g->error = snapcache_get(&g->got, g->cache, rp, c2);
+    g->error = snapcache_get(&g->got, g->cache, rp, g->commit);
+    snprintf(g->message, sizeof(g->message), "%s", err_message());
     return NULL;
+}
+
+/* Concurrent misses on a commit that cannot be built: every thread gets the error and its
+ * message (the waiters from the one build), and nothing stays cached. */
+static void test_concurrent_failure(void **state)
+{
+    enum { N = 4 };
+    pthread_t threads[N];
+    getter getters[N];
+    pthread_barrier_t barrier;
+    snapcache *c = NULL;
+    (void)state;
+
+    assert_int_equal(snapcache_new(&c, 4, NULL), 0);
+    assert_int_equal(pthread_barrier_init(&barrier, NULL, N), 0);
+    for (int i = 0; i < N; i++) {
+        getters[i] = (getter){.barrier = &barrier, .cache = c,
+                              .commit = "0123456789012345678901234567890123456789"};
+        assert_int_equal(pthread_create(&threads[i], NULL, get_thread, &getters[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_true(getters[i].error < 0);
+        assert_null(getters[i].got);
+        assert_true(getters[i].message[0] != '\0');
+    }
+    assert_int_equal(snapcache_count(c), 0);
+    pthread_barrier_destroy(&barrier);
+    snapcache_free(c);
 }
 
 static void test_concurrent_misses(void **state)
@@ -240,7 +273,7 @@ static void test_concurrent_misses(void **state)
         assert_int_equal(snapcache_new(&c, 4, NULL), 0);
         assert_int_equal(pthread_barrier_init(&barrier, NULL, N), 0);
         for (int i = 0; i < N; i++) {
-            getters[i] = (getter){.barrier = &barrier, .cache = c};
+            getters[i] = (getter){.barrier = &barrier, .cache = c, .commit = c2};
             assert_int_equal(pthread_create(&threads[i], NULL, get_thread, &getters[i]), 0);
         }
         for (int i = 0; i < N; i++)
@@ -296,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_cache_hit_and_lru),
         cmocka_unit_test(test_cache_failure),
         cmocka_unit_test(test_concurrent_misses),
+        cmocka_unit_test(test_concurrent_failure),
         cmocka_unit_test(test_dir_mode_invalidate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
