@@ -89,9 +89,13 @@ void cli_common_init(cli_common *common);
  */
 int cli_common_option(cli_common *common, int opt, const char *arg);
 
-/* Creates a client for `app`/`profiles` from the common flags; prints the error on failure. */
+/*
+ * Creates a client for `app`/`profiles` from the common flags; prints the error and returns an
+ * exit code on failure. The library's warnings reach stderr when `warnings` is set, everything
+ * it logs with --verbose.
+ */
 int cli_client_new(alm_client **out, const cli_common *common, const char *app,
-                   const char *profiles);
+                   const char *profiles, int warnings);
 
 /* Prints "almanac: <message>; <what to do>" for a library error; returns the exit code. */
 int cli_fail(int code, const char *context);

@@ -122,7 +122,7 @@ static void on_library_log(alm_log_level level, const char *message, void *paylo
 }
 
 int cli_client_new(alm_client **out, const cli_common *common, const char *app,
-                   const char *profiles)
+                   const char *profiles, int warnings)
 {
     alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
     opts.server = common->server;
@@ -140,6 +140,10 @@ int cli_client_new(alm_client **out, const cli_common *common, const char *app,
     if (common->verbose) {
         log_configure(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
         opts.log_cb = on_library_log;
+    } else if (warnings) {
+        log_configure(LOG_LEVEL_WARN, LOG_FORMAT_TEXT);
+        opts.log_cb = on_library_log;
+        opts.log_level = ALM_LOG_WARN;
     }
     int error = alm_client_new(out, &opts);
     if (error < 0)

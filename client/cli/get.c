@@ -62,7 +62,7 @@ int cli_cmd_get(int argc, char **argv)
         return cli_usage_error("get", "expected APP and PROFILES, got %d argument(s)",
                                argc - optind);
 
-    if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1])) != 0)
+    if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1], 0)) != 0)
         goto out;
     int error = alm_client_fetch(&cfg, client);
     if (error < 0) {

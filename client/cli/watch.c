@@ -1,43 +1,98 @@
 /*
- * watch — `almanac watch APP PROFILES`: prints the configuration once, then again each time the
- * server reports a new version (long-poll through alm_client_poll). Server outages are ridden
- * out with a capped backoff; only answers that will not change by waiting (auth, not found,
- * protocol) end the command.
+ * watch — `almanac watch APP PROFILES`: prints the configuration once, then again (or only what
+ * changed, with --diff) each time the server reports a new version. Built on alm_watch, so the
+ * CLI follows changes exactly the way an embedding program does: the library's thread
+ * long-polls and calls back here; this file only prints and counts.
  */
 #include "cli.h"
 
 #include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_WAIT, OPT_COUNT };
-
-#define MAX_OUTAGE_PAUSE_S 30u
+enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_WAIT, OPT_COUNT, OPT_DIFF };
 
 static void help(void)
 {
-    printf("usage: almanac watch APP PROFILES [--label L] [--format F] [options]\n\n"
+    printf("usage: almanac watch APP PROFILES [--label L] [--format F] [--diff] [options]\n\n"
            "Prints the configuration of APP for PROFILES, then again each time it changes on\n"
-           "the server, until interrupted. Each version is printed in full: with the default\n"
-           "json format that is one line per version.\n\n"
+           "the server, until interrupted. With the default json format each version is one\n"
+           "line. Server outages are ridden out (with warnings on stderr), not fatal.\n\n"
            "  --format F    json (default), yaml, properties or env\n"
+           "  --diff        after the first version, print each change as one JSON line:\n"
+           "                {\"version\":…,\"added\":{…},\"changed\":{…},\"removed\":[…]}\n"
            "  --wait S      seconds one long-poll waits on the server (default 60)\n"
-           "  --count N     exit after printing N versions\n\n"
+           "  --count N     exit after printing N versions (the first one included)\n\n"
            "%s",
            cli_common_help);
 }
 
-static void pause_s(unsigned int s)
+typedef struct watch_state {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    cli_format format;
+    int diff;
+    unsigned long count;
+    unsigned long printed;
+    int rc;
+} watch_state;
+
+static int print_diff(const alm_config *cfg, const alm_diff *diff)
 {
-    struct timespec left = {(time_t)s, 0};
-    while (nanosleep(&left, &left) < 0 && errno == EINTR)
-        ;
+    json_t *line = json_pack("{s:s*, s:{}, s:{}, s:[]}", "version", alm_config_version(cfg),
+                             "added", "changed", "removed");
+    json_t *added = json_object_get(line, "added");
+    json_t *changed = json_object_get(line, "changed");
+    json_t *removed = json_object_get(line, "removed");
+    const char *v = NULL;
+    for (size_t i = 0; line != NULL && i < diff->added_count; i++) {
+        if (alm_config_get_string(&v, cfg, diff->added[i]) == 0)
+            json_object_set_new(added, diff->added[i], json_string(v));
+    }
+    for (size_t i = 0; line != NULL && i < diff->changed_count; i++) {
+        if (alm_config_get_string(&v, cfg, diff->changed[i]) == 0)
+            json_object_set_new(changed, diff->changed[i], json_string(v));
+    }
+    for (size_t i = 0; line != NULL && i < diff->removed_count; i++)
+        json_array_append_new(removed, json_string(diff->removed[i]));
+    char *text = line != NULL ? json_dumps(line, JSON_COMPACT) : NULL;
+    json_decref(line);
+    if (text == NULL) {
+        fprintf(stderr, "almanac: out of memory\n");
+        return CLI_EXIT_ERROR;
+    }
+    printf("%s\n", text);
+    free(text);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
-static int retryable(int error)
+/* Runs on the library's watch thread. */
+static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, const alm_diff *diff,
+                      void *payload)
 {
-    return error == ALM_ENETWORK || error == ALM_ETIMEOUT || error == ALM_ESERVER;
+    watch_state *st = payload;
+    (void)old_cfg;
+    pthread_mutex_lock(&st->lock);
+    if (st->rc == CLI_EXIT_OK && (st->count == 0 || st->printed < st->count)) {
+        st->rc = st->diff ? print_diff(new_cfg, diff) : cli_render(stdout, new_cfg, st->format);
+        st->printed++;
+    }
+    if (st->rc != CLI_EXIT_OK || (st->count != 0 && st->printed >= st->count))
+        pthread_cond_signal(&st->done);
+    pthread_mutex_unlock(&st->lock);
+}
+
+static int parse_positive(unsigned long *out, const char *arg, unsigned long max)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (errno != 0 || *end != '\0' || arg[0] == '-' || v == 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 int cli_cmd_watch(int argc, char **argv)
@@ -45,15 +100,16 @@ int cli_cmd_watch(int argc, char **argv)
     static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
                                             {"wait", required_argument, NULL, OPT_WAIT},
                                             {"count", required_argument, NULL, OPT_COUNT},
+                                            {"diff", no_argument, NULL, OPT_DIFF},
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
-    cli_format format = CLI_FORMAT_JSON;
-    unsigned long wait_s = 60, count = 0, printed = 0;
+    watch_state st = {.format = CLI_FORMAT_JSON, .rc = CLI_EXIT_OK};
+    unsigned long wait_s = 60;
     alm_client *client = NULL;
     alm_config *cfg = NULL;
+    alm_watch *watch = NULL;
     int rc = CLI_EXIT_OK, opt;
-    char *end = NULL;
 
     cli_common_init(&common);
     optind = 1;
@@ -69,16 +125,17 @@ int cli_cmd_watch(int argc, char **argv)
         if (handled)
             continue;
         if (opt == OPT_FORMAT) {
-            if (cli_parse_format(&format, optarg) < 0)
+            if (cli_parse_format(&st.format, optarg) < 0)
                 return cli_usage_error("watch", "unknown format '%s'", optarg);
-        } else if (opt == OPT_WAIT || opt == OPT_COUNT) {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || optarg[0] == '-' || v == 0 ||
-                (opt == OPT_WAIT && v > 3600))
-                return cli_usage_error("watch", "%s takes a positive number%s", argv[optind - 1],
-                                       opt == OPT_WAIT ? " of seconds up to 3600" : "");
-            *(opt == OPT_WAIT ? &wait_s : &count) = v;
+        } else if (opt == OPT_WAIT) {
+            if (parse_positive(&wait_s, optarg, 3600) < 0)
+                return cli_usage_error("watch", "--wait takes 1-3600 seconds, not '%s'", optarg);
+        } else if (opt == OPT_COUNT) {
+            if (parse_positive(&st.count, optarg, 1000000000ul) < 0)
+                return cli_usage_error("watch", "--count takes a positive number, not '%s'",
+                                       optarg);
+        } else if (opt == OPT_DIFF) {
+            st.diff = 1;
         } else if (opt == ':') {
             return cli_usage_error("watch", "%s needs a value", argv[optind - 1]);
         } else {
@@ -89,52 +146,39 @@ int cli_cmd_watch(int argc, char **argv)
         return cli_usage_error("watch", "expected APP and PROFILES, got %d argument(s)",
                                argc - optind);
 
-    if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1])) != 0)
+    if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1], 1)) != 0)
         goto out;
     int error = alm_client_fetch(&cfg, client);
     if (error < 0) {
         rc = cli_fail(error, NULL);
         goto out;
     }
-    unsigned int outage_pause = 1;
-    for (;;) {
-        cli_warn_if_stale(cfg, &common);
-        if ((rc = cli_render(stdout, cfg, format)) != CLI_EXIT_OK)
-            goto out;
-        if (count != 0 && ++printed >= count)
-            goto out;
-        if (alm_config_etag(cfg) == NULL) {
-            fprintf(stderr, "almanac: the server sent no ETag, so it cannot be watched; use "
-                            "'almanac get' instead\n");
-            rc = CLI_EXIT_PROTOCOL;
-            goto out;
-        }
-        alm_config *next = NULL;
-        for (;;) {
-            error = alm_client_poll(&next, client, alm_config_etag(cfg), (unsigned int)wait_s);
-            if (error == 0 && next != NULL &&
-                strcmp(alm_config_etag(next) ? alm_config_etag(next) : "",
-                       alm_config_etag(cfg)) != 0)
-                break;
-            alm_config_free(next);
-            next = NULL;
-            if (error == 0) {
-                outage_pause = 1;
-                continue;
-            }
-            if (!retryable(error)) {
-                rc = cli_fail(error, NULL);
-                goto out;
-            }
-            fprintf(stderr, "almanac: warning: %s; retrying in %u s\n", alm_error_last()->message,
-                    outage_pause);
-            pause_s(outage_pause);
-            outage_pause = outage_pause * 2 > MAX_OUTAGE_PAUSE_S ? MAX_OUTAGE_PAUSE_S
-                                                                 : outage_pause * 2;
-        }
-        alm_config_free(cfg);
-        cfg = next;
+    cli_warn_if_stale(cfg, &common);
+    if ((rc = cli_render(stdout, cfg, st.format)) != CLI_EXIT_OK)
+        goto out;
+    st.printed = 1;
+    if (st.count == 1)
+        goto out;
+
+    pthread_mutex_init(&st.lock, NULL);
+    pthread_cond_init(&st.done, NULL);
+    alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
+    wopts.on_change = on_change;
+    wopts.payload = &st;
+    wopts.poll_timeout_s = (unsigned int)wait_s;
+    if ((error = alm_watch_start(&watch, client, cfg, &wopts)) < 0) {
+        rc = cli_fail(error, NULL);
+    } else {
+        /* Until --count versions were printed or printing failed; otherwise until a signal. */
+        pthread_mutex_lock(&st.lock);
+        while (st.rc == CLI_EXIT_OK && (st.count == 0 || st.printed < st.count))
+            pthread_cond_wait(&st.done, &st.lock);
+        rc = st.rc;
+        pthread_mutex_unlock(&st.lock);
+        alm_watch_free(watch);
     }
+    pthread_cond_destroy(&st.done);
+    pthread_mutex_destroy(&st.lock);
 out:
     alm_config_free(cfg);
     alm_client_free(client);

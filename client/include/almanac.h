@@ -382,6 +382,89 @@ ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
 ALM_EXTERN int alm_client_poll(alm_config **out, alm_client *client, const char *etag,
                                unsigned int timeout_s);
 
+/* ---------------------------------------------------------------------------------------------
+ * Watching: a background thread that follows the configuration's changes
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct alm_watch alm_watch;
+
+/*
+ * What changed between two snapshots, by key of the merged view. `added` and `changed` point
+ * into the new snapshot, `removed` into the old one; all are valid during the callback only
+ * (retain a snapshot to keep its keys). Each list is in the precedence order of its snapshot.
+ */
+typedef struct alm_diff {
+    const char *const *added;
+    size_t added_count;
+    const char *const *changed; /* present in both, with another value or type */
+    size_t changed_count;
+    const char *const *removed;
+    size_t removed_count;
+} alm_diff;
+
+/*
+ * Called on the watch thread after each change, with no lock of the library held: it may call
+ * alm_watch_current() and any alm_config function, retain either snapshot, and take its own
+ * locks. It must not call alm_watch_stop() or alm_watch_free() on its own watch, nor use the
+ * client. `old_cfg` is the snapshot replaced, `new_cfg` the one now current.
+ */
+typedef void (*alm_watch_cb)(const alm_config *old_cfg, const alm_config *new_cfg,
+                             const alm_diff *diff, void *payload);
+
+#define ALM_WATCH_OPTIONS_VERSION 1
+
+/* Options of alm_watch_start(); zero fields take their defaults. */
+typedef struct alm_watch_options {
+    unsigned int version;          /* ALM_WATCH_OPTIONS_VERSION */
+    alm_watch_cb on_change;        /* required */
+    void *payload;                 /* passed to on_change as is */
+    unsigned int poll_timeout_s;   /* how long one long-poll waits on the server; default 60 */
+    /*
+     * alm_watch_is_stale() turns 1 when no server has answered for this long; default three
+     * poll timeouts. A healthy server answers each long-poll by its timeout, even unchanged.
+     */
+    unsigned int heartbeat_ms;
+} alm_watch_options;
+
+#define ALM_WATCH_OPTIONS_INIT {ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0}
+
+/*
+ * Starts a thread that long-polls the servers for changes to `initial` (normally the snapshot
+ * alm_client_fetch() returned; a stale one is fine) and calls `opts->on_change` with each new
+ * snapshot. Outages are ridden out with the client's retry backoff, never ending the watch;
+ * answers that waiting will not fix (401, 403, 404) are logged and retried at the maximum
+ * backoff. Each new snapshot is also written to the client's cache file.
+ *
+ * The watch takes a reference to `initial` and uses `client` exclusively until it is stopped:
+ * the caller must not use the client meanwhile, and frees it only after alm_watch_free().
+ * Errors: ALM_EINVALID (NULL argument, no on_change, unknown options version), ALM_ENOMEM,
+ * ALM_ERROR (the thread could not be started).
+ */
+ALM_EXTERN int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
+                               const alm_watch_options *opts);
+
+/*
+ * The current snapshot, with a new reference the caller drops with alm_config_free(). Callable
+ * from any thread at any time until alm_watch_free(); never NULL for a valid watch.
+ */
+ALM_EXTERN alm_config *alm_watch_current(alm_watch *watch);
+
+/*
+ * 1 when no server answered within the heartbeat deadline (or the current snapshot came from
+ * the cache file and no server has answered since), 0 otherwise. Any thread.
+ */
+ALM_EXTERN int alm_watch_is_stale(alm_watch *watch);
+
+/*
+ * Stops the thread, interrupting a long-poll in flight, and waits for it; the callback is not
+ * called after this returns. The client is then free for the caller again. Idempotent; NULL is
+ * ignored. Not from the callback.
+ */
+ALM_EXTERN void alm_watch_stop(alm_watch *watch);
+
+/* Stops the watch if it runs and frees it, dropping its snapshot reference. Accepts NULL. */
+ALM_EXTERN void alm_watch_free(alm_watch *watch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,9 +2,11 @@
  * client — alm_client: options, the HTTP exchange with the servers (libcurl), retry with
  * backoff and jitter, and the decision to fall back to the cache file.
  *
- * One libcurl easy handle per client, reused so that connections are kept alive between a fetch
- * and the long-polls that follow it; hence a client is used by one thread at a time. The
- * Environment's parsing is config.c's, the cache file's format cache.c's.
+ * One libcurl easy handle per client, driven through the client's own multi handle: reused so
+ * that connections are kept alive between a fetch and the long-polls that follow it (hence a
+ * client is used by one thread at a time), and polled so that another thread can cancel a
+ * long-poll at once (alm__client_cancel, for alm_watch_stop). The Environment's parsing is
+ * config.c's, the cache file's format cache.c's, the watch thread watch.c's.
  */
 #include "internal.h"
 
@@ -14,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,8 @@ struct alm_client {
     void *log_payload;
     alm_log_level log_level;
     CURL *curl;
+    CURLM *multi;
+    atomic_int cancel; /* set by alm__client_cancel from another thread */
 };
 
 /* One HTTP answer. */
@@ -72,10 +77,7 @@ static void curl_init_once(void)
     curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void client_log(const alm_client *c, alm_log_level level, const char *fmt, ...)
+void alm__client_log(const alm_client *c, alm_log_level level, const char *fmt, ...)
 {
     char line[1024];
     if (c->log_cb == NULL || level < c->log_level)
@@ -113,6 +115,8 @@ void alm_client_free(alm_client *c)
     free(c->cache_file);
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
+    if (c->multi != NULL)
+        curl_multi_cleanup(c->multi);
     free(c);
 }
 
@@ -282,7 +286,8 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
                               curl_easy_strerror(curl_init_result));
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
-    if ((c->curl = curl_easy_init()) == NULL) {
+    atomic_init(&c->cancel, 0);
+    if ((c->curl = curl_easy_init()) == NULL || (c->multi = curl_multi_init()) == NULL) {
         error = alm__error_set(ALM_ENOMEM, "cannot create a libcurl handle");
         goto out;
     }
@@ -457,6 +462,58 @@ static int curl_error(const char *url, CURLcode rc, const char *msg, const respo
     }
 }
 
+void alm__client_retry_policy(const alm_client *c, alm_retry_policy *out)
+{
+    *out = c->retry;
+}
+
+void alm__client_cancel(alm_client *c)
+{
+    atomic_store(&c->cancel, 1);
+    curl_multi_wakeup(c->multi);
+}
+
+void alm__client_uncancel(alm_client *c)
+{
+    atomic_store(&c->cancel, 0);
+}
+
+/* Runs the prepared transfer on the client's multi handle, watching the cancel flag. */
+static CURLcode perform(alm_client *c, int *cancelled)
+{
+    CURLcode result = CURLE_OK;
+    int running = 1, left = 0;
+    *cancelled = 0;
+    if (curl_multi_add_handle(c->multi, c->curl) != CURLM_OK)
+        return CURLE_OUT_OF_MEMORY;
+    while (running) {
+        if (curl_multi_perform(c->multi, &running) != CURLM_OK) {
+            result = CURLE_OUT_OF_MEMORY;
+            break;
+        }
+        if (running == 0)
+            break;
+        if (atomic_load(&c->cancel)) {
+            *cancelled = 1;
+            break;
+        }
+        /* Woken early by curl_multi_wakeup from alm__client_cancel. */
+        if (curl_multi_poll(c->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
+            result = CURLE_OUT_OF_MEMORY;
+            break;
+        }
+    }
+    if (!*cancelled && result == CURLE_OK) {
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+            if (msg->msg == CURLMSG_DONE)
+                result = msg->data.result;
+        }
+    }
+    curl_multi_remove_handle(c->multi, c->curl);
+    return result;
+}
+
 /*
  * One GET of `server` + path + `query`. Returns 0 with r->status 200 or 304, or an error.
  * `extra_ms` lengthens the request timeout by the long-poll's wait.
@@ -505,8 +562,13 @@ static int request(alm_client *c, const char *server, const char *query, unsigne
         curl_easy_setopt(h, CURLOPT_PASSWORD, c->password ? c->password : "");
     }
 
-    client_log(c, ALM_LOG_DEBUG, "GET %s", url);
-    CURLcode rc = curl_easy_perform(h);
+    alm__client_log(c, ALM_LOG_DEBUG, "GET %s", url);
+    int cancelled = 0;
+    CURLcode rc = perform(c, &cancelled);
+    if (cancelled) {
+        error = alm__error_set(ALM__ECANCELLED, "%s: cancelled", url);
+        goto out;
+    }
     if (rc != CURLE_OK) {
         error = curl_error(url, rc, errbuf, r);
         goto out;
@@ -522,7 +584,7 @@ out:
     return error;
 }
 
-static int retryable(int error)
+int alm__retryable(int error)
 {
     return error == ALM_ENETWORK || error == ALM_ETIMEOUT || error == ALM_ESERVER;
 }
@@ -540,9 +602,9 @@ static int round_over_servers(alm_client *c, const char *query, unsigned long ex
             c->preferred = s;
             return 0;
         }
-        if (!retryable(error))
+        if (!alm__retryable(error))
             return error;
-        client_log(c, ALM_LOG_WARN, "%s", alm_error_last()->message);
+        alm__client_log(c, ALM_LOG_WARN, "%s", alm_error_last()->message);
     }
     return error;
 }
@@ -584,7 +646,7 @@ static int accept_answer(alm_config **out, alm_client *c, const response *r)
         alm__cache_key key = {c->application, c->profiles, c->label};
         if (alm__cache_write(c->cache_file, &key, r->body, r->len, r->etag[0] ? r->etag : NULL,
                              now) < 0)
-            client_log(c, ALM_LOG_WARN, "configuration fetched, but not cached: %s",
+            alm__client_log(c, ALM_LOG_WARN, "configuration fetched, but not cached: %s",
                        alm_error_last()->message);
     }
     return 0;
@@ -607,7 +669,7 @@ static int use_cache(alm_config **out, alm_client *c, int error)
     struct tm tm;
     if (at > 0 && gmtime_r(&at, &tm) != NULL)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    client_log(c, ALM_LOG_WARN, "using the configuration cached at %s in %s: %s", when,
+    alm__client_log(c, ALM_LOG_WARN, "using the configuration cached at %s in %s: %s", when,
                c->cache_file, reason);
     return 0;
 }
@@ -625,16 +687,16 @@ int alm_client_fetch(alm_config **out, alm_client *c)
         if (error == 0 && r.status != 200)
             error = alm__error_set(ALM_EPROTOCOL, "the server answered %ld to a plain GET",
                                    r.status);
-        if (error == 0 || !retryable(error) || round >= c->retry.max_attempts)
+        if (error == 0 || !alm__retryable(error) || round >= c->retry.max_attempts)
             break;
         unsigned long pause = backoff_ms(c, round);
-        client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
+        alm__client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
                    c->retry.max_attempts, pause);
         sleep_ms(pause);
     }
     if (error == 0)
         error = accept_answer(out, c, &r);
-    else if (retryable(error) && !c->fail_fast && c->cache_file != NULL)
+    else if (alm__retryable(error) && !c->fail_fast && c->cache_file != NULL)
         error = use_cache(out, c, error);
     response_dispose(&r);
     return error;

@@ -340,6 +340,12 @@ static const json_t *lookup_json(const alm_config *cfg, const char *key, int *er
     return e != NULL ? cfg->values[e - cfg->entries] : NULL;
 }
 
+const alm_config_entry *alm__config_entry_bykey(const alm_config *cfg, const char *key)
+{
+    const json_t *at = cfg != NULL && key != NULL ? json_object_get(cfg->index, key) : NULL;
+    return at != NULL ? &cfg->entries[json_integer_value(at)] : NULL;
+}
+
 int alm_config_get_string(const char **out, const alm_config *cfg, const char *key)
 {
     int error;

@@ -28,6 +28,24 @@ __attribute__((format(printf, 2, 3)))
 #endif
 int alm__error_wrap(int code, const char *fmt, ...);
 
+/* client.c */
+
+/* Not public: what a request interrupted by alm__client_cancel() fails with. */
+#define ALM__ECANCELLED (-100)
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+void alm__client_log(const alm_client *c, alm_log_level level, const char *fmt, ...);
+/* Whether a failure may pass by itself: network errors, timeouts, 5xx. */
+int alm__retryable(int error);
+/* The client's retry policy with defaults filled in. */
+void alm__client_retry_policy(const alm_client *c, alm_retry_policy *out);
+/* Makes the request `c` runs (or its next one) fail at once with ALM__ECANCELLED; thread-safe. */
+void alm__client_cancel(alm_client *c);
+/* Lets `c` run requests again after alm__client_cancel(). */
+void alm__client_uncancel(alm_client *c);
+
 /* config.c */
 
 /*
@@ -36,6 +54,9 @@ int alm__error_wrap(int code, const char *fmt, ...);
  */
 int alm__config_from_json(alm_config **out, const char *json, size_t len, const char *etag,
                           int64_t fetched_at, int stale);
+
+/* The merged entry of `key`, or NULL; sets no error (for lookups where absence is normal). */
+const alm_config_entry *alm__config_entry_bykey(const alm_config *cfg, const char *key);
 
 /* cache.c */
 

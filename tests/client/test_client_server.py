@@ -165,9 +165,10 @@ class ClientServerTest(h.ServerTestCase):
         server = self.start_server(repo.uri)
         url = "http://127.0.0.1:%d" % server.port
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        # --wait 60 and an exit expected well before: stopping interrupts the long-poll.
         proc = subprocess.Popen([CLI_BIN, "watch", "svc", "default", "--server", url,
-                                 "--count", "2", "--wait", "30"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
+                                 "--count", "3", "--wait", "60", "--diff"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         try:
             first = self.read_line(proc, 30)
             self.assertEqual(json.loads(first), {"color": "blue", "size": 1})
@@ -175,9 +176,17 @@ class ClientServerTest(h.ServerTestCase):
             self.assertTrue(self.wait_parked(server, url), server.log_tail())
             repo.commit({"svc.yml": "color: green\nsize: 1\n"}, "green")
             server.refresh()
-            second = self.read_line(proc, 30)
-            self.assertEqual(json.loads(second), {"color": "green", "size": 1})
-            self.assertEqual(proc.wait(timeout=30), 0)
+            second = json.loads(self.read_line(proc, 30))
+            version = repo.head()
+            self.assertEqual(second, {"version": version, "added": {},
+                                      "changed": {"color": "green"}, "removed": []})
+            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            repo.commit({"svc.yml": "color: green\nshape: round\n"}, "shape")
+            server.refresh()
+            third = json.loads(self.read_line(proc, 30))
+            self.assertEqual(third, {"version": repo.head(), "added": {"shape": "round"},
+                                     "changed": {}, "removed": ["size"]})
+            self.assertEqual(proc.wait(timeout=15), 0)
         finally:
             if proc.poll() is None:
                 proc.kill()
