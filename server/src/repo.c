@@ -302,15 +302,23 @@ typedef struct cred_state {
     unsigned tried; /* bit per git_credential_t offered during this fetch */
 } cred_state;
 
+/* read(2), not stdio, so no buffer we cannot wipe ever holds the secret */
 static int read_secret_file(const char *path, char *buf, size_t size)
 {
-    FILE *f = fopen(path, "re");
-    size_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t n = 0;
 
-    if (!f)
+    if (fd < 0)
         return -1;
-    n = fread(buf, 1, size - 1, f);
-    fclose(f);
+    while (n < size - 1) {
+        ssize_t got = read(fd, buf + n, size - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    close(fd);
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         n--;
     buf[n] = '\0';

@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -621,6 +622,70 @@ static void test_ssh_display(void **state)
     assert_null(strstr(err_message(), "s3cr3t"));
 }
 
+/* An HTTP server that asks for Basic credentials and writes down each Authorization it gets. */
+static const char auth_server_py[] =
+    "import http.server, os, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        auth = self.headers.get('Authorization')\n"
+    "        if auth:\n"
+    "            with open(sys.argv[1], 'a') as f:\n"
+    "                f.write(auth + '\\n')\n"
+    "        self.send_response(401)\n"
+    "        self.send_header('WWW-Authenticate', 'Basic realm=\"config\"')\n"
+    "        self.send_header('Content-Length', '0')\n"
+    "        self.end_headers()\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    "server = http.server.HTTPServer(('127.0.0.1', 0), H)\n"
+    "print(server.server_address[1], os.getpid(), flush=True)\n"
+    "server.serve_forever()\n";
+
+static void test_http_credentials(void **state)
+{
+    char script[SMALL], seen_file[SMALL], pw[SMALL], cache[SMALL], uri[SMALL], line[256];
+    repo_options opts = {0};
+    repo *r = NULL;
+    FILE *server, *f;
+    int port = 0, pid = 0;
+    (void)state;
+
+    spr(script, sizeof(script), "%s/auth_server.py", base);
+    spr(seen_file, sizeof(seen_file), "%s/authorizations", base);
+    spr(pw, sizeof(pw), "%s/git-password", base);
+    write_file(script, auth_server_py);
+    write_file(pw, "s3cret\n");
+    spr(line, sizeof(line), "exec python3 %s %s", script, seen_file);
+    server = popen(line, "r");
+    assert_non_null(server);
+    assert_non_null(fgets(line, sizeof(line), server));
+    assert_int_equal(sscanf(line, "%d %d", &port, &pid), 2);
+
+    setenv("ALMANAC_GIT_USERNAME", "alice", 1);
+    setenv("ALMANAC_GIT_PASSWORD_FILE", pw, 1);
+    cache_for(cache, sizeof(cache), "http");
+    /* userinfo in the URI is never sent: the environment's credentials are */
+    spr(uri, sizeof(uri), "http://mallory:wrong@127.0.0.1:%d/config.git", port);
+    opts.uri = uri;
+    opts.cache_dir = cache;
+    assert_true(repo_open(&r, &opts) < 0);
+    assert_null(r);
+    assert_null(strstr(err_message(), "s3cret"));
+    assert_null(strstr(err_message(), "mallory"));
+    unsetenv("ALMANAC_GIT_USERNAME");
+    unsetenv("ALMANAC_GIT_PASSWORD_FILE");
+
+    kill(pid, SIGTERM);
+    pclose(server);
+    f = fopen(seen_file, "r");
+    assert_non_null(f);
+    /* offered once ("alice:s3cret"), not again after the refusal */
+    assert_non_null(fgets(line, sizeof(line), f));
+    assert_string_equal(line, "Basic YWxpY2U6czNjcmV0\n");
+    assert_null(fgets(line, sizeof(line), f));
+    fclose(f);
+}
+
 static void test_empty_remote(void **state)
 {
     char dir[SMALL], cache[SMALL], uri[SMALL], commit[REPO_COMMIT_HEX];
@@ -914,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_read_file), cmocka_unit_test(test_master_fallback),
         cmocka_unit_test(test_fetch),     cmocka_unit_test(test_degraded),
         cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_ssh_display),
+        cmocka_unit_test(test_http_credentials),
         cmocka_unit_test(test_empty_remote), cmocka_unit_test(test_broken_mirror),
         cmocka_unit_test(test_plain_path),
         cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_repack),
