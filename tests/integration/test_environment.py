@@ -6,7 +6,8 @@ import os
 import tempfile
 import unittest
 
-from almanac_harness import (V2_MEDIA_TYPE, ServerTestCase, items, relative_names, source)
+from almanac_harness import (V2_MEDIA_TYPE, ServerTestCase, dir_relative_names, items,
+                             relative_names, source)
 
 APPLICATION_YML = """\
 greeting: hello
@@ -491,6 +492,90 @@ class SearchPathPlaceholderTest(ServerTestCase):
         self.assertEqual(env["propertySources"][0]["name"], "overrides")
         env["propertySources"] = env["propertySources"][1:]
         self.assertEqual(relative_names(env, self.prefix), SHARED_DEV)
+
+
+class SearchPathPatternTest(ServerTestCase):
+    """--search-paths with {profile}, * and **."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({
+            "application.yml": "shared: 1\n",
+            "orders.yml": "at: root\n",
+            "dev/orders.yml": "at: dev\n",
+            "prod/orders.yml": "at: prod\n",
+            "team-a/orders.yml": "at: team-a\n",
+            "team-b/orders.yml": "at: team-b\n",
+            "other/orders.yml": "at: other\n",
+            "nested/a/orders.yml": "at: nested-a\n",
+            "nested/a/b/orders.yml": "at: nested-a-b\n",
+        }, "patterns")
+        cls.server = cls.start_server(cls.repo.uri, search_paths="{profile},team-*,nested/**")
+        cls.prefix = cls.repo.uri + "/"
+
+    def test_patterns(self):
+        r = self.server.get("/orders/dev")
+        self.assertEqual(r.status, 200, r)
+        names = relative_names(r.json(), self.prefix)
+        self.assertEqual(names[-3:], ["dev/orders.yml", "orders.yml", "application.yml"])
+        team = {"team-a/orders.yml", "team-b/orders.yml"}
+        nested = {"nested/a/orders.yml", "nested/a/b/orders.yml"}
+        self.assertEqual(set(names[:-3]), team | nested)
+        # later search paths rank higher: nested/** above team-* above {profile}
+        self.assertEqual(set(names[:2]), nested)
+        self.assertEqual(set(names[2:4]), team)
+
+    def test_profile_placeholder_follows_profile(self):
+        r = self.server.get("/orders/prod")
+        names = relative_names(r.json(), self.prefix)
+        self.assertIn("prod/orders.yml", names)
+        self.assertNotIn("dev/orders.yml", names)
+        self.assertNotIn("other/orders.yml", names)
+
+
+class DirModeTest(ServerTestCase):
+    """dir:PATH serves a plain directory with the same rules (Spring's native mode)."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.dir = os.path.join(cls.tmp, "config")
+        for rel, content in FILES.items():
+            full = os.path.join(cls.dir, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "wb" if isinstance(content, bytes) else "w") as f:
+                f.write(content)
+        cls.server = cls.start_server("dir:" + cls.dir, search_paths="sub")
+
+    def test_worked_example(self):
+        r = self.server.get("/foo/dev,mysql")
+        self.assertEqual(r.status, 200, r)
+        env = r.json()
+        self.assertEqual(list(env), ["name", "profiles", "label", "version", "state",
+                                     "propertySources"])
+        self.assertIn(env["version"], (None, ""))
+        self.assertEqual(dir_relative_names(env, self.dir), [
+            "foo-mysql.yml", "foo-dev.properties", "application-dev.yml", "sub/foo.yml",
+            "foo.yml", "application.properties", "application.yml (document #1)",
+            "application.yml (document #0)"])
+
+    def test_label_ignored(self):
+        plain = self.server.get("/foo/dev").json()
+        labelled = self.server.get("/foo/dev/anything")
+        self.assertEqual(labelled.status, 200, labelled)
+        self.assertEqual(labelled.json()["label"], "anything")
+        self.assertEqual(labelled.json()["propertySources"], plain["propertySources"])
+
+    def test_file_changes_seen_after_refresh(self):
+        path = os.path.join(self.dir, "live.yml")
+        with open(path, "w") as f:
+            f.write("v: 1\n")
+        self.server.post("/actuator/refresh")
+        self.assertEqual(source(self.server.get("/live/x").json(), "live.yml"), {"v": 1})
+        with open(path, "w") as f:
+            f.write("v: 2\n")
+        self.server.post("/actuator/refresh")
+        self.assertEqual(source(self.server.get("/live/x").json(), "live.yml"), {"v": 2})
 
 
 if __name__ == "__main__":

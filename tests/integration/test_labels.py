@@ -1,6 +1,9 @@
 """Labels: the default label (main, falling back to master), branches, branches with a slash
 written with (_), tags, full and abbreviated commit ids, unknown labels, and old commits."""
 
+import http.client
+import json
+import threading
 import unittest
 
 from almanac_harness import ServerTestCase, relative_names, source
@@ -102,6 +105,84 @@ class LabelTest(ServerTestCase):
         self.assertEqual(r.status, 200, r)
         self.assertIn("color: green", r.text.split("\n"))
         self.assertErrorBody(self.server.get("/no-such-branch/orders-dev.yml"), 404)
+
+
+    def test_concurrent_labels(self):
+        # Many connections at once, each asking for a different label: no answer may mix them.
+        expected = {"": (self.c2, "blue"), "/main": (self.c2, "blue"),
+                    "/release": (self.c1, "red"), "/v1": (self.c1, "red"),
+                    "/feature(_)x": (self.c3, "green"), "/" + self.c1[:10]: (self.c1, "red")}
+        failures = []
+
+        def worker(label):
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20)
+            try:
+                for _ in range(25):
+                    conn.request("GET", "/orders/dev" + label)
+                    r = conn.getresponse()
+                    env = json.loads(r.read())
+                    got = (env["version"], source(env, "orders.yml")["color"])
+                    if r.status != 200 or got != expected[label]:
+                        failures.append((label, r.status, got))
+            except Exception as e:  # collected and reported below
+                failures.append((label, repr(e)))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=worker, args=(label,))
+                   for label in list(expected) * 2]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(failures, [])
+
+
+class NewRefsTest(ServerTestCase):
+    """Branches and tags created or deleted after the server started appear after a refresh."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        cls.c1 = repo.commit({"orders.yml": "color: red\n"}, "first")
+        repo.branch("doomed")
+        cls.server = cls.start_server(repo.uri, refresh_interval=0)
+
+    def test_new_branch_and_tag_after_refresh(self):
+        self.repo.git("checkout", "-q", "-b", "later")
+        c2 = self.repo.commit({"orders.yml": "color: later\n"}, "on a new branch")
+        self.repo.tag("v-later")
+        self.repo.checkout("main")
+        self.repo.git("branch", "-D", "doomed")
+        self.assertEqual(self.server.get("/orders/dev/doomed").status, 200)
+        self.server.refresh()
+        for label in ("later", "v-later", c2):
+            with self.subTest(label=label):
+                r = self.server.get("/orders/dev/" + label)
+                self.assertEqual(r.status, 200, r)
+                self.assertEqual(r.json()["version"], c2)
+        self.assertEqual(self.server.get("/orders/dev").json()["version"], self.c1)
+        self.assertErrorBody(self.server.get("/orders/dev/doomed"), 404)
+
+
+class PollingTest(ServerTestCase):
+    """--refresh-interval: the server notices a new commit by itself."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        repo.commit({"orders.yml": "color: red\n"}, "first")
+        cls.server = cls.start_server(repo.uri, refresh_interval=1)
+
+    def test_poll_picks_up_commit(self):
+        r = self.server.get("/orders/dev")
+        etag = r.header("etag")
+        commit = self.repo.commit({"orders.yml": "color: polled\n"}, "polled")
+        # A watch returns as soon as the poll has swapped in the commit (no sleeping here).
+        w = self.server.get("/orders/dev?watch=%s&timeout=15" % etag)
+        self.assertEqual(w.status, 200, w)
+        self.assertEqual(w.json()["version"], commit)
+        self.assertEqual(source(w.json(), "orders.yml"), {"color": "polled"})
 
 
 class MasterFallbackTest(ServerTestCase):
