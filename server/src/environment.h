@@ -61,18 +61,18 @@ const json_t *overrides_props(const overrides *o);
 int environment_compose(environment *out, struct server *srv, const env_query *q);
 
 /*
- * The composition itself, on a snapshot the caller holds (retained again into out). label is
- * the resolved label's name for `{label}` in search paths (NULL: left as written);
- * display_uri prefixes source names. server.c-free, for tests and for callers with their own
- * snapshot.
+ * The composition itself, on a snapshot the caller holds, without a server (for tests and for
+ * callers with a snapshot of their own). q->label is not used: label_name stands in for it.
+ * The errors are environment_compose's but ERR_NOT_FOUND; ERR_BAD_REQUEST for more than
+ * ENV_MAX_APPLICATIONS applications or ENV_MAX_PROFILES profiles.
  */
 typedef struct env_compose_params {
-    snapshot *snapshot;           /* the caller's; retained into the environment */
-    const char *display_uri;
+    snapshot *snapshot;              /* the caller's; retained into the environment */
+    const char *display_uri;         /* prefixes source names: "<display_uri>/<path>" */
     const char *const *search_paths; /* NULL-terminated, or NULL */
-    const overrides *overrides;   /* or NULL */
-    const struct keyring *keyring;/* or NULL (then every {cipher} value is invalid) */
-    const char *label_name;
+    const overrides *overrides;      /* or NULL */
+    const struct keyring *keyring;   /* or NULL (then every {cipher} value is invalid) */
+    const char *label_name;          /* for {label} in search paths; NULL: such paths skipped */
 } env_compose_params;
 int environment_compose_snapshot(environment *out, const env_compose_params *p,
                                  const env_query *q);
