@@ -390,6 +390,7 @@ struct snapcache {
     size_t entries;
     size_t capacity;
     confdoc_limits limits;
+    snapshot *spare; /* the last invalidated snapshot: lends its parses to the rebuild */
 };
 
 int snapcache_new(snapcache **out, size_t capacity, const confdoc_limits *limits)
@@ -463,6 +464,7 @@ void snapcache_free(snapcache *c)
         return;
     while (c->head != NULL)
         entry_free(c, c->head);
+    snapshot_release(c->spare);
     pthread_cond_destroy(&c->built);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -495,7 +497,7 @@ static snapshot *most_recent(snapcache *c)
     for (snapentry *e = c->head; e != NULL; e = e->next)
         if (e->snap != NULL)
             return snapshot_retain(e->snap);
-    return NULL;
+    return snapshot_retain(c->spare);
 }
 
 /* Waits (lock held) for e's build; hands out its snapshot or its error. */
@@ -575,8 +577,13 @@ void snapcache_invalidate(snapcache *c)
     pthread_mutex_lock(&c->lock);
     for (snapentry *e = c->head, *next; e != NULL; e = next) {
         next = e->next;
-        if (e->commit[0] == '\0')
-            entry_drop(c, e);
+        if (e->commit[0] != '\0')
+            continue;
+        if (e->snap != NULL) {
+            snapshot_release(c->spare);
+            c->spare = snapshot_retain(e->snap);
+        }
+        entry_drop(c, e);
     }
     pthread_mutex_unlock(&c->lock);
 }

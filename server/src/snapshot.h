@@ -45,7 +45,8 @@ void snapcache_free(snapcache *c);
  * snapcache_invalidate(). Errors: those of repo_walk (ERR_NOT_FOUND, ERR_GIT), ERR_NOMEM.
  */
 int snapcache_get(snapshot **out, snapcache *c, struct repo *r, const char *commit);
-void snapcache_invalidate(snapcache *c); /* drops the dir-mode snapshot (on refresh) */
+/* Drops the dir-mode snapshot (on refresh); the next build still reuses its unchanged files. */
+void snapcache_invalidate(snapcache *c);
 /* Number of snapshots held by the cache (for tests and metrics). */
 size_t snapcache_count(snapcache *c);
 

@@ -313,6 +313,10 @@ static void test_dir_mode_invalidate(void **state)
     assert_int_equal(snapcache_get(&s3, c, r, ""), 0);
     assert_ptr_not_equal(s3, s1);
     assert_non_null(snapshot_find(s3, "foo.yml"));
+    /* The rebuild reused the unchanged file's parse from the invalidated snapshot. */
+    assert_int_equal(snapshot_reused_count(s3), 1);
+    assert_ptr_equal(snapshot_find(s3, "application.yml")->docs.docs[0].props,
+                     snapshot_find(s1, "application.yml")->docs.docs[0].props);
     assert_null(snapshot_find(s1, "foo.yml")); /* the old one is unchanged */
     snapshot_release(s1);
     snapshot_release(s2);
