@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MODULE "main"
@@ -256,6 +257,16 @@ out:
     return status;
 }
 
+/* Every parked watcher holds a socket: take all the descriptors the hard limit allows. */
+static void raise_descriptor_limit(void)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "encrypt") == 0 || strcmp(argv[1], "decrypt") == 0))
@@ -273,6 +284,7 @@ int main(int argc, char **argv)
     log_configure(parse_level(cfg.log_level),
                   cfg.log_format && strcmp(cfg.log_format, "json") == 0 ? LOG_FORMAT_JSON
                                                                          : LOG_FORMAT_TEXT);
+    raise_descriptor_limit();
     metrics_init();
     routes_init();
     int status = run(&cfg);
