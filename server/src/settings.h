@@ -16,7 +16,7 @@ typedef struct settings {
     char *repo;                 /* --repo URI (required) */
     unsigned port;              /* --port, default 8888; 0 picks a free port */
     char *listen;               /* --listen address, default 0.0.0.0 */
-    char *cache_dir;            /* --cache-dir, default $XDG_CACHE_HOME/almanac or /tmp/almanac-cache */
+    char *cache_dir;            /* --cache-dir: $XDG_CACHE_HOME/almanac, ~/.cache/almanac, /tmp */
     char *default_label;        /* --default-label, NULL: main, falling back to master */
     char *search_paths;         /* --search-paths, comma-separated, may hold {application} ... */
     unsigned refresh_interval;  /* --refresh-interval seconds, 0 = never poll; default 30 */
