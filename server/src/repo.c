@@ -476,8 +476,11 @@ static int drop_non_commit_tags(git_repository *g)
         return error;
     while ((error = git_reference_next(&ref, it)) == 0) {
         git_object *obj = NULL;
-        if (git_reference_type(ref) == GIT_REFERENCE_DIRECT &&
-            git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT) < 0) {
+        int peeled = git_reference_type(ref) == GIT_REFERENCE_DIRECT
+                         ? git_reference_peel(&obj, ref, GIT_OBJECT_COMMIT)
+                         : 0;
+        /* only "not a commit": an unreadable object is no reason to lose a tag */
+        if (peeled == GIT_EPEEL || peeled == GIT_EINVALIDSPEC) {
             LOG_DEBUG(MODULE, "dropping %s: it does not name a commit", git_reference_name(ref));
             if ((error = git_reference_delete(ref)) < 0)
                 break;
@@ -1110,7 +1113,9 @@ static int lookup_label(git_repository *g, const char *label, git_oid *id)
             git_reference_free(ref);
             if (error == 0)
                 return 0;
-            return 1; /* a tag of a tree or blob is not a version */
+            if (error == GIT_EPEEL || error == GIT_EINVALIDSPEC)
+                return 1; /* a tag of a tree or blob is not a version */
+            return err_set(ERR_GIT, "cannot read %s: %s", refname, git_reason());
         }
         if (error != GIT_ENOTFOUND && error != GIT_EINVALIDSPEC)
             return err_set(ERR_GIT, "cannot look up %s: %s", refname, git_reason());
@@ -1133,6 +1138,8 @@ static int lookup_label(git_repository *g, const char *label, git_oid *id)
             err_set(ERR_NOT_FOUND, "label %s is an ambiguous commit id", label);
             return 2;
         }
+        if (error != GIT_ENOTFOUND) /* includes "not a commit" */
+            return err_set(ERR_GIT, "cannot look up %s: %s", label, git_reason());
     }
     return 1;
 }
@@ -1209,7 +1216,7 @@ static int commit_tree(git_repository *g, const char *commit, git_tree **tree)
 
     if (!commit || !is_hex(commit, &hexlen) || hexlen != GIT_OID_HEXSZ ||
         git_oid_fromstr(&id, commit) < 0)
-        return err_set(ERR_NOT_FOUND, "no such commit: %.64s", commit ? commit : "");
+        return err_set(ERR_NOT_FOUND, "no such commit"); /* not echoed: may hold anything */
     if ((error = git_commit_lookup(&c, g, &id)) < 0) {
         if (error == GIT_ENOTFOUND)
             return err_set(ERR_NOT_FOUND, "no such commit: %s", commit);

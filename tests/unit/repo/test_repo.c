@@ -269,7 +269,7 @@ static void expect_not_found(repo *r, const char *label)
 
 static void test_resolve(void **state)
 {
-    char cache[SMALL], uri[SMALL], shortid[8], hex4[5];
+    char cache[SMALL], uri[SMALL], shortid[8], hex4[5], treeid[REPO_COMMIT_HEX];
     repo_status st;
     repo *r = NULL;
     static const char *const hostile[] = {
@@ -300,6 +300,8 @@ static void test_resolve(void **state)
         shortid[i] = (char)(shortid[i] >= 'a' ? shortid[i] - 'a' + 'A' : shortid[i]);
     expect_resolves(r, shortid, c1);
     expect_not_found(r, "unknown");
+    capture(treeid, sizeof(treeid), "git -C %s rev-parse %s^{tree}", origin, c1);
+    expect_not_found(r, treeid); /* an object, but not a commit */
     expect_not_found(r, "0000000000000000000000000000000000000000");
     memcpy(hex4, c1, 3);
     hex4[3] = '\0';
@@ -731,6 +733,70 @@ static void test_broken_mirror(void **state)
     mirror_in(cache, "origin", mirror, sizeof(mirror));
 }
 
+/* Overwrites the middle of every pack in the mirror, leaving header, index and checksum. */
+static void corrupt_packs(const char *mirror)
+{
+    char dir[SMALL * 2], path[SMALL * 3];
+    struct dirent *de;
+    DIR *d;
+
+    spr(dir, sizeof(dir), "%s/objects/pack", mirror);
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        struct stat st;
+        FILE *f;
+        if (n < 5 || strcmp(de->d_name + n - 5, ".pack") != 0)
+            continue;
+        spr(path, sizeof(path), "%s/%s", dir, de->d_name);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size > 64);
+        f = fopen(path, "r+");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 12, SEEK_SET), 0);
+        for (off_t i = 12; i < st.st_size - 20; i++)
+            fputc(0x5a, f);
+        fclose(f);
+    }
+    closedir(d);
+}
+
+static void test_corrupt_objects(void **state)
+{
+    char dir[SMALL], cache[SMALL], uri[SMALL], mirror[SMALL], commit[REPO_COMMIT_HEX];
+    char *data = NULL;
+    size_t len;
+    seen s;
+    repo *r = NULL;
+    int error;
+    (void)state;
+
+    spr(dir, sizeof(dir), "%s/to-corrupt", base);
+    sh("git clone -q --bare %s %s", origin, dir);
+    cache_for(cache, sizeof(cache), "corrupt");
+    uri_for(uri, sizeof(uri), dir);
+    open_repo(&r, uri, cache, NULL);
+    repo_free(r);
+    mirror_in(cache, "to-corrupt", mirror, sizeof(mirror));
+    corrupt_packs(mirror);
+
+    /* the refs still name the commits, but nothing can be read: errors, not "not found" and
+     * not a crash; tags survive the fetch at open */
+    open_repo(&r, uri, cache, NULL);
+    error = repo_resolve(r, "main", commit);
+    assert_true(error == ERR_GIT);
+    error = repo_resolve(r, "v1.1", commit);
+    assert_true(error == ERR_GIT);
+    error = repo_read_file(r, c2, "application.yml", &data, &len);
+    assert_true(error == ERR_GIT);
+    assert_null(data);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(repo_walk(r, c2, NULL, collect, &s), ERR_GIT);
+    assert_int_equal(s.n, 0);
+    repo_free(r);
+}
+
 static void test_plain_path(void **state)
 {
     char cache[SMALL], want[SMALL + 16], cwd[PATH_MAX + 1];
@@ -981,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_ssh_display),
         cmocka_unit_test(test_http_credentials),
         cmocka_unit_test(test_empty_remote), cmocka_unit_test(test_broken_mirror),
+        cmocka_unit_test(test_corrupt_objects),
         cmocka_unit_test(test_plain_path),
         cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_repack),
         cmocka_unit_test(test_concurrent),
