@@ -59,6 +59,23 @@ FILES = {
                          "other=x\n"),
     "badkey.properties": "a..b=1\n",
     "props.properties": "port=8080\nenabled=true\nname=plain\n",
+    "quoting.yml": ("s_true: 'true'\n"
+                    "s_yes: 'yes'\n"
+                    "s_off: 'Off'\n"
+                    "s_null: 'null'\n"
+                    "s_tilde: '~'\n"
+                    "s_int: '42'\n"
+                    "s_hex: '0x1F'\n"
+                    "s_float: '1.5'\n"
+                    "s_empty: ''\n"
+                    "nothing:\n"
+                    "plain: just words\n"
+                    "n_int: 42\n"
+                    "n_float: 1.5\n"
+                    "b_true: true\n"
+                    "nested:\n"
+                    "  - [1, 2]\n"
+                    "  - [3]\n"),
 }
 
 MERGED_PROPERTIES = [
@@ -242,6 +259,28 @@ class DocumentTest(ServerTestCase):
         tree = json.loads(self.doc("/props-default.json", "application/json"))
         self.assertEqual(tree["port"], "8080")
         self.assertEqual(tree["enabled"], "true")
+
+    def test_yaml_quotes_strings_that_read_as_other_types(self):
+        lines = self.doc("/quoting-default.yml").rstrip("\n").split("\n")
+        for line in ("s_true: 'true'", "s_yes: 'yes'", "s_off: 'Off'", "s_null: 'null'",
+                     "s_tilde: '~'", "s_int: '42'", "s_hex: '0x1F'", "s_float: '1.5'",
+                     "s_empty: ''", "nothing: ''", "plain: just words", "n_int: 42",
+                     "n_float: 1.5", "b_true: true"):
+            with self.subTest(line=line):
+                self.assertIn(line, lines)
+        body = self.doc("/quoting-default.yml")
+        self.assertIn("nested:\n- - 1\n  - 2\n- - 3\n", body)
+
+    def test_json_types(self):
+        tree = json.loads(self.doc("/quoting-default.json", "application/json"))
+        self.assertEqual(tree["s_true"], "true")
+        self.assertEqual(tree["s_int"], "42")
+        self.assertEqual(tree["s_empty"], "")
+        self.assertEqual(tree["nothing"], "")
+        self.assertIs(tree["b_true"], True)
+        self.assertEqual((type(tree["n_int"]), tree["n_int"]), (int, 42))
+        self.assertEqual((type(tree["n_float"]), tree["n_float"]), (float, 1.5))
+        self.assertEqual(tree["nested"], [[1, 2], [3]])
 
     def test_leaf_and_parent_key(self):
         lines = self.doc("/leafy-default.properties").split("\n")
