@@ -153,6 +153,50 @@ class BrokenFileTest(ServerTestCase):
         self.assertEqual(self.server.get("/actuator/health").status, 200)
 
 
+def alias_bomb(levels=9, fanout=10):
+    """A "billion laughs" YAML document: each level refers to the one below fanout times."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append("l%d: &l%d [%s]" % (i, i, ", ".join(["*l%d" % (i - 1)] * fanout)))
+    return "\n".join(lines) + "\n"
+
+
+class HostileFileTest(ServerTestCase):
+    """Repository content is trusted only so far: expansion bombs and deep nesting are refused
+    without taking the server down."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({
+            "application.yml": "shared: yes\n",
+            "orders.yml": "color: red\n",
+            "bomb.yml": alias_bomb(),
+            "deep.yml": "a: " + "[" * 100000 + "]" * 100000 + "\n",
+            "deepmap.yml": "".join("%sk%d:\n" % ("  " * i, i) for i in range(5000)),
+        }, "hostile files")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def test_alias_bomb(self):
+        r = self.server.get("/bomb/dev")
+        self.assertErrorBody(r, 500)
+        self.assertIn("bomb.yml", r.json()["message"])
+        self.assertTrue(self.server.alive())
+
+    def test_deep_nesting(self):
+        for app in ("deep", "deepmap"):
+            with self.subTest(app=app):
+                r = self.server.get("/%s/dev" % app)
+                self.assertErrorBody(r, 500)
+                self.assertIn(app + ".yml", r.json()["message"])
+        self.assertTrue(self.server.alive())
+
+    def test_others_still_served(self):
+        self.server.get("/bomb/dev")
+        r = self.server.get("/orders/dev")
+        self.assertEqual(r.status, 200, r)
+
+
 class RefreshETagTest(ServerTestCase):
     """ETag is a digest of the environment's content: a commit that does not change an
     environment keeps its ETag; one that does changes it. Refresh with POST /actuator/refresh."""
