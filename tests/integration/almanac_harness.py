@@ -329,15 +329,21 @@ class ServerTestCase(unittest.TestCase):
 
     @classmethod
     def _cleanup(cls):
+        problems = []
         for s in cls.servers:
             try:
                 s.stop()
             except AssertionError as e:
-                print(e)
+                problems.append(str(e))
+            report = sanitizer_report(s.log())
+            if report:
+                problems.append("sanitizer report from almanac-server (%s):\n%s" % (s.repo, report))
         cls.servers = []
         if cls.tmp:
             shutil.rmtree(cls.tmp, ignore_errors=True)
             cls.tmp = None
+        if problems:
+            raise AssertionError("\n".join(problems))
 
     @classmethod
     def tearDownClass(cls):
@@ -378,6 +384,20 @@ class ServerTestCase(unittest.TestCase):
 
     def assertStatusIn(self, r, statuses, msg=None):
         self.assertIn(r.status, statuses, msg or r)
+
+
+_SANITIZER = re.compile(r"(ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error: |"
+                        r"SUMMARY: UndefinedBehaviorSanitizer)")
+
+
+def sanitizer_report(log):
+    """The part of a server log from the first sanitizer report on, or "" (builds with
+    -DALMANAC_SANITIZE=... report memory errors, leaks and undefined behaviour there)."""
+    m = _SANITIZER.search(log)
+    if not m:
+        return ""
+    start = log.rfind("\n", 0, m.start()) + 1
+    return log[start:start + 6000]
 
 
 def source_names(env):

@@ -409,7 +409,8 @@ class EnvironmentTest(ServerTestCase):
                                          "unicode", "latin1"])
 
     def test_placeholders_not_resolved_in_environment(self):
-        self.assertEqual(self.src(self.env("/ph/x"), "ph.yml"), {"url": "http://${host:localhost}/x"})
+        self.assertEqual(self.src(self.env("/ph/x"), "ph.yml"),
+                         {"url": "http://${host:localhost}/x"})
 
     # -- v2 media type, headers, methods ------------------------------------------------------
 

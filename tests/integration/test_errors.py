@@ -7,7 +7,8 @@ import shutil
 import tempfile
 import unittest
 
-from almanac_harness import GitRepo, Server, ServerTestCase, require_server_bin
+from almanac_harness import (GitRepo, Server, ServerTestCase, require_server_bin,
+                             sanitizer_report)
 
 FILES = {
     "application.yml": "shared: yes\n",
@@ -264,10 +265,14 @@ class RemoteFailureTest(unittest.TestCase):
 
     def tearDown(self):
         self.tails = []
+        reports = []
         for s in self.servers:
             s.stop()
             self.tails.append((s.repo, s.log_tail()))
+            if sanitizer_report(s.log()):
+                reports.append(sanitizer_report(s.log()))
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(reports, [], "sanitizer reports from almanac-server")
 
     def server(self, uri, cache_dir=None):
         s = Server(uri, self.tmp, cache_dir=cache_dir)

@@ -60,8 +60,8 @@ class HttpTest(ServerTestCase):
         self.assertEqual(json.loads(body)["name"], "orders")
 
     def test_connection_close_honoured(self):
-        answer = self.server.raw(b"GET /orders/dev HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                 timeout=10)
+        answer = self.server.raw(b"GET /orders/dev HTTP/1.1\r\nHost: x\r\n"
+                                 b"Connection: close\r\n\r\n", timeout=10)
         self.assertEqual(len(split_responses(answer)), 1)
 
     def test_every_read_route_has_etag_and_304(self):
