@@ -37,7 +37,9 @@ typedef struct snapshot_file {
     unsigned char digest[SNAPSHOT_DIGEST_LEN]; /* of the content, to reuse a parse */
 } snapshot_file;
 
+/* capacity: snapshots kept (0 counts as 1); limits: the parsers' caps (NULL: defaults). */
 int snapcache_new(snapcache **out, size_t capacity, const confdoc_limits *limits);
+/* NULL ok. No other thread may be using c; snapshots handed out stay valid until released. */
 void snapcache_free(snapcache *c);
 /*
  * The snapshot of commit (built from r on a miss; concurrent misses on the same commit build
