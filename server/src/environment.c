@@ -128,9 +128,9 @@ static int split_list(strlist *l, const char *csv)
  */
 static bool value_is_safe(const char *v)
 {
-    return v[0] != '\0' && v[0] != '/' && strstr(v, "..") == NULL &&
-           strpbrk(v, "\\*?{}") == NULL && strcmp(v, ".") != 0 && strncmp(v, "./", 2) != 0 &&
-           strstr(v, "/./") == NULL && !(strlen(v) >= 2 && strcmp(v + strlen(v) - 2, "/.") == 0);
+    return v[0] != '\0' && v[0] != '/' && strstr(v, "..") == NULL && strpbrk(v, "\\*?{}") == NULL &&
+           strcmp(v, ".") != 0 && strncmp(v, "./", 2) != 0 && strstr(v, "/./") == NULL &&
+           !(strlen(v) >= 2 && strcmp(v + strlen(v) - 2, "/.") == 0);
 }
 
 /* Replaces every occurrence of token in s by value; s is freed. NULL on OOM. */
@@ -305,7 +305,8 @@ static int build_locations(compose_ctx *ctx)
         LOG_WARN("environment", "label '%s' not substituted into search paths", label);
         label = NULL;
     }
-    for (const char *const *sp = ctx->p->search_paths; error == 0 && sp != NULL && *sp != NULL; sp++) {
+    for (const char *const *sp = ctx->p->search_paths; error == 0 && sp != NULL && *sp != NULL;
+         sp++) {
         bool per_profile = strstr(*sp, "{profile}") != NULL;
         bool per_app = strstr(*sp, "{application}") != NULL;
         /* Spring's order: profiles outer, applications inner; a path without the placeholder
@@ -383,7 +384,8 @@ static int decrypt_source(compose_ctx *ctx, env_source *src, const char *path)
 
     if (props == NULL || origins == NULL)
         goto out;
-    json_object_foreach(src->props, key, value) {
+    json_object_foreach(src->props, key, value)
+    {
         json_t *origin = json_object_get(src->origins, key);
         if (is_cipher(value))
             continue;
@@ -391,7 +393,8 @@ static int decrypt_source(compose_ctx *ctx, env_source *src, const char *path)
             (origin != NULL && json_object_set(origins, key, origin) < 0))
             goto out;
     }
-    json_object_foreach(src->props, key, value) {
+    json_object_foreach(src->props, key, value)
+    {
         char *plain = NULL, *invalid = NULL;
         size_t plain_len = 0;
         json_t *text = NULL;
@@ -409,8 +412,8 @@ static int decrypt_source(compose_ctx *ctx, env_source *src, const char *path)
             json_object_del(origins, key);
             rc = json_object_set_new(props, key, text);
         } else {
-            LOG_WARN("environment", "cannot decrypt key '%s' of %s for application '%s': %s",
-                     key, path, ctx->q->applications, err_message());
+            LOG_WARN("environment", "cannot decrypt key '%s' of %s for application '%s': %s", key,
+                     path, ctx->q->applications, err_message());
             if (asprintf(&invalid, "invalid.%s", key) < 0)
                 goto out;
             json_object_del(origins, invalid);
@@ -439,7 +442,8 @@ static bool has_cipher(const json_t *props)
     const char *key;
     json_t *value;
 
-    json_object_foreach((json_t *)(uintptr_t)props, key, value) {
+    json_object_foreach((json_t *)(uintptr_t)props, key, value)
+    {
         if (is_cipher(value))
             return true;
     }
@@ -515,12 +519,11 @@ static int add_files(compose_ctx *ctx, const char *profile)
         const char *slash = loc[0] != '\0' ? "/" : "";
         for (size_t ni = ctx->names.count; error == 0 && ni > 0; ni--) {
             const char *name = ctx->names.items[ni - 1];
-            for (size_t ei = 0; error == 0 && ei < sizeof(EXTENSIONS) / sizeof(*EXTENSIONS);
-                 ei++) {
-                int rc = profile != NULL
-                             ? asprintf(&path, "%s%s%s-%s.%s", loc, slash, name, profile,
-                                        EXTENSIONS[ei])
-                             : asprintf(&path, "%s%s%s.%s", loc, slash, name, EXTENSIONS[ei]);
+            for (size_t ei = 0; error == 0 && ei < sizeof(EXTENSIONS) / sizeof(*EXTENSIONS); ei++) {
+                int rc =
+                    profile != NULL
+                        ? asprintf(&path, "%s%s%s-%s.%s", loc, slash, name, profile, EXTENSIONS[ei])
+                        : asprintf(&path, "%s%s%s.%s", loc, slash, name, EXTENSIONS[ei]);
                 if (rc < 0)
                     return err_set(ERR_NOMEM, "out of memory");
                 error = add_file(ctx, path);
@@ -547,8 +550,7 @@ static int add_overrides(compose_ctx *ctx)
     return src->name != NULL ? 0 : err_set(ERR_NOMEM, "out of memory");
 }
 
-int environment_compose_snapshot(environment *out, const env_compose_params *p,
-                                 const env_query *q)
+int environment_compose_snapshot(environment *out, const env_compose_params *p, const env_query *q)
 {
     compose_ctx ctx = {.p = p, .q = q, .env = out};
     int error;
@@ -568,8 +570,8 @@ int environment_compose_snapshot(environment *out, const env_compose_params *p,
     if (error == 0)
         error = split_list(&ctx.profiles, q->profiles);
     if (error == ERR_TOO_LARGE) {
-        error = err_set(ERR_BAD_REQUEST, "more than %d applications or profiles",
-                        ENV_MAX_APPLICATIONS);
+        error =
+            err_set(ERR_BAD_REQUEST, "more than %d applications or profiles", ENV_MAX_APPLICATIONS);
         goto out;
     }
     if (error == 0 && (ctx.apps.count == 0 || ctx.profiles.count == 0))
@@ -658,7 +660,8 @@ json_t *environment_merge(const environment *env)
     for (size_t i = env->count; ok && i > 0; i--) {
         const env_source *src = &env->sources[i - 1];
         ok = (current = json_object()) != NULL;
-        json_object_foreach(src->props, key, value) {
+        json_object_foreach(src->props, key, value)
+        {
             const char *bracket = strchr(key, '[');
             if (!ok)
                 break;
@@ -675,16 +678,19 @@ json_t *environment_merge(const environment *env)
             free(prefix);
             prefix = NULL;
         }
-        json_object_foreach(current, key, group) {
+        json_object_foreach(current, key, group)
+        {
             if (ok)
                 ok = json_object_set(lists, key, group) == 0;
         }
         json_decref(current);
         current = NULL;
     }
-    json_object_foreach(lists, key, group) {
+    json_object_foreach(lists, key, group)
+    {
         const char *k;
-        json_object_foreach(group, k, value) {
+        json_object_foreach(group, k, value)
+        {
             if (ok)
                 ok = json_object_set(combined, k, value) == 0;
         }
@@ -700,7 +706,6 @@ json_t *environment_merge(const environment *env)
 }
 
 /* ---- overrides ---------------------------------------------------------------------------- */
-
 
 /*
  * Spring's unescaping of override values: "\${" -> "${", else "\{" -> "{" (when a value holds
@@ -734,8 +739,7 @@ static int read_whole_file(const char *path, char **data, size_t *len)
         if (n == cap) {
             char *grown;
             if (cap >= OVERRIDES_MAX_BYTES) {
-                error = err_set(ERR_CONFIG, "%s: larger than %u bytes", path,
-                                OVERRIDES_MAX_BYTES);
+                error = err_set(ERR_CONFIG, "%s: larger than %u bytes", path, OVERRIDES_MAX_BYTES);
                 goto out;
             }
             cap = cap != 0 ? cap * 2 : 4096;
@@ -798,7 +802,8 @@ int overrides_load(overrides **out, const char *path)
     for (size_t i = 0; i < docs.count; i++) {
         const char *key;
         json_t *value;
-        json_object_foreach(docs.docs[i].props, key, value) {
+        json_object_foreach(docs.docs[i].props, key, value)
+        {
             char *text = scalar_to_text(value);
             char *unescaped = text != NULL ? unescape_override(text) : NULL;
             json_t *s = unescaped != NULL ? json_string(unescaped) : NULL;

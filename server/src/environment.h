@@ -26,10 +26,10 @@ typedef struct env_source {
 } env_source;
 
 typedef struct environment {
-    env_source *sources;  /* most specific first */
+    env_source *sources; /* most specific first */
     size_t count;
-    char version[41];     /* commit id; "" in dir mode */
-    snapshot *snapshot;   /* retained */
+    char version[41];   /* commit id; "" in dir mode */
+    snapshot *snapshot; /* retained */
 } environment;
 
 typedef struct env_query {
@@ -74,8 +74,7 @@ typedef struct env_compose_params {
     const struct keyring *keyring;   /* or NULL (then every {cipher} value is invalid) */
     const char *label_name;          /* for {label} in search paths; NULL: such paths skipped */
 } env_compose_params;
-int environment_compose_snapshot(environment *out, const env_compose_params *p,
-                                 const env_query *q);
+int environment_compose_snapshot(environment *out, const env_compose_params *p, const env_query *q);
 
 void environment_dispose(environment *env);
 

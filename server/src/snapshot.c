@@ -35,10 +35,10 @@ struct snapshot {
     char commit[REPO_COMMIT_HEX];
     snapshot_file *files; /* sorted by path (strcmp), for bsearch */
     size_t nfiles;
-    char **dirs;          /* depth-first order, see dir_compare */
+    char **dirs; /* depth-first order, see dir_compare */
     size_t ndirs;
-    json_t *dirset;       /* dir -> true, for snapshot_has_dir */
-    size_t reused;        /* files whose parse came from the donor */
+    json_t *dirset; /* dir -> true, for snapshot_has_dir */
+    size_t reused;  /* files whose parse came from the donor */
 };
 
 typedef struct build_ctx {
@@ -115,7 +115,8 @@ static void check_profiles(snapshot_file *f)
     for (size_t i = 0; i < f->docs.count; i++) {
         const confdoc *doc = &f->docs.docs[i];
         char msg[sizeof(f->error.message)];
-        if (doc->on_profile == NULL || profile_expr_validate(doc->on_profile, msg, sizeof(msg)) == 0)
+        if (doc->on_profile == NULL ||
+            profile_expr_validate(doc->on_profile, msg, sizeof(msg)) == 0)
             continue;
         memset(&f->error, 0, sizeof(f->error));
         if (json_object_get(doc->origins, "spring.config.activate.on-profile") != NULL)
@@ -201,8 +202,7 @@ static int walk_file(const char *path, const char *data, size_t len, void *paylo
     if (rc < 0) {
         f->failed = true;
         confdoc_list_dispose(&f->docs);
-        LOG_DEBUG("snapshot", "%s:%u:%u: %s", path, f->error.line, f->error.col,
-                  f->error.message);
+        LOG_DEBUG("snapshot", "%s:%u:%u: %s", path, f->error.line, f->error.col, f->error.message);
         return 0;
     }
     check_profiles(f);
@@ -254,7 +254,8 @@ static int collect_dirs(snapshot *s)
         return 0;
     if ((s->dirs = calloc(n, sizeof(*s->dirs))) == NULL)
         return ERR_NOMEM;
-    json_object_foreach(s->dirset, dir, value) {
+    json_object_foreach(s->dirset, dir, value)
+    {
         if ((s->dirs[s->ndirs] = strdup(dir)) == NULL)
             return ERR_NOMEM;
         s->ndirs++;
@@ -263,8 +264,8 @@ static int collect_dirs(snapshot *s)
     return 0;
 }
 
-int snapshot_build(snapshot **out, struct repo *r, const char *commit,
-                   const confdoc_limits *limits, const snapshot *donor)
+int snapshot_build(snapshot **out, struct repo *r, const char *commit, const confdoc_limits *limits,
+                   const snapshot *donor)
 {
     build_ctx ctx = {.limits = limits, .donor = donor};
     confdoc_limits defaults = CONFDOC_LIMITS_DEFAULT;
@@ -375,7 +376,7 @@ bool snapshot_has_dir(const snapshot *s, const char *dir)
 typedef struct snapentry {
     struct snapentry *prev, *next; /* most recently used first */
     char commit[REPO_COMMIT_HEX];
-    snapshot *snap;   /* the cache's reference; NULL while building or after a failed build */
+    snapshot *snap; /* the cache's reference; NULL while building or after a failed build */
     bool building;
     bool stale;       /* invalidated (or failed): handed to its waiters, never found again */
     unsigned waiters; /* threads waiting for this build or not yet woken from waiting */

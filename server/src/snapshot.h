@@ -29,11 +29,11 @@ typedef struct snapcache snapcache; /* bounded LRU of snapshots by commit id */
 
 /* One configuration file of a snapshot: its documents, or why it could not be parsed. */
 typedef struct snapshot_file {
-    char *path;            /* "sub/foo.yml", no leading slash */
-    confdoc_list docs;     /* empty when failed */
+    char *path;        /* "sub/foo.yml", no leading slash */
+    confdoc_list docs; /* empty when failed */
     bool failed;
-    confdoc_error error;   /* when failed: line/col (0 when unknown) and message */
-    bool hashed;           /* digest is set (false for files over the size limit) */
+    confdoc_error error; /* when failed: line/col (0 when unknown) and message */
+    bool hashed;         /* digest is set (false for files over the size limit) */
     unsigned char digest[SNAPSHOT_DIGEST_LEN]; /* of the content, to reuse a parse */
 } snapshot_file;
 
@@ -58,8 +58,8 @@ size_t snapcache_count(snapcache *c);
  * donor's shares donor's parsed documents instead of being parsed again (the documents are
  * immutable and reference-counted), so a new commit costs only its changed files.
  */
-int snapshot_build(snapshot **out, struct repo *r, const char *commit,
-                   const confdoc_limits *limits, const snapshot *donor);
+int snapshot_build(snapshot **out, struct repo *r, const char *commit, const confdoc_limits *limits,
+                   const snapshot *donor);
 /* Files of s whose parse was shared from the donor (for tests and logs). */
 size_t snapshot_reused_count(const snapshot *s);
 snapshot *snapshot_retain(snapshot *s);

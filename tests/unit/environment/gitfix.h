@@ -30,7 +30,8 @@ static unsigned gitfix_serial;
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-static void gitfix_sh(const char *fmt, ...)
+static void
+gitfix_sh(const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;

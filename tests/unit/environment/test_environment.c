@@ -105,7 +105,8 @@ static void key_list(const json_t *map, char *buf, size_t size)
     json_t *value;
     size_t used = 0;
     buf[0] = '\0';
-    json_object_foreach((json_t *)(uintptr_t)map, key, value) {
+    json_object_foreach((json_t *)(uintptr_t)map, key, value)
+    {
         int n = snprintf(buf + used, size - used, "%s%s", used > 0 ? "," : "", key);
         assert_true(n > 0 && (size_t)n < size - used);
         used += (size_t)n;
@@ -116,6 +117,7 @@ static void key_list(const json_t *map, char *buf, size_t size)
 
 static void test_worked_example(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "foo-mysql.yml", "db.pool.size: 10\n",
         "foo-dev.properties", "x=dev\n",
@@ -132,6 +134,7 @@ static void test_worked_example(void **state)
         "other/foo.yml", "o: 1\n",
         "README.md", "# not configuration\n",
         NULL};
+    /* clang-format on */
     static const char *const paths[] = {"sub", NULL};
     scenario sc;
     environment env;
@@ -161,10 +164,8 @@ static void test_worked_example(void **state)
     char name[1200];
     snprintf(name, sizeof(name), "%s/foo-mysql.yml", repo_display_uri(sc.r));
     assert_string_equal(env.sources[0].name, name);
-    assert_int_equal(json_integer_value(json_object_get(env.sources[0].props, "db.pool.size")),
-                     10);
-    assert_string_equal(json_string_value(json_object_get(env.sources[0].origins,
-                                                          "db.pool.size")),
+    assert_int_equal(json_integer_value(json_object_get(env.sources[0].props, "db.pool.size")), 10);
+    assert_string_equal(json_string_value(json_object_get(env.sources[0].origins, "db.pool.size")),
                         "1:15");
     /* Kept on-profile documents keep their activation key. */
     const env_source *doc1 = find_source(&env, "application.yml (document #1)");
@@ -178,6 +179,7 @@ static void test_worked_example(void **state)
 
 static void test_extension_profile_location_order(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "application.yml", "a: yml\n",
         "application.yaml", "a: yaml\n",
@@ -189,6 +191,7 @@ static void test_extension_profile_location_order(void **state)
         "conf/application-dev.yml", "d: conf-application\n",
         "app-qa.yml", "q: 1\n",
         NULL};
+    /* clang-format on */
     static const char *const paths[] = {"conf", NULL};
     scenario sc;
     (void)state;
@@ -213,6 +216,7 @@ static void test_extension_profile_location_order(void **state)
 
 static void test_several_applications(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "foo.yml", "f: 1\n",
         "bar.yml", "b: 1\n",
@@ -221,6 +225,7 @@ static void test_several_applications(void **state)
         "bar-dev.yml", "b: 2\n",
         "application-dev.yml", "a: 2\n",
         NULL};
+    /* clang-format on */
     scenario sc;
     (void)state;
 
@@ -242,6 +247,7 @@ static void test_several_applications(void **state)
 
 static void test_multi_document(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "application.yml",
         "a: 0\n"
@@ -256,6 +262,7 @@ static void test_multi_document(void **state)
         "empty.yml", "",
         "comments.yml", "# nothing here\n",
         NULL};
+    /* clang-format on */
     scenario sc;
     environment env;
     (void)state;
@@ -292,18 +299,18 @@ static void test_multi_document(void **state)
                    "application.yml (document #0)");
 
     assert_int_equal(compose(&env, &sc, "x", "dev", true), 0);
-    assert_int_equal(json_integer_value(json_object_get(
-                         find_source(&env, "(document #1)")->props, "a")),
-                     1);
-    assert_string_equal(json_string_value(json_object_get(
-                            find_source(&env, "(document #4)")->props, "b")),
-                        "later-plain");
+    assert_int_equal(
+        json_integer_value(json_object_get(find_source(&env, "(document #1)")->props, "a")), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(find_source(&env, "(document #4)")->props, "b")),
+        "later-plain");
     environment_dispose(&env);
     scenario_close(&sc);
 }
 
 static void test_search_paths(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "foo.yml", "r: 1\n",
         "foo/foo.yml", "r: 2\n",
@@ -318,8 +325,9 @@ static void test_search_paths(void **state)
         "v1/foo.yml", "r: 11\n",
         "sub/foo-dev.yml", "r: 12\n",
         NULL};
-    static const char *const paths[] = {"{application}", "conf/*", "deep/**", "{profile}", "{label}",
-                                  "missing", "/sub/", NULL};
+    /* clang-format on */
+    static const char *const paths[] = {"{application}", "conf/*",  "deep/**", "{profile}",
+                                        "{label}",       "missing", "/sub/",   NULL};
     static const char *const unsafe_paths[] = {"../foo", "sub/../..", "{profile}", NULL};
     scenario sc;
     (void)state;
@@ -396,6 +404,7 @@ static void test_dir_mode_outside(void **state)
 
 static void test_broken_file(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "application.yml", "a: 1\n",
         "foo.yml", "ok: 1\nlist: [a, b\nmore: 2\n",
@@ -403,6 +412,7 @@ static void test_broken_file(void **state)
         "bar.yml", "b: 1\n",
         "badexpr.yml", "b: 1\n---\nspring.config.activate.on-profile: a & b | c\nb: 2\n",
         NULL};
+    /* clang-format on */
     scenario sc;
     environment env;
     (void)state;
@@ -447,8 +457,9 @@ static void test_overrides(void **state)
     (void)state;
 
     gitfix_mkdir(dir, sizeof(dir), "overrides");
-    gitfix_write(dir, "ovr.yml", "o: 1\nz: text\nnested:\n  f: 1.50\n---\no: 2\n"
-                                 "p: '\\${user}'\nq: '\\{x}'\nboth: '\\{a} \\${b}'\n");
+    gitfix_write(dir, "ovr.yml",
+                 "o: 1\nz: text\nnested:\n  f: 1.50\n---\no: 2\n"
+                 "p: '\\${user}'\nq: '\\{x}'\nboth: '\\{a} \\${b}'\n");
     snprintf(path, sizeof(path), "%s/ovr.yml", dir);
     if (overrides_load(&o, path) != 0)
         fail_msg("overrides_load: %s", err_message());
@@ -511,11 +522,13 @@ static void test_overrides(void **state)
 
 static void test_cipher_without_key(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "application.yml",
         "a: 1\nsecret: '{cipher}deadbeef'\nb: 2\nlist:\n  - '{cipher}abcdef'\n  - plain\n"
         "invalid.secret: was-here\n",
         NULL};
+    /* clang-format on */
     scenario sc;
     environment env;
     char keys[512];
@@ -528,11 +541,9 @@ static void test_cipher_without_key(void **state)
     /* Undecryptable keys are removed, invalid.<key> = "<n/a>" appended (or replaced where it
      * already was). */
     assert_string_equal(keys, "a,b,list[1],invalid.secret,invalid.list[0]");
-    assert_string_equal(json_string_value(json_object_get(env.sources[0].props,
-                                                          "invalid.secret")),
+    assert_string_equal(json_string_value(json_object_get(env.sources[0].props, "invalid.secret")),
                         "<n/a>");
-    assert_string_equal(json_string_value(json_object_get(env.sources[0].props,
-                                                          "invalid.list[0]")),
+    assert_string_equal(json_string_value(json_object_get(env.sources[0].props, "invalid.list[0]")),
                         "<n/a>");
     assert_null(json_object_get(env.sources[0].origins, "invalid.list[0]"));
     assert_null(json_object_get(env.sources[0].origins, "invalid.secret"));
@@ -568,8 +579,7 @@ static void test_cipher_with_key(void **state)
     if (keyring_load(&k, &opts) != 0)
         fail_msg("keyring_load: %s", err_message());
     assert_int_equal(keyring_encrypt(k, NULL, KEYRING_FORMAT_SPRING, "hunter2", 7, &ct), 0);
-    snprintf(content, sizeof(content), "x: 1\npw: '{cipher}%s'\ny: 2\nbad: '{cipher}00ff'\n",
-             ct);
+    snprintf(content, sizeof(content), "x: 1\npw: '{cipher}%s'\ny: 2\nbad: '{cipher}00ff'\n", ct);
     free(ct);
     scenario_open(&sc, files);
     sc.keys = k;
@@ -577,8 +587,7 @@ static void test_cipher_with_key(void **state)
     key_list(env.sources[0].props, keys, sizeof(keys));
     /* Decrypted values move to the end of their source, in their original order. */
     assert_string_equal(keys, "x,y,pw,invalid.bad");
-    assert_string_equal(json_string_value(json_object_get(env.sources[0].props, "pw")),
-                        "hunter2");
+    assert_string_equal(json_string_value(json_object_get(env.sources[0].props, "pw")), "hunter2");
     assert_null(json_object_get(env.sources[0].origins, "pw")); /* decrypted values stay plain */
     assert_non_null(json_object_get(env.sources[0].origins, "y"));
     environment_dispose(&env);
@@ -638,9 +647,9 @@ static void test_merge(void **state)
 
     /* Highest first. */
     sources[0].props = json_pack("{s:s, s:s}", "b", "B0", "list[0]", "x0");
-    sources[1].props = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "a", "A1", "b", "B1",
-                                 "list[0]", "y", "list[1]", "z", "spring.profiles", "dev", "c",
-                                 "C1", "m[0].k", "v");
+    sources[1].props =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "a", "A1", "b", "B1", "list[0]", "y",
+                  "list[1]", "z", "spring.profiles", "dev", "c", "C1", "m[0].k", "v");
     sources[2].props = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "c", "C2", "a", 2, "list[0]",
                                  "o1", "list[1]", "o2", "list[2]", "o3", "other[0]", "q");
     assert_non_null(sources[0].props);
@@ -701,11 +710,13 @@ static void *compose_thread(void *arg)
  */
 static void test_concurrent_compose(void **state)
 {
+    /* clang-format off */
     static const char *const files[] = {
         "application.yml", "a: 1\ns: '{cipher}00'\nl: [1, 2]\n",
         "foo-dev.yml", "a: 2\nl: [3]\n",
         "bar-mysql.properties", "b=1\n",
         NULL};
+    /* clang-format on */
     enum { N = 4 };
     pthread_t threads[N];
     composer composers[N];
@@ -760,7 +771,8 @@ static void check_query(const scenario *sc, const char *casename, json_t *query)
     }
     if (rc != 0)
         fail_msg("%s: %s/%s: %s", casename, apps, profiles, err_message());
-    json_array_foreach(sources, i, item) {
+    json_array_foreach(sources, i, item)
+    {
         int n = snprintf(expected + used, sizeof(expected) - used, "%s%s", i > 0 ? " | " : "",
                          json_string_value(item));
         assert_true(n > 0 && (size_t)n < sizeof(expected) - used);
@@ -781,7 +793,8 @@ static void check_query(const scenario *sc, const char *casename, json_t *query)
             const char *key;
             json_t *value;
             i = 0;
-            json_object_foreach(merged, key, value) {
+            json_object_foreach(merged, key, value)
+            {
                 const char *want = json_string_value(json_array_get(keys_expect, i++));
                 if (want == NULL || strcmp(want, key) != 0)
                     fail_msg("%s: merged key %zu is %s, expected %s", casename, i - 1, key,
@@ -808,7 +821,8 @@ static void run_case(const char *path, const char *casename)
         fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
     files = json_object_get(c, "files");
     assert_true(json_object_size(files) < 31);
-    json_object_foreach(files, key, value) {
+    json_object_foreach(files, key, value)
+    {
         file_list[n++] = key;
         file_list[n++] = json_string_value(value);
     }
@@ -816,13 +830,15 @@ static void run_case(const char *path, const char *casename)
     scenario_open(&sc, file_list);
     paths = json_object_get(c, "search_paths");
     assert_true(json_array_size(paths) < 15);
-    json_array_foreach(paths, i, value) {
+    json_array_foreach(paths, i, value)
+    {
         search[i] = json_string_value(value);
     }
     search[json_array_size(paths)] = NULL;
     sc.search_paths = search;
     sc.label = json_string_value(json_object_get(c, "label"));
-    json_array_foreach(json_object_get(c, "queries"), i, query) {
+    json_array_foreach(json_object_get(c, "queries"), i, query)
+    {
         check_query(&sc, casename, query);
     }
     scenario_close(&sc);

@@ -44,20 +44,20 @@ static const match_case CASES[] = {
     {"!(a)", "b", 1},
     {"((a))", "a", 1},
     {"  dev  ", "dev", 1},
-    {"dev,prod", "prod", 1},  /* a list: any of them */
+    {"dev,prod", "prod", 1}, /* a list: any of them */
     {"dev, prod", "stage", 0},
     {"dev,!prod", "stage", 1},
     {"default", "default", 1},
-    {"default", "dev", 0},    /* the default profile is active only when asked for */
-    {"Dev", "dev", 0},        /* case-sensitive */
-    {"a b", "a", 0},          /* one token "a b", not a profile name */
+    {"default", "dev", 0}, /* the default profile is active only when asked for */
+    {"Dev", "dev", 0},     /* case-sensitive */
+    {"a b", "a", 0},       /* one token "a b", not a profile name */
     /* Malformed, as Spring rejects them. */
     {"a & b | c", "a", -1},
     {"a | b & c", "a", -1},
     {"", "a", -1},
     {"   ", "a", -1},
     {"!", "a", -1},
-    {"a &", "a", 1},          /* Spring: a trailing operator joins nothing and is ignored */
+    {"a &", "a", 1}, /* Spring: a trailing operator joins nothing and is ignored */
     {"()", "a", -1},
     {"a,,b", "a", -1},
     {"a | (b & c) | d", "d", 1},

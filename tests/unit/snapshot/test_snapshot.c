@@ -11,8 +11,9 @@
 
 /* 300 bytes: over the 200-byte limit the repository is opened with */
 #define BIG10 "0123456789"
-#define BIG BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 \
-    BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10
+#define BIG                                                                                        \
+    BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10      \
+        BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10 BIG10
 
 static char origin[512];
 static char c1[REPO_COMMIT_HEX], c2[REPO_COMMIT_HEX], c3[REPO_COMMIT_HEX];
@@ -24,15 +25,17 @@ static int setup(void **state)
         return -1;
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     gitfix_init(origin, sizeof(origin));
-    gitfix_write(origin, "application.yml", "a: 1\nb:\n  c: [x, y]\n---\n"
-                                            "spring.config.activate.on-profile: dev\na: 2\n");
+    gitfix_write(origin, "application.yml",
+                 "a: 1\nb:\n  c: [x, y]\n---\n"
+                 "spring.config.activate.on-profile: dev\na: 2\n");
     gitfix_write(origin, "foo.properties", "p=q\n");
     gitfix_write(origin, "README.md", "not configuration\n");
     gitfix_write(origin, "sub/deeper/foo.yaml", "d: true\n");
     gitfix_write(origin, "a-c/x.txt", "x\n");
     gitfix_write(origin, "broken.yml", "ok: 1\nlist:\n  - a\n bad: [\n");
-    gitfix_write(origin, "badexpr.yml", "x: 1\n---\nspring.config.activate.on-profile: a & b | c\n"
-                                        "y: 2\n");
+    gitfix_write(origin, "badexpr.yml",
+                 "x: 1\n---\nspring.config.activate.on-profile: a & b | c\n"
+                 "y: 2\n");
     gitfix_write(origin, "big.yml", "k: \"" BIG "\"\n");
     gitfix_commit(origin, c1);
     gitfix_write(origin, "foo.properties", "p=r\n");
@@ -166,10 +169,9 @@ static void test_cache_hit_and_lru(void **state)
     assert_true(snapshot_find(b, "big.yml")->failed);
     assert_ptr_not_equal(snapshot_find(b, "foo.properties")->docs.docs[0].props,
                          snapshot_find(a, "foo.properties")->docs.docs[0].props);
-    assert_string_equal(
-        json_string_value(json_object_get(snapshot_find(b, "foo.properties")->docs.docs[0].props,
-                                          "p")),
-        "r");
+    assert_string_equal(json_string_value(json_object_get(
+                            snapshot_find(b, "foo.properties")->docs.docs[0].props, "p")),
+                        "r");
     /* c2 is the most recent, so c3 evicts c1. */
     assert_int_equal(snapcache_get(&d, c, rp, c3), 0);
     assert_int_equal(snapcache_count(c), 2);
@@ -244,8 +246,8 @@ static void test_concurrent_failure(void **state)
     assert_int_equal(snapcache_new(&c, 4, NULL), 0);
     assert_int_equal(pthread_barrier_init(&barrier, NULL, N), 0);
     for (int i = 0; i < N; i++) {
-        getters[i] = (getter){.barrier = &barrier, .cache = c,
-                              .commit = "0123456789012345678901234567890123456789"};
+        getters[i] = (getter){
+            .barrier = &barrier, .cache = c, .commit = "0123456789012345678901234567890123456789"};
         assert_int_equal(pthread_create(&threads[i], NULL, get_thread, &getters[i]), 0);
     }
     for (int i = 0; i < N; i++)
