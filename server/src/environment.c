@@ -603,6 +603,14 @@ out:
     return error < 0 ? error : 0;
 }
 
+static bool uses_label(const char *const *search_paths)
+{
+    for (const char *const *sp = search_paths; sp != NULL && *sp != NULL; sp++)
+        if (strstr(*sp, "{label}") != NULL)
+            return true;
+    return false;
+}
+
 int environment_compose(environment *out, struct server *srv, const env_query *q)
 {
     char commit[REPO_COMMIT_HEX];
@@ -623,7 +631,7 @@ int environment_compose(environment *out, struct server *srv, const env_query *q
     p.keyring = srv->keyring;
     if (q->label != NULL && q->label[0] != '\0') {
         p.label_name = q->label;
-    } else {
+    } else if (uses_label(p.search_paths)) {
         repo_get_status(srv->repo, &status);
         p.label_name = status.default_label[0] != '\0' ? status.default_label : NULL;
     }
