@@ -180,12 +180,24 @@ class GitTraversalTest(TraversalChecks, ServerTestCase):
     def setUpServers(cls):
         write_files(cls.tmp, OUTSIDE_FILES)
         repo = cls.make_repo()
-        repo.commit(INSIDE_FILES, "inside")
+        repo.write(INSIDE_FILES)
+        for rel, target in {"link.txt": "../secret.txt", "evil.yml": "../outside.yml",
+                            "up": "..", "abs.txt": os.path.join(cls.tmp, "secret.txt")}.items():
+            os.symlink(target, os.path.join(repo.path, rel))
+        repo.commit(None, "inside, with symbolic links pointing out")
         cache = os.path.join(cls.tmp, "cache")
         os.makedirs(cache)
         write_files(cache, {"secret.txt": MARKER + "\n", "outside.yml": "leak: %s\n" % MARKER})
         cls.server = cls.start_server(repo.uri, cache_dir=cache,
                                       search_paths="{application},{profile}")
+
+
+    def test_symlink_blobs_not_followed(self):
+        for url in ("/app/dev/main/link.txt", "/app/dev/main/up(_)secret.txt",
+                    "/app/dev/main/up/secret.txt", "/evil/dev", "/evil-dev.yml",
+                    "/up(_)outside/dev", "/app/dev/main/abs.txt"):
+            with self.subTest(url=url):
+                self.check("symlink", url, True)
 
 
 class DirTraversalTest(TraversalChecks, ServerTestCase):
@@ -197,8 +209,29 @@ class DirTraversalTest(TraversalChecks, ServerTestCase):
         write_files(repo_dir, INSIDE_FILES)
         # a sibling directory whose name starts like the repository's
         write_files(os.path.join(cls.tmp, "config-private"), OUTSIDE_FILES)
+        links = {"link.txt": "../secret.txt", "evil.yml": "../outside.yml", "up": "..",
+                 "sub/deeplink.txt": "../../secret.txt",
+                 "abs.txt": os.path.join(cls.tmp, "secret.txt")}
+        for rel, target in links.items():
+            os.symlink(target, os.path.join(repo_dir, rel))
+        write_files(repo_dir, {".env": "TOKEN=%s\n" % MARKER,
+                               ".git/config": "[remote]\n  url = %s\n" % MARKER})
         cls.server = cls.start_server("dir:" + repo_dir,
                                       search_paths="{application},{profile}")
+
+    def test_symlinks_out_of_the_tree_not_followed(self):
+        for url in ("/app/dev/main/link.txt", "/app/dev/main/up(_)secret.txt",
+                    "/app/dev/main/up/secret.txt", "/evil/dev", "/evil-dev.yml",
+                    "/up(_)outside/dev", "/app/dev/main/sub(_)deeplink.txt",
+                    "/app/dev/main/abs.txt"):
+            with self.subTest(url=url):
+                self.check("symlink", url, True)
+
+    def test_dotfiles_not_served(self):
+        for url in ("/app/dev/main/.env", "/app/dev/main/.git(_)config",
+                    "/app/dev/main/.git/config", "/.env/dev"):
+            with self.subTest(url=url):
+                self.check("dotfile", url, url == "/.env/dev")
 
     def test_sibling_prefix_directory(self):
         for url in ("/..%2Fconfig-private%2Foutside/dev",
