@@ -59,6 +59,16 @@ FILES = {
                          "other=x\n"),
     "badkey.properties": "a..b=1\n",
     "props.properties": "port=8080\nenabled=true\nname=plain\n",
+    "ph.yml": ("base: example.org\n"
+               "nested_default: ${missing:${base}}\n"
+               "deep_default: ${missing:${also.missing:deep}}\n"
+               "list_ref: ${items[1]}\n"
+               "items: [a, b]\n"
+               "partial: pre-${base}-post\n"
+               "multi: ${base}/${base}\n"
+               "empty_default: x${missing:}y\n"
+               "chained: ${partial}\n"),
+    "cycle.yml": "a: ${b}\nb: ${a}\nself: ${self}\nok: fine\n",
     "quoting.yml": ("s_true: 'true'\n"
                     "s_yes: 'yes'\n"
                     "s_off: 'Off'\n"
@@ -249,6 +259,33 @@ class DocumentTest(ServerTestCase):
         self.assertIn("missing: ${nope.key}", lines)
         body = self.doc("/merge-dev.json?resolvePlaceholders=false", "application/json")
         self.assertEqual(json.loads(body)["nested"], "${url}")
+
+    def test_placeholder_forms(self):
+        lines = self.doc("/ph-default.properties").split("\n")
+        lines = [x for x in lines if not x.startswith(("common:", "order.", "host.", "url:",
+                                                        "flag:", "ratio:", "list["))]
+        self.assertEqual(lines, [
+            "base: example.org",
+            "nested_default: example.org",
+            "deep_default: deep",
+            "list_ref: b",
+            "partial: pre-example.org-post",
+            "multi: example.org/example.org",
+            "empty_default: xy",
+            "chained: pre-example.org-post",
+            "items[0]: a",
+            "items[1]: b",
+        ])
+
+    def test_placeholder_cycle_does_not_hang(self):
+        # Spring refuses circular references; either refusing or leaving them is fine, but the
+        # request must be answered (the connection's timeout fails a hang) and others go on.
+        for ext in ("properties", "yml", "json"):
+            with self.subTest(ext=ext):
+                r = self.server.get("/cycle-default." + ext)
+                self.assertIn(r.status, (200, 400, 500), r)
+        self.assertEqual(self.server.get("/merge-dev.yml").status, 200)
+        self.assertTrue(self.server.alive())
 
     def test_properties_source_values_in_yaml_quoted(self):
         body = self.doc("/props-default.yml")
