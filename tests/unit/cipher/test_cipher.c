@@ -21,6 +21,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -807,6 +808,132 @@ static void test_cli(void **state)
     free(dir);
 }
 
+/* Kubernetes mounts a Secret as NAME -> ..data/NAME symlinks beside dot-directories. */
+static void test_keys_dir_kubernetes_layout(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir();
+    char path[700], target[700];
+    snprintf(path, sizeof(path), "%s/..2026_11_22", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/..2026_11_22/app.key", dir);
+    assert_int_equal(test_write_file(path, "mounted secret\n", 15), 0);
+    snprintf(path, sizeof(path), "%s/..data", dir);
+    assert_int_equal(symlink("..2026_11_22", path), 0);
+    snprintf(path, sizeof(path), "%s/app.key", dir);
+    snprintf(target, sizeof(target), "..data/app.key");
+    assert_int_equal(symlink(target, path), 0);
+    keyring_options opts = {.keys_dir = dir};
+    keyring *k = NULL;
+    assert_int_equal(keyring_load(&k, &opts), 0);
+    assert_true(keyring_has_key(k, "app"));
+    assert_false(keyring_has_key(k, "..data"));
+    char *cipher = NULL, *plain = NULL;
+    size_t plain_len = 0;
+    assert_int_equal(keyring_encrypt(k, "app", KEYRING_FORMAT_DEFAULT, "k8s", 3, &cipher), 0);
+    char value[512];
+    snprintf(value, sizeof(value), "{cipher}{key:app}%s", cipher);
+    assert_int_equal(keyring_decrypt_value(k, value, &plain, &plain_len), 0);
+    assert_string_equal(plain, "k8s");
+    keyring_free_secret(plain, plain_len);
+    free(cipher);
+    keyring_free(k);
+    test_rmtree(dir);
+    free(dir);
+}
+
+static void test_size_caps(void **state)
+{
+    (void)state;
+    size_t big = CIPHER_MAX_TEXT + 1;
+    char *text = malloc(big + 1);
+    assert_non_null(text);
+    memset(text, 'a', big);
+    text[big] = '\0';
+    char *cipher = NULL, *plain = NULL;
+    size_t plain_len = 0;
+    assert_int_equal(keyring_encrypt(test_keyring("default"), NULL, KEYRING_FORMAT_ALMANAC, text,
+                                     big, &cipher), ERR_TOO_LARGE);
+    assert_null(cipher);
+    assert_int_equal(keyring_encrypt(test_keyring("rsa"), NULL, KEYRING_FORMAT_SPRING, text, big,
+                                     &cipher), ERR_TOO_LARGE);
+    assert_int_equal(keyring_decrypt_text(test_keyring("default"), text, big, &plain,
+                                          &plain_len), ERR_INVALID_CIPHER);
+    /* The largest plaintext allowed goes through. */
+    assert_int_equal(keyring_encrypt(test_keyring("default"), NULL, KEYRING_FORMAT_SPRING, text,
+                                     CIPHER_MAX_TEXT / 4, &cipher), 0);
+    assert_int_equal(keyring_decrypt_text(test_keyring("default"), cipher, strlen(cipher),
+                                          &plain, &plain_len), 0);
+    assert_int_equal(plain_len, CIPHER_MAX_TEXT / 4);
+    keyring_free_secret(plain, plain_len);
+    free(cipher);
+    free(text);
+}
+
+/* Spring's RSA layout with a 3072-bit key: a 384-byte block behind the length prefix. */
+static void test_rsa_3072(void **state)
+{
+    (void)state;
+    char *dir = test_tempdir(), path[600], cmd[800];
+    snprintf(path, sizeof(path), "%s/rsa3072.pem", dir);
+    snprintf(cmd, sizeof(cmd), "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 "
+             "-out %s 2>/dev/null", path);
+    assert_int_equal(test_run(cmd, NULL, NULL), 0);
+    keyring_options opts = {.rsa_key_file = path};
+    keyring *k = NULL;
+    assert_int_equal(keyring_load(&k, &opts), 0);
+    round_trip(k, NULL, KEYRING_FORMAT_SPRING, "AY"); /* 0x01 0x80: 384 */
+    round_trip(k, NULL, KEYRING_FORMAT_ALMANAC, "AY");
+    keyring_free(k);
+    test_rmtree(dir);
+    free(dir);
+}
+
+/* A keyring is shared by every request thread. */
+typedef struct {
+    const char *value;
+    const char *plain;
+    int failures;
+} thread_job;
+
+static void *decrypt_many(void *arg)
+{
+    thread_job *job = arg;
+    for (int i = 0; i < 40; i++) {
+        char *plain = NULL;
+        size_t plain_len = 0;
+        if (keyring_decrypt_value(test_keyring("default"), job->value, &plain, &plain_len) != 0 ||
+            strcmp(plain, job->plain) != 0)
+            job->failures++;
+        keyring_free_secret(plain, plain_len);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"spring-rsa-pkcs1-cbc-word", "spring-rsa-oaep-gcm-word",
+                                        "almanac-word", "spring-sym-word"};
+    char *values[4];
+    pthread_t threads[4];
+    thread_job jobs[4];
+    test_keyring("default"); /* loaded before the threads start, as the server does */
+    for (int i = 0; i < 4; i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/vectors/%s.cipher", CIPHER_RES, names[i]);
+        values[i] = read_text(path, NULL);
+        assert_non_null(values[i]);
+        jobs[i] = (thread_job){values[i], "s3cr3t", 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, decrypt_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(jobs[i].failures, 0);
+        free(values[i]);
+    }
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -834,6 +961,10 @@ int main(void)
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_keys_dir_kubernetes_layout),
+        cmocka_unit_test(test_size_caps),
+        cmocka_unit_test(test_rsa_3072),
+        cmocka_unit_test(test_threads),
     };
     int failed = cmocka_run_group_tests_name("cipher", tests, NULL, teardown);
     failed += run_interop_tests();
