@@ -184,6 +184,10 @@ FILES = {
     "origin.yml": "alpha: 1\nnest:\n  beta: two\n",
     "originp.properties": "# comment\nkey=value\n",
     "ph.yml": "url: http://${host:localhost}/x\n",
+    "unicode.yml": ("city: Z\u00fcrich\n"
+                    "greeting: \u3053\u3093\u306b\u3061\u306f\n"
+                    "emoji: \"\U0001f680\"\n"
+                    "\u00e9t\u00e9: summer\n"),
     # for the {application} search path server
     "svc.yml": "svc: root\n",
     "svc/svc.yml": "svc: in-dir\n",
@@ -412,6 +416,11 @@ class EnvironmentTest(ServerTestCase):
         self.assertEqual(self.src(self.env("/ph/x"), "ph.yml"),
                          {"url": "http://${host:localhost}/x"})
 
+    def test_unicode(self):
+        self.assertEqual(items(self.src(self.env("/unicode/x"), "unicode.yml")),
+                         [("city", "Z\u00fcrich"), ("greeting", "\u3053\u3093\u306b\u3061\u306f"),
+                          ("emoji", "\U0001f680"), ("\u00e9t\u00e9", "summer")])
+
     # -- v2 media type, headers, methods ------------------------------------------------------
 
     def test_v2_media_type_origins(self):
@@ -485,6 +494,11 @@ class SearchPathPlaceholderTest(ServerTestCase):
                          ["svc/svc-dev.yml", "application-dev.yml", "svc/svc.yml", "svc.yml",
                           "application.properties", "application.yml (document #1)",
                           "application.yml (document #0)"])
+
+    def test_overrides_in_documents(self):
+        r = self.server.get("/svc-dev.properties")
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("forced.value: from-overrides", r.text.split("\n"))
 
     def test_missing_directory_ignored(self):
         r = self.server.get("/nosuchdir/dev")
