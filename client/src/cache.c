@@ -194,18 +194,15 @@ static int same_string(const json_t *v, const char *expected)
     return json_is_string(v) && strcmp(json_string_value(v), expected) == 0;
 }
 
-int alm__cache_read(alm_config **out, const char *path, const alm__cache_key *key)
+int alm__cache_parse(alm_config **out, const char *text, size_t len, const char *path,
+                     const alm__cache_key *key)
 {
     int error = 0;
-    char *text = NULL;
-    size_t len = 0;
     json_t *doc = NULL;
     json_error_t jerr;
     char digest[65];
 
     *out = NULL;
-    if ((error = read_file(&text, &len, path, ALM__MAX_CACHE_FILE)) < 0)
-        goto out;
     doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(doc)) {
         error = alm__error_set(ALM_ECACHE, "cache file %s is damaged (not a JSON object: %s); "
@@ -256,6 +253,17 @@ int alm__cache_read(alm_config **out, const char *path, const alm__cache_key *ke
         error = alm__error_wrap(ALM_ECACHE, "cache file %s is damaged", path);
 out:
     json_decref(doc);
+    return error;
+}
+
+int alm__cache_read(alm_config **out, const char *path, const alm__cache_key *key)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int error = read_file(&text, &len, path, ALM__MAX_CACHE_FILE);
+    if (error == 0)
+        error = alm__cache_parse(out, text, len, path, key);
     free(text);
     return error;
 }

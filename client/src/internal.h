@@ -82,7 +82,11 @@ int alm__cache_write(const char *path, const alm__cache_key *key, const char *pa
  */
 int alm__cache_read(alm_config **out, const char *path, const alm__cache_key *key);
 
-/* util.c: SHA-256 of `data` as 64 lower-case hex digits plus NUL. */
+/* alm__cache_read() on the file's contents already in memory; `path` is for messages only. */
+int alm__cache_parse(alm_config **out, const char *text, size_t len, const char *path,
+                     const alm__cache_key *key);
+
+/* SHA-256 of `data` as 64 lower-case hex digits plus NUL. */
 int alm__sha256_hex(char out[65], const void *data, size_t len);
 
 #endif
