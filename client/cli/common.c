@@ -171,6 +171,10 @@ int cli_fail(int code, const char *context)
         hint = "; check that the server runs and that --server (or ALMANAC_SERVER) names it";
         exit_code = CLI_EXIT_UNAVAILABLE;
         break;
+    case ALM_ETLS:
+        hint = "; pass the server's CA certificate with --ca-file";
+        exit_code = CLI_EXIT_UNAVAILABLE;
+        break;
     case ALM_ECACHE:
         exit_code = CLI_EXIT_CACHE;
         break;

@@ -90,6 +90,7 @@ typedef enum alm_error_code {
     ALM_ECACHE = -11,    /* the cache file is missing, damaged, foreign or cannot be written */
     ALM_ETYPE = -12,     /* the value exists but cannot be converted to the requested type */
     ALM_ERANGE = -13,    /* the value is a number outside the requested type's range */
+    ALM_ETLS = -14,      /* the server's TLS certificate could not be verified (see ca_file) */
     ALM_ITEROVER = -31   /* not an error: an iteration has no more items */
 } alm_error_code;
 
@@ -134,7 +135,8 @@ typedef void (*alm_log_cb)(alm_log_level level, const char *message, void *paylo
  * rounds for `initial_backoff_ms`, multiplied by `multiplier` after each round and capped at
  * `max_backoff_ms`, each sleep moved at random by up to `jitter` (a fraction, 0.0–1.0) of itself.
  * Only failures that may pass are retried: network errors, timeouts and 5xx answers; a 401,
- * 403 or 404, a malformed or oversized answer are returned at once.
+ * 403 or 404, a certificate that cannot be verified, a malformed or oversized answer are
+ * returned at once.
  * A zero field takes its default: 6 attempts, 1000 ms, ×1.1, 2000 ms (Spring Cloud Config's
  * client defaults), jitter 0.1. Set max_attempts to 1 for no retry.
  */
@@ -362,11 +364,12 @@ ALM_EXTERN void alm_client_free(alm_client *client);
  * turn, with the retry policy. On success writes the cache file (if set; a failure to write it is
  * logged, not returned) and hands back a fresh snapshot with one reference in `*out`.
  *
- * When every attempt failed, a client without fail_fast and with a cache file loads the cache
- * and hands back a snapshot for which alm_config_is_stale() is 1 (returning 0). Otherwise the
- * error is returned: the code of the last failure (ALM_ENETWORK, ALM_ETIMEOUT, ALM_ESERVER, or
- * at once ALM_EAUTH, ALM_ENOTFOUND, ALM_EPROTOCOL, ALM_ETOOBIG), or ALM_ECACHE when the cache was
- * needed and is damaged or holds another application's configuration. `*out` is NULL on error.
+ * When no server could be used (ALM_ENETWORK, ALM_ETIMEOUT, ALM_ESERVER after every attempt,
+ * or ALM_ETLS), a client without fail_fast and with a cache file loads the cache and hands
+ * back a snapshot for which alm_config_is_stale() is 1 (returning 0). Otherwise the error is
+ * returned: that code, or at once ALM_EAUTH, ALM_ENOTFOUND, ALM_EPROTOCOL or ALM_ETOOBIG (a
+ * server that answers "no" is not stood in for), or ALM_ECACHE when the cache was needed and
+ * is damaged or holds another application's configuration. `*out` is NULL on error.
  * Blocks for up to the retry policy's total time.
  */
 ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);

@@ -448,6 +448,11 @@ static int curl_error(const char *url, CURLcode rc, const char *msg, const respo
         return alm__error_set(ALM_ENOMEM, "%s: out of memory receiving the answer", url);
     case CURLE_OUT_OF_MEMORY:
         return alm__error_set(ALM_ENOMEM, "%s: out of memory", url);
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return alm__error_set(ALM_ETLS, "%s: cannot verify the server's certificate: %s", url,
+                              why);
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
         return alm__error_set(ALM_EINVALID, "%s: %s", url, why);
@@ -696,7 +701,8 @@ int alm_client_fetch(alm_config **out, alm_client *c)
     }
     if (error == 0)
         error = accept_answer(out, c, &r);
-    else if (alm__retryable(error) && !c->fail_fast && c->cache_file != NULL)
+    else if ((alm__retryable(error) || error == ALM_ETLS) && !c->fail_fast &&
+             c->cache_file != NULL)
         error = use_cache(out, c, error);
     response_dispose(&r);
     return error;

@@ -82,6 +82,8 @@ const char *alm_strerror(int code)
         return "wrong type";
     case ALM_ERANGE:
         return "out of range";
+    case ALM_ETLS:
+        return "TLS verification failed";
     case ALM_ITEROVER:
         return "iteration over";
     default:

@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import unittest
@@ -52,6 +53,17 @@ def closed_port_url():
     return "http://127.0.0.1:%d" % port
 
 
+def make_certificate(directory):
+    """A self-signed certificate for 127.0.0.1 made with the openssl CLI; (cert, key) paths."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return cert, key
+
+
 def environment(name="orders", profiles="prod", label=None, version="v1", sources=None):
     return {"name": name, "profiles": [profiles], "label": label, "version": version,
             "state": "", "propertySources": sources or []}
@@ -61,7 +73,8 @@ class Stub:
     """A one-thread HTTP server answering from a script. Each answer is (status, headers, body);
     the last one repeats. `requests` records (path, headers) of every request received."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
+        """tls: (certfile, keyfile) to serve https instead of http."""
         self.answers = []
         self.requests = []
         self.lock = threading.Lock()
@@ -96,7 +109,13 @@ class Stub:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.httpd.server_address[1])
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def script(self, *answers):

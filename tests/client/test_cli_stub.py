@@ -12,7 +12,8 @@ import tempfile
 import unittest
 import urllib.parse
 
-from clitest import Stub, closed_port_url, environment, require_cli_bin, run_cli
+from clitest import (Stub, closed_port_url, environment, make_certificate, require_cli_bin,
+                     run_cli)
 
 ENV = environment(sources=[
     {"name": "orders-prod.yml", "source": {"db.url": "jdbc:pg://prod", "db.pool": 20,
@@ -204,6 +205,23 @@ class CliStubTest(unittest.TestCase):
                      server=closed_port_url() + "," + self.stub.url)
         self.assertEqual(r.code, 0, r)
         self.assertEqual(r.out, "jdbc:pg://prod\n")
+
+    # -- TLS ----------------------------------------------------------------------------------
+
+    def test_https_with_and_without_the_ca_file(self):
+        cert, key = make_certificate(self.tmp)
+        with Stub(tls=(cert, key)) as tls_stub:
+            tls_stub.script((200, {}, ENV))
+            r = self.get("orders", "prod", "--ca-file", cert, "--key", "db.url",
+                         server=tls_stub.url)
+            self.assertEqual((r.code, r.out), (0, "jdbc:pg://prod\n"), r)
+            # Unknown issuer: refused, never silently trusted, and not retried (waiting will
+            # not fix it).
+            r = self.get("orders", "prod", "--retries", "3", server=tls_stub.url)
+            self.assertOneLineError(r, 5, "certificate", "--ca-file")
+            r = self.get("orders", "prod", "--retries", "1", "--ca-file",
+                         os.path.join(self.tmp, "missing.pem"), server=tls_stub.url)
+            self.assertEqual(r.code, 5, r)
 
     # -- watch --------------------------------------------------------------------------------
 
