@@ -336,7 +336,10 @@ int keyring_from_settings(keyring **out, const settings *s)
     return keyring_load(out, &opts);
 }
 
-/* The named key of the wanted kind; prefer_symmetric picks when both NAME.key and NAME.pem. */
+/*
+ * The named key of the wanted kind (NAME.key when symmetric, NAME.pem otherwise); with any, the
+ * other kind will do when that one is missing.
+ */
 static const keyring_key *find_named(const keyring *k, const char *name, size_t len,
                                      bool symmetric, bool any)
 {
