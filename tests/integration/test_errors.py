@@ -96,7 +96,14 @@ class BrokenFileTest(ServerTestCase):
             with self.subTest(path=path[:20]):
                 r = self.server.get(path)
                 self.assertIn(r.status, (400, 404), r)
+                self.assertErrorBody(r, r.status)
         self.assertTrue(self.server.alive())
+
+    def test_empty_segments_and_trailing_slash(self):
+        for path in ("//orders/dev", "/orders//dev"):
+            with self.subTest(path=path):
+                self.assertIn(self.server.get(path).status, (400, 404))
+        self.assertIn(self.server.get("/orders/dev/").status, (200, 404))
 
     def test_health(self):
         r = self.server.get("/actuator/health")
