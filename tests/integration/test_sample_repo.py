@@ -130,5 +130,32 @@ class SampleRepoTest(ServerTestCase):
                 self.assertEqual(self.server.get(path).status, 200)
 
 
+class SampleRepoGitTest(ServerTestCase):
+    """The same directory committed to Git, as the README's second recipe does."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo("config")
+        for root, _dirs, files in os.walk(SAMPLE):
+            for name in files:
+                full = os.path.join(root, name)
+                with open(full, "rb") as f:
+                    cls.repo.write({os.path.relpath(full, SAMPLE): f.read()})
+        cls.commit = cls.repo.commit(None, "initial configuration")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def test_same_answers_as_dir_mode(self):
+        r = self.server.get("/orders/prod,us")
+        self.assertEqual(r.status, 200, r)
+        env = r.json()
+        self.assertEqual(env["version"], self.commit)
+        self.assertEqual([ps["name"] for ps in env["propertySources"]],
+                         [self.repo.uri + "/" + n for n in
+                          ("orders-prod.yml (document #1)", "orders-prod.yml (document #0)",
+                           "application-prod.yml", "orders.yml", "application.yml")])
+        plain = self.server.get("/gateway/prod/main/gateway/nginx.conf")
+        self.assertIn("server_name shop.example.com;", plain.text)
+
+
 if __name__ == "__main__":
     unittest.main()
