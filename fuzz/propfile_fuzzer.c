@@ -68,8 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         render_all(list.docs[i].props);
         size_t out_len = 0;
-        char *text = placeholder_resolve_text((const char *)data, size, list.docs[i].props,
-                                              &out_len);
+        char *text =
+            placeholder_resolve_text((const char *)data, size, list.docs[i].props, &out_len);
         if (text == NULL || text[out_len] != '\0')
             abort();
         free(text);

@@ -11,8 +11,9 @@
  * `level[org.foo]`) is part of the name, dots inside it included, so the tree re-flattens to the
  * same keys. Malformed, and refused: an empty name (`.a`, `a..b`, `a.`, `a.[0]`, `[0]` at the
  * root), an unclosed `[`, empty `[]`, a signed index, text right after an index (`a[0]b`), an
- * index above FLATRENDER_MAX_INDEX, or lists padded beyond a budget proportional to the number
- * of keys (`a[99999]` alone would otherwise allocate a huge list of nulls).
+ * index above FLATRENDER_MAX_INDEX, more than FLATRENDER_MAX_SEGMENTS levels (which bounds the
+ * recursion of the writers), or lists padded beyond a budget proportional to the number of keys
+ * (`a[99999]` alone would otherwise allocate a huge list of nulls).
  *
  * Conflicts: where a key needs to descend through a scalar or through the wrong kind of
  * container, the rest of the key is kept as one compound key in the map at that point
@@ -48,6 +49,8 @@
 #include <string.h>
 
 #define FLATRENDER_MAX_INDEX 100000u
+/* Names and indexes in one key: bounds the recursion of every writer below. */
+#define FLATRENDER_MAX_SEGMENTS 256u
 /* Padding budget: list slots allowed in the whole tree, per key, plus a floor. */
 #define SLOTS_PER_KEY 8u
 #define SLOTS_FLOOR 1024u
@@ -302,6 +305,12 @@ static int parse_key(builder *b, const char *key, segment **out, size_t *count)
             p += content + 2;
             if (key[p] != '\0' && key[p] != '.' && key[p] != '[')
                 goto after_index;
+        }
+        if (n > FLATRENDER_MAX_SEGMENTS) {
+            free(segs);
+            set_errmsg(b->errmsg, b->errsize, "key '%.100s...' nested deeper than %u levels", key,
+                       FLATRENDER_MAX_SEGMENTS);
+            return -1;
         }
         if (key[p] == '\0')
             break;
@@ -597,8 +606,8 @@ static bool resolves_to_other_type(const char *s, size_t len)
         return true;
     if ((c == '<' && strcmp(s, "<<") == 0) || strcmp(s, "=") == 0)
         return true; /* a merge key; `=` is PyYAML's "value" tag, quoted to be safe */
-    if (strchr("~nN", c) && (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-                             !strcmp(s, "NULL")))
+    if (strchr("~nN", c) &&
+        (!strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL")))
         return true;
     if (c >= '0' && c <= '9' && len <= 50 && rx_match(RX_TIMESTAMP, s))
         return true;
@@ -774,6 +783,16 @@ static void write_single(sbuf *b, const char *s, size_t len)
     sb_char(b, '\'');
 }
 
+/* The short escapes SnakeYAML uses in double-quoted scalars. */
+static const struct {
+    uint32_t cp;
+    const char *text;
+} yaml_escapes[] = {
+    {0, "\\0"},     {0x07, "\\a"}, {0x08, "\\b"}, {'\t', "\\t"},   {'\n', "\\n"},
+    {0x0B, "\\v"},  {0x0C, "\\f"}, {'\r', "\\r"}, {0x1B, "\\e"},   {'"', "\\\""},
+    {'\\', "\\\\"}, {0x85, "\\N"}, {0xA0, "\\_"}, {0x2028, "\\L"}, {0x2029, "\\P"},
+};
+
 static void write_double(sbuf *b, const char *s, size_t len)
 {
     sb_char(b, '"');
@@ -782,24 +801,9 @@ static void write_double(sbuf *b, const char *s, size_t len)
         size_t start = i;
         uint32_t c = next_cp(s, len, &i);
         const char *esc = NULL;
-        switch (c) {
-        case 0: esc = "\\0"; break;
-        case 0x07: esc = "\\a"; break;
-        case 0x08: esc = "\\b"; break;
-        case '\t': esc = "\\t"; break;
-        case '\n': esc = "\\n"; break;
-        case 0x0B: esc = "\\v"; break;
-        case 0x0C: esc = "\\f"; break;
-        case '\r': esc = "\\r"; break;
-        case 0x1B: esc = "\\e"; break;
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case 0x85: esc = "\\N"; break;
-        case 0xA0: esc = "\\_"; break;
-        case 0x2028: esc = "\\L"; break;
-        case 0x2029: esc = "\\P"; break;
-        default: break;
-        }
+        for (size_t k = 0; k < sizeof(yaml_escapes) / sizeof(yaml_escapes[0]); k++)
+            if (yaml_escapes[k].cp == c)
+                esc = yaml_escapes[k].text;
         if (esc != NULL) {
             sb_str(b, esc);
         } else if ((c >= 0x20 && c <= 0x7E) || is_printable_unicode(c)) {
@@ -861,9 +865,15 @@ static void write_value(sbuf *b, const json_t *value, size_t indent, bool litera
         return;
     }
     switch (choose_style(text, len, false, literal_ok)) {
-    case STYLE_PLAIN: sb_add(b, text, len); break;
-    case STYLE_SINGLE: write_single(b, text, len); break;
-    case STYLE_DOUBLE: write_double(b, text, len); break;
+    case STYLE_PLAIN:
+        sb_add(b, text, len);
+        break;
+    case STYLE_SINGLE:
+        write_single(b, text, len);
+        break;
+    case STYLE_DOUBLE:
+        write_double(b, text, len);
+        break;
     case STYLE_LITERAL:
         write_literal(b, text, len, indent);
         free(text);
@@ -880,9 +890,15 @@ static void write_key(sbuf *b, const char *key, size_t indent)
     if (explicit_key)
         sb_str(b, "? ");
     switch (choose_style(key, len, true, false)) {
-    case STYLE_PLAIN: sb_add(b, key, len); break;
-    case STYLE_SINGLE: write_single(b, key, len); break;
-    default: write_double(b, key, len); break;
+    case STYLE_PLAIN:
+        sb_add(b, key, len);
+        break;
+    case STYLE_SINGLE:
+        write_single(b, key, len);
+        break;
+    default:
+        write_double(b, key, len);
+        break;
     }
     if (explicit_key) {
         sb_char(b, '\n');

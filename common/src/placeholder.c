@@ -223,8 +223,8 @@ static status resolve_key(resolver *r, const char *key, const json_t *value, uns
 }
 
 /* The placeholder whose inside is [lo, hi) (between `${` and `}`), appended to out. */
-static status resolve_placeholder(resolver *r, const text *t, size_t lo, size_t hi,
-                                  unsigned depth, obuf *out, size_t limit)
+static status resolve_placeholder(resolver *r, const text *t, size_t lo, size_t hi, unsigned depth,
+                                  obuf *out, size_t limit)
 {
     if (depth >= PLACEHOLDER_MAX_DEPTH)
         return ST_DEPTH;

@@ -44,13 +44,13 @@ typedef struct {
     const unsigned char *data;
     size_t len;
     size_t pos;
-    unsigned long line;   /* line terminators read so far (LineNumberReader) */
-    long column;          /* logical column of ch, -1 before the first character of a line */
-    bool escaped;         /* ch came from a `\` escape */
-    int32_t ch;           /* current UTF-16 unit, or -1 at the end of input */
-    int32_t last_comment; /* prefix of the previous line if it was a comment, else -1 */
-    bool failed;          /* an error is recorded in err; ch is forced to -1 */
-    bool at_end;          /* the end of input has been seen */
+    unsigned long line;      /* line terminators read so far (LineNumberReader) */
+    long column;             /* logical column of ch, -1 before the first character of a line */
+    bool escaped;            /* ch came from a `\` escape */
+    int32_t ch;              /* current UTF-16 unit, or -1 at the end of input */
+    int32_t last_comment;    /* prefix of the previous line if it was a comment, else -1 */
+    bool failed;             /* an error is recorded in err; ch is forced to -1 */
+    bool at_end;             /* the end of input has been seen */
     unsigned long mark_line; /* where the construct being read started, for errors (1-based) */
     long mark_col;
     confdoc_error *err;

@@ -6,7 +6,8 @@
  * .properties and env renderers never look inside keys and must still succeed.
  *
  * Where a YAML rendering is expected, it is also read back with yamlconf_parse and must flatten
- * to the input map again (same keys, same values, same types): the property that matters to a client.
+ * to the input map again (same keys, same values, same types): the property that matters to a
+ * client.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -104,8 +105,8 @@ static void check_round_trip(const char *name, const json_t *flat)
     confdoc_list list = {NULL, 0};
     confdoc_error err;
     if (yamlconf_parse(&list, buf.data, buf.len, NULL, &err) != 0)
-        fail_msg("%s: output does not parse: %u:%u: %s\n%s", name, err.line, err.col,
-                 err.message, buf.data);
+        fail_msg("%s: output does not parse: %u:%u: %s\n%s", name, err.line, err.col, err.message,
+                 buf.data);
     json_t *back = list.count > 0 ? list.docs[0].props : NULL;
     /* List padding renders as null, which flattens to "" (Spring's rule): skip those keys. */
     const char *key;

@@ -178,9 +178,9 @@ static void test_map_sees_original_values(void **state)
 static void test_cycles(void **state)
 {
     (void)state;
-    json_t *map = map_of("a", "${b}", "b", "${a}", "self", "[${self}]", "c", "1", "mixed",
-                         "${a} and ${c}", "via.default", "${missing:${a}}", "reaches", "${b}",
-                         NULL);
+    json_t *map =
+        map_of("a", "${b}", "b", "${a}", "self", "[${self}]", "c", "1", "mixed", "${a} and ${c}",
+               "via.default", "${missing:${a}}", "reaches", "${b}", NULL);
     assert_int_equal(placeholder_resolve_map(map), 0);
     assert_value(map, "a", "${b}");
     assert_value(map, "b", "${a}");

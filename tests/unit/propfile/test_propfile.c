@@ -110,8 +110,7 @@ static void run_case(void **state)
         for (size_t i = 0; i < list.count; i++) {
             json_t *want = json_array_get(docs, i);
             assert_int_equal(list.docs[i].index, i);
-            assert_ordered_equal(name, "props", json_object_get(want, "props"),
-                                 list.docs[i].props);
+            assert_ordered_equal(name, "props", json_object_get(want, "props"), list.docs[i].props);
             assert_ordered_equal(name, "origins", json_object_get(want, "origins"),
                                  list.docs[i].origins);
             const char *profile = json_string_value(json_object_get(want, "on_profile"));
