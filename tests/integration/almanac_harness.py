@@ -386,7 +386,7 @@ class ServerTestCase(unittest.TestCase):
         self.assertIn(r.status, statuses, msg or r)
 
 
-_SANITIZER = re.compile(r"(ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error: |"
+_SANITIZER = re.compile(r"((ERROR|WARNING): (Address|Leak|Thread|Memory)Sanitizer|runtime error: |"
                         r"SUMMARY: UndefinedBehaviorSanitizer)")
 
 
