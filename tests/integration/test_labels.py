@@ -165,6 +165,32 @@ class NewRefsTest(ServerTestCase):
         self.assertErrorBody(self.server.get("/orders/dev/doomed"), 404)
 
 
+class RewrittenHistoryTest(ServerTestCase):
+    """Force-pushed branches and moved tags: the mirror follows the remote, not fast-forwards."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        cls.c1 = repo.commit({"orders.yml": "color: red\n"}, "first")
+        cls.c2 = repo.commit({"orders.yml": "color: blue\n"}, "second")
+        repo.tag("moving", cls.c1)
+        cls.server = cls.start_server(repo.uri, refresh_interval=0)
+
+    def test_force_push_and_moved_tag(self):
+        self.assertEqual(self.server.get("/orders/dev").json()["version"], self.c2)
+        self.assertEqual(self.server.get("/orders/dev/moving").json()["version"], self.c1)
+        # rewrite main: drop the second commit, make another one in its place
+        self.repo.git("reset", "-q", "--hard", self.c1)
+        c3 = self.repo.commit({"orders.yml": "color: rewritten\n"}, "rewritten")
+        self.repo.git("tag", "-f", "moving", c3)
+        self.server.refresh()
+        r = self.server.get("/orders/dev")
+        self.assertEqual(r.json()["version"], c3)
+        self.assertEqual(source(r.json(), "orders.yml"), {"color": "rewritten"})
+        self.assertEqual(self.server.get("/orders/dev/moving").json()["version"], c3)
+        self.assertEqual(self.server.get("/orders/dev/main").json()["version"], c3)
+
+
 class PollingTest(ServerTestCase):
     """--refresh-interval: the server notices a new commit by itself."""
 
