@@ -549,6 +549,32 @@ class SearchPathPatternTest(ServerTestCase):
         self.assertNotIn("other/orders.yml", names)
 
 
+class LabelSearchPathTest(ServerTestCase):
+    """{label} in --search-paths; without a label, the default label fills it (as Spring's
+    JGitEnvironmentRepository.getLocations does)."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"orders.yml": "at: root\n", "main/orders.yml": "at: main-dir\n",
+                         "release/orders.yml": "at: release-dir\n"}, "label dirs")
+        cls.repo.branch("release")
+        cls.server = cls.start_server(cls.repo.uri, search_paths="{label}")
+        cls.prefix = cls.repo.uri + "/"
+
+    def names(self, path):
+        r = self.server.get(path)
+        self.assertEqual(r.status, 200, r)
+        return relative_names(r.json(), self.prefix)
+
+    def test_explicit_label(self):
+        self.assertEqual(self.names("/orders/dev/main"), ["main/orders.yml", "orders.yml"])
+        self.assertEqual(self.names("/orders/dev/release"), ["release/orders.yml", "orders.yml"])
+
+    def test_default_label_fills_placeholder(self):
+        self.assertEqual(self.names("/orders/dev"), ["main/orders.yml", "orders.yml"])
+
+
 class DirModeTest(ServerTestCase):
     """dir:PATH serves a plain directory with the same rules (Spring's native mode)."""
 
