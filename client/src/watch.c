@@ -110,8 +110,10 @@ static bool is_stopping(alm_watch *w)
     return stopping;
 }
 
-static void deliver(alm_watch *w, alm_config *next)
+/* Swaps `next` in and calls back when the merged view changed; returns whether it did. */
+static bool deliver(alm_watch *w, alm_config *next)
 {
+    bool changed = false;
     diff_lists d;
     pthread_mutex_lock(&w->lock);
     alm_config *old_cfg = w->current;
@@ -121,9 +123,10 @@ static void deliver(alm_watch *w, alm_config *next)
     if (diff_compute(&d, old_cfg, next) < 0) {
         alm__client_log(w->client, ALM_LOG_ERROR, "%s", alm_error_last()->message);
         alm_config_free(old_cfg);
-        return;
+        return true;
     }
     if (d.nadded + d.nchanged + d.nremoved > 0) {
+        changed = true;
         alm_diff diff = {d.added, d.nadded, d.changed, d.nchanged, d.removed, d.nremoved};
         alm__client_log(w->client, ALM_LOG_INFO,
                         "configuration changed to version %s: %zu added, %zu changed, %zu removed",
@@ -133,6 +136,7 @@ static void deliver(alm_watch *w, alm_config *next)
     }
     diff_dispose(&d);
     alm_config_free(old_cfg);
+    return changed;
 }
 
 static void note_contact(alm_watch *w)
@@ -154,6 +158,8 @@ static void *watch_main(void *arg)
         alm_config *cur = alm_watch_current(w);
         const char *etag = alm_config_etag(cur);
         alm_config *next = NULL;
+        struct timespec started;
+        clock_gettime(CLOCK_MONOTONIC, &started);
         int error = alm_client_poll(&next, w->client, etag, w->opts.poll_timeout_s);
         bool unchanged_etag = next != NULL && etag != NULL && alm_config_etag(next) != NULL &&
                               strcmp(etag, alm_config_etag(next)) == 0;
@@ -165,12 +171,17 @@ static void *watch_main(void *arg)
         if (error == 0) {
             note_contact(w);
             backoff = 0;
+            bool changed = false;
             if (next != NULL && !unchanged_etag)
-                deliver(w, next);
+                changed = deliver(w, next);
             else
                 alm_config_free(next);
-            /* Without an ETag the server cannot hold the request: poll at the wait's pace. */
-            if (etag == NULL && pause_or_stop(w, w->opts.poll_timeout_s * 1000ul))
+            /*
+             * A server that did not hold the request (no ETag, or one that ignores ?watch=, as
+             * Spring's does) would be polled in a tight loop: keep to one poll per window.
+             */
+            int64_t left = (int64_t)w->opts.poll_timeout_s * 1000 - elapsed_ms(&started);
+            if (!changed && left > 0 && pause_or_stop(w, (unsigned long)left))
                 break;
             continue;
         }

@@ -1,0 +1,166 @@
+/*
+ * watch_probe — drives alm_watch through its public API for test_watch_api.py: boots, starts a
+ * watch, then obeys one command per line on stdin and answers one line on stdout:
+ *   stale   — waits until alm_watch_is_stale() is 1      -> "stale"
+ *   fresh   — waits until alm_watch_is_stale() is 0      -> "fresh"
+ *   change  — waits for the next callback                -> "change <diff as JSON>"
+ *   current — prints alm_watch_current()'s version       -> "current <version>"
+ *   stop    — alm_watch_free() then exit 0                -> "stopped"
+ *   stalecfg — whether the snapshot booted on is stale      -> "stalecfg 0|1"
+ * Each wait has a 20 s deadline ("timeout" and exit 1). Usage: watch_probe URL APP PROFILES
+ * HEARTBEAT_MS POLL_S [CACHE_FILE].
+ */
+#include "almanac.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static char *last_diff; /* JSON of the last diff not yet reported */
+static int current_matches = 1;
+static alm_watch *watch;
+
+static json_t *key_list(const char *const *keys, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(keys[i]));
+    return a;
+}
+
+static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, const alm_diff *diff,
+                      void *payload)
+{
+    (void)payload;
+    /* The library holds no lock here: reading the watch from the callback must work, and the
+     * new snapshot must already be the current one. */
+    alm_config *cur = alm_watch_current(watch);
+    json_t *j = json_pack("{s:o, s:o, s:o, s:s?, s:s?}", "added",
+                          key_list(diff->added, diff->added_count), "changed",
+                          key_list(diff->changed, diff->changed_count), "removed",
+                          key_list(diff->removed, diff->removed_count), "old",
+                          alm_config_version(old_cfg), "new", alm_config_version(new_cfg));
+    pthread_mutex_lock(&lock);
+    if (cur != new_cfg)
+        current_matches = 0;
+    free(last_diff);
+    last_diff = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+    json_decref(j);
+    alm_config_free(cur);
+}
+
+static int wait_until(int (*ready)(void))
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 20;
+    pthread_mutex_lock(&lock);
+    int ok = ready();
+    while (!ok) {
+        struct timespec tick;
+        clock_gettime(CLOCK_REALTIME, &tick);
+        if (tick.tv_sec >= deadline.tv_sec)
+            break;
+        tick.tv_nsec += 20000000L; /* re-check staleness, which has no event, every 20 ms */
+        if (tick.tv_nsec >= 1000000000L) {
+            tick.tv_sec++;
+            tick.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&changed, &lock, &tick);
+        ok = ready();
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}
+
+static int is_stale(void)
+{
+    return alm_watch_is_stale(watch);
+}
+
+static int is_fresh(void)
+{
+    return !alm_watch_is_stale(watch);
+}
+
+static int has_change(void)
+{
+    return last_diff != NULL;
+}
+
+int main(int argc, char **argv)
+{
+    alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
+    alm_client *client = NULL;
+    alm_config *cfg = NULL;
+    char line[64];
+
+    if (argc != 6 && argc != 7)
+        return 2;
+    opts.cache_file = argc == 7 ? argv[6] : NULL;
+    opts.server = argv[1];
+    opts.application = argv[2];
+    opts.profiles = argv[3];
+    opts.retry.initial_backoff_ms = 50;
+    opts.retry.max_backoff_ms = 200;
+    opts.retry.max_attempts = 2;
+    if (alm_client_new(&client, &opts) < 0 || alm_client_fetch(&cfg, client) < 0) {
+        printf("error %s\n", alm_error_last()->message);
+        return 1;
+    }
+    alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
+    wopts.on_change = on_change;
+    wopts.heartbeat_ms = (unsigned int)atoi(argv[4]);
+    wopts.poll_timeout_s = (unsigned int)atoi(argv[5]);
+    if (alm_watch_start(&watch, client, cfg, &wopts) < 0) {
+        printf("error %s\n", alm_error_last()->message);
+        return 1;
+    }
+    int booted_stale = alm_config_is_stale(cfg);
+    alm_config_free(cfg); /* the watch holds its own reference */
+    printf("ready\n");
+    fflush(stdout);
+
+    int status = 0;
+    while (status == 0 && fgets(line, sizeof(line), stdin) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strcmp(line, "stale") == 0) {
+            status = wait_until(is_stale) ? 0 : 1;
+            printf("%s\n", status == 0 ? "stale" : "timeout");
+        } else if (strcmp(line, "fresh") == 0) {
+            status = wait_until(is_fresh) ? 0 : 1;
+            printf("%s\n", status == 0 ? "fresh" : "timeout");
+        } else if (strcmp(line, "change") == 0) {
+            status = wait_until(has_change) ? 0 : 1;
+            pthread_mutex_lock(&lock);
+            printf("change %s%s\n", last_diff ? last_diff : "timeout",
+                   current_matches ? "" : " (current mismatch)");
+            free(last_diff);
+            last_diff = NULL;
+            pthread_mutex_unlock(&lock);
+        } else if (strcmp(line, "stalecfg") == 0) {
+            printf("stalecfg %d\n", booted_stale);
+        } else if (strcmp(line, "current") == 0) {
+            alm_config *cur = alm_watch_current(watch);
+            printf("current %s\n", alm_config_version(cur) ? alm_config_version(cur) : "-");
+            alm_config_free(cur);
+        } else if (strcmp(line, "stop") == 0) {
+            alm_watch_free(watch);
+            watch = NULL;
+            printf("stopped\n");
+            break;
+        }
+        fflush(stdout);
+    }
+    alm_watch_free(watch);
+    alm_client_free(client);
+    free(last_diff);
+    return status;
+}

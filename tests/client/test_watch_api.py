@@ -1,0 +1,129 @@
+"""alm_watch through its public API (tests/client/probe/watch_probe.c) against the scripted
+stub: the callback's diff and old/new versions, alm_watch_current from inside the callback, the
+heartbeat turning the watch stale during an outage and fresh again after it, one poll per
+window against a server that does not hold requests, and a prompt stop.
+"""
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+from clitest import Stub, environment
+
+PROBE_BIN = os.environ.get("ALMANAC_WATCH_PROBE_BIN", "")
+
+V1 = environment(version="v1", sources=[
+    {"name": "orders-prod.yml", "source": {"a": "1", "b": 2, "list[0]": "x", "list[1]": "y"}},
+    {"name": "orders.yml", "source": {"c": True}}])
+V2 = environment(version="v2", sources=[
+    {"name": "orders-prod.yml", "source": {"a": "1", "b": "2", "list[0]": "x", "d": "new"}},
+    {"name": "orders.yml", "source": {}}])
+
+
+class Probe:
+    def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None):
+        args = [PROBE_BIN, url, "orders", "prod", str(heartbeat_ms), str(poll_s)]
+        if cache:
+            args.append(cache)
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def line(self, timeout=30):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError("watch_probe said nothing within %ss" % timeout)
+        return self.proc.stdout.readline().decode().rstrip("\n")
+
+    def ask(self, command):
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+        return self.line()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+class WatchApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not PROBE_BIN or not os.access(PROBE_BIN, os.X_OK):
+            raise unittest.SkipTest("ALMANAC_WATCH_PROBE_BIN is not set")
+
+    def setUp(self):
+        self.stub = Stub().__enter__()
+        self.probe = None
+
+    def tearDown(self):
+        if self.probe is not None:
+            self.probe.close()
+        self.stub.__exit__(None, None, None)
+
+    def test_change_outage_and_stop(self):
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (304, {"ETag": '"e1"'}, ""))
+        self.probe = Probe(self.stub.url)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("fresh"), "fresh")
+        self.assertEqual(self.probe.ask("current"), "current v1")
+
+        # The stub answers 304 at once: the watch must still keep to one poll per window.
+        before = len(self.stub.requests)
+        time.sleep(2.5)
+        polls = len(self.stub.requests) - before
+        self.assertLessEqual(polls, 4, "polled %d times in 2.5 s with a 1 s window" % polls)
+
+        # An outage: no answer within the 300 ms heartbeat makes the watch stale...
+        self.stub.script((503, {}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        # ...and the first answer afterwards makes it fresh again.
+        self.stub.script((304, {"ETag": '"e1"'}, ""))
+        self.assertEqual(self.probe.ask("fresh"), "fresh")
+
+        self.stub.script((200, {"ETag": '"e2"'}, V2), (304, {"ETag": '"e2"'}, ""))
+        kind, _, payload = self.probe.ask("change").partition(" ")
+        self.assertEqual(kind, "change")
+        self.assertEqual(json.loads(payload), {"added": ["d"], "changed": ["b"],
+                                               "removed": ["list[1]", "c"], "old": "v1",
+                                               "new": "v2"})
+        self.assertEqual(self.probe.ask("current"), "current v2")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.assertEqual(self.probe.proc.wait(timeout=10), 0)
+        # Every poll carried the ETag the watch held at the time.
+        for path, _ in self.stub.requests[1:]:
+            self.assertRegex(path, r"\?watch=e[12]&timeout=1$")
+
+    def test_booted_from_cache_is_stale_until_a_server_answers(self):
+        tmp = tempfile.mkdtemp(prefix="almanac-watch-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cache = os.path.join(tmp, "cache.json")
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (304, {"ETag": '"e1"'}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000, cache=cache)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("stalecfg"), "stalecfg 0")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.probe.close()
+
+        # The server in trouble at boot: the cache stands in, and the watch says stale even
+        # though the heartbeat deadline (a minute) is far away...
+        self.stub.script((503, {}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000, cache=cache)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("stalecfg"), "stalecfg 1")
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        self.assertEqual(self.probe.ask("current"), "current v1")
+        # ...until a server answers.
+        self.stub.script((304, {"ETag": '"e1"'}, ""))
+        self.assertEqual(self.probe.ask("fresh"), "fresh")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+
+
+if __name__ == "__main__":
+    unittest.main()
