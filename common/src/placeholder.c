@@ -35,6 +35,7 @@
 
 #define PLACEHOLDER_MAX_DEPTH 32
 #define PLACEHOLDER_MAX_VALUE ((size_t)1 << 20)
+#define PLACEHOLDER_MAX_TEXT ((size_t)8 << 20) /* scanning costs 8 bytes per input byte */
 #define PLACEHOLDER_MAX_TEXT_GROWTH ((size_t)4 << 20)
 #define PLACEHOLDER_MAX_TOTAL ((size_t)64 << 20)
 #define PLACEHOLDER_MAX_WORK ((size_t)256 << 20)
@@ -392,7 +393,7 @@ char *placeholder_resolve_text(const char *s, size_t len, const json_t *flat, si
     if (resolver_init(&r, flat) < 0)
         goto out;
     status st = ST_SIZE;
-    if (has_placeholder(s, len) && json_is_object(flat))
+    if (len <= PLACEHOLDER_MAX_TEXT && has_placeholder(s, len) && json_is_object(flat))
         st = resolve_top(&r, s, len, len + PLACEHOLDER_MAX_TEXT_GROWTH, &own);
     if (st == ST_OOM)
         goto out;

@@ -18,8 +18,8 @@ int placeholder_resolve_map(json_t *flat);
 /*
  * Resolves text against flat (whose values are resolved in turn; a map that was already
  * resolved is fine, except that a literal `${` produced by an escape would be resolved again).
- * Returns a new NUL-terminated string (caller frees) of *out_len bytes, NULL on OOM. A text that
- * would grow by more than 4 MiB is returned unchanged.
+ * Returns a new NUL-terminated string (caller frees) of *out_len bytes, NULL on OOM. A text over
+ * 8 MiB, or one that would grow by more than 4 MiB, is returned unchanged.
  */
 char *placeholder_resolve_text(const char *text, size_t len, const json_t *flat, size_t *out_len);
 

@@ -308,6 +308,45 @@ static void test_many_cyclic_references_are_fast(void **state)
     json_decref(map);
 }
 
+/* Over 8 MiB of text, or growth beyond 4 MiB: the text comes back as it was. */
+static void test_text_caps(void **state)
+{
+    (void)state;
+    json_t *map = map_of("a", "A", NULL);
+    size_t n = (9u << 20);
+    char *text = malloc(n + 1);
+    memset(text, 'x', n);
+    memcpy(text, "${a}", 4);
+    text[n] = '\0';
+    size_t len = 0;
+    char *got = placeholder_resolve_text(text, n, map, &len);
+    assert_int_equal(len, n);
+    assert_memory_equal(got, "${a}", 4);
+    free(got);
+    free(text);
+
+    char *big = malloc(700001);
+    memset(big, 'y', 700000);
+    big[700000] = '\0';
+    json_object_set_new(map, "big", json_string(big));
+    n = 7 * 6; /* seven references: 4.9 MB of growth */
+    text = malloc(n + 1);
+    for (size_t i = 0; i < 7; i++)
+        memcpy(text + i * 6, "${big}", 6);
+    text[n] = '\0';
+    got = placeholder_resolve_text(text, n, map, &len);
+    assert_int_equal(len, n);
+    assert_string_equal(got, text);
+    free(got);
+    text[30] = '\0'; /* five references: 3.5 MB, within the growth allowed */
+    got = placeholder_resolve_text(text, 30, map, &len);
+    assert_int_equal(len, 5 * 700000);
+    free(got);
+    free(text);
+    free(big);
+    json_decref(map);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -329,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_text_keeps_length_and_nul),
         cmocka_unit_test(test_null_and_missing_values),
         cmocka_unit_test(test_many_cyclic_references_are_fast),
+        cmocka_unit_test(test_text_caps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
