@@ -84,6 +84,17 @@ class BrokenFileTest(ServerTestCase):
                 self.assertIn(r.status, (400, 404), r)
                 self.assertEqual(r.json()["status"], r.status)
 
+    def test_long_names_profiles_labels(self):
+        for path in ("/" + "a" * 5000 + "/dev",
+                     "/orders/" + ",".join(["p%d" % i for i in range(2000)]),
+                     "/orders/dev/" + "b" * 5000, "/orders/dev/main/" + "c" * 5000,
+                     "/" + ",".join(["app%d" % i for i in range(1000)]) + "/dev"):
+            with self.subTest(path=path[:40]):
+                r = self.server.get(path)
+                self.assertIn(r.status, (200, 400, 404, 414), r)
+        self.assertTrue(self.server.alive())
+        self.assertEqual(self.server.get("/orders/dev").status, 200)
+
     def test_error_body_path(self):
         body = self.assertErrorBody(self.server.get("/orders/dev$"), 400)
         self.assertEqual(body["error"], "Bad Request")
