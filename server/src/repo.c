@@ -69,11 +69,11 @@
 #include <unistd.h>
 
 #define MODULE "repo"
-#define LABEL_MAX 255           /* longer labels are never branch, tag or commit names */
-#define REFS_MAX 1000000        /* refs considered when comparing before/after a fetch */
+#define LABEL_MAX 255    /* longer labels are never branch, tag or commit names */
+#define REFS_MAX 1000000 /* refs considered when comparing before/after a fetch */
 #define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
 #define REMOTE_NAME "origin"
-#define REPACK_THRESHOLD 20     /* packs in the mirror before they are merged into one */
+#define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
 
 /* One thread's own handle on the mirror. */
 typedef struct repo_slot {
@@ -349,8 +349,7 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
         char secret[1024];
         st->tried |= GIT_CREDENTIAL_USERPASS_PLAINTEXT;
         if (file && *file && read_secret_file(file, secret, sizeof(secret)) == 0) {
-            error = git_credential_userpass_plaintext_new(out, env_user ? env_user : "git",
-                                                          secret);
+            error = git_credential_userpass_plaintext_new(out, env_user ? env_user : "git", secret);
             OPENSSL_cleanse(secret, sizeof(secret));
         } else if (file && *file) {
             LOG_WARN(MODULE, "cannot read ALMANAC_GIT_PASSWORD_FILE: %s", strerror(errno));
@@ -502,8 +501,7 @@ static int drop_non_commit_tags(git_repository *g)
  * remote is looked up (fixed upstream in 1.6), which a server that fetches every few seconds
  * cannot afford.
  */
-static int fetch_into(git_repository *g, const char *url, bool *changed, char *why,
-                      size_t why_size)
+static int fetch_into(git_repository *g, const char *url, bool *changed, char *why, size_t why_size)
 {
     char heads[] = "+refs/heads/*:refs/heads/*", tags[] = "+refs/tags/*:refs/tags/*";
     char *specs[] = {heads, tags}; /* git_strarray wants char **, libgit2 only reads them */
@@ -585,8 +583,7 @@ static int clone_mirror(repo *r, char *why, size_t why_size)
     git_repository_free(g);
     g = NULL;
     if (rename(tmp, r->mirror_path) < 0) {
-        snprintf(why, why_size, "cannot move mirror into %s: %s", r->mirror_path,
-                 strerror(errno));
+        snprintf(why, why_size, "cannot move mirror into %s: %s", r->mirror_path, strerror(errno));
         goto out;
     }
     made = false;
@@ -635,8 +632,7 @@ static size_t count_packs(const char *mirror)
 }
 
 /* Adds what ref id points at: a commit to the walk, tags (and what they tag) to the pack. */
-static int repack_add(git_repository *g, git_packbuilder *pb, git_revwalk *walk,
-                      const git_oid *id)
+static int repack_add(git_repository *g, git_packbuilder *pb, git_revwalk *walk, const git_oid *id)
 {
     git_object *obj = NULL;
     int error, depth = 0;
@@ -902,14 +898,14 @@ static int open_git(repo *r, const repo_options *opts)
         goto out;
     }
     if (mkdir_p(opts->cache_dir, 0700) < 0) {
-        error = err_set(ERR_INTERNAL, "cannot create the cache directory %s: %s",
-                        opts->cache_dir, strerror(errno));
+        error = err_set(ERR_INTERNAL, "cannot create the cache directory %s: %s", opts->cache_dir,
+                        strerror(errno));
         goto out;
     }
     /* absolute, so that nothing depends on the working directory staying put */
     if (!(cache = realpath(opts->cache_dir, NULL))) {
-        error = err_set(ERR_INTERNAL, "cannot resolve the cache directory %s: %s",
-                        opts->cache_dir, strerror(errno));
+        error = err_set(ERR_INTERNAL, "cannot resolve the cache directory %s: %s", opts->cache_dir,
+                        strerror(errno));
         goto out;
     }
     if (!(name = mirror_name(r->url)) || !(r->mirror_path = concat3(cache, "/", name))) {
@@ -935,8 +931,8 @@ static int open_git(repo *r, const repo_options *opts)
             goto out;
         }
         if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
-            error = err_set(ERR_GIT, "cannot open the mirror in %s: %s", r->mirror_path,
-                            git_reason());
+            error =
+                err_set(ERR_GIT, "cannot open the mirror in %s: %s", r->mirror_path, git_reason());
             goto out;
         }
         metrics_git_fetch(true, now_monotonic() - started);
@@ -1069,8 +1065,8 @@ static bool label_ok(const char *label)
 {
     size_t len = strlen(label);
 
-    if (len == 0 || len > LABEL_MAX || label[0] == '-' || label[0] == '/' ||
-        strstr(label, "..") || strstr(label, "@{"))
+    if (len == 0 || len > LABEL_MAX || label[0] == '-' || label[0] == '/' || strstr(label, "..") ||
+        strstr(label, "@{"))
         return false;
     for (const char *p = label; *p; p++) {
         unsigned char c = (unsigned char)*p;

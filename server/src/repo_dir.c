@@ -149,8 +149,8 @@ static int walk_dir(dir_walk *w, int fd, size_t len, int depth)
     while ((de = readdir(d))) {
         struct stat st;
         if (n == DIR_ENTRIES_MAX) {
-            LOG_WARN(MODULE, "more than %d entries in %s/%s: the rest are ignored",
-                     DIR_ENTRIES_MAX, w->root, w->path);
+            LOG_WARN(MODULE, "more than %d entries in %s/%s: the rest are ignored", DIR_ENTRIES_MAX,
+                     w->root, w->path);
             break;
         }
         if (de->d_name[0] == '.')
@@ -184,8 +184,8 @@ static int walk_dir(dir_walk *w, int fd, size_t len, int depth)
         if (!repo_path_append(w->path, len, entries[i].name, &newlen))
             continue;
         if (entries[i].is_dir) {
-            int sub = openat(dirfd(d), entries[i].name,
-                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int sub =
+                openat(dirfd(d), entries[i].name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0)
                 error = walk_dir(w, sub, newlen, depth + 1);
         } else if (!w->filter || w->filter(w->path, w->payload)) {
@@ -197,8 +197,7 @@ static int walk_dir(dir_walk *w, int fd, size_t len, int depth)
                 /* vanished or replaced since listing: as if absent */
             } else if ((size_t)st.st_size > w->max) {
                 error = w->fn(w->path, NULL, (size_t)st.st_size, w->payload);
-            } else if ((error = read_fd(ffd, w->max, w->path, &data, &size)) ==
-                       ERR_TOO_LARGE) {
+            } else if ((error = read_fd(ffd, w->max, w->path, &data, &size)) == ERR_TOO_LARGE) {
                 /* grew while reading: report its size now */
                 size = fstat(ffd, &st) == 0 ? (size_t)st.st_size : w->max + 1;
                 error = w->fn(w->path, NULL, size, w->payload);

@@ -36,7 +36,8 @@ static char c1[REPO_COMMIT_HEX], c2[REPO_COMMIT_HEX], cfeat[REPO_COMMIT_HEX];
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void spr(char *out, size_t size, const char *fmt, ...)
+static void
+spr(char *out, size_t size, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -49,7 +50,8 @@ static void spr(char *out, size_t size, const char *fmt, ...)
 #if defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
-static void sh(const char *fmt, ...)
+static void
+sh(const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
@@ -64,7 +66,8 @@ static void sh(const char *fmt, ...)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static void capture(char *out, size_t size, const char *fmt, ...)
+static void
+capture(char *out, size_t size, const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
@@ -113,8 +116,8 @@ static void commit_all(const char *dir, const char *msg)
 
 static void open_repo(repo **r, const char *uri, const char *cache, const char *label)
 {
-    repo_options opts = {.uri = uri, .cache_dir = cache, .default_label = label,
-                         .max_file_bytes = MAX_FILE};
+    repo_options opts = {
+        .uri = uri, .cache_dir = cache, .default_label = label, .max_file_bytes = MAX_FILE};
     int error = repo_open(r, &opts);
     if (error < 0)
         fail_msg("repo_open(%s): %s", uri, err_message());
@@ -272,10 +275,27 @@ static void test_resolve(void **state)
     char cache[SMALL], uri[SMALL], shortid[8], hex4[5], treeid[REPO_COMMIT_HEX];
     repo_status st;
     repo *r = NULL;
-    static const char *const hostile[] = {
-        "main~1", "main^", "main^{tree}", "HEAD@{1}", "main@{0}", "..", "main..feature/x",
-        "-main", "/main", "a b", "main:application.yml", "ma\\in", "ma\001in", ":/second",
-        "refs/heads/../heads/main", "HEAD", "mai", "ffff", "zzzz", "feature/", "v1.1^{}"};
+    static const char *const hostile[] = {"main~1",
+                                          "main^",
+                                          "main^{tree}",
+                                          "HEAD@{1}",
+                                          "main@{0}",
+                                          "..",
+                                          "main..feature/x",
+                                          "-main",
+                                          "/main",
+                                          "a b",
+                                          "main:application.yml",
+                                          "ma\\in",
+                                          "ma\001in",
+                                          ":/second",
+                                          "refs/heads/../heads/main",
+                                          "HEAD",
+                                          "mai",
+                                          "ffff",
+                                          "zzzz",
+                                          "feature/",
+                                          "v1.1^{}"};
     (void)state;
 
     cache_for(cache, sizeof(cache), "resolve");
@@ -360,7 +380,8 @@ static bool only_yml(const char *path, void *payload)
 static void test_walk(void **state)
 {
     char cache[SMALL], uri[SMALL];
-    static const char *const want[] = {"a-b.yml", "a.yml", "a/c.yml", "application.yml",
+    static const char *const want[] = {"a-b.yml", "a.yml",
+                                       "a/c.yml", "application.yml",
                                        "big.txt", "sub/deeper/app-dev.properties"};
     seen s;
     repo *r = NULL;
@@ -423,10 +444,24 @@ static void expect_read_error(repo *r, const char *commit, const char *path, int
     assert_null(data);
 }
 
-static const char *const traversal[] = {"../x", "a/../../x", "/etc/passwd", "a/./c.yml",
-                                        "a//c.yml", "a/", "", ".", "..", "a\\c.yml",
-                                        "etc-link/passwd", "link.yml", "a", "submod",
-                                        "submod/x", "a/c.yml/", "a\tb", "a\nb"};
+static const char *const traversal[] = {"../x",
+                                        "a/../../x",
+                                        "/etc/passwd",
+                                        "a/./c.yml",
+                                        "a//c.yml",
+                                        "a/",
+                                        "",
+                                        ".",
+                                        "..",
+                                        "a\\c.yml",
+                                        "etc-link/passwd",
+                                        "link.yml",
+                                        "a",
+                                        "submod",
+                                        "submod/x",
+                                        "a/c.yml/",
+                                        "a\tb",
+                                        "a\nb"};
 
 static void test_read_file(void **state)
 {
@@ -822,8 +857,8 @@ static void test_plain_path(void **state)
 
 static void test_dir_mode(void **state)
 {
-    char dir[SMALL], outside[SMALL], path[SMALL * 2], uri[SMALL + 16],
-        want[SMALL + 16], commit[REPO_COMMIT_HEX] = "x", big[2001], *real;
+    char dir[SMALL], outside[SMALL], path[SMALL * 2], uri[SMALL + 16], want[SMALL + 16],
+        commit[REPO_COMMIT_HEX] = "x", big[2001], *real;
     static const char *const want_paths[] = {"a-b.yml", "a.yml", "a/c.yml", "application.yml",
                                              "big.txt"};
     repo_status st;
@@ -1041,15 +1076,21 @@ static void test_concurrent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resolve),   cmocka_unit_test(test_walk),
-        cmocka_unit_test(test_read_file), cmocka_unit_test(test_master_fallback),
-        cmocka_unit_test(test_fetch),     cmocka_unit_test(test_degraded),
-        cmocka_unit_test(test_no_mirror), cmocka_unit_test(test_ssh_display),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_walk),
+        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_master_fallback),
+        cmocka_unit_test(test_fetch),
+        cmocka_unit_test(test_degraded),
+        cmocka_unit_test(test_no_mirror),
+        cmocka_unit_test(test_ssh_display),
         cmocka_unit_test(test_http_credentials),
-        cmocka_unit_test(test_empty_remote), cmocka_unit_test(test_broken_mirror),
+        cmocka_unit_test(test_empty_remote),
+        cmocka_unit_test(test_broken_mirror),
         cmocka_unit_test(test_corrupt_objects),
         cmocka_unit_test(test_plain_path),
-        cmocka_unit_test(test_dir_mode),  cmocka_unit_test(test_repack),
+        cmocka_unit_test(test_dir_mode),
+        cmocka_unit_test(test_repack),
         cmocka_unit_test(test_concurrent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
