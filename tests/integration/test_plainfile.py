@@ -96,5 +96,38 @@ class PlainFileTest(ServerTestCase):
         self.assertEqual(head.header("content-length"), str(len(get.body)))
 
 
+class PlainFileLookupTest(ServerTestCase):
+    """Spring's lookup (GenericResourceRepository): search locations, later ones first, and in
+    each a profile-specific variant (name-profile.ext) before the plain name."""
+
+    @classmethod
+    def setUpServers(cls):
+        repo = cls.repo = cls.make_repo()
+        repo.commit({"gw.yml": "gw:\n  host: gw.example.com\n",
+                     "nginx.conf": "root ${gw.host}\n",
+                     "nginx-prod.conf": "root-prod ${gw.host}\n",
+                     "gw/nginx.conf": "in-app-dir ${gw.host}\n",
+                     "other/only-here.txt": "only here\n"}, "lookup")
+        cls.server = cls.start_server(repo.uri, search_paths="{application}")
+
+    def test_search_location_first(self):
+        r = self.server.get("/gw/dev/main/nginx.conf")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.text, "in-app-dir gw.example.com\n")
+
+    def test_root_when_not_in_location(self):
+        r = self.server.get("/other/dev/main/nginx.conf")
+        self.assertEqual(r.text, "root ${gw.host}\n")
+
+    def test_profile_variant(self):
+        r = self.server.get("/other/prod/main/nginx.conf")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.text, "root-prod ${gw.host}\n")
+
+    def test_full_path_still_works(self):
+        self.assertEqual(self.server.get("/gw/dev/main/other(_)only-here.txt").text,
+                         "only here\n")
+
+
 if __name__ == "__main__":
     unittest.main()
