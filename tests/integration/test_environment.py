@@ -181,8 +181,8 @@ FILES = {
     "rootscalar.yml": "just text\n",
     "props.properties": PROPS,
     "mdp.properties": MULTIDOC_PROPS,
-    "origin.yml": "alpha: 1\nnest:\n  beta: two\n",
-    "originp.properties": "# comment\nkey=value\n",
+    "origin.yml": "alpha: 1\nnest:\n  beta: two\nlist:\n  - x\n  - {k: v}\nq: \"quoted\"\n",
+    "originp.properties": "# comment\nkey=value\n  spaced  =  v2\n",
     "ph.yml": "url: http://${host:localhost}/x\n",
     "unicode.yml": ("city: Z\u00fcrich\n"
                     "greeting: \u3053\u3093\u306b\u3061\u306f\n"
@@ -431,14 +431,19 @@ class EnvironmentTest(ServerTestCase):
         self.assertEqual(src["alpha"], {"value": 1, "origin": "1:8"})
         self.assertEqual(src["nest.beta"], {"value": "two", "origin": "3:9"})
         psrc = self.src(env, "originp.properties")
-        self.assertEqual(psrc["key"]["value"], "value")
-        self.assertRegex(psrc["key"]["origin"], r"^2:\d+$")
+        self.assertEqual(psrc["key"], {"value": "value", "origin": "2:5"})
+        self.assertEqual(psrc["spaced"], {"value": "v2", "origin": "3:14"})
+        self.assertEqual(src["list[0]"], {"value": "x", "origin": "5:5"})
+        self.assertEqual(src["list[1].k"], {"value": "v", "origin": "6:9"})
+        self.assertEqual(src["q"], {"value": "quoted", "origin": "7:4"})
         shared = self.src(env, "application.properties")
         self.assertEqual(shared["app.props"]["value"], "yes")
 
     def test_plain_accept_has_no_origins(self):
         env = self.env("/origin/x", {"Accept": "application/json"})
-        self.assertEqual(self.src(env, "origin.yml"), {"alpha": 1, "nest.beta": "two"})
+        self.assertEqual(self.src(env, "origin.yml"), {"alpha": 1, "nest.beta": "two",
+                                                      "list[0]": "x", "list[1].k": "v",
+                                                      "q": "quoted"})
 
     def test_empty_basic_authorization_ignored(self):
         plain = self.server.get("/foo/dev")
