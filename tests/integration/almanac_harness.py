@@ -2,7 +2,15 @@
 real almanac-server process, and HTTP over a keep-alive connection.
 
 Standard library only. The server binary comes from $ALMANAC_SERVER_BIN (set by ctest); the
-source tree from $ALMANAC_SOURCE_DIR (defaults to two levels above this file).
+source tree from $ALMANAC_SOURCE_DIR (defaults to two levels above this file). Run everything with
+`ctest --test-dir BUILD -L integration --output-on-failure`, or one file by hand:
+
+    cd tests/integration && ALMANAC_SERVER_BIN=BUILD/server/almanac-server \
+        python3 -m unittest -v test_environment
+
+Each test class starts its own servers (port 0, its own cache directory) in a temporary
+directory that is removed afterwards; a failing test prints the tail of every server log, and a
+sanitizer report in a server log fails the class.
 """
 
 import http.client
