@@ -119,18 +119,24 @@ static bool cache_lookup(respcache *c, const char *key, render_result *out)
     return found;
 }
 
-/* CLOCK: skip recently used slots once, take the first one not used since the last pass. */
-static cache_slot *pick_victim(respcache *c)
+/*
+ * CLOCK: skip recently used slots once, take the first one not used since the last pass.
+ * want_occupied: only an entry can be evicted to free bytes; a free slot frees nothing.
+ */
+static cache_slot *pick_victim(respcache *c, bool want_occupied)
 {
     for (size_t step = 0; step < 2 * c->nslots + 1; step++) {
         cache_slot *s = &c->slots[c->hand];
         c->hand = (c->hand + 1) % c->nslots;
-        if (s->key == NULL)
-            return s;
+        if (s->key == NULL) {
+            if (!want_occupied)
+                return s;
+            continue;
+        }
         if (!atomic_exchange_explicit(&s->referenced, false, memory_order_relaxed))
             return s;
     }
-    return &c->slots[c->hand];
+    return NULL; /* want_occupied and the cache is empty */
 }
 
 static void cache_insert(respcache *c, const char *key, const render_result *r)
@@ -146,12 +152,13 @@ static void cache_insert(respcache *c, const char *key, const render_result *r)
     if (existing != NULL)
         slot_clear(c, &c->slots[json_integer_value(existing)]);
     while (c->used_bytes + bytes > c->max_bytes) {
-        cache_slot *victim = pick_victim(c);
-        if (victim->key == NULL)
+        cache_slot *victim = pick_victim(c, true);
+        if (victim == NULL)
             break;
         slot_clear(c, victim);
     }
-    cache_slot *s = pick_victim(c);
+    /* Two passes over the slots always find one: every referenced bit is cleared in the first. */
+    cache_slot *s = pick_victim(c, false);
     slot_clear(c, s);
     if (json_object_set_new(c->index, key_copy, json_integer(s - c->slots)) == 0) {
         s->key = key_copy;
