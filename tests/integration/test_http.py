@@ -161,6 +161,16 @@ class EnvironmentConfigTest(ServerTestCase):
         names = [ps["name"] for ps in s.get("/orders/dev").json()["propertySources"]]
         self.assertIn(self.repo.uri + "/sub/orders.yml", names)
 
+    def test_repo_as_plain_path(self):
+        s = Server(self.repo.path, self.tmp)
+        type(self).servers.append(s)
+        s.start()
+        r = s.get("/orders/dev")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["version"], self.repo.head())
+        for ps in r.json()["propertySources"]:
+            self.assertIn(self.repo.path, ps["name"])
+
     def test_unknown_flag_fails_with_message(self):
         s = Server(self.repo.uri, self.tmp, extra_args=["--no-such-flag", "1"])
         type(self).servers.append(s)
