@@ -427,9 +427,15 @@ typedef struct alm_watch_options {
      * poll timeouts. A healthy server answers each long-poll by its timeout, even unchanged.
      */
     unsigned int heartbeat_ms;
+    /*
+     * Nonzero: for programs with their own event loop. on_change is not called on the watch
+     * thread; instead alm_watch_fd() becomes readable when changes are waiting, and the caller
+     * runs them on its own thread with alm_watch_dispatch().
+     */
+    int manual_dispatch;
 } alm_watch_options;
 
-#define ALM_WATCH_OPTIONS_INIT {ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0}
+#define ALM_WATCH_OPTIONS_INIT {ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0, 0}
 
 /*
  * Starts a thread that long-polls the servers for changes to `initial` (normally the snapshot
@@ -459,13 +465,31 @@ ALM_EXTERN alm_config *alm_watch_current(alm_watch *watch);
 ALM_EXTERN int alm_watch_is_stale(alm_watch *watch);
 
 /*
+ * With manual_dispatch: a descriptor to watch for reading (poll, epoll, select, or an event
+ * library) that is readable while changes wait for alm_watch_dispatch(). Owned by the watch:
+ * do not read or close it. -1 without manual_dispatch.
+ */
+ALM_EXTERN int alm_watch_fd(alm_watch *watch);
+
+/*
+ * With manual_dispatch: calls on_change on the calling thread for each change waiting, oldest
+ * first (each with its own old/new snapshots and diff), and empties alm_watch_fd(). Never
+ * blocks. Returns the number of changes dispatched (0 is fine: a spurious wake-up), or
+ * ALM_EINVALID for a watch without manual_dispatch. Call it from one thread at a time.
+ */
+ALM_EXTERN int alm_watch_dispatch(alm_watch *watch);
+
+/*
  * Stops the thread, interrupting a long-poll in flight, and waits for it; the callback is not
  * called after this returns. The client is then free for the caller again. Idempotent; NULL is
  * ignored. Not from the callback.
  */
 ALM_EXTERN void alm_watch_stop(alm_watch *watch);
 
-/* Stops the watch if it runs and frees it, dropping its snapshot reference. Accepts NULL. */
+/*
+ * Stops the watch if it runs and frees it, dropping its snapshot reference and any changes not
+ * yet dispatched. Accepts NULL.
+ */
 ALM_EXTERN void alm_watch_free(alm_watch *watch);
 
 #ifdef __cplusplus

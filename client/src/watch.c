@@ -3,20 +3,24 @@
  * computes the diff and calls the user back, and keeps a heartbeat so a quiet server shows as
  * stale.
  *
- * Locking: one mutex guards the current snapshot and the heartbeat time, and is never held
- * while the callback runs or a request is in flight. Stopping sets a flag, cancels the
+ * Locking: one mutex guards the current snapshot, the heartbeat time and the queue of changes
+ * awaiting alm_watch_dispatch, and is never held while the callback runs or a request is in
+ * flight. With manual dispatch the thread queues each change and writes a byte to a pipe the
+ * caller's event loop polls; the callback then runs on the caller's thread. Stopping sets a flag, cancels the
  * client's request in flight (curl_multi_wakeup) and signals the condition the thread sleeps on
  * between retries, so alm_watch_stop returns within a moment, not a poll timeout.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEFAULT_POLL_TIMEOUT_S 60u
 #define MIN_RETRY_MS 100u
@@ -32,6 +36,9 @@ struct alm_watch {
     alm_config *current;
     struct timespec last_contact; /* CLOCK_MONOTONIC of the last answer from a server */
     bool contact;                 /* a server answered since the watch started */
+    int pipe_fd[2];               /* manual dispatch: readable while changes are queued */
+    struct pending *queue;        /* manual dispatch: changes not yet dispatched, oldest first */
+    struct pending **queue_tail;
 };
 
 static int64_t elapsed_ms(const struct timespec *since)
@@ -53,6 +60,14 @@ static void diff_dispose(diff_lists *d)
     free(d->changed);
     free(d->removed);
 }
+
+/* A change queued for alm_watch_dispatch: both snapshots retained, so the diff stays valid. */
+typedef struct pending {
+    struct pending *next;
+    alm_config *old_cfg;
+    alm_config *new_cfg;
+    diff_lists diff;
+} pending;
 
 static int diff_compute(diff_lists *d, const alm_config *old_cfg, const alm_config *new_cfg)
 {
@@ -125,15 +140,38 @@ static bool deliver(alm_watch *w, alm_config *next)
         alm_config_free(old_cfg);
         return true;
     }
-    if (d.nadded + d.nchanged + d.nremoved > 0) {
-        changed = true;
-        alm_diff diff = {d.added, d.nadded, d.changed, d.nchanged, d.removed, d.nremoved};
-        alm__client_log(w->client, ALM_LOG_INFO,
-                        "configuration changed to version %s: %zu added, %zu changed, %zu removed",
-                        alm_config_version(next) ? alm_config_version(next) : "?", d.nadded,
-                        d.nchanged, d.nremoved);
-        w->opts.on_change(old_cfg, next, &diff, w->opts.payload);
+    if (d.nadded + d.nchanged + d.nremoved == 0) {
+        diff_dispose(&d);
+        alm_config_free(old_cfg);
+        return false;
     }
+    changed = true;
+    alm__client_log(w->client, ALM_LOG_INFO,
+                    "configuration changed to version %s: %zu added, %zu changed, %zu removed",
+                    alm_config_version(next) ? alm_config_version(next) : "?", d.nadded,
+                    d.nchanged, d.nremoved);
+    if (w->opts.manual_dispatch) {
+        pending *p = calloc(1, sizeof(*p));
+        if (p == NULL) {
+            alm__client_log(w->client, ALM_LOG_ERROR, "out of memory queueing a change");
+            diff_dispose(&d);
+            alm_config_free(old_cfg);
+            return changed;
+        }
+        p->old_cfg = old_cfg;
+        p->new_cfg = alm_config_retain(next);
+        p->diff = d;
+        pthread_mutex_lock(&w->lock);
+        *w->queue_tail = p;
+        w->queue_tail = &p->next;
+        pthread_mutex_unlock(&w->lock);
+        /* A full pipe already says "changes are waiting"; the byte itself carries nothing. */
+        ssize_t n = write(w->pipe_fd[1], "", 1);
+        (void)n;
+        return changed;
+    }
+    alm_diff diff = {d.added, d.nadded, d.changed, d.nchanged, d.removed, d.nremoved};
+    w->opts.on_change(old_cfg, next, &diff, w->opts.payload);
     diff_dispose(&d);
     alm_config_free(old_cfg);
     return changed;
@@ -216,6 +254,13 @@ int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
         return alm__error_set(ALM_EINVALID, "alm_watch_start: poll timeout over 3600 s");
     if ((w = calloc(1, sizeof(*w))) == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
+    w->pipe_fd[0] = w->pipe_fd[1] = -1;
+    w->queue_tail = &w->queue;
+    if (opts->manual_dispatch && pipe2(w->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        free(w);
+        return alm__error_set(ALM_ERROR, "alm_watch_start: cannot create a pipe: %s",
+                              strerror(errno));
+    }
     w->client = client;
     w->opts = *opts;
     if (w->opts.poll_timeout_s == 0)
@@ -276,11 +321,57 @@ void alm_watch_stop(alm_watch *w)
     alm__client_uncancel(w->client);
 }
 
+static void pending_free(pending *p)
+{
+    while (p != NULL) {
+        pending *next = p->next;
+        diff_dispose(&p->diff);
+        alm_config_free(p->old_cfg);
+        alm_config_free(p->new_cfg);
+        free(p);
+        p = next;
+    }
+}
+
+int alm_watch_fd(alm_watch *w)
+{
+    return w != NULL ? w->pipe_fd[0] : -1;
+}
+
+int alm_watch_dispatch(alm_watch *w)
+{
+    char sink[64];
+    if (w == NULL || !w->opts.manual_dispatch)
+        return alm__error_set(ALM_EINVALID, "alm_watch_dispatch: not a manual-dispatch watch");
+    /* Drain first: a change queued after this read leaves a byte for the next wake-up. */
+    while (read(w->pipe_fd[0], sink, sizeof(sink)) > 0)
+        ;
+    pthread_mutex_lock(&w->lock);
+    pending *list = w->queue;
+    w->queue = NULL;
+    w->queue_tail = &w->queue;
+    pthread_mutex_unlock(&w->lock);
+
+    int count = 0;
+    for (pending *p = list; p != NULL; p = p->next, count++) {
+        alm_diff diff = {p->diff.added,   p->diff.nadded,   p->diff.changed,
+                         p->diff.nchanged, p->diff.removed, p->diff.nremoved};
+        w->opts.on_change(p->old_cfg, p->new_cfg, &diff, w->opts.payload);
+    }
+    pending_free(list);
+    return count;
+}
+
 void alm_watch_free(alm_watch *w)
 {
     if (w == NULL)
         return;
     alm_watch_stop(w);
+    pending_free(w->queue);
+    if (w->pipe_fd[0] >= 0)
+        close(w->pipe_fd[0]);
+    if (w->pipe_fd[1] >= 0)
+        close(w->pipe_fd[1]);
     alm_config_free(w->current);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);

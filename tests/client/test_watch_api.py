@@ -26,11 +26,15 @@ V2 = environment(version="v2", sources=[
 
 
 class Probe:
-    def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None):
+    def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None, manual=False):
         args = [PROBE_BIN, url, "orders", "prod", str(heartbeat_ms), str(poll_s)]
         if cache:
             args.append(cache)
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE,
+        env = dict(os.environ)
+        env.pop("ALMANAC_PROBE_MANUAL", None)
+        if manual:
+            env["ALMANAC_PROBE_MANUAL"] = "1"
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def line(self, timeout=30):
@@ -99,6 +103,18 @@ class WatchApiTest(unittest.TestCase):
         # Every poll carried the ETag the watch held at the time.
         for path, _ in self.stub.requests[1:]:
             self.assertRegex(path, r"\?watch=e[12]&timeout=1$")
+
+    def test_manual_dispatch_runs_the_callback_on_the_caller_thread(self):
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (200, {"ETag": '"e2"'}, V2),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.probe = Probe(self.stub.url, manual=True)
+        self.assertEqual(self.probe.line(), "ready")
+        kind, _, payload = self.probe.ask("change").partition(" ")
+        self.assertEqual(kind, "change")
+        self.assertEqual(json.loads(payload)["new"], "v2")  # fails on "(wrong thread)"
+        self.assertEqual(self.probe.ask("current"), "current v2")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.assertEqual(self.probe.proc.wait(timeout=10), 0)
 
     def test_booted_from_cache_is_stale_until_a_server_answers(self):
         tmp = tempfile.mkdtemp(prefix="almanac-watch-")

@@ -8,11 +8,14 @@
  *   stop    — alm_watch_free() then exit 0                -> "stopped"
  *   stalecfg — whether the snapshot booted on is stale      -> "stalecfg 0|1"
  * Each wait has a 20 s deadline ("timeout" and exit 1). Usage: watch_probe URL APP PROFILES
- * HEARTBEAT_MS POLL_S [CACHE_FILE].
+ * HEARTBEAT_MS POLL_S [CACHE_FILE]. With ALMANAC_PROBE_MANUAL=1 in the environment the watch
+ * uses manual dispatch: "change" polls alm_watch_fd() and calls alm_watch_dispatch() on the
+ * main thread, and the callback checks that it runs there.
  */
 #include "almanac.h"
 
 #include <jansson.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,9 @@ static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
 static char *last_diff; /* JSON of the last diff not yet reported */
 static int current_matches = 1;
 static alm_watch *watch;
+static int manual;
+static pthread_t main_thread;
+static int wrong_thread;
 
 static json_t *key_list(const char *const *keys, size_t n)
 {
@@ -48,6 +54,8 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
     pthread_mutex_lock(&lock);
     if (cur != new_cfg)
         current_matches = 0;
+    if (manual && !pthread_equal(pthread_self(), main_thread))
+        wrong_thread = 1;
     free(last_diff);
     last_diff = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     pthread_cond_broadcast(&changed);
@@ -95,6 +103,17 @@ static int has_change(void)
     return last_diff != NULL;
 }
 
+/* Manual dispatch: the event loop a program would run, reduced to poll(2). */
+static int dispatch_until_change(void)
+{
+    struct pollfd pfd = {.fd = alm_watch_fd(watch), .events = POLLIN};
+    for (int waited = 0; waited < 20000 && last_diff == NULL; waited += 100) {
+        if (poll(&pfd, 1, 100) > 0 && alm_watch_dispatch(watch) < 0)
+            return 0;
+    }
+    return last_diff != NULL;
+}
+
 int main(int argc, char **argv)
 {
     alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
@@ -117,6 +136,9 @@ int main(int argc, char **argv)
     }
     alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
     wopts.on_change = on_change;
+    manual = getenv("ALMANAC_PROBE_MANUAL") != NULL;
+    main_thread = pthread_self();
+    wopts.manual_dispatch = manual;
     wopts.heartbeat_ms = (unsigned int)atoi(argv[4]);
     wopts.poll_timeout_s = (unsigned int)atoi(argv[5]);
     if (alm_watch_start(&watch, client, cfg, &wopts) < 0) {
@@ -125,6 +147,10 @@ int main(int argc, char **argv)
     }
     int booted_stale = alm_config_is_stale(cfg);
     alm_config_free(cfg); /* the watch holds its own reference */
+    if ((alm_watch_fd(watch) >= 0) != manual) {
+        printf("error alm_watch_fd disagrees with manual_dispatch\n");
+        return 1;
+    }
     printf("ready\n");
     fflush(stdout);
 
@@ -138,10 +164,11 @@ int main(int argc, char **argv)
             status = wait_until(is_fresh) ? 0 : 1;
             printf("%s\n", status == 0 ? "fresh" : "timeout");
         } else if (strcmp(line, "change") == 0) {
-            status = wait_until(has_change) ? 0 : 1;
+            status = (manual ? dispatch_until_change() : wait_until(has_change)) ? 0 : 1;
             pthread_mutex_lock(&lock);
-            printf("change %s%s\n", last_diff ? last_diff : "timeout",
-                   current_matches ? "" : " (current mismatch)");
+            printf("change %s%s%s\n", last_diff ? last_diff : "timeout",
+                   current_matches ? "" : " (current mismatch)",
+                   wrong_thread ? " (wrong thread)" : "");
             free(last_diff);
             last_diff = NULL;
             pthread_mutex_unlock(&lock);
