@@ -133,6 +133,22 @@ class BrokenFileTest(ServerTestCase):
             if line and not line.startswith("#"):
                 self.assertRegex(line, r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? \S+$")
 
+    def metric_sum(self, name):
+        total = 0.0
+        for line in self.server.get("/metrics").text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def test_request_counter_counts(self):
+        before = self.metric_sum("almanac_http_requests_total")
+        for _ in range(7):
+            self.assertEqual(self.server.get("/orders/dev").status, 200)
+        after = self.metric_sum("almanac_http_requests_total")
+        # 7 requests, plus the /metrics request that read "before" (counted once it finished)
+        self.assertGreaterEqual(after - before, 7)
+        self.assertLessEqual(after - before, 9)
+
     def test_request_id_in_log(self):
         rid = "itest-req-4711-zz"
         r = self.server.get("/orders/dev", {"X-Request-Id": rid})
