@@ -60,6 +60,7 @@ enum {
     CLI_OPT_RETRIES,
     CLI_OPT_VERBOSE,
     CLI_OPT_HELP,
+    CLI_OPT_WAIT, /* not common: the commands that follow changes add it */
     CLI_OPT_COMMAND_BASE = 1100 /* a command's own options start here */
 };
 
@@ -106,6 +107,9 @@ __attribute__((format(printf, 2, 3)))
 #endif
 int cli_usage_error(const char *command, const char *fmt, ...);
 
+/* Parses a long-poll wait, 1-3600 seconds; -1 when invalid. */
+int cli_parse_seconds(unsigned long *out, const char *arg);
+
 /* Parses "json", "yaml", "properties" or "env"; -1 when unknown. */
 int cli_parse_format(cli_format *out, const char *name);
 
@@ -118,5 +122,6 @@ void cli_warn_if_stale(const alm_config *cfg, const cli_common *common);
 
 int cli_cmd_get(int argc, char **argv);
 int cli_cmd_watch(int argc, char **argv);
+int cli_cmd_exec(int argc, char **argv);
 
 #endif

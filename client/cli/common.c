@@ -205,6 +205,15 @@ int cli_usage_error(const char *command, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+int cli_parse_seconds(unsigned long *out, const char *arg)
+{
+    unsigned int n = 0;
+    if (parse_uint(&n, arg, 1, 3600) < 0)
+        return -1;
+    *out = n;
+    return 0;
+}
+
 int cli_parse_format(cli_format *out, const char *name)
 {
     static const struct {

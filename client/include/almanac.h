@@ -256,8 +256,11 @@ typedef struct alm_config_entry {
  */
 ALM_EXTERN int alm_config_parse(alm_config **out, const char *json, size_t len);
 
-/* Takes one more reference to `cfg` (NULL is ignored) and returns `cfg`. */
-ALM_EXTERN alm_config *alm_config_retain(alm_config *cfg);
+/*
+ * Takes one more reference to `cfg` (NULL is ignored) and returns `cfg`. Accepts a const
+ * pointer, as a watch callback receives, since a snapshot is immutable whatever the pointer.
+ */
+ALM_EXTERN alm_config *alm_config_retain(const alm_config *cfg);
 
 /* Drops one reference; the last one frees the snapshot. Accepts NULL. */
 ALM_EXTERN void alm_config_free(alm_config *cfg);

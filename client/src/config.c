@@ -62,11 +62,13 @@ static void config_destroy(alm_config *cfg)
     free(cfg);
 }
 
-alm_config *alm_config_retain(alm_config *cfg)
+alm_config *alm_config_retain(const alm_config *cfg)
 {
-    if (cfg != NULL)
-        atomic_fetch_add_explicit(&cfg->refcount, 1, memory_order_relaxed);
-    return cfg;
+    /* Only the atomic count changes; everything a reader sees stays immutable. */
+    alm_config *mutable_cfg = (alm_config *)(uintptr_t)cfg;
+    if (mutable_cfg != NULL)
+        atomic_fetch_add_explicit(&mutable_cfg->refcount, 1, memory_order_relaxed);
+    return mutable_cfg;
 }
 
 void alm_config_free(alm_config *cfg)

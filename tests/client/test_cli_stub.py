@@ -6,14 +6,17 @@ gives (401, 404, 500 then 200, malformed and oversized bodies), plus usage error
 import base64
 import json
 import os
+import select
+import signal
+import subprocess
 import shutil
 import stat
 import tempfile
 import unittest
 import urllib.parse
 
-from clitest import (Stub, closed_port_url, environment, make_certificate, require_cli_bin,
-                     run_cli)
+from clitest import (CLI_BIN, Stub, closed_port_url, environment, make_certificate,
+                     require_cli_bin, run_cli)
 
 ENV = environment(sources=[
     {"name": "orders-prod.yml", "source": {"db.url": "jdbc:pg://prod", "db.pool": 20,
@@ -285,6 +288,86 @@ class CliStubTest(unittest.TestCase):
         self.assertIn("503", r.err)
         self.assertIn(len(self.stub.requests), (4, 5))  # a next poll may be under way
 
+    # -- exec ---------------------------------------------------------------------------------
+
+    def test_exec_runs_the_command_with_the_environment(self):
+        self.stub.script((200, {}, ENV))
+        r = self.get_exec("orders", "prod", "--", "sh", "-c",
+                          'echo "$DB_URL|$HOSTS_1|$SERVER_PORT|$FEATURE_ON|$KEEP"; exit 3',
+                          env={"DB_URL": "inherited", "KEEP": "kept"})
+        self.assertEqual((r.code, r.out), (3, "jdbc:pg://prod|b|8080|true|kept\n"), r)
+        r = self.get_exec("orders", "prod", "--", "/no/such/program")
+        self.assertEqual(r.code, 127, r)
+        r = run_cli("exec", "orders", "prod")
+        self.assertEqual(r.code, 2, r)
+        r = run_cli("exec", "orders", "prod", "--restart", "--signal", "HUP", "--", "true")
+        self.assertEqual(r.code, 2, r)
+
+    def get_exec(self, *args, env=None):
+        return run_cli("exec", *args, server=self.stub.url, env=env)
+
+    def start_exec(self, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        env["ALMANAC_SERVER"] = self.stub.url
+        proc = subprocess.Popen([CLI_BIN, "exec", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        self.addCleanup(self.reap, proc)
+        return proc
+
+    @staticmethod
+    def reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+    @staticmethod
+    def read_line(proc, timeout=30):
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError("no output within %ss" % timeout)
+        return proc.stdout.readline().decode()
+
+    def changed_env(self):
+        env2 = json.loads(json.dumps(ENV))
+        env2["propertySources"][0]["source"]["db.url"] = "jdbc:pg://new"
+        return env2
+
+    def test_exec_restarts_on_change_and_forwards_signals(self):
+        self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""))
+        proc = self.start_exec("orders", "prod", "--restart", "--wait", "1", "--", "sh", "-c",
+                               'echo "$DB_URL"; exec sleep 600')
+        self.assertEqual(self.read_line(proc), "jdbc:pg://prod\n")
+        self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.assertEqual(self.read_line(proc), "jdbc:pg://new\n")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGTERM)
+
+    def test_exec_kills_a_child_that_ignores_sigterm_after_the_grace(self):
+        self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""))
+        proc = self.start_exec("orders", "prod", "--restart", "--grace", "1", "--wait", "1",
+                               "--", "sh", "-c", 'trap "" TERM; echo "$DB_URL"; exec sleep 600')
+        self.assertEqual(self.read_line(proc), "jdbc:pg://prod\n")
+        self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.assertEqual(self.read_line(proc), "jdbc:pg://new\n")
+        proc.send_signal(signal.SIGINT)
+        self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGINT)
+        self.assertIn("did not exit within 1 s", proc.stderr.read().decode())
+
+    def test_exec_signals_on_change_and_exits_with_the_child(self):
+        self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""))
+        proc = self.start_exec("orders", "prod", "--signal", "HUP", "--wait", "1", "--", "sh",
+                               "-c", 'trap "echo hup; exit 7" HUP; echo start; '
+                               'while :; do sleep 1; done')
+        self.assertEqual(self.read_line(proc), "start\n")
+        self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.assertEqual(self.read_line(proc), "hup\n")
+        self.assertEqual(proc.wait(timeout=30), 7)
+
     # -- command line -------------------------------------------------------------------------
 
     def test_usage(self):
@@ -294,7 +377,7 @@ class CliStubTest(unittest.TestCase):
             r = run_cli(*args)
             self.assertEqual(r.code, 2, (args, r))
             self.assertEqual(len(r.err.strip().split("\n")), 1, (args, r))
-        for args in (["--help"], ["get", "--help"], ["watch", "--help"]):
+        for args in (["--help"], ["get", "--help"], ["watch", "--help"], ["exec", "--help"]):
             r = run_cli(*args)
             self.assertEqual(r.code, 0, r)
             self.assertIn("usage: almanac", r.out)
