@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Cached read: GET /{app}/{profile} from almanac-server against nginx and etcd.
+
+One Environment (a few KB of JSON) is served three ways, side by side, with the same wrk
+(threads, connections, duration, --latency):
+  - almanac-server, after one warm-up request, so every measured request is a response-cache hit;
+  - nginx serving the identical bytes as a static file with the same Content-Type (access log
+    off, keep-alive with no request cap);
+  - etcd 3.4 holding the bytes as one value, read through its v3 JSON gateway
+    (POST /v3/kv/range, key in base64), serializable and linearizable.
+Runs alternate (A, B, C, A, B, C ...) and the table shows medians over the rounds.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--server-threads", type=int, default=os.cpu_count(),
+                   help="almanac --threads and nginx worker_processes")
+    p.add_argument("--keys", type=int, default=60, help="settings in the served file")
+    p.add_argument("--no-etcd", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
+    args = p.parse_args()
+    if args.smoke:
+        args.duration, args.rounds, args.connections, args.wrk_threads, args.keys = 1, 1, 4, 1, 5
+    binary = bl.server_binary(args.server)
+
+    work = bl.workdir()
+    procs = []
+    try:
+        repo = os.path.join(work, "remote")
+        bl.make_repo(repo, {"application.yml": "logging:\n  level: INFO\n",
+                            "orders.yml": bl.sample_yaml("orders", args.keys)})
+        alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads)
+        procs.append(alm)
+        status, hdrs, body = bl.http(alm.port, "/orders/dev")
+        if status != 200:
+            raise SystemExit("almanac answered %d" % status)
+        ngx = bl.Nginx(work, {"/orders/dev": (hdrs["content-type"], body)}, args.server_threads)
+        procs.append(ngx)
+        targets = [("almanac-server", "http://127.0.0.1:%d/orders/dev" % alm.port, None),
+                   ("nginx static file", "http://127.0.0.1:%d/orders/dev" % ngx.port, None)]
+        if not args.no_etcd:
+            etcd = bl.Etcd(work)
+            procs.append(etcd)
+            etcd.put(b"/config/orders/dev", body)
+            url = "http://127.0.0.1:%d/v3/kv/range" % etcd.port
+            ser = bl.wrk_post_script("/v3/kv/range", work, json.dumps(
+                {"key": bl.b64(b"/config/orders/dev"), "serializable": True}), "ser.lua")
+            targets.append(("etcd gateway, serializable", url, ser))
+            if not args.smoke:
+                lin = bl.wrk_post_script("/v3/kv/range", work, json.dumps(
+                    {"key": bl.b64(b"/config/orders/dev")}), "lin.lua")
+                targets.append(("etcd gateway, linearizable", url, lin))
+
+        loads = [os.getloadavg()[0]]
+        runs = {name: [] for name, _, _ in targets}
+        for _ in range(args.rounds):
+            for name, url, lua in targets:
+                runs[name].append(bl.wrk(url, args.wrk_threads, args.connections, args.duration,
+                                         lua))
+            loads.append(os.getloadavg()[0])
+    finally:
+        for proc in procs:
+            proc.stop()
+        bl.cleanup(work)
+
+    base = bl.median_of(runs["almanac-server"], "rps")
+    rows = []
+    for name, _, _ in targets:
+        r = runs[name]
+        rps = bl.median_of(r, "rps")
+        rows.append((name, "%.0f" % rps, bl.fmt_ms(bl.median_of(r, "p50")),
+                     bl.fmt_ms(bl.median_of(r, "p99")), sum(x["errors"] for x in r),
+                     "%.2f" % (base / rps)))
+    print("### Cached read: GET /orders/dev, %d-byte Environment JSON" % len(body))
+    print()
+    print("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; server threads / nginx "
+          "workers: %d; %s" % (args.wrk_threads, args.connections, args.duration, args.rounds,
+                               args.server_threads, bl.machine_line()))
+    print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
+    print()
+    print(bl.table(["server", "requests/s", "p50", "p99", "errors", "Almanac/this (req/s)"],
+                   rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
