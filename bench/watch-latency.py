@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Push -> watcher-woken latency: almanac-server long-polls against etcd watches.
+
+For each watcher count (default 1, 100, 1000), alternating between the two servers round by
+round:
+  - almanac-server: N long-poll watchers parked on GET /orders/dev?watch=<etag> (the parking and
+    wake-up code of watchers.py); then a commit, and the clock starts when POST
+    /actuator/refresh is sent. Each watcher's time is when its 200 answer's header arrived. The
+    refresh fetches over file:// first, so the figure includes the fetch (shown on its own);
+  - etcd 3.4: N watch streams through the v3 JSON gateway (POST /v3/watch, one HTTP connection
+    each, each acknowledged as created); the clock starts when POST /v3/kv/put is sent, and
+    each watcher's time is when its event arrived.
+One asyncio client process drives both, so both carry the same client cost. Percentiles are
+over all watchers of all rounds of one (server, N).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+import watchers as w  # noqa: E402
+
+KEY = b"/config/orders/dev"
+
+
+async def almanac_round(port, repo, count, round_no):
+    _, conns = await w.round_trip(port, repo, count, round_no)
+    w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
+    waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
+    pushed = time.monotonic()
+    await w.request(port, "/actuator/refresh", "POST")
+    answered = time.monotonic()
+    answers = await asyncio.gather(*waits)
+    for _, writer in conns:
+        writer.close()
+    if {status for _, status in answers} != {b"200"}:
+        raise SystemExit("unexpected almanac answers")
+    return [(t - pushed) * 1000 for t, _ in answers], (answered - pushed) * 1000
+
+
+async def etcd_watch(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"create_request": {"key": bl.b64(KEY)}}).encode()
+    writer.write(b"POST /v3/watch HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    await writer.drain()
+    buf = b""
+    while b'"created":true' not in buf:
+        chunk = await reader.read(4096)
+        if not chunk:
+            raise SystemExit("etcd closed a watch stream: %r" % buf)
+        buf += chunk
+    return reader, writer
+
+
+async def etcd_event(reader):
+    buf = b""
+    while b'"events"' not in buf:
+        chunk = await reader.read(65536)
+        if not chunk:
+            raise SystemExit("etcd closed a watch stream before the event")
+        buf += chunk
+    return time.monotonic()
+
+
+async def etcd_round(port, count, round_no):
+    conns = []
+    for i in range(0, count, 200):
+        conns += await asyncio.gather(*[etcd_watch(port) for _ in range(min(200, count - i))])
+    waits = [asyncio.ensure_future(etcd_event(r)) for r, _ in conns]
+    body = json.dumps({"key": bl.b64(KEY), "value": bl.b64(b"round: %d" % round_no)}).encode()
+    pushed = time.monotonic()
+    await post(port, "/v3/kv/put", body)
+    answered = time.monotonic()
+    arrivals = await asyncio.gather(*waits)
+    for _, writer in conns:
+        writer.close()
+    return [(t - pushed) * 1000 for t in arrivals], (answered - pushed) * 1000
+
+
+async def post(port, path, body):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (path.encode(), len(body)) + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise SystemExit("etcd put failed: %r" % head)
+    writer.close()
+    return head, b""
+
+
+async def run(args, almanac_port, repo, etcd_port):
+    await w.request(almanac_port, "/orders/dev")
+    results = {}
+    round_no = 0
+    for _ in range(args.rounds):
+        for count in args.watchers:
+            lat, push = await almanac_round(almanac_port, repo, count, round_no)
+            round_no += 1
+            results.setdefault(("almanac-server", count), ([], []))
+            results[("almanac-server", count)][0].extend(lat)
+            results[("almanac-server", count)][1].append(push)
+            if etcd_port:
+                lat, push = await etcd_round(etcd_port, count, round_no)
+                results.setdefault(("etcd 3.4 gateway", count), ([], []))
+                results[("etcd 3.4 gateway", count)][0].extend(lat)
+                results[("etcd 3.4 gateway", count)][1].append(push)
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
+    p.add_argument("--watchers", default="1,100,1000", help="comma-separated watcher counts")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-etcd", action="store_true")
+    p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
+    args = p.parse_args()
+    if args.smoke:
+        args.watchers, args.rounds = "1,5", 1
+    args.watchers = [int(x) for x in args.watchers.split(",")]
+    binary = bl.server_binary(args.server)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = max(args.watchers) * 3 + 300
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
+
+    work = bl.workdir()
+    procs = []
+    try:
+        repo = os.path.join(work, "remote")
+        bl.make_repo(repo, {"orders.yml": "orders:\n  round: 0\n", "application.yml": "a: 1\n"})
+        server = w.ServerProcess(binary, repo, work, max(args.watchers))
+        procs.append(server)
+        etcd = None
+        if not args.no_etcd:
+            etcd = bl.Etcd(work)
+            procs.append(etcd)
+            etcd.put(KEY, b"round: start")
+        load_before = os.getloadavg()[0]
+        results = asyncio.run(run(args, server.port, repo, etcd.port if etcd else None))
+    finally:
+        for proc in procs:
+            proc.stop()
+        bl.cleanup(work)
+
+    rows = []
+    for count in args.watchers:
+        for name in ("almanac-server", "etcd 3.4 gateway"):
+            if (name, count) not in results:
+                continue
+            lat, push = results[(name, count)]
+            rows.append((name, count, "%.1f ms" % bl.percentile(push, 50),
+                         bl.fmt_ms(bl.percentile(lat, 50)), bl.fmt_ms(bl.percentile(lat, 99)),
+                         bl.fmt_ms(max(lat))))
+    print("### Push -> watcher woken, %d round(s) per row, alternating" % args.rounds)
+    print()
+    print("%s; 1-minute load average before %.2f, after %.2f"
+          % (bl.machine_line(), load_before, os.getloadavg()[0]))
+    print()
+    print(bl.table(["server", "watchers", "push answered (p50)", "woken p50", "woken p99",
+                    "woken max"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
