@@ -6,6 +6,7 @@
  * accepting, let in-flight requests finish, exit), and every --refresh-interval seconds the
  * remote is fetched. Offline subcommands (`encrypt`, `decrypt`) run without a server.
  */
+#include "auth.h"
 #include "cipher.h"
 #include "environment.h"
 #include "errors.h"
@@ -116,6 +117,19 @@ static void wipe_free(char *secret)
     }
 }
 
+/* SIGHUP: the new auth file replaces the old one whole, or not at all. */
+static void reload_auth(server *srv, const char *path)
+{
+    authdb *fresh = NULL;
+    if (authdb_load(&fresh, path) < 0) {
+        LOG_ERROR(MODULE, "--auth-file not reloaded, the previous one stays in force: %s",
+                  err_message());
+        return;
+    }
+    LOG_INFO(MODULE, "--auth-file reloaded: %zu users and tokens", authdb_count(fresh));
+    authdb_swap(&srv->auth, fresh);
+}
+
 static int run(const settings *cfg)
 {
     int status = 1;
@@ -174,6 +188,13 @@ static int run(const settings *cfg)
         /* Editors and `echo` leave a newline: it is not part of the secret. */
         srv.webhook_secret[strcspn(srv.webhook_secret, "\r\n")] = '\0';
     }
+    if (cfg->auth_file != NULL) {
+        if (authdb_load(&srv.auth, cfg->auth_file) < 0) {
+            LOG_ERROR(MODULE, "--auth-file: %s", err_message());
+            goto out;
+        }
+        LOG_INFO(MODULE, "access control on: %zu users and tokens", authdb_count(srv.auth));
+    }
     if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
         LOG_ERROR(MODULE, "--tls-cert and --tls-key go together");
         goto out;
@@ -227,6 +248,8 @@ static int run(const settings *cfg)
         }
         LOG_INFO(MODULE, "SIGHUP received: refreshing");
         refresher_request(srv.refresher);
+        if (cfg->auth_file != NULL)
+            reload_auth(&srv, cfg->auth_file);
     }
     srv.stopping = true;
     refresher_stop(srv.refresher);
@@ -247,6 +270,7 @@ out:
     free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);
     keyring_free(srv.keyring);
+    authdb_swap(&srv.auth, NULL);
     respcache_free(srv.responses);
     snapcache_free(srv.snapshots);
     repo_free(srv.repo);

@@ -8,6 +8,8 @@
  */
 #include "routes.h"
 
+#include "appnames.h"
+#include "auth.h"
 #include "environment.h"
 #include "errors.h"
 #include "events.h"
@@ -268,6 +270,52 @@ static bool match_plain_file(const request *req)
            (req->nsegments == 3 && request_query(req, "useDefaultLabel") != NULL);
 }
 
+/* ---- access control --------------------------------------------------------------------- */
+
+/*
+ * With --auth-file, routes_dispatch has authenticated the caller of every PERM_APPLICATION
+ * route before its handler runs; the handler knows the application names only once it has
+ * parsed the path, so it asks here. NULL principal: authentication is off.
+ */
+static int check_applications(const request *req, const char *names)
+{
+    if (req->principal == NULL || auth_allows_applications(req->principal, names))
+        return 0;
+    return err_set(ERR_FORBIDDEN, "not allowed to read application \"%s\"", names);
+}
+
+/*
+ * A plain file that is itself a configuration document (`payments-prod.yml` fetched through
+ * /orders/dev/main/payments-prod.yml) would bypass the check above: its own application (the
+ * stem or any prefix before a '-', as /monitor guesses it; `application*` is shared) must be
+ * readable too.
+ */
+static int check_plain_file(const request *req, const char *path)
+{
+    if (req->principal == NULL || auth_principal_is_admin(req->principal))
+        return 0;
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (dot == NULL || (slash != NULL && dot < slash) || !is_document_ext(dot + 1))
+        return 0;
+    json_t *names = json_array();
+    bool allowed = false;
+    if (names == NULL || appnames_add_from_path(names, path) < 0) {
+        json_decref(names);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    size_t i;
+    json_t *name;
+    json_array_foreach(names, i, name)
+    {
+        const char *n = json_string_value(name);
+        if (strcmp(n, "*") == 0 || auth_allows_applications(req->principal, n))
+            allowed = true;
+    }
+    json_decref(names);
+    return allowed ? 0 : err_set(ERR_FORBIDDEN, "not allowed to read %s", path);
+}
+
 /* ---- handlers ---------------------------------------------------------------------------- */
 
 static bool wants_v2(const request *req)
@@ -308,6 +356,8 @@ static int serve_rendered(request *req, response *res, const char *name_segment,
         routes_check_profiles(profiles) < 0 ||
         (label_segment && routes_decode_name(label_segment, "label", label, sizeof(label)) < 0))
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
+    if (check_applications(req, name) < 0)
+        return response_error(res, req, ERR_FORBIDDEN, NULL);
 
     const char *resolve = request_query(req, "resolvePlaceholders");
     bool resolve_placeholders = resolve == NULL || strcasecmp(resolve, "false") != 0;
@@ -376,6 +426,8 @@ static int handle_plain_file(request *req, response *res)
         routes_join_path(req->segments + first_path_segment, req->nsegments - first_path_segment,
                          path, sizeof(path)) < 0)
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
+    if (check_applications(req, name) < 0 || check_plain_file(req, path) < 0)
+        return response_error(res, req, err_last_code(), NULL);
 
     env_query q = {.applications = name,
                    .profiles = profiles,
@@ -551,6 +603,48 @@ static unsigned method_bit(const char *method)
     return 0;
 }
 
+static int answer_unauthorized(request *req, response *res)
+{
+    char peer[64];
+    LOG_INFO(MODULE, "authentication failed from %s: %s", request_peer(req, peer, sizeof(peer)),
+             err_message());
+    response_error(res, req, ERR_UNAUTHORIZED, NULL);
+    response_add_header(res, "WWW-Authenticate", "Basic realm=\"almanac\"");
+    return 0;
+}
+
+/*
+ * Runs r's handler once the caller may: open routes always; with --auth-file, others only with
+ * valid credentials (401), admin routes only for admins (403). The principal stays valid while
+ * the handler runs (the auth database reference is held); application routes check their names
+ * themselves (check_applications). r NULL: no route, authenticate before saying 404 or 405.
+ */
+static int run_route(const route *r, request *req, response *res, int fallback_code)
+{
+    if (r != NULL && r->perm == PERM_OPEN)
+        return r->handler(req, res);
+    authdb *db = authdb_acquire(&req->server->auth);
+    const auth_principal *who = NULL;
+    if (db != NULL && auth_authenticate(db, request_header(req, "Authorization"), &who) < 0)
+        answer_unauthorized(req, res);
+    else if (r == NULL)
+        response_error(res, req, fallback_code, fallback_code == ERR_METHOD ? "method not allowed"
+                                                                            : "not found");
+    else if (db != NULL && r->perm == PERM_ADMIN && !auth_principal_is_admin(who))
+        response_error(res, req, ERR_FORBIDDEN, "this endpoint needs an admin");
+    else {
+        req->principal = who;
+        req->user = who ? auth_principal_name(who) : NULL;
+        req->is_admin = who ? auth_principal_is_admin(who) : true;
+        r->handler(req, res);
+        req->principal = NULL;
+        req->user = NULL;
+        req->is_admin = false;
+    }
+    authdb_release(db);
+    return 0;
+}
+
 int routes_dispatch(request *req, response *res, int *metrics_route)
 {
     unsigned method = method_bit(req->method);
@@ -567,9 +661,7 @@ int routes_dispatch(request *req, response *res, int *metrics_route)
             continue;
         }
         *metrics_route = r->metrics_id;
-        return r->handler(req, res);
+        return run_route(r, req, res, 0);
     }
-    if (path_known)
-        return response_error(res, req, ERR_METHOD, "method not allowed");
-    return response_error(res, req, ERR_NOT_FOUND, "not found");
+    return run_route(NULL, req, res, path_known ? ERR_METHOD : ERR_NOT_FOUND);
 }

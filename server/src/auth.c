@@ -1,0 +1,735 @@
+/*
+ * auth — the --auth-file and the credentials checked against it (see auth.h).
+ *
+ * The file is YAML, read through yamlconf, so its keys arrive flattened in file order
+ * (`users.orders-svc.password`, `tokens[0].applications[1]`) with the line and column of each
+ * value; every key is recognised here or rejected with `file:line:col`. Password hashes are
+ * verified by the system's libcrypt (crypt_r: yescrypt, SHA-512 and SHA-256 crypt, bcrypt), bearer
+ * tokens by their SHA-256; every comparison of secret material is constant-time (CRYPTO_memcmp).
+ *
+ * A password KDF costs milliseconds on purpose, and a client sends the same credentials on
+ * every request: a successful verification is remembered for a short time, keyed by the entry
+ * and an HMAC of the password under a random per-load key. Failures are never remembered, so
+ * guessing always pays the full price. A reload starts with an empty cache.
+ *
+ * This module does not decide which routes need what (routes.c does) and never logs a
+ * credential.
+ */
+#include "auth.h"
+
+#include "confdoc.h"
+#include "errors.h"
+#include "log.h"
+#include "yamlconf.h"
+
+#include <crypt.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define MODULE "auth"
+#define AUTH_FILE_MAX (1u << 20)
+#define AUTH_ENTRIES_MAX 10000
+#define AUTH_GLOBS_MAX 1000
+#define AUTH_NAME_MAX 128
+#define AUTH_GLOB_MAX 512
+#define AUTH_HEADER_MAX 4096
+#define AUTH_PASSWORD_MAX 1024
+#define CACHE_SLOTS 256
+#define CACHE_TTL_SECONDS 60
+
+struct auth_principal {
+    char *key;                 /* "users.NAME" or "tokens[N]": groups the flattened keys */
+    char *name;                /* user name, or the token's name */
+    char *hash;                /* users: the crypt(3) hash */
+    unsigned char digest[SHA256_DIGEST_LENGTH]; /* tokens: SHA-256 of the token */
+    bool has_digest;
+    bool is_token;
+    bool admin;
+    char **globs;
+    size_t nglobs;
+    unsigned line, col;        /* where the entry starts, for "has no password" errors */
+};
+
+typedef struct cache_slot {
+    const auth_principal *who;
+    unsigned char mac[SHA256_DIGEST_LENGTH];
+    time_t expires;            /* CLOCK_MONOTONIC seconds */
+} cache_slot;
+
+struct authdb {
+    atomic_int refs;
+    auth_principal *entries;
+    size_t count, cap;
+    unsigned char cache_key[32];
+    pthread_mutex_t cache_lock;
+    cache_slot cache[CACHE_SLOTS];
+    size_t cache_next;
+};
+
+/* Guards the load-and-retain of a slot against a concurrent swap. */
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ---- lifetime ---------------------------------------------------------------------------- */
+
+static void wipe_string(char *s)
+{
+    if (s != NULL) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+static void entry_dispose(auth_principal *e)
+{
+    free(e->key);
+    free(e->name);
+    wipe_string(e->hash);
+    for (size_t i = 0; i < e->nglobs; i++)
+        free(e->globs[i]);
+    free(e->globs);
+    OPENSSL_cleanse(e->digest, sizeof(e->digest));
+}
+
+static void authdb_free(authdb *db)
+{
+    if (db == NULL)
+        return;
+    for (size_t i = 0; i < db->count; i++)
+        entry_dispose(&db->entries[i]);
+    free(db->entries);
+    pthread_mutex_destroy(&db->cache_lock);
+    OPENSSL_cleanse(db, sizeof(*db));
+    free(db);
+}
+
+void authdb_release(authdb *db)
+{
+    if (db != NULL && atomic_fetch_sub_explicit(&db->refs, 1, memory_order_acq_rel) == 1)
+        authdb_free(db);
+}
+
+authdb *authdb_acquire(authdb *const *slot)
+{
+    pthread_mutex_lock(&slot_lock);
+    authdb *db = *slot;
+    if (db != NULL)
+        atomic_fetch_add_explicit(&db->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&slot_lock);
+    return db;
+}
+
+void authdb_swap(authdb **slot, authdb *fresh)
+{
+    pthread_mutex_lock(&slot_lock);
+    authdb *old = *slot;
+    *slot = fresh;
+    pthread_mutex_unlock(&slot_lock);
+    authdb_release(old);
+}
+
+size_t authdb_count(const authdb *db)
+{
+    return db ? db->count : 0;
+}
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+typedef struct parse_ctx {
+    authdb *db;
+    const char *file;
+    unsigned line, col;        /* of the value being read */
+} parse_ctx;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int fail(const parse_ctx *ctx, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    return err_set(ERR_CONFIG, "%s:%u:%u: %s", ctx->file, ctx->line, ctx->col, reason);
+}
+
+static bool is_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '@';
+}
+
+static auth_principal *find_or_add(parse_ctx *ctx, const char *key, size_t key_len)
+{
+    authdb *db = ctx->db;
+    for (size_t i = 0; i < db->count; i++)
+        if (strlen(db->entries[i].key) == key_len &&
+            memcmp(db->entries[i].key, key, key_len) == 0)
+            return &db->entries[i];
+    if (db->count >= AUTH_ENTRIES_MAX) {
+        fail(ctx, "more than %d users and tokens", AUTH_ENTRIES_MAX);
+        return NULL;
+    }
+    if (db->count == db->cap) {
+        size_t cap = db->cap ? db->cap * 2 : 8;
+        auth_principal *grown = realloc(db->entries, cap * sizeof(*grown));
+        if (grown == NULL) {
+            err_set(ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        db->entries = grown;
+        db->cap = cap;
+    }
+    auth_principal *e = &db->entries[db->count];
+    memset(e, 0, sizeof(*e));
+    e->key = strndup(key, key_len);
+    if (e->key == NULL) {
+        err_set(ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    e->line = ctx->line;
+    e->col = ctx->col;
+    db->count++;
+    return e;
+}
+
+static int set_string(const parse_ctx *ctx, const char *field, const json_t *value, size_t max,
+                      const char **out)
+{
+    if (!json_is_string(value))
+        return fail(ctx, "%s must be a string (quote it)", field);
+    const char *s = json_string_value(value);
+    size_t len = json_string_length(value);
+    if (len == 0 || len > max || strlen(s) != len)
+        return fail(ctx, "%s must be 1 to %zu characters", field, max);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return fail(ctx, "%s must not contain control characters", field);
+    *out = s;
+    return 0;
+}
+
+static int set_password(const parse_ctx *ctx, auth_principal *e, const json_t *value)
+{
+    const char *hash;
+    int error = set_string(ctx, "password", value, 512, &hash);
+    if (error < 0)
+        return error;
+    /*
+     * Only salted, iterated methods: never DES, MD5 or NT hashes, nor a plain password.
+     * libxcrypt files SHA-256 crypt under "legacy" though it is as strong as SHA-512 crypt.
+     */
+    static const char *const modern[] = {"$y$", "$gy$", "$7$", "$2b$", "$2y$", "$2a$", "$6$",
+                                         "$5$"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(modern) / sizeof(modern[0]); i++)
+        known = known || strncmp(hash, modern[i], strlen(modern[i])) == 0;
+    if (!known)
+        return fail(ctx, "password must be a crypt(3) hash ($y$, $6$, $5$, $2b$, ...), made "
+                         "with `mkpasswd -m yescrypt` or `openssl passwd -6`");
+    if (crypt_checksalt(hash) == CRYPT_SALT_INVALID)
+        return fail(ctx, "password is not a hash this system's crypt(3) can verify");
+    if ((e->hash = strdup(hash)) == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)tolower((unsigned char)c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+static int set_digest(const parse_ctx *ctx, auth_principal *e, const json_t *value)
+{
+    const char *hex;
+    int error = set_string(ctx, "sha256", value, 64, &hex);
+    if (error < 0)
+        return error;
+    if (strlen(hex) != 2 * SHA256_DIGEST_LENGTH)
+        return fail(ctx, "sha256 must be 64 hexadecimal digits (`printf %%s TOKEN | sha256sum`)");
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return fail(ctx, "sha256 must be 64 hexadecimal digits");
+        e->digest[i] = (unsigned char)(hi << 4 | lo);
+    }
+    for (size_t i = 0; i < ctx->db->count; i++) {
+        const auth_principal *other = &ctx->db->entries[i];
+        if (other != e && other->has_digest &&
+            CRYPTO_memcmp(other->digest, e->digest, sizeof(e->digest)) == 0)
+            return fail(ctx, "the same token is listed twice");
+    }
+    e->has_digest = true;
+    return 0;
+}
+
+static int add_glob(const parse_ctx *ctx, auth_principal *e, const json_t *value)
+{
+    const char *glob;
+    int error = set_string(ctx, "an application", value, AUTH_GLOB_MAX, &glob);
+    if (error < 0)
+        return error;
+    if (strchr(glob, ','))
+        return fail(ctx, "an application pattern must not contain ','");
+    if (e->nglobs >= AUTH_GLOBS_MAX)
+        return fail(ctx, "more than %d applications", AUTH_GLOBS_MAX);
+    char **grown = realloc(e->globs, (e->nglobs + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    e->globs = grown;
+    if ((e->globs[e->nglobs] = strdup(glob)) == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    e->nglobs++;
+    return 0;
+}
+
+/* "applications[12]" -> true; the index itself does not matter (file order is kept). */
+static bool is_list_item(const char *field, const char *list)
+{
+    size_t n = strlen(list);
+    if (strncmp(field, list, n) != 0 || field[n] != '[')
+        return false;
+    const char *p = field + n + 1;
+    if (!isdigit((unsigned char)*p))
+        return false;
+    while (isdigit((unsigned char)*p))
+        p++;
+    return p[0] == ']' && p[1] == '\0';
+}
+
+/* One field of an entry: what follows "users.NAME." or "tokens[N].". */
+static int set_field(parse_ctx *ctx, auth_principal *e, const char *field, const json_t *value)
+{
+    if (!e->is_token && strcmp(field, "password") == 0)
+        return set_password(ctx, e, value);
+    if (e->is_token && strcmp(field, "sha256") == 0)
+        return set_digest(ctx, e, value);
+    if (e->is_token && strcmp(field, "name") == 0) {
+        const char *name;
+        int error = set_string(ctx, "name", value, AUTH_NAME_MAX, &name);
+        if (error < 0)
+            return error;
+        free(e->name);
+        return (e->name = strdup(name)) != NULL ? 0 : err_set(ERR_NOMEM, "out of memory");
+    }
+    if (strcmp(field, "admin") == 0) {
+        if (!json_is_boolean(value))
+            return fail(ctx, "admin must be true or false");
+        e->admin = json_is_true(value);
+        return 0;
+    }
+    if (strcmp(field, "applications") == 0) {
+        /* `applications: []` flattens to an empty string. */
+        if (json_is_string(value) && json_string_length(value) == 0)
+            return 0;
+        return fail(ctx, "applications must be a list");
+    }
+    if (is_list_item(field, "applications"))
+        return add_glob(ctx, e, value);
+    return fail(ctx, "unknown key \"%s\" in %s", field,
+                e->is_token ? "a token (sha256, name, applications, admin)"
+                            : "a user (password, applications, admin)");
+}
+
+static bool is_empty_string(const json_t *value)
+{
+    return json_is_string(value) && json_string_length(value) == 0;
+}
+
+static int parse_property(parse_ctx *ctx, const char *key, const json_t *value)
+{
+    /* `users: {}` and `tokens: []` say "none". */
+    if ((strcmp(key, "users") == 0 || strcmp(key, "tokens") == 0) && is_empty_string(value))
+        return 0;
+    const char *p;
+    bool is_token;
+    if (strncmp(key, "users.", 6) == 0) {
+        p = key + 6;
+        while (is_name_char(*p))
+            p++;
+        if (p == key + 6 || (*p != '.' && *p != '\0'))
+            return fail(ctx, "a user name may hold only letters, digits, '-', '_' and '@'");
+        if ((size_t)(p - (key + 6)) > AUTH_NAME_MAX)
+            return fail(ctx, "user name longer than %d characters", AUTH_NAME_MAX);
+        is_token = false;
+    } else if (strncmp(key, "tokens[", 7) == 0 && isdigit((unsigned char)key[7])) {
+        p = key + 7;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (*p != ']')
+            return fail(ctx, "unknown key \"%s\"", key);
+        p++;
+        if (*p != '.' && *p != '\0')
+            return fail(ctx, "unknown key \"%s\"", key);
+        is_token = true;
+    } else {
+        return fail(ctx, "unknown key \"%s\" (the file holds users: and tokens:)", key);
+    }
+    auth_principal *e = find_or_add(ctx, key, (size_t)(p - key));
+    if (e == NULL)
+        return err_last_code();
+    e->is_token = is_token;
+    if (e->name == NULL) {
+        if (is_token) {
+            char name[32];
+            snprintf(name, sizeof(name), "token #%.*s", (int)(p - key - 8), key + 7);
+            e->name = strdup(name);
+        } else {
+            e->name = strndup(key + 6, (size_t)(p - key - 6));
+        }
+        if (e->name == NULL)
+            return err_set(ERR_NOMEM, "out of memory");
+    }
+    if (*p == '\0') /* `orders-svc:` with nothing under it */
+        return is_empty_string(value) ? 0 : fail(ctx, "%s must be a map", e->name);
+    return set_field(ctx, e, p + 1, value);
+}
+
+static void origin_of(const confdoc *doc, const char *key, unsigned *line, unsigned *col)
+{
+    const char *origin = json_string_value(json_object_get(doc->origins, key));
+    *line = *col = 0;
+    if (origin != NULL && sscanf(origin, "%u:%u", line, col) != 2)
+        *line = *col = 0;
+}
+
+int authdb_parse(authdb **out, const char *data, size_t len, const char *name)
+{
+    confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
+    confdoc_list docs = {0};
+    confdoc_error perr = {0};
+    parse_ctx ctx = {.file = name, .line = 0, .col = 0};
+    authdb *db = NULL;
+    int error = 0;
+
+    *out = NULL;
+    limits.max_bytes = AUTH_FILE_MAX;
+    limits.max_depth = 8;
+    if (yamlconf_parse(&docs, data, len, &limits, &perr) < 0) {
+        ctx.line = perr.line;
+        ctx.col = perr.col;
+        error = fail(&ctx, "%s", perr.message);
+        goto out;
+    }
+    if ((db = calloc(1, sizeof(*db))) == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    atomic_init(&db->refs, 1);
+    pthread_mutex_init(&db->cache_lock, NULL);
+    ctx.db = db;
+    if (RAND_bytes(db->cache_key, sizeof(db->cache_key)) != 1) {
+        error = err_set(ERR_INTERNAL, "no randomness for the credential cache");
+        goto out;
+    }
+    if (docs.count > 1) {
+        ctx.line = ctx.col = 1;
+        error = fail(&ctx, "the file must hold one YAML document, not %zu", docs.count);
+        goto out;
+    }
+    if (docs.count == 1) {
+        const char *key;
+        json_t *value;
+        json_object_foreach(docs.docs[0].props, key, value)
+        {
+            origin_of(&docs.docs[0], key, &ctx.line, &ctx.col);
+            if ((error = parse_property(&ctx, key, value)) < 0)
+                goto out;
+        }
+    }
+    for (size_t i = 0; i < db->count; i++) {
+        const auth_principal *e = &db->entries[i];
+        ctx.line = e->line;
+        ctx.col = e->col;
+        if (!e->is_token && e->hash == NULL) {
+            error = fail(&ctx, "user %s has no password", e->name);
+            goto out;
+        }
+        if (e->is_token && !e->has_digest) {
+            error = fail(&ctx, "%s has no sha256", e->name);
+            goto out;
+        }
+    }
+    *out = db;
+    db = NULL;
+out:
+    authdb_free(db);
+    confdoc_list_dispose(&docs);
+    return error;
+}
+
+int authdb_load(authdb **out, const char *path)
+{
+    int error = 0;
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+
+    *out = NULL;
+    if (f == NULL) {
+        error = err_set(ERR_CONFIG, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
+        LOG_WARN(MODULE, "%s is readable by every user of this machine (chmod 600 it)", path);
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 4096;
+            if (cap > AUTH_FILE_MAX + 1)
+                cap = AUTH_FILE_MAX + 1;
+            char *grown = realloc(data, cap);
+            if (grown == NULL) {
+                error = err_set(ERR_NOMEM, "out of memory");
+                goto out;
+            }
+            data = grown;
+        }
+        size_t n = fread(data + len, 1, cap - len, f);
+        len += n;
+        if (len > AUTH_FILE_MAX) {
+            error = err_set(ERR_CONFIG, "%s: larger than %u bytes", path, AUTH_FILE_MAX);
+            goto out;
+        }
+        if (n == 0)
+            break;
+    }
+    if (ferror(f)) {
+        error = err_set(ERR_CONFIG, "%s: read error", path);
+        goto out;
+    }
+    error = authdb_parse(out, data ? data : "", len, path);
+out:
+    if (f != NULL)
+        fclose(f);
+    if (data != NULL)
+        OPENSSL_cleanse(data, len);
+    free(data);
+    return error;
+}
+
+/* ---- credentials ------------------------------------------------------------------------- */
+
+static time_t now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec;
+}
+
+static bool crypt_verify(const char *password, const char *hash)
+{
+    /* struct crypt_data is tens of kilobytes: too much for a worker thread's stack. */
+    struct crypt_data *data = calloc(1, sizeof(*data));
+    if (data == NULL)
+        return false;
+    const char *result = crypt_r(password, hash, data);
+    size_t n = strlen(hash);
+    bool ok = result != NULL && result[0] != '*' && strlen(result) == n &&
+              CRYPTO_memcmp(result, hash, n) == 0;
+    OPENSSL_cleanse(data, sizeof(*data));
+    free(data);
+    return ok;
+}
+
+static bool cache_lookup(authdb *db, const auth_principal *who, const unsigned char *mac)
+{
+    bool hit = false;
+    time_t now = now_seconds();
+    pthread_mutex_lock(&db->cache_lock);
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        const cache_slot *s = &db->cache[i];
+        if (s->who == who && s->expires > now &&
+            CRYPTO_memcmp(s->mac, mac, SHA256_DIGEST_LENGTH) == 0)
+            hit = true;
+    }
+    pthread_mutex_unlock(&db->cache_lock);
+    return hit;
+}
+
+static void cache_store(authdb *db, const auth_principal *who, const unsigned char *mac)
+{
+    time_t now = now_seconds();
+    pthread_mutex_lock(&db->cache_lock);
+    cache_slot *slot = NULL;
+    for (size_t i = 0; i < CACHE_SLOTS && slot == NULL; i++)
+        if (db->cache[i].who == NULL || db->cache[i].expires <= now)
+            slot = &db->cache[i];
+    if (slot == NULL) {
+        slot = &db->cache[db->cache_next];
+        db->cache_next = (db->cache_next + 1) % CACHE_SLOTS;
+    }
+    slot->who = who;
+    memcpy(slot->mac, mac, SHA256_DIGEST_LENGTH);
+    slot->expires = now + CACHE_TTL_SECONDS;
+    pthread_mutex_unlock(&db->cache_lock);
+}
+
+static const auth_principal *find_user(const authdb *db, const char *name)
+{
+    for (size_t i = 0; i < db->count; i++)
+        if (!db->entries[i].is_token && strcmp(db->entries[i].name, name) == 0)
+            return &db->entries[i];
+    return NULL;
+}
+
+static int check_basic(authdb *db, const char *b64, const auth_principal **out)
+{
+    int error = err_set(ERR_UNAUTHORIZED, "invalid credentials");
+    size_t len = strlen(b64);
+    while (len > 0 && (b64[len - 1] == ' ' || b64[len - 1] == '\t'))
+        len--;
+    unsigned char *plain = NULL;
+    size_t plain_cap = len / 4 * 3 + 1;
+    if (len == 0 || len % 4 != 0 || (plain = calloc(1, plain_cap)) == NULL)
+        goto out;
+    int n = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)len);
+    if (n < 0)
+        goto out;
+    /* EVP_DecodeBlock counts the bytes that padding stands for. */
+    size_t plain_len = (size_t)n - (b64[len - 1] == '=') - (b64[len - 2] == '=');
+    char *colon = memchr(plain, ':', plain_len);
+    if (colon == NULL || colon == (char *)plain || memchr(plain, '\0', plain_len) ||
+        plain_len - (size_t)(colon + 1 - (char *)plain) > AUTH_PASSWORD_MAX)
+        goto out;
+    *colon = '\0';
+    const char *user = (const char *)plain;
+    const char *password = colon + 1;
+    const auth_principal *who = find_user(db, user);
+    if (who == NULL) {
+        /* Pay a KDF anyway, so an unknown name answers no faster than a wrong password. */
+        for (size_t i = 0; i < db->count; i++)
+            if (!db->entries[i].is_token) {
+                crypt_verify(password, db->entries[i].hash);
+                break;
+            }
+        goto out;
+    }
+    unsigned char mac[SHA256_DIGEST_LENGTH];
+    unsigned mac_len = 0;
+    if (HMAC(EVP_sha256(), db->cache_key, sizeof(db->cache_key), (const unsigned char *)password,
+             strlen(password), mac, &mac_len) == NULL)
+        goto out;
+    bool ok = cache_lookup(db, who, mac);
+    if (!ok && crypt_verify(password, who->hash)) {
+        cache_store(db, who, mac);
+        ok = true;
+    }
+    OPENSSL_cleanse(mac, sizeof(mac));
+    if (ok) {
+        *out = who;
+        error = 0;
+        err_clear();
+    }
+out:
+    if (plain != NULL) {
+        OPENSSL_cleanse(plain, plain_cap);
+        free(plain);
+    }
+    return error;
+}
+
+static int check_bearer(authdb *db, const char *token, const auth_principal **out)
+{
+    size_t len = strlen(token);
+    while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return err_set(ERR_UNAUTHORIZED, "invalid credentials");
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)token, len, digest);
+    /* Compare with every token, not stopping at a match. */
+    const auth_principal *found = NULL;
+    for (size_t i = 0; i < db->count; i++) {
+        const auth_principal *e = &db->entries[i];
+        if (e->is_token && CRYPTO_memcmp(e->digest, digest, sizeof(digest)) == 0)
+            found = e;
+    }
+    OPENSSL_cleanse(digest, sizeof(digest));
+    if (found == NULL)
+        return err_set(ERR_UNAUTHORIZED, "invalid credentials");
+    *out = found;
+    return 0;
+}
+
+int auth_authenticate(authdb *db, const char *authorization, const auth_principal **out)
+{
+    *out = NULL;
+    if (db == NULL)
+        return err_set(ERR_UNAUTHORIZED, "authentication required");
+    if (authorization == NULL || authorization[0] == '\0')
+        return err_set(ERR_UNAUTHORIZED, "authentication required");
+    if (strlen(authorization) > AUTH_HEADER_MAX)
+        return err_set(ERR_UNAUTHORIZED, "invalid credentials");
+    const char *p = authorization;
+    while (*p == ' ')
+        p++;
+    if (strncasecmp(p, "Basic ", 6) == 0 || strncasecmp(p, "Bearer ", 7) == 0) {
+        bool basic = (p[1] | 0x20) == 'a';
+        p += basic ? 6 : 7;
+        while (*p == ' ')
+            p++;
+        return basic ? check_basic(db, p, out) : check_bearer(db, p, out);
+    }
+    return err_set(ERR_UNAUTHORIZED, "unsupported authentication scheme (use Basic or Bearer)");
+}
+
+/* ---- decisions --------------------------------------------------------------------------- */
+
+const char *auth_principal_name(const auth_principal *p)
+{
+    return p ? p->name : "";
+}
+
+bool auth_principal_is_admin(const auth_principal *p)
+{
+    return p != NULL && p->admin;
+}
+
+static bool allows_one(const auth_principal *p, const char *name, size_t len)
+{
+    char copy[AUTH_GLOB_MAX + 1];
+    if (len > AUTH_GLOB_MAX)
+        return false;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    for (size_t i = 0; i < p->nglobs; i++)
+        if (fnmatch(p->globs[i], copy, 0) == 0)
+            return true;
+    return false;
+}
+
+bool auth_allows_applications(const auth_principal *p, const char *names)
+{
+    if (p == NULL || names == NULL)
+        return false;
+    if (p->admin)
+        return true;
+    for (const char *s = names;;) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        if (!allows_one(p, s, len))
+            return false;
+        if (end == NULL)
+            return true;
+        s = end + 1;
+    }
+}

@@ -1,0 +1,55 @@
+/*
+ * auth — who may read what: the --auth-file (users with crypt(3) password hashes, bearer tokens
+ * stored as SHA-256, per-entry application globs, an admin role), HTTP Basic and Bearer
+ * credentials checked against it, and the swap of a reloaded file under running requests.
+ *
+ * An authdb is immutable once loaded and reference-counted: a request holds one reference from
+ * authentication to the end of its handler, so a SIGHUP reload never frees an entry in use.
+ */
+#ifndef ALMANAC_AUTH_H
+#define ALMANAC_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct authdb authdb;
+typedef struct auth_principal auth_principal;
+
+/*
+ * Parses an auth file held in memory; name is used in error messages. 0, or a negative err_code
+ * with a message `name:line:col: reason`. Nothing is kept on failure.
+ */
+int authdb_parse(authdb **out, const char *data, size_t len, const char *name);
+/* Reads and parses path (at most 1 MiB). Errors as authdb_parse. */
+int authdb_load(authdb **out, const char *path);
+/* Users and tokens in the file. */
+size_t authdb_count(const authdb *db);
+
+/*
+ * The database in *slot with one more reference (NULL when *slot is NULL: authentication off).
+ * Safe against a concurrent authdb_swap on the same slot.
+ */
+authdb *authdb_acquire(authdb *const *slot);
+/* Installs fresh in *slot (taking over the caller's reference) and drops the old one. */
+void authdb_swap(authdb **slot, authdb *fresh);
+/* Drops one reference; the last one wipes and frees. NULL ok. */
+void authdb_release(authdb *db);
+
+/*
+ * Checks an Authorization header value ("Basic ...", "Bearer ..."; NULL when absent). 0 with
+ * *out set (valid while the caller holds its reference on db), or ERR_UNAUTHORIZED. Never puts
+ * the credentials in the error message.
+ */
+int auth_authenticate(authdb *db, const char *authorization, const auth_principal **out);
+
+/* "orders-svc", or a token's name ("token #2" when it has none). */
+const char *auth_principal_name(const auth_principal *p);
+bool auth_principal_is_admin(const auth_principal *p);
+/*
+ * Whether p may read every application in names, a comma-separated list as in a request path
+ * ("orders,billing"). An admin may read everything. Each name is matched against the entry's
+ * globs with fnmatch(3) and no flags: `*` also matches `/` and a leading `.`.
+ */
+bool auth_allows_applications(const auth_principal *p, const char *names);
+
+#endif
