@@ -123,5 +123,6 @@ void cli_warn_if_stale(const alm_config *cfg, const cli_common *common);
 int cli_cmd_get(int argc, char **argv);
 int cli_cmd_watch(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
+int cli_cmd_render(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const struct {
     {"get", cli_cmd_get, "print the configuration of an application, or one key of it"},
     {"watch", cli_cmd_watch, "print the configuration each time it changes"},
     {"exec", cli_cmd_exec, "run a command with the configuration as environment variables"},
+    {"render", cli_cmd_render, "keep a directory of configuration files, as a ConfigMap volume"},
 };
 
 static void usage(FILE *out)

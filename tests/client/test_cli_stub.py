@@ -288,6 +288,35 @@ class CliStubTest(unittest.TestCase):
         self.assertIn("503", r.err)
         self.assertIn(len(self.stub.requests), (4, 5))  # a next poll may be under way
 
+    # -- render -------------------------------------------------------------------------------
+
+    def test_render_once(self):
+        self.stub.script((200, {}, ENV))
+        out = os.path.join(self.tmp, "out")
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--format", "env,properties",
+                    "--mode", "0644", server=self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(sorted(n for n in os.listdir(out) if not n.startswith("..")),
+                         ["orders.env", "orders.properties"])
+        with open(os.path.join(out, "orders.env")) as f:
+            self.assertIn("DB_URL=jdbc:pg://prod\n", f.read())
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(out, "orders.env")).st_mode), 0o644)
+        # A second run swaps in a new version folder and removes the old one.
+        first = os.readlink(os.path.join(out, "..data"))
+        self.assertEqual(run_cli("render", "orders", "prod", "--out-dir", out, "--format",
+                                 "env,properties", server=self.stub.url).code, 0)
+        second = os.readlink(os.path.join(out, "..data"))
+        self.assertNotEqual(first, second)
+        self.assertFalse(os.path.exists(os.path.join(out, first)))
+        # A regular file in the way is not overwritten.
+        with open(os.path.join(out, "orders.yml"), "w") as f:
+            f.write("mine")
+        r = run_cli("render", "orders", "prod", "--out-dir", out, server=self.stub.url)
+        self.assertOneLineError(r, 1, "not a link")
+        with open(os.path.join(out, "orders.yml")) as f:
+            self.assertEqual(f.read(), "mine")
+        self.assertEqual(os.readlink(os.path.join(out, "..data")), second)  # nothing swapped
+
     # -- exec ---------------------------------------------------------------------------------
 
     def test_exec_runs_the_command_with_the_environment(self):
@@ -373,11 +402,16 @@ class CliStubTest(unittest.TestCase):
     def test_usage(self):
         for args in ([], ["frobnicate"], ["get"], ["get", "a"], ["get", "a", "b", "c"],
                      ["get", "a", "b", "--bogus"], ["get", "a", "b", "--format"],
-                     ["get", "a", "b", "--retries", "0"], ["watch", "a", "b", "--wait", "-1"]):
+                     ["get", "a", "b", "--retries", "0"], ["watch", "a", "b", "--wait", "-1"],
+                     ["render", "a", "b"], ["render", "a", "b", "--out-dir", self.tmp,
+                                            "--format", "yaml,yaml"],
+                     ["render", "../a", "b", "--out-dir", self.tmp],
+                     ["render", "a", "b", "--out-dir", self.tmp, "--mode", "0200"]):
             r = run_cli(*args)
             self.assertEqual(r.code, 2, (args, r))
             self.assertEqual(len(r.err.strip().split("\n")), 1, (args, r))
-        for args in (["--help"], ["get", "--help"], ["watch", "--help"], ["exec", "--help"]):
+        for args in (["--help"], ["get", "--help"], ["watch", "--help"], ["exec", "--help"],
+                     ["render", "--help"]):
             r = run_cli(*args)
             self.assertEqual(r.code, 0, r)
             self.assertIn("usage: almanac", r.out)

@@ -10,6 +10,7 @@ import os
 import select
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -193,6 +194,95 @@ class ClientServerTest(h.ServerTestCase):
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
+
+    # -- render -------------------------------------------------------------------------------
+
+    def test_render_swaps_versions_atomically(self):
+        repo = self.make_repo("rendered")
+        repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
+        server = self.start_server(repo.uri)
+        url = "http://127.0.0.1:%d" % server.port
+        out = os.path.join(self.tmp, "render-out")
+        marker = os.path.join(self.tmp, "render-marker")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", url,
+                                 "--out-dir", out, "--format", "yaml,json", "--watch",
+                                 "--wait", "30", "--count", "3",
+                                 "--on-change", "echo changed >> '%s'" % marker],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stop = threading.Event()
+        seen = {"reads": 0, "mixed": [], "colors": set()}
+
+        def reader():
+            # Resolve ..data once per round and read both files through it, as a program
+            # reading a ConfigMap volume does; an old folder may vanish under us (retry).
+            while not stop.is_set():
+                try:
+                    version = os.readlink(os.path.join(out, "..data"))
+                    with open(os.path.join(out, version, "svc.yml")) as f:
+                        yml = f.read()
+                    with open(os.path.join(out, version, "svc.json")) as f:
+                        doc = json.load(f)
+                except (FileNotFoundError, json.JSONDecodeError) as e:
+                    if isinstance(e, json.JSONDecodeError):
+                        seen["mixed"].append("partial json")
+                    continue
+                seen["reads"] += 1
+                seen["colors"].add(doc["color"])
+                if "color: %s\n" % doc["color"] not in yml:
+                    seen["mixed"].append((yml, doc))
+
+        t = threading.Thread(target=reader)
+        try:
+            self.assertTrue(self.wait_for(lambda: self.read_json(out, "svc.json") ==
+                                          {"color": "blue", "size": 1}))
+            t.start()
+            for color in ("green", "red"):
+                self.assertTrue(self.wait_parked(server, url), server.log_tail())
+                repo.commit({"svc.yml": "color: %s\nsize: 1\n" % color}, color)
+                server.refresh()
+                self.assertTrue(self.wait_for(
+                    lambda: (self.read_json(out, "svc.json") or {}).get("color") == color))
+            self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
+        finally:
+            stop.set()
+            if t.is_alive():
+                t.join()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(seen["mixed"], [])
+        self.assertGreater(seen["reads"], 0)
+        # The layout: stable links through ..data, one version folder left, files 0600.
+        self.assertEqual(os.readlink(os.path.join(out, "svc.yml")), "..data/svc.yml")
+        self.assertEqual(os.readlink(os.path.join(out, "svc.json")), "..data/svc.json")
+        folders = [n for n in os.listdir(out) if n.startswith("..") and n != "..data"]
+        self.assertEqual(len(folders), 1, os.listdir(out))
+        self.assertEqual(os.readlink(os.path.join(out, "..data")), folders[0])
+        self.assertEqual(os.stat(os.path.join(out, "svc.yml")).st_mode & 0o777, 0o600)
+        with open(os.path.join(out, "svc.yml")) as f:
+            self.assertEqual(f.read(), "color: red\nsize: 1\n")
+        with open(marker) as f:
+            self.assertEqual(f.read(), "changed\nchanged\n")
+
+    @staticmethod
+    def read_json(out, name):
+        try:
+            with open(os.path.join(out, name)) as f:
+                return json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    @staticmethod
+    def wait_for(predicate, deadline=30.0):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return False
 
     @staticmethod
     def wait_parked(server, url, deadline=20.0):
