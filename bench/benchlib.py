@@ -266,6 +266,7 @@ class Etcd:
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
         self.log = os.path.join(self.dir, "etcd.log")
+        self.argv = argv
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "wb"))
         deadline = time.monotonic() + 30
