@@ -224,6 +224,28 @@ static int set_string(const parse_ctx *ctx, const char *field, const json_t *val
     return 0;
 }
 
+static bool crypt_verify(const char *password, const char *hash);
+
+/*
+ * Whether hashing something with hash's own setting gives a string of hash's shape: the only
+ * way to notice a hash cut short or mangled when copied, which would lock its user out. Costs
+ * one KDF per user at every load.
+ */
+static bool hash_is_well_formed(const char *hash)
+{
+    struct crypt_data *data = calloc(1, sizeof(*data));
+    if (data == NULL)
+        return false;
+    const char *result = crypt_r("", hash, data);
+    const char *last = strrchr(hash, '$');
+    size_t setting_len = last ? (size_t)(last - hash) : 0;
+    bool ok = result != NULL && result[0] != '*' && strlen(result) == strlen(hash) &&
+              setting_len > 0 && strncmp(result, hash, setting_len) == 0;
+    OPENSSL_cleanse(data, sizeof(*data));
+    free(data);
+    return ok;
+}
+
 static int set_password(const parse_ctx *ctx, auth_principal *e, const json_t *value)
 {
     const char *hash;
@@ -242,8 +264,9 @@ static int set_password(const parse_ctx *ctx, auth_principal *e, const json_t *v
     if (!known)
         return fail(ctx, "password must be a crypt(3) hash ($y$, $6$, $5$, $2b$, ...), made "
                          "with `mkpasswd -m yescrypt` or `openssl passwd -6`");
-    if (crypt_checksalt(hash) == CRYPT_SALT_INVALID)
-        return fail(ctx, "password is not a hash this system's crypt(3) can verify");
+    if (crypt_checksalt(hash) == CRYPT_SALT_INVALID || !hash_is_well_formed(hash))
+        return fail(ctx, "password is not a hash this system's crypt(3) can verify (cut short "
+                         "when copied?)");
     if ((e->hash = strdup(hash)) == NULL)
         return err_set(ERR_NOMEM, "out of memory");
     return 0;
