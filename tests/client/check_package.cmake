@@ -1,7 +1,7 @@
 # Installs the almanac_client component into a scratch prefix, then builds examples/boot.c
 # against it with find_package(almanac) and with pkg-config, and runs both binaries.
 #   cmake -DBUILD_DIR=… -DSOURCE_DIR=… -DWORK_DIR=… -DPKG_CONFIG=… -DCC=… -DLIBDIR=lib
-#         -P check_package.cmake
+#         [-DEXTRA_FLAGS=-fsanitize=…] -P check_package.cmake
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 
@@ -21,8 +21,10 @@ foreach(f include/almanac.h ${LIBDIR}/libalmanac.a ${LIBDIR}/libalmanac.so.0
 endforeach()
 
 # find_package, the way examples/CMakeLists.txt documents it.
+separate_arguments(extra UNIX_COMMAND "${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples -B ${WORK_DIR}/cmake-build
-    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${CC})
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${CC} "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}"
+    "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake-build)
 
 # pkg-config, shared and static.
@@ -33,7 +35,7 @@ if(NOT rc EQUAL 0)
     message(FATAL_ERROR "pkg-config does not know almanac")
 endif()
 separate_arguments(flags UNIX_COMMAND "${flags}")
-run(${CC} ${SOURCE_DIR}/examples/boot.c ${flags} -o ${WORK_DIR}/boot-pc)
+run(${CC} ${extra} ${SOURCE_DIR}/examples/boot.c ${flags} -o ${WORK_DIR}/boot-pc)
 # The static library with its dependencies linked as shared libraries (a fully static link
 # needs static builds of libcurl's own dependencies, which distributions rarely ship).
 execute_process(COMMAND ${PKG_CONFIG} --cflags almanac OUTPUT_VARIABLE cflags
@@ -45,8 +47,8 @@ execute_process(COMMAND ${PKG_CONFIG} --libs ${reqs} OUTPUT_VARIABLE deplibs
     OUTPUT_STRIP_TRAILING_WHITESPACE)
 separate_arguments(cflags UNIX_COMMAND "${cflags}")
 separate_arguments(deplibs UNIX_COMMAND "${deplibs}")
-run(${CC} ${SOURCE_DIR}/examples/boot.c ${cflags} ${prefix}/${LIBDIR}/libalmanac.a ${deplibs}
-    -lpthread -lm -o ${WORK_DIR}/boot-static)
+run(${CC} ${extra} ${SOURCE_DIR}/examples/boot.c ${cflags} ${prefix}/${LIBDIR}/libalmanac.a
+    ${deplibs} -lpthread -lm -o ${WORK_DIR}/boot-static)
 
 # Each binary runs (usage error, exit 2) against the installed library, not the build tree's.
 set(ENV{LD_LIBRARY_PATH} ${prefix}/${LIBDIR})
