@@ -695,6 +695,14 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                            (intptr_t)opts->connection_timeout, NULL};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    /* One address holding many sockets must not take every slot from the others. */
+    if (opts->per_ip_connections > 0)
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                               (intptr_t)opts->per_ip_connections, NULL};
+    /* The request line and headers live in this pool: a larger head is answered 431. */
+    if (opts->connection_memory > 0)
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                               (intptr_t)opts->connection_memory, NULL};
     if (opts->threads > 1)
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
                                                (intptr_t)opts->threads, NULL};

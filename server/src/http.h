@@ -23,6 +23,8 @@ typedef struct http_options {
     unsigned max_connections;
     size_t max_body_bytes;
     unsigned connection_timeout; /* seconds a connection may stay idle */
+    unsigned per_ip_connections; /* concurrent connections from one address; 0: no limit */
+    size_t connection_memory;   /* bytes for one connection's request head; 0: the default */
     const char *tls_cert_pem;   /* both set: HTTPS */
     const char *tls_key_pem;
 } http_options;

@@ -172,7 +172,7 @@ static int run(const settings *cfg)
     watch_limits wlimits = {
         .max_timeout = cfg->watch_timeout_max,
         .max_watchers = cfg->max_connections,
-        .max_per_client = cfg->max_connections,
+        .max_per_client = cfg->max_watchers_per_ip,
     };
     if (watch_registry_new(&srv.watches, &srv, &wlimits) < 0 ||
         event_hub_new(&srv.events, 15, cfg->max_connections) < 0) {
@@ -223,7 +223,9 @@ static int run(const settings *cfg)
         .threads = cfg->threads ? cfg->threads : 1,
         .max_connections = cfg->max_connections,
         .max_body_bytes = cfg->max_body_bytes,
-        .connection_timeout = 60,
+        .connection_timeout = cfg->idle_timeout,
+        .per_ip_connections = cfg->max_connections_per_ip,
+        .connection_memory = cfg->max_header_bytes,
         .tls_cert_pem = tls_cert,
         .tls_key_pem = tls_key,
     };

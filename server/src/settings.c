@@ -119,6 +119,16 @@ static const setting_def setting_defs[] = {
     UINT("threads", threads, "N", NULL, 1, 1024, "HTTP worker threads."),
     UINT("max-connections", max_connections, "N", "4096", 1, 1000000,
          "Concurrent connections, long-polling watchers included."),
+    UINT("max-connections-per-ip", max_connections_per_ip, "N", "256", 1, 1000000,
+         "Concurrent connections from one address; more are closed at once."),
+    UINT("max-watchers-per-ip", max_watchers_per_ip, "N", "1024", 1, 1000000,
+         "Parked watch requests from one address; more get 429."),
+    UINT("idle-timeout", idle_timeout, "SECONDS", "60", 1, 86400,
+         "How long a connection may stay silent (idle keep-alive, or a client sending slowly) "
+         "before it is closed."),
+    SIZE("max-header-bytes", max_header_bytes, "32k", 8 * KIB, MIB,
+         "Memory for one connection's request line and headers; a larger request head is "
+         "refused (431)."),
     SIZE("max-body-bytes", max_body_bytes, "1M", KIB, GIB, "Largest request body accepted."),
     SIZE("max-file-bytes", max_file_bytes, "4M", KIB, GIB, "Largest repository file read."),
     UINT("snapshot-cache", snapshot_cache, "N", "16", 1, 1024,

@@ -35,6 +35,10 @@ typedef struct settings {
     char *config_file;          /* --config FILE */
     unsigned threads;           /* --threads, HTTP worker threads, default: number of CPUs */
     unsigned max_connections;   /* --max-connections, default 4096 */
+    unsigned max_connections_per_ip; /* --max-connections-per-ip, default 256 */
+    unsigned max_watchers_per_ip; /* --max-watchers-per-ip, parked watch requests, 1024 */
+    unsigned idle_timeout;      /* --idle-timeout seconds a connection may stay silent, 60 */
+    size_t max_header_bytes;    /* --max-header-bytes, a connection's request head, 32 KiB */
     size_t max_body_bytes;      /* --max-body-bytes, default 1 MiB */
     size_t max_file_bytes;      /* --max-file-bytes, largest repository file read, default 4 MiB */
     unsigned snapshot_cache;    /* --snapshot-cache, parsed commits kept, default 16 */

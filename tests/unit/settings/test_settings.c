@@ -124,6 +124,10 @@ static void test_defaults(void **state)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     assert_int_equal(s.threads, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
     assert_int_equal(s.max_connections, 4096);
+    assert_int_equal(s.max_connections_per_ip, 256);
+    assert_int_equal(s.max_watchers_per_ip, 1024);
+    assert_int_equal(s.idle_timeout, 60);
+    assert_int_equal(s.max_header_bytes, 32u << 10);
     assert_int_equal(s.max_body_bytes, 1u << 20);
     assert_int_equal(s.max_file_bytes, 4u << 20);
     assert_int_equal(s.snapshot_cache, 16);
@@ -242,8 +246,14 @@ static void test_uint(void **state)
     assert_int_equal(load_args(&s, empty_env,
                                ARGS("--repo=r", "--port=65535", "--threads=1024",
                                     "--refresh-interval=0", "--max-connections=1000000",
-                                    "--snapshot-cache=1", "--watch-timeout-max=86400")),
+                                    "--snapshot-cache=1", "--watch-timeout-max=86400",
+                                    "--max-connections-per-ip=1", "--max-watchers-per-ip=7",
+                                    "--idle-timeout=86400", "--max-header-bytes=1M")),
                      0);
+    assert_int_equal(s.max_connections_per_ip, 1);
+    assert_int_equal(s.max_watchers_per_ip, 7);
+    assert_int_equal(s.idle_timeout, 86400);
+    assert_int_equal(s.max_header_bytes, 1u << 20);
     assert_int_equal(s.port, 65535);
     assert_int_equal(s.threads, 1024);
     assert_int_equal(s.refresh_interval, 0);
