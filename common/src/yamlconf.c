@@ -550,7 +550,7 @@ static json_t *resolve_tagged(yparse *p, ynode *node, const char *tag, const cha
                            ? tag + strlen(TAG_PREFIX)
                            : NULL;
 
-    if (strcmp(tag, "!") == 0 || (name && (!strcmp(name, "str") || !strcmp(name, "timestamp"))))
+    if (name && (!strcmp(name, "str") || !strcmp(name, "timestamp")))
         return json_stringn(text, len);
     if (name && !strcmp(name, "int"))
         value = construct_int(text, len, &bad);
@@ -662,8 +662,8 @@ static bool anchor_register(yparse *p, const yaml_char_t *anchor)
 }
 
 /*
- * The canonical identity of a key (its Java equals()): type and text. Writes into buf; false
- * (with p failed) for keys Almanac does not accept.
+ * The identity of a key as Java's equals() sees it: type letter and text, malloc'd into *out.
+ * False (with p failed) for keys Almanac does not accept.
  */
 static bool key_identity(yparse *p, const ynode *key, char **out)
 {
@@ -833,9 +833,10 @@ static bool on_scalar(yparse *p, const yaml_event_t *ev)
     const char *text = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
     const char *tag = (const char *)ev->data.scalar.tag;
-    if (tag != NULL)
+    /* SnakeYAML resolves a scalar tagged "!" as if it were plain, even when quoted */
+    if (tag != NULL && strcmp(tag, "!") != 0)
         node->value = resolve_tagged(p, node, tag, text, len);
-    else if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+    else if (tag != NULL || ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
         node->value = resolve_plain(p, node, text, len);
     else
         node->value = json_stringn(text, len);
