@@ -164,7 +164,7 @@ class Almanac:
     """almanac-server on a fixed free port with its own cache directory."""
 
     def __init__(self, binary, repo_uri, workdir, name="almanac", extra=(), threads=None,
-                 log_level="warn", cpus=None):
+                 log_level="warn", cpus=None, prefix=()):
         self.cache = os.path.join(workdir, name + "-cache")
         self.log = os.path.join(workdir, name + ".log")
         self.port = free_port()
@@ -172,7 +172,7 @@ class Almanac:
                 "--cache-dir", self.cache, "--refresh-interval", "0", "--log-level", log_level]
         if threads:
             argv += ["--threads", str(threads)]
-        argv += list(extra)
+        argv = list(prefix) + argv + list(extra)
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
         self.argv = argv

@@ -36,7 +36,7 @@ def time_runs(command, prepare, runs, workdir):
     """Wall times in ms of `runs` executions of command (shell strings)."""
     if shutil.which("hyperfine"):
         out = os.path.join(workdir, "hyperfine.json")
-        subprocess.run(["hyperfine", "--runs", str(runs), "--prepare", prepare,
+        subprocess.run(["hyperfine", "-N", "--runs", str(runs), "--prepare", prepare,
                         "--export-json", out, "--style", "none", command],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(out) as f:
@@ -51,9 +51,8 @@ def time_runs(command, prepare, runs, workdir):
 
 
 def wait_gone(pidfile):
-    """A shell command that waits until the process named in pidfile has exited."""
-    return ("while [ -s %s ] && kill -0 $(cat %s) 2>/dev/null; do sleep 0.01; done"
-            % (shlex.quote(pidfile), shlex.quote(pidfile)))
+    """A command that waits until the process named in pidfile has exited."""
+    return "%s --wait-gone %s" % (shlex.quote(PROBE), shlex.quote(pidfile))
 
 
 def probe(pidfile, url, data, argv):

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Where a cached read spends its time: almanac-server under wrk, sampled by perf (or callgrind).
+
+Starts almanac-server on a small repository, warms GET /orders/dev, runs wrk against it and,
+while wrk runs, samples the server with `perf record -F 499 --call-graph dwarf` for --duration seconds (all of
+its threads, user and kernel). Prints two tables from `perf report --no-children`: time by
+shared object (the server, libmicrohttpd, libc, the kernel...) and the top symbols by self
+time. With --callgrind the server runs under `valgrind --tool=callgrind` instead with a light
+wrk load, and the table comes from callgrind_annotate (instructions, user space only).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
+
+
+def perf_tables(data, top):
+    def report(sort, *extra):
+        out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", sort,
+                              "--percent-limit", "0.5", "-g", "none", *extra],
+                             capture_output=True, text=True, check=True).stdout
+        rows = []
+        for line in out.splitlines():
+            if line.startswith("#"):
+                continue
+            line = re.sub(r"\s+-\s+-\s*$", "", line)
+            cols = re.findall(r"([\d.]+)%", line)
+            m = re.match(r"\s+(?:[\d.]+%\s+)+(.*)$", line)
+            if cols and m:
+                rows.append((cols, [c.strip() for c in re.split(r"\s{2,}", m.group(1).strip())]))
+        return rows
+
+    def sym(parts):
+        return "`%s`" % " ".join(parts).replace("[.] ", "").replace("[k] ", "(kernel) ")
+    by_dso = report("dso", "--no-children")
+    by_sym = report("dso,symbol", "--no-children")[:top]
+    # inclusive time of the server's own functions (needs the DWARF call graphs)
+    inclusive = report("symbol", "--children", "--dsos", "almanac-server")[:top]
+    return (bl.table(["samples", "shared object"], [(c[0] + " %", p[0]) for c, p in by_dso])
+            + "\n\n" +
+            bl.table(["self samples", "shared object", "symbol"],
+                     [(c[0] + " %", p[0], sym(p[1:])) for c, p in by_sym]) + "\n\n" +
+            bl.table(["with callees", "self", "almanac-server function"],
+                     [(c[0] + " %", c[-1] + " %", sym(p)) for c, p in inclusive]))
+
+
+def callgrind_table(out_file, top):
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", out_file],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    total = None
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+)\s+(?:\(\s*([\d.]+)%\))?\s*(?:PROGRAM TOTALS|\S.*)$", line)
+        if "PROGRAM TOTALS" in line:
+            total = int(line.split()[0].replace(",", ""))
+            continue
+        if m and total and ":" in line and len(rows) < top:
+            count = int(m.group(1).replace(",", ""))
+            name = line.split(None, 1)[1]
+            name = re.sub(r"^\(\s*[\d.]+%\)\s*", "", name)
+            rows.append(("%.1f %%" % (100.0 * count / total), "`%s`" % name.strip()))
+    return bl.table(["instructions (self)", "file:function"], rows)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
+    p.add_argument("--duration", type=int, default=10, help="seconds sampled")
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--wrk-threads", type=int, default=2)
+    p.add_argument("--server-threads", type=int, default=os.cpu_count())
+    p.add_argument("--top", type=int, default=25)
+    p.add_argument("--callgrind", action="store_true")
+    p.add_argument("--keep", help="copy perf.data / callgrind.out to this path")
+    p.add_argument("--smoke", action="store_true", help="tiny run that only checks the tables")
+    args = p.parse_args()
+    if args.smoke:
+        args.duration, args.connections, args.wrk_threads, args.top = 1, 4, 1, 5
+    binary = bl.server_binary(args.server)
+
+    work = bl.workdir()
+    procs = []
+    try:
+        repo = os.path.join(work, "remote")
+        bl.make_repo(repo, {"application.yml": "logging:\n  level: INFO\n",
+                            "orders.yml": bl.sample_yaml("orders", 60)})
+        if args.callgrind:
+            out_file = os.path.join(work, "callgrind.out")
+            alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads,
+                             prefix=["valgrind", "--tool=callgrind",
+                                     "--callgrind-out-file=" + out_file])
+        else:
+            alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads)
+        procs.append(alm)
+        if bl.http(alm.port, "/orders/dev")[0] != 200:
+            raise SystemExit("almanac did not answer 200")
+        url = "http://127.0.0.1:%d/orders/dev" % alm.port
+        load = os.getloadavg()[0]
+        if args.callgrind:
+            result = bl.wrk(url, 1, min(args.connections, 4), args.duration)
+            alm.stop()
+            procs.remove(alm)
+            print("### callgrind: cached GET /orders/dev, %d requests under valgrind"
+                  % result["requests"])
+            print()
+            print("%s; wrk -t1 -c%d -d%ds" % (bl.machine_line(), min(args.connections, 4),
+                                                args.duration))
+            print()
+            print(callgrind_table(out_file, args.top))
+            if args.keep:
+                subprocess.run(["cp", out_file, args.keep], check=True)
+            return 0
+        data = os.path.join(work, "perf.data")
+        wrk_proc = subprocess.Popen(["wrk", "-t%d" % args.wrk_threads,
+                                     "-c%d" % args.connections, "-d%ds" % (args.duration + 2),
+                                     "--latency", url],
+                                    stdout=subprocess.PIPE, text=True)
+        time.sleep(1)  # let wrk reach steady state before sampling
+        rec = subprocess.run(["perf", "record", "-q", "-F", "499", "--call-graph",
+                              "dwarf,16384", "-o", data, "-p", str(alm.proc.pid), "--",
+                              "sleep", str(args.duration)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if rec.returncode != 0:
+            wrk_proc.kill()
+            wrk_proc.wait()
+            bl.skip("perf record cannot sample here: " + rec.stderr.strip()[-300:])
+        out = wrk_proc.communicate(timeout=args.duration + 60)[0]
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+        print("### perf: cached GET /orders/dev under wrk -t%d -c%d (%s requests/s while "
+              "sampled)" % (args.wrk_threads, args.connections, rps))
+        print()
+        print("%s; 1-minute load average before %.2f; perf record -F 499 --call-graph dwarf -p <server> for %d s"
+              % (bl.machine_line(), load, args.duration))
+        print()
+        print(perf_tables(data, args.top))
+        if args.keep:
+            subprocess.run(["cp", data, args.keep], check=True)
+    finally:
+        for proc in procs:
+            proc.stop()
+        bl.cleanup(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
