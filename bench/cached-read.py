@@ -31,6 +31,9 @@ def main():
                    help="almanac --threads and nginx worker_processes")
     p.add_argument("--keys", type=int, default=60, help="settings in the served file")
     p.add_argument("--no-etcd", action="store_true")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                   help="one more almanac-server row started with these extra flags, e.g. "
+                        "'8k pool=--max-header-bytes 8k' (repeatable)")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
     args = p.parse_args()
     if args.smoke:
@@ -50,8 +53,17 @@ def main():
             raise SystemExit("almanac answered %d" % status)
         ngx = bl.Nginx(work, {"/orders/dev": (hdrs["content-type"], body)}, args.server_threads)
         procs.append(ngx)
-        targets = [("almanac-server", "http://127.0.0.1:%d/orders/dev" % alm.port, None),
-                   ("nginx static file", "http://127.0.0.1:%d/orders/dev" % ngx.port, None)]
+        targets = [("almanac-server", "http://127.0.0.1:%d/orders/dev" % alm.port, None)]
+        for i, variant in enumerate(args.variant):
+            label, _, flags = variant.partition("=")
+            other = bl.Almanac(binary, "file://" + repo, work, "variant%d" % i,
+                               threads=args.server_threads, extra=flags.split())
+            procs.append(other)
+            if bl.http(other.port, "/orders/dev")[2] != body:
+                raise SystemExit("variant %s does not serve the same bytes" % label)
+            targets.append(("almanac-server, " + label,
+                            "http://127.0.0.1:%d/orders/dev" % other.port, None))
+        targets.append(("nginx static file", "http://127.0.0.1:%d/orders/dev" % ngx.port, None))
         if not args.no_etcd:
             etcd = bl.Etcd(work)
             procs.append(etcd)

@@ -6,7 +6,7 @@ while wrk runs, samples the server with `perf record -F 499 --call-graph dwarf` 
 its threads, user and kernel). Prints two tables from `perf report --no-children`: time by
 shared object (the server, libmicrohttpd, libc, the kernel...) and the top symbols by self
 time. With --callgrind the server runs under `valgrind --tool=callgrind` instead with a light
-wrk load, and the table comes from callgrind_annotate (instructions, user space only).
+wrk load (instrumentation switched on after the warm-up request), and the table comes from callgrind_annotate (instructions, user space only).
 """
 
 import argparse
@@ -63,9 +63,12 @@ def callgrind_table(out_file, top):
         if m and total and ":" in line and len(rows) < top:
             count = int(m.group(1).replace(",", ""))
             name = line.split(None, 1)[1]
-            name = re.sub(r"^\(\s*[\d.]+%\)\s*", "", name)
-            rows.append(("%.1f %%" % (100.0 * count / total), "`%s`" % name.strip()))
-    return bl.table(["instructions (self)", "file:function"], rows)
+            name = re.sub(r"^\(\s*[\d.]+%\)\s*", "", name).strip()
+            m = re.match(r"(?:.*?):(\S+)(?:\s+\[(.*)\])?$", name)
+            if m:
+                name = "%s (%s)" % (m.group(1), os.path.basename(m.group(2) or "?"))
+            rows.append(("%.1f %%" % (100.0 * count / total), "`%s`" % name))
+    return bl.table(["instructions (self)", "function (object)"], rows)
 
 
 def main():
@@ -93,7 +96,7 @@ def main():
         if args.callgrind:
             out_file = os.path.join(work, "callgrind.out")
             alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads,
-                             prefix=["valgrind", "--tool=callgrind",
+                             prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no",
                                      "--callgrind-out-file=" + out_file])
         else:
             alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads)
@@ -103,6 +106,9 @@ def main():
         url = "http://127.0.0.1:%d/orders/dev" % alm.port
         load = os.getloadavg()[0]
         if args.callgrind:
+            # count the steady state only, not start-up and the first (missing) request
+            subprocess.run(["callgrind_control", "-i", "on", str(alm.proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
             result = bl.wrk(url, 1, min(args.connections, 4), args.duration)
             alm.stop()
             procs.remove(alm)

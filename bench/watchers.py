@@ -127,7 +127,10 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [binary, "--repo", "file://" + repo, "--listen", "127.0.0.1", "--port", "0",
              "--cache-dir", os.path.join(workdir, "cache"), "--refresh-interval", "0",
-             "--max-connections", str(watchers + 100), "--log-level",
+             "--max-connections", str(watchers + 100),
+             # every watcher comes from 127.0.0.1: lift the per-address caps too
+             "--max-connections-per-ip", str(watchers + 100),
+             "--max-watchers-per-ip", str(watchers + 100), "--log-level",
              os.environ.get("BENCH_LOG_LEVEL", "warn")],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "wb"))
         deadline = time.monotonic() + 30
