@@ -4,6 +4,8 @@ endpoint, and webhooks authenticated by their own signature."""
 
 import base64
 import hashlib
+import hmac
+import json
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ from almanac_harness import Server, ServerTestCase
 
 TOKEN = "itest-token-payments-3b9d"
 TOKEN_ADMINLESS = "itest-token-nothing-77aa"
+WEBHOOK_SECRET = "itest-auth-webhook-5e1d"
 TOKEN_ADMIN = "itest-token-admin-c0ffee"
 
 
@@ -142,6 +145,17 @@ class AuthTest(ServerTestCase):
             with self.subTest(path=path):
                 self.assertEqual(self.status(path, h), 200)
         self.assertEqual(self.status("/actuator/refresh", h, "POST"), 200)
+
+    def test_watch_and_events_need_credentials(self):
+        self.assertEqual(self.status("/orders/dev?watch=%22x%22&timeout=1"), 401)
+        self.assertEqual(self.status("/payments/dev?watch=%22x%22&timeout=1",
+                                     basic("orders-svc", "orders-pw")), 403)
+        self.assertEqual(self.status("/events"), 401)
+
+    def test_documents_with_several_applications(self):
+        h = basic("orders-svc", "orders-pw")
+        self.assertEqual(self.status("/orders,orders-eu-dev.yml", h), 200)
+        self.assertEqual(self.status("/orders,payments-dev.yml", h), 403)
 
     def test_credentials_never_in_log(self):
         self.server.get("/orders/dev", basic("orders-svc", "orders-pw"))
@@ -336,6 +350,39 @@ class AuthStartupErrorTest(ServerTestCase):
         log = self.start_failing(None)
         self.assertIn("bad-auth.yml", log)
         self.assertNotIn("listening on", log)
+
+
+class AuthWebhookTest(ServerTestCase):
+    """With --auth-file and --webhook-secret, /monitor is judged by the webhook's signature."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit(FILES, "auth")
+        auth = os.path.join(cls.tmp, "auth.yml")
+        with open(auth, "w") as f:
+            f.write("users:\n  ops:\n    password: \"%s\"\n    admin: true\n"
+                    % crypt_sha512("ops-pw", "opssalt1"))
+        secret = os.path.join(cls.tmp, "webhook-secret")
+        with open(secret, "w") as f:
+            f.write(WEBHOOK_SECRET + "\n")
+        for path in (auth, secret):
+            os.chmod(path, 0o600)
+        cls.server = cls.start_server(cls.repo.uri, refresh_interval=0,
+                                      extra_args=["--auth-file", auth, "--webhook-secret", secret])
+
+    def test_monitor_authenticated_by_signature(self):
+        body = json.dumps({"ref": "refs/heads/main",
+                           "commits": [{"added": [], "modified": ["orders.yml"], "removed": []}]})
+        sig = hmac.new(WEBHOOK_SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
+                   "X-Hub-Signature-256": "sha256=" + sig}
+        r = self.server.post("/monitor", body.encode(), headers)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("orders", r.json())
+        headers["X-Hub-Signature-256"] = "sha256=" + "0" * 64
+        r = self.server.post("/monitor", body.encode(), dict(headers, **basic("ops", "ops-pw")))
+        self.assertIn(r.status, (401, 403), r)
 
 
 if __name__ == "__main__":
