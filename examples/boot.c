@@ -51,8 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "boot: %s (%s)\n", e->message, alm_strerror(e->code));
         goto out;
     }
-    printf("# %s/%s version %s%s\n", alm_config_application(config),
-           alm_config_profiles(config),
+    printf("# %s/%s version %s%s\n", alm_config_application(config), alm_config_profiles(config),
            alm_config_version(config) ? alm_config_version(config) : "unknown",
            alm_config_is_stale(config) ? " (stale: from the cache file)" : "");
     alm_config_foreach(config, print_entry, NULL);

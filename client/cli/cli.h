@@ -60,7 +60,7 @@ enum {
     CLI_OPT_RETRIES,
     CLI_OPT_VERBOSE,
     CLI_OPT_HELP,
-    CLI_OPT_WAIT, /* not common: the commands that follow changes add it */
+    CLI_OPT_WAIT,               /* not common: the commands that follow changes add it */
     CLI_OPT_COMMAND_BASE = 1100 /* a command's own options start here */
 };
 
@@ -76,7 +76,9 @@ enum {
         {"timeout", required_argument, NULL, CLI_OPT_TIMEOUT},                                     \
         {"retries", required_argument, NULL, CLI_OPT_RETRIES},                                     \
         {"verbose", no_argument, NULL, CLI_OPT_VERBOSE},                                           \
-        {"help", no_argument, NULL, CLI_OPT_HELP}
+    {                                                                                              \
+        "help", no_argument, NULL, CLI_OPT_HELP                                                    \
+    }
 
 /* The help text of the common flags, for each command's --help. */
 extern const char cli_common_help[];

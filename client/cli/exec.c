@@ -30,7 +30,8 @@ static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUS
 
 static void help(void)
 {
-    printf("usage: almanac exec APP PROFILES [--restart | --signal SIG] [options] -- CMD [ARG…]\n\n"
+    printf("usage: almanac exec APP PROFILES [--restart | --signal SIG] [options]\n"
+           "                    -- CMD [ARG…]\n\n"
            "Runs CMD with the configuration of APP for PROFILES as environment variables:\n"
            "each key becomes upper case with every run of other characters turned into '_'\n"
            "(db.pool-size -> DB_POOL_SIZE, hosts[0] -> HOSTS_0), overriding inherited ones.\n\n"

@@ -26,10 +26,18 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { OPT_OUT_DIR = CLI_OPT_COMMAND_BASE, OPT_FORMAT, OPT_WATCH, OPT_ON_CHANGE, OPT_COUNT,
-       OPT_MODE };
+enum {
+    OPT_OUT_DIR = CLI_OPT_COMMAND_BASE,
+    OPT_FORMAT,
+    OPT_WATCH,
+    OPT_ON_CHANGE,
+    OPT_COUNT,
+    OPT_MODE,
+    OPT_FILE
+};
 
 #define MAX_FORMATS 4
+#define MAX_FILES 32
 #define DATA_LINK "..data"
 #define DATA_TMP_LINK "..data_tmp"
 
@@ -47,6 +55,9 @@ typedef struct render_job {
     size_t nformats;
     mode_t mode;
     const char *on_change;
+    const char *files[MAX_FILES]; /* --file: repository paths, written under their base name */
+    size_t nfiles;
+    alm_client *file_client; /* its own client: the watch owns the other one */
     /* --watch */
     pthread_mutex_t lock;
     pthread_cond_t done;
@@ -65,6 +76,8 @@ static void help(void)
            "resolve ..data once never see two versions mixed.\n\n"
            "  --out-dir DIR    the directory to keep (created if missing)\n"
            "  --format F,…     yaml (default), json, properties, env: APP.yml, APP.json, …\n"
+           "  --file PATH      also write this repository file (placeholders resolved) as\n"
+           "                   DIR/BASENAME; repeatable\n"
            "  --mode OCTAL     permissions of the files (default 0600: they may hold secrets)\n"
            "  --watch          keep DIR current until interrupted\n"
            "  --on-change CMD  run CMD with /bin/sh after each update made by --watch\n"
@@ -98,7 +111,8 @@ static int parse_formats(render_job *job, const char *list)
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
-static int path_fmt(char *buf, size_t size, const char *fmt, ...)
+static int
+path_fmt(char *buf, size_t size, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -151,6 +165,48 @@ static int write_one(const render_job *job, const char *folder, const alm_config
     return rc;
 }
 
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
+/* Fetches one repository file and writes it into the version folder under its base name. */
+static int write_repo_file(const render_job *job, const char *folder, const char *repo_path)
+{
+    char path[4096];
+    alm_buf buf = {NULL, 0};
+    int rc = CLI_EXIT_OK;
+    int error = alm_client_fetch_file(&buf, job->file_client, repo_path);
+    if (error < 0)
+        return cli_fail(error, repo_path);
+    if (path_fmt(path, sizeof(path), "%s/%s", folder, base_name(repo_path)) < 0) {
+        alm_buf_dispose(&buf);
+        return CLI_EXIT_ERROR;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, job->mode);
+    if (fd < 0) {
+        alm_buf_dispose(&buf);
+        return fail_errno("cannot create", path);
+    }
+    fchmod(fd, job->mode);
+    size_t done = 0;
+    while (done < buf.size && rc == CLI_EXIT_OK) {
+        ssize_t n = write(fd, buf.ptr + done, buf.size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = fail_errno("cannot write", path);
+        else
+            done += (size_t)n;
+    }
+    if (rc == CLI_EXIT_OK && fsync(fd) < 0)
+        rc = fail_errno("cannot sync", path);
+    close(fd);
+    alm_buf_dispose(&buf);
+    return rc;
+}
+
 static void remove_tree(const char *path)
 {
     DIR *d = opendir(path);
@@ -188,17 +244,27 @@ static void remove_old_versions(const char *dir, const char *keep)
 }
 
 /* Refuses, before anything is written, a stable name that is taken by something not ours. */
+/* The i-th stable name: the formats' APP.ext first, then the files' base names. */
+static int stable_name(char *buf, size_t size, const render_job *job, size_t i)
+{
+    if (i < job->nformats)
+        return path_fmt(buf, size, "%s.%s", job->app, extensions[job->formats[i]]);
+    return path_fmt(buf, size, "%s", base_name(job->files[i - job->nformats]));
+}
+
 static int check_names(const render_job *job)
 {
-    for (size_t i = 0; i < job->nformats; i++) {
-        char path[4096];
+    for (size_t i = 0; i < job->nformats + job->nfiles; i++) {
+        char name[1024], path[4096];
         struct stat st;
-        if (path_fmt(path, sizeof(path), "%s/%s.%s", job->dir, job->app,
-                     extensions[job->formats[i]]) < 0)
+        if (stable_name(name, sizeof(name), job, i) < 0 ||
+            path_fmt(path, sizeof(path), "%s/%s", job->dir, name) < 0)
             return CLI_EXIT_ERROR;
         if (lstat(path, &st) == 0 && !S_ISLNK(st.st_mode)) {
-            fprintf(stderr, "almanac: %s exists and is not a link; give --out-dir a directory "
-                            "only almanac writes to\n", path);
+            fprintf(stderr,
+                    "almanac: %s exists and is not a link; give --out-dir a directory "
+                    "only almanac writes to\n",
+                    path);
             return CLI_EXIT_ERROR;
         }
     }
@@ -225,6 +291,8 @@ static int render_once(const render_job *job, const alm_config *cfg)
         return fail_errno("cannot create a version folder in", job->dir);
     for (size_t i = 0; i < job->nformats && rc == CLI_EXIT_OK; i++)
         rc = write_one(job, folder, cfg, job->formats[i]);
+    for (size_t i = 0; i < job->nfiles && rc == CLI_EXIT_OK; i++)
+        rc = write_repo_file(job, folder, job->files[i]);
     if (rc == CLI_EXIT_OK && sync_dir(folder) < 0)
         rc = fail_errno("cannot sync", folder);
     if (rc != CLI_EXIT_OK) {
@@ -247,10 +315,10 @@ static int render_once(const render_job *job, const alm_config *cfg)
         return rc;
     }
     /* The stable names, made once; they resolve through ..data ever after. */
-    for (size_t i = 0; i < job->nformats; i++) {
+    for (size_t i = 0; i < job->nformats + job->nfiles; i++) {
         char name[1024], path[4096], target[1100];
         struct stat st;
-        if (path_fmt(name, sizeof(name), "%s.%s", job->app, extensions[job->formats[i]]) < 0 ||
+        if (stable_name(name, sizeof(name), job, i) < 0 ||
             path_fmt(path, sizeof(path), "%s/%s", job->dir, name) < 0 ||
             path_fmt(target, sizeof(target), "%s/%s", DATA_LINK, name) < 0)
             return CLI_EXIT_ERROR;
@@ -275,8 +343,7 @@ static void run_on_change(const render_job *job)
         _exit(127);
     }
     int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0)
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fprintf(stderr, "almanac: warning: --on-change command failed (status %d)\n",
                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
@@ -307,6 +374,7 @@ int cli_cmd_render(int argc, char **argv)
                                             {"on-change", required_argument, NULL, OPT_ON_CHANGE},
                                             {"count", required_argument, NULL, OPT_COUNT},
                                             {"mode", required_argument, NULL, OPT_MODE},
+                                            {"file", required_argument, NULL, OPT_FILE},
                                             {"wait", required_argument, NULL, CLI_OPT_WAIT},
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
@@ -338,8 +406,10 @@ int cli_cmd_render(int argc, char **argv)
             break;
         case OPT_FORMAT:
             if (parse_formats(&job, optarg) < 0)
-                return cli_usage_error("render", "bad --format '%s' (a list of yaml, json, "
-                                                 "properties, env, each once)", optarg);
+                return cli_usage_error("render",
+                                       "bad --format '%s' (a list of yaml, json, "
+                                       "properties, env, each once)",
+                                       optarg);
             break;
         case OPT_WATCH:
             watch = 1;
@@ -361,6 +431,20 @@ int cli_cmd_render(int argc, char **argv)
                                                  "can read, like 0600 or 0644");
             job.mode = (mode_t)mode;
             break;
+        case OPT_FILE: {
+            const char *base = base_name(optarg);
+            if (job.nfiles == MAX_FILES)
+                return cli_usage_error("render", "at most %d --file", MAX_FILES);
+            if (*base == '\0' || base[0] == '.' || optarg[0] == '/' || strstr(optarg, "//") ||
+                strncmp(optarg, "../", 3) == 0 || strncmp(optarg, "./", 2) == 0 ||
+                strstr(optarg, "/../") || strstr(optarg, "/./"))
+                return cli_usage_error("render",
+                                       "--file '%s' must be a relative path to a "
+                                       "file, without '.' or '..'",
+                                       optarg);
+            job.files[job.nfiles++] = optarg;
+            break;
+        }
         case CLI_OPT_WAIT:
             if (cli_parse_seconds(&wait_s, optarg) < 0)
                 return cli_usage_error("render", "--wait takes 1-3600 seconds");
@@ -379,8 +463,20 @@ int cli_cmd_render(int argc, char **argv)
     job.app = argv[optind];
     if (strchr(job.app, '/') != NULL || strcmp(job.app, "..") == 0 || job.app[0] == '.')
         return cli_usage_error("render", "APP '%s' cannot name a file", job.app);
+    for (size_t i = 0; i < job.nformats + job.nfiles; i++) {
+        for (size_t j = 0; j < i; j++) {
+            char a[1024], b[1024];
+            if (stable_name(a, sizeof(a), &job, i) < 0 || stable_name(b, sizeof(b), &job, j) < 0)
+                return CLI_EXIT_USAGE;
+            if (strcmp(a, b) == 0)
+                return cli_usage_error("render", "two outputs would both be named '%s'", a);
+        }
+    }
 
     if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1], 1)) != 0)
+        goto out;
+    if (job.nfiles > 0 &&
+        (rc = cli_client_new(&job.file_client, &common, argv[optind], argv[optind + 1], 1)) != 0)
         goto out;
     int error = alm_client_fetch(&cfg, client);
     if (error < 0) {
@@ -413,6 +509,7 @@ int cli_cmd_render(int argc, char **argv)
     pthread_mutex_destroy(&job.lock);
 out:
     alm_config_free(cfg);
+    alm_client_free(job.file_client);
     alm_client_free(client);
     return rc;
 }

@@ -60,8 +60,7 @@ extern "C" {
 #define ALM_VERSION_PATCH 0
 #define ALM_VERSION "0.1.0"
 /* One number for comparisons: 0xMMmmpp. */
-#define ALM_VERSION_NUM                                                                            \
-    ((ALM_VERSION_MAJOR << 16) | (ALM_VERSION_MINOR << 8) | ALM_VERSION_PATCH)
+#define ALM_VERSION_NUM ((ALM_VERSION_MAJOR << 16) | (ALM_VERSION_MINOR << 8) | ALM_VERSION_PATCH)
 
 /*
  * The version of the library actually loaded, which can differ from the header's when the
@@ -77,21 +76,21 @@ ALM_EXTERN const char *alm_version(int *major, int *minor, int *patch);
 /* What a failing function returns. New codes may be added; treat unknown ones as ALM_ERROR. */
 typedef enum alm_error_code {
     ALM_OK = 0,
-    ALM_ERROR = -1,      /* a failure with no more specific code */
-    ALM_ENOMEM = -2,     /* out of memory */
-    ALM_EINVALID = -3,   /* an argument or option is invalid (NULL, empty, out of range) */
-    ALM_ENOTFOUND = -4,  /* no such key; or the server answered 404 (unknown label) */
-    ALM_EAUTH = -5,      /* the server answered 401 or 403: credentials missing or refused */
-    ALM_ETIMEOUT = -6,   /* the server did not answer within the configured timeouts */
-    ALM_ENETWORK = -7,   /* the server could not be reached (DNS, connection, TLS) */
-    ALM_ESERVER = -8,    /* the server answered with a 5xx error */
-    ALM_EPROTOCOL = -9,  /* the server's answer is not what the protocol says it should be */
-    ALM_ETOOBIG = -10,   /* the answer exceeds the configured size limit */
-    ALM_ECACHE = -11,    /* the cache file is missing, damaged, foreign or cannot be written */
-    ALM_ETYPE = -12,     /* the value exists but cannot be converted to the requested type */
-    ALM_ERANGE = -13,    /* the value is a number outside the requested type's range */
-    ALM_ETLS = -14,      /* the server's TLS certificate could not be verified (see ca_file) */
-    ALM_ITEROVER = -31   /* not an error: an iteration has no more items */
+    ALM_ERROR = -1,     /* a failure with no more specific code */
+    ALM_ENOMEM = -2,    /* out of memory */
+    ALM_EINVALID = -3,  /* an argument or option is invalid (NULL, empty, out of range) */
+    ALM_ENOTFOUND = -4, /* no such key; or the server answered 404 (unknown label) */
+    ALM_EAUTH = -5,     /* the server answered 401 or 403: credentials missing or refused */
+    ALM_ETIMEOUT = -6,  /* the server did not answer within the configured timeouts */
+    ALM_ENETWORK = -7,  /* the server could not be reached (DNS, connection, TLS) */
+    ALM_ESERVER = -8,   /* the server answered with a 5xx error */
+    ALM_EPROTOCOL = -9, /* the server's answer is not what the protocol says it should be */
+    ALM_ETOOBIG = -10,  /* the answer exceeds the configured size limit */
+    ALM_ECACHE = -11,   /* the cache file is missing, damaged, foreign or cannot be written */
+    ALM_ETYPE = -12,    /* the value exists but cannot be converted to the requested type */
+    ALM_ERANGE = -13,   /* the value is a number outside the requested type's range */
+    ALM_ETLS = -14,     /* the server's TLS certificate could not be verified (see ca_file) */
+    ALM_ITEROVER = -31  /* not an error: an iteration has no more items */
 } alm_error_code;
 
 typedef struct alm_error {
@@ -207,8 +206,10 @@ typedef struct alm_client_options {
  * missing-field-initializers warning. Extended together with the struct.
  */
 #define ALM_CLIENT_OPTIONS_INIT                                                                    \
-    {ALM_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0.0, 0.0}, 0, 0, 0,   \
-     0, 0, ALM_LOG_DEBUG}
+    {                                                                                              \
+        ALM_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0.0, 0.0}, 0, 0, 0, \
+            0, 0, ALM_LOG_DEBUG                                                                    \
+    }
 
 /*
  * Fills `opts` the way ALM_CLIENT_OPTIONS_INIT does, for languages without the macro.
@@ -353,6 +354,19 @@ ALM_EXTERN int64_t alm_config_fetched_at(const alm_config *cfg);
 typedef struct alm_client alm_client;
 
 /*
+ * Bytes the library allocated for the caller, who owns the struct and releases the bytes with
+ * alm_buf_dispose(). `ptr` is NUL-terminated (not counted in `size`) for convenience; the
+ * bytes may contain NULs of their own.
+ */
+typedef struct alm_buf {
+    char *ptr;
+    size_t size;
+} alm_buf;
+
+/* Frees the bytes and resets the struct to {NULL, 0}. Accepts NULL and a disposed buffer. */
+ALM_EXTERN void alm_buf_dispose(alm_buf *buf);
+
+/*
  * Creates a client. `opts` is copied; NULL is not allowed because `application` is required.
  * Nothing is sent to the network yet. Errors: ALM_EINVALID (no application, a URL that is not
  * http(s)://, both a password and a token, an unknown options version), ALM_ENOMEM.
@@ -376,6 +390,18 @@ ALM_EXTERN void alm_client_free(alm_client *client);
  * Blocks for up to the retry policy's total time.
  */
 ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
+
+/*
+ * Fetches a plain file from the configuration repository, with the server's placeholders
+ * resolved: `GET {server}/{application}/{profiles}/{label}/{path}`, or `…/{path}?useDefaultLabel`
+ * without a label (each segment percent-encoded, the slashes of `path` sent as "(_)", as
+ * Spring reads them). Retried like a
+ * fetch; never served from the cache file. On success `*out` holds the bytes (release with
+ * alm_buf_dispose); on error it is {NULL, 0}.
+ * Errors: ALM_EINVALID (NULL, empty or absolute path, an empty, "." or ".." segment), ALM_ENOTFOUND
+ * (no such file), and those of alm_client_fetch() but ALM_ECACHE.
+ */
+ALM_EXTERN int alm_client_fetch_file(alm_buf *out, alm_client *client, const char *path);
 
 /*
  * One long-poll: asks the servers for the configuration if it differs from `etag` (the value of
@@ -421,10 +447,10 @@ typedef void (*alm_watch_cb)(const alm_config *old_cfg, const alm_config *new_cf
 
 /* Options of alm_watch_start(); zero fields take their defaults. */
 typedef struct alm_watch_options {
-    unsigned int version;          /* ALM_WATCH_OPTIONS_VERSION */
-    alm_watch_cb on_change;        /* required */
-    void *payload;                 /* passed to on_change as is */
-    unsigned int poll_timeout_s;   /* how long one long-poll waits on the server; default 60 */
+    unsigned int version;        /* ALM_WATCH_OPTIONS_VERSION */
+    alm_watch_cb on_change;      /* required */
+    void *payload;               /* passed to on_change as is */
+    unsigned int poll_timeout_s; /* how long one long-poll waits on the server; default 60 */
     /*
      * alm_watch_is_stale() turns 1 when no server has answered for this long; default three
      * poll timeouts. A healthy server answers each long-poll by its timeout, even unchanged.
@@ -438,7 +464,10 @@ typedef struct alm_watch_options {
     int manual_dispatch;
 } alm_watch_options;
 
-#define ALM_WATCH_OPTIONS_INIT {ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0, 0}
+#define ALM_WATCH_OPTIONS_INIT                                                                     \
+    {                                                                                              \
+        ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0, 0                                                   \
+    }
 
 /*
  * Starts a thread that long-polls the servers for changes to `initial` (normally the snapshot

@@ -73,8 +73,8 @@ static int sync_parent_dir(const char *path)
     return rc;
 }
 
-int alm__cache_write(const char *path, const alm__cache_key *key, const char *payload,
-                     size_t len, const char *etag, int64_t fetched_at)
+int alm__cache_write(const char *path, const alm__cache_key *key, const char *payload, size_t len,
+                     const char *etag, int64_t fetched_at)
 {
     int error = 0, fd = -1;
     char *text = NULL, *tmp = NULL;
@@ -98,34 +98,34 @@ int alm__cache_write(const char *path, const alm__cache_key *key, const char *pa
     /* mkstemp creates the file 0600 whatever the umask: the cache may hold secrets. */
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        error = alm__error_set(ALM_ECACHE, "cannot create a temporary file beside cache file %s: "
-                                           "%s", path, strerror(errno));
+        error = alm__error_set(ALM_ECACHE,
+                               "cannot create a temporary file beside cache file %s: "
+                               "%s",
+                               path, strerror(errno));
         free(tmp);
         tmp = NULL;
         goto out;
     }
     if (write_all(fd, text, strlen(text)) < 0 || write_all(fd, "\n", 1) < 0 || fsync(fd) < 0) {
-        error = alm__error_set(ALM_ECACHE, "cannot write cache file %s: %s", tmp,
-                               strerror(errno));
+        error = alm__error_set(ALM_ECACHE, "cannot write cache file %s: %s", tmp, strerror(errno));
         goto out;
     }
     if (close(fd) < 0) {
         fd = -1;
-        error = alm__error_set(ALM_ECACHE, "cannot write cache file %s: %s", tmp,
-                               strerror(errno));
+        error = alm__error_set(ALM_ECACHE, "cannot write cache file %s: %s", tmp, strerror(errno));
         goto out;
     }
     fd = -1;
     if (rename(tmp, path) < 0) {
-        error = alm__error_set(ALM_ECACHE, "cannot rename %s to %s: %s", tmp, path,
-                               strerror(errno));
+        error =
+            alm__error_set(ALM_ECACHE, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto out;
     }
     free(tmp);
     tmp = NULL;
     if (sync_parent_dir(path) < 0)
-        error = alm__error_set(ALM_ECACHE, "cannot sync the directory of cache file %s: %s",
-                               path, strerror(errno));
+        error = alm__error_set(ALM_ECACHE, "cannot sync the directory of cache file %s: %s", path,
+                               strerror(errno));
 out:
     if (fd >= 0)
         close(fd);
@@ -147,8 +147,7 @@ static int read_file(char **out, size_t *len, const char *path, size_t max)
     if (fd < 0) {
         if (errno == ENOENT)
             return alm__error_set(ALM_ENOTFOUND, "no cache file at %s", path);
-        return alm__error_set(ALM_ECACHE, "cannot open cache file %s: %s", path,
-                              strerror(errno));
+        return alm__error_set(ALM_ECACHE, "cannot open cache file %s: %s", path, strerror(errno));
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         error = alm__error_set(ALM_ECACHE, "cache file %s is not a regular file", path);
@@ -169,8 +168,8 @@ static int read_file(char **out, size_t *len, const char *path, size_t max)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            error = alm__error_set(ALM_ECACHE, "cannot read cache file %s: %s", path,
-                                   strerror(errno));
+            error =
+                alm__error_set(ALM_ECACHE, "cannot read cache file %s: %s", path, strerror(errno));
             goto out;
         }
         if (n == 0)
@@ -205,8 +204,10 @@ int alm__cache_parse(alm_config **out, const char *text, size_t len, const char 
     *out = NULL;
     doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(doc)) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s is damaged (not a JSON object: %s); "
-                                           "delete it and fetch again", path, jerr.text);
+        error = alm__error_set(ALM_ECACHE,
+                               "cache file %s is damaged (not a JSON object: %s); "
+                               "delete it and fetch again",
+                               path, jerr.text);
         goto out;
     }
     const json_t *format = json_object_get(doc, "format");
@@ -217,8 +218,9 @@ int alm__cache_parse(alm_config **out, const char *text, size_t len, const char 
         goto out;
     }
     if (json_integer_value(version) != CACHE_FORMAT_VERSION) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s has format version %" JSON_INTEGER_FORMAT
-                                           ", this library reads version %d; delete it",
+        error = alm__error_set(ALM_ECACHE,
+                               "cache file %s has format version %" JSON_INTEGER_FORMAT
+                               ", this library reads version %d; delete it",
                                path, json_integer_value(version), CACHE_FORMAT_VERSION);
         goto out;
     }
@@ -228,22 +230,28 @@ int alm__cache_parse(alm_config **out, const char *text, size_t len, const char 
     const json_t *at = json_object_get(doc, "fetched_at");
     if (!json_is_string(env) || !json_is_string(sum) || !json_is_integer(at) ||
         (etag != NULL && !json_is_string(etag) && !json_is_null(etag))) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s is damaged (fields missing); delete "
-                                           "it and fetch again", path);
+        error = alm__error_set(ALM_ECACHE,
+                               "cache file %s is damaged (fields missing); delete "
+                               "it and fetch again",
+                               path);
         goto out;
     }
     if ((error = alm__sha256_hex(digest, json_string_value(env), json_string_length(env))) < 0)
         goto out;
     if (strcmp(digest, json_string_value(sum)) != 0) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s is damaged (checksum mismatch); delete "
-                                           "it and fetch again", path);
+        error = alm__error_set(ALM_ECACHE,
+                               "cache file %s is damaged (checksum mismatch); delete "
+                               "it and fetch again",
+                               path);
         goto out;
     }
     if (!same_string(json_object_get(doc, "application"), key->application) ||
         !same_string(json_object_get(doc, "profiles"), key->profiles) ||
         !same_string(json_object_get(doc, "label"), key->label)) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s holds another application, profiles "
-                                           "or label; give each client its own cache file", path);
+        error = alm__error_set(ALM_ECACHE,
+                               "cache file %s holds another application, profiles "
+                               "or label; give each client its own cache file",
+                               path);
         goto out;
     }
     error = alm__config_from_json(out, json_string_value(env), json_string_length(env),

@@ -57,6 +57,14 @@ struct alm_client {
     atomic_int cancel; /* set by alm__client_cancel from another thread */
 };
 
+/* What one GET asks for, whichever server it goes to. */
+typedef struct target {
+    const char *path;       /* escaped, starting with "/" */
+    const char *query;      /* "" or "?…" */
+    const char *accept;     /* the Accept header line */
+    unsigned long extra_ms; /* added to the request timeout: a long-poll's wait */
+} target;
+
 /* One HTTP answer. */
 typedef struct response {
     char *body;
@@ -123,8 +131,7 @@ void alm_client_free(alm_client *c)
 int alm_client_options_init(alm_client_options *opts, unsigned int version)
 {
     if (opts == NULL || version == 0 || version > ALM_CLIENT_OPTIONS_VERSION)
-        return alm__error_set(ALM_EINVALID, "alm_client_options_init: unknown version %u",
-                              version);
+        return alm__error_set(ALM_EINVALID, "alm_client_options_init: unknown version %u", version);
     memset(opts, 0, sizeof(*opts));
     opts->version = version;
     return 0;
@@ -166,8 +173,8 @@ static int add_server(alm_client *c, const char *url, size_t len)
         return alm__error_set(ALM_EINVALID, "server URL carries credentials; set the username "
                                             "and password (or token) options instead");
     if (memchr(url, '?', len) != NULL || memchr(url, '#', len) != NULL)
-        return alm__error_set(ALM_EINVALID, "server URL '%.*s' has a query or fragment",
-                              (int)len, url);
+        return alm__error_set(ALM_EINVALID, "server URL '%.*s' has a query or fragment", (int)len,
+                              url);
     char **grown = realloc(c->servers, (c->nservers + 1) * sizeof(*grown));
     if (grown == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
@@ -254,8 +261,9 @@ static int check_options(const alm_client_options *opts)
         return alm__error_set(ALM_EINVALID, "alm_client_new: options are required (at least "
                                             "the application)");
     if (opts->version == 0 || opts->version > ALM_CLIENT_OPTIONS_VERSION)
-        return alm__error_set(ALM_EINVALID, "alm_client_new: unknown options version %u "
-                                            "(initialise with ALM_CLIENT_OPTIONS_INIT)",
+        return alm__error_set(ALM_EINVALID,
+                              "alm_client_new: unknown options version %u "
+                              "(initialise with ALM_CLIENT_OPTIONS_INIT)",
                               opts->version);
     if (opts->application == NULL || *opts->application == '\0')
         return alm__error_set(ALM_EINVALID, "alm_client_new: the application name is required");
@@ -321,10 +329,12 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
         opts->retry.initial_backoff_ms ? opts->retry.initial_backoff_ms : 1000;
     c->retry.max_backoff_ms = opts->retry.max_backoff_ms ? opts->retry.max_backoff_ms : 2000;
     c->retry.multiplier = opts->retry.multiplier != 0 ? opts->retry.multiplier : 1.1;
-    c->retry.jitter = opts->retry.jitter == 0 ? 0.1 : opts->retry.jitter < 0 ? 0 : opts->retry.jitter;
+    c->retry.jitter = opts->retry.jitter == 0  ? 0.1
+                      : opts->retry.jitter < 0 ? 0
+                                               : opts->retry.jitter;
     c->fail_fast = opts->fail_fast != 0;
-    c->max_response = opts->max_response_bytes ? opts->max_response_bytes
-                                               : ALM__DEFAULT_MAX_RESPONSE;
+    c->max_response =
+        opts->max_response_bytes ? opts->max_response_bytes : ALM__DEFAULT_MAX_RESPONSE;
     c->log_cb = opts->log_cb;
     c->log_payload = opts->log_payload;
     c->log_level = opts->log_level;
@@ -413,14 +423,20 @@ static int status_error(const char *url, const response *r)
     error_detail(detail, sizeof(detail), r);
     switch (r->status) {
     case 401:
-        return alm__error_set(ALM_EAUTH, "%s answered 401: credentials missing or wrong; set the "
-                                         "username and password or the token%s", url, detail);
+        return alm__error_set(ALM_EAUTH,
+                              "%s answered 401: credentials missing or wrong; set the "
+                              "username and password or the token%s",
+                              url, detail);
     case 403:
-        return alm__error_set(ALM_EAUTH, "%s answered 403: these credentials may not read this "
-                                         "application%s", url, detail);
+        return alm__error_set(ALM_EAUTH,
+                              "%s answered 403: these credentials may not read this "
+                              "application%s",
+                              url, detail);
     case 404:
-        return alm__error_set(ALM_ENOTFOUND, "%s answered 404: no such label or "
-                                             "application%s", url, detail);
+        return alm__error_set(ALM_ENOTFOUND,
+                              "%s answered 404: no such label or "
+                              "application%s",
+                              url, detail);
     case 429:
     case 502:
     case 503:
@@ -451,8 +467,7 @@ static int curl_error(const char *url, CURLcode rc, const char *msg, const respo
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
-        return alm__error_set(ALM_ETLS, "%s: cannot verify the server's certificate: %s", url,
-                              why);
+        return alm__error_set(ALM_ETLS, "%s: cannot verify the server's certificate: %s", url, why);
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
         return alm__error_set(ALM_EINVALID, "%s: %s", url, why);
@@ -519,12 +534,8 @@ static CURLcode perform(alm_client *c, int *cancelled)
     return result;
 }
 
-/*
- * One GET of `server` + path + `query`. Returns 0 with r->status 200 or 304, or an error.
- * `extra_ms` lengthens the request timeout by the long-poll's wait.
- */
-static int request(alm_client *c, const char *server, const char *query, unsigned long extra_ms,
-                   response *r)
+/* One GET of `server` + the target. Returns 0 with r->status 200 or 304, or an error. */
+static int request(alm_client *c, const char *server, const target *t, response *r)
 {
     int error = 0;
     char url[MAX_URL_LEN];
@@ -532,10 +543,10 @@ static int request(alm_client *c, const char *server, const char *query, unsigne
     struct curl_slist *headers = NULL;
     CURL *h = c->curl;
 
-    if ((size_t)snprintf(url, sizeof(url), "%s%s%s", server, c->path, query) >= sizeof(url))
+    if ((size_t)snprintf(url, sizeof(url), "%s%s%s", server, t->path, t->query) >= sizeof(url))
         return alm__error_set(ALM_EINVALID, "request URL longer than %d bytes", MAX_URL_LEN);
     r->max = c->max_response;
-    headers = curl_slist_append(NULL, "Accept: application/json");
+    headers = curl_slist_append(NULL, t->accept);
     if (headers == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
 
@@ -549,7 +560,7 @@ static int request(alm_client *c, const char *server, const char *query, unsigne
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(c->request_timeout_ms + extra_ms));
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(c->request_timeout_ms + t->extra_ms));
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
@@ -595,14 +606,13 @@ int alm__retryable(int error)
 }
 
 /* One round over the servers, starting with the one that answered last. */
-static int round_over_servers(alm_client *c, const char *query, unsigned long extra_ms,
-                              response *r)
+static int round_over_servers(alm_client *c, const target *t, response *r)
 {
     int error = ALM_ERROR;
     for (size_t i = 0; i < c->nservers; i++) {
         size_t s = (c->preferred + i) % c->nservers;
         response_dispose(r);
-        error = request(c, c->servers[s], query, extra_ms, r);
+        error = request(c, c->servers[s], t, r);
         if (error == 0) {
             c->preferred = s;
             return 0;
@@ -652,7 +662,7 @@ static int accept_answer(alm_config **out, alm_client *c, const response *r)
         if (alm__cache_write(c->cache_file, &key, r->body, r->len, r->etag[0] ? r->etag : NULL,
                              now) < 0)
             alm__client_log(c, ALM_LOG_WARN, "configuration fetched, but not cached: %s",
-                       alm_error_last()->message);
+                            alm_error_last()->message);
     }
     return 0;
 }
@@ -675,8 +685,26 @@ static int use_cache(alm_config **out, alm_client *c, int error)
     if (at > 0 && gmtime_r(&at, &tm) != NULL)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     alm__client_log(c, ALM_LOG_WARN, "using the configuration cached at %s in %s: %s", when,
-               c->cache_file, reason);
+                    c->cache_file, reason);
     return 0;
+}
+
+/* Rounds over the servers with the retry policy until a 200 or a failure worth returning. */
+static int get_with_retry(alm_client *c, const target *t, response *r)
+{
+    int error = 0;
+    for (unsigned int round = 1;; round++) {
+        error = round_over_servers(c, t, r);
+        if (error == 0 && r->status != 200)
+            error =
+                alm__error_set(ALM_EPROTOCOL, "the server answered %ld to a plain GET", r->status);
+        if (error == 0 || !alm__retryable(error) || round >= c->retry.max_attempts)
+            return error;
+        unsigned long pause = backoff_ms(c, round);
+        alm__client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
+                        c->retry.max_attempts, pause);
+        sleep_ms(pause);
+    }
 }
 
 int alm_client_fetch(alm_config **out, alm_client *c)
@@ -687,22 +715,11 @@ int alm_client_fetch(alm_config **out, alm_client *c)
     if (out == NULL || c == NULL)
         return alm__error_set(ALM_EINVALID, "alm_client_fetch: NULL argument");
     *out = NULL;
-    for (unsigned int round = 1;; round++) {
-        error = round_over_servers(c, "", 0, &r);
-        if (error == 0 && r.status != 200)
-            error = alm__error_set(ALM_EPROTOCOL, "the server answered %ld to a plain GET",
-                                   r.status);
-        if (error == 0 || !alm__retryable(error) || round >= c->retry.max_attempts)
-            break;
-        unsigned long pause = backoff_ms(c, round);
-        alm__client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
-                   c->retry.max_attempts, pause);
-        sleep_ms(pause);
-    }
+    const target t = {c->path, "", "Accept: application/json", 0};
+    error = get_with_retry(c, &t, &r);
     if (error == 0)
         error = accept_answer(out, c, &r);
-    else if ((alm__retryable(error) || error == ALM_ETLS) && !c->fail_fast &&
-             c->cache_file != NULL)
+    else if ((alm__retryable(error) || error == ALM_ETLS) && !c->fail_fast && c->cache_file != NULL)
         error = use_cache(out, c, error);
     response_dispose(&r);
     return error;
@@ -731,11 +748,113 @@ int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned 
             goto out;
         }
     }
-    error = round_over_servers(c, query, etag != NULL ? timeout_s * 1000ul : 0, &r);
+    const target t = {c->path, query, "Accept: application/json",
+                      etag != NULL ? timeout_s * 1000ul : 0};
+    error = round_over_servers(c, &t, &r);
     if (error == 0 && r.status == 200)
         error = accept_answer(out, c, &r);
 out:
     curl_free(escaped);
+    response_dispose(&r);
+    return error;
+}
+
+void alm_buf_dispose(alm_buf *buf)
+{
+    if (buf == NULL)
+        return;
+    free(buf->ptr);
+    buf->ptr = NULL;
+    buf->size = 0;
+}
+
+/* "/{application}/{profiles}/{label}/{path}" (or …/{path}?useDefaultLabel), each escaped. */
+static int file_target(alm_client *c, const char *path, char **out, const char **query)
+{
+    int error = 0;
+    char *copy = NULL, *built = NULL;
+    if ((error = append_segment(c, &built, c->application)) < 0 ||
+        (error = append_segment(c, &built, c->profiles)) < 0)
+        goto out;
+    /* The label travels as it does for the Environment; the path keeps its slashes. */
+    if (c->label != NULL) {
+        const char *label_seg = strrchr(c->path, '/');
+        size_t old = strlen(built), add = strlen(label_seg);
+        char *grown = realloc(built, old + add + 1);
+        if (grown == NULL) {
+            error = alm__error_set(ALM_ENOMEM, "out of memory");
+            goto out;
+        }
+        memcpy(grown + old, label_seg, add + 1);
+        built = grown;
+    }
+    /* One segment, "/" written "(_)" as Spring reads it in resource paths: the servers
+     * accept that with and without a label, which is not true of a multi-segment path. */
+    size_t slashes = 0;
+    for (const char *p = path; *p; p++) {
+        slashes += *p == '/';
+        if ((p == path || p[-1] == '/') && (strncmp(p, "./", 2) == 0 || strncmp(p, "../", 3) == 0 ||
+                                            strcmp(p, ".") == 0 || strcmp(p, "..") == 0)) {
+            error = alm__error_set(ALM_EINVALID, "file path '%s' has a '.' or '..' segment", path);
+            goto out;
+        }
+    }
+    if ((copy = malloc(strlen(path) + 2 * slashes + 1)) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    char *w = copy;
+    for (const char *p = path; *p; p++) {
+        if (*p == '/') {
+            memcpy(w, "(_)", 3);
+            w += 3;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    if ((error = append_segment(c, &built, copy)) < 0)
+        goto out;
+    *query = c->label != NULL ? "" : "?useDefaultLabel";
+    *out = built;
+    built = NULL;
+out:
+    free(copy);
+    free(built);
+    return error;
+}
+
+int alm_client_fetch_file(alm_buf *out, alm_client *c, const char *path)
+{
+    int error = 0;
+    char *file_path = NULL;
+    const char *query = "";
+    response r = {0};
+
+    if (out == NULL || c == NULL || path == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_fetch_file: NULL argument");
+    out->ptr = NULL;
+    out->size = 0;
+    size_t plen = strlen(path);
+    if (plen == 0 || path[0] == '/' || path[plen - 1] == '/' || strstr(path, "//") != NULL)
+        return alm__error_set(ALM_EINVALID,
+                              "file path '%s' must be relative, name a file, and "
+                              "have no empty segment",
+                              path);
+    if ((error = file_target(c, path, &file_path, &query)) < 0)
+        goto out;
+    const target t = {file_path, query, "Accept: */*", 0};
+    if ((error = get_with_retry(c, &t, &r)) < 0)
+        goto out;
+    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    out->ptr = r.body;
+    out->size = r.len;
+    r.body = NULL;
+out:
+    free(file_path);
     response_dispose(&r);
     return error;
 }

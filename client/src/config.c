@@ -26,10 +26,10 @@ typedef struct alm__source {
 
 struct alm_config {
     atomic_uint refcount;
-    json_t *root;   /* the Environment as received; owns the strings below */
-    json_t *index;  /* merged key -> integer index into entries */
+    json_t *root;  /* the Environment as received; owns the strings below */
+    json_t *index; /* merged key -> integer index into entries */
     alm_config_entry *entries;
-    char **owned_text; /* per entry: the text form when the value is not a JSON string */
+    char **owned_text;     /* per entry: the text form when the value is not a JSON string */
     const json_t **values; /* per entry: the JSON scalar, for the typed getters */
     size_t count;
     alm__source *sources;
@@ -142,7 +142,8 @@ static int read_header(alm_config *cfg)
         return 0;
     size_t total = 1, i;
     const json_t *p;
-    json_array_foreach(v, i, p) {
+    json_array_foreach(v, i, p)
+    {
         if (!json_is_string(p))
             return alm__error_set(ALM_EPROTOCOL, "environment: profiles[%zu] is not a string", i);
         total += json_string_length(p) + 1;
@@ -152,7 +153,8 @@ static int read_header(alm_config *cfg)
         return alm__error_set(ALM_ENOMEM, "out of memory");
     cfg->profiles[0] = '\0';
     size_t used = 0;
-    json_array_foreach(v, i, p) {
+    json_array_foreach(v, i, p)
+    {
         size_t n = json_string_length(p);
         if (i > 0)
             cfg->profiles[used++] = ',';
@@ -177,12 +179,15 @@ static int read_sources(alm_config *cfg, size_t *nkeys)
     *nkeys = 0;
     size_t i;
     json_t *src;
-    json_array_foreach(list, i, src) {
+    json_array_foreach(list, i, src)
+    {
         const json_t *name = json_object_get(src, "name");
         json_t *props = json_object_get(src, "source");
         if (!json_is_string(name) || !json_is_object(props))
-            return alm__error_set(ALM_EPROTOCOL, "environment: propertySources[%zu] lacks a "
-                                                 "string name or a source object", i);
+            return alm__error_set(ALM_EPROTOCOL,
+                                  "environment: propertySources[%zu] lacks a "
+                                  "string name or a source object",
+                                  i);
         cfg->sources[i].name = json_string_value(name);
         cfg->sources[i].props = props;
         *nkeys += json_object_size(props);
@@ -231,13 +236,15 @@ static int merge(alm_config *cfg, size_t nkeys)
     for (size_t s = 0; s < cfg->nsources; s++) {
         const char *key;
         json_t *value;
-        json_object_foreach(cfg->sources[s].props, key, value) {
+        json_object_foreach(cfg->sources[s].props, key, value)
+        {
             /* The v2 media type wraps each value as {"value":…,"origin":…}. */
             if (json_is_object(value))
                 value = json_object_get(value, "value");
             if (value == NULL || json_is_object(value) || json_is_array(value)) {
-                error = alm__error_set(ALM_EPROTOCOL, "environment: value of '%s' in source "
-                                                      "'%s' is not a scalar",
+                error = alm__error_set(ALM_EPROTOCOL,
+                                       "environment: value of '%s' in source "
+                                       "'%s' is not a scalar",
                                        key, cfg->sources[s].name);
                 goto out;
             }
@@ -441,8 +448,7 @@ int alm_config_get_int64(int64_t *out, const alm_config *cfg, const char *key)
     case JSON_REAL: {
         double d = json_real_value(v);
         if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
-            return alm__error_set(ALM_ERANGE, "'%s' is out of the range of a 64-bit integer",
-                                  key);
+            return alm__error_set(ALM_ERANGE, "'%s' is out of the range of a 64-bit integer", key);
         if ((double)(int64_t)d != d)
             return alm__error_set(ALM_ETYPE, "'%s' has a fractional part", key);
         *out = (int64_t)d;

@@ -72,8 +72,8 @@ typedef struct alm__cache_key {
  * in the same directory, mode 0600, fsync, rename over `path`, fsync of the directory.
  * Errors: ALM_ECACHE (with the system's reason), ALM_ENOMEM.
  */
-int alm__cache_write(const char *path, const alm__cache_key *key, const char *payload,
-                     size_t len, const char *etag, int64_t fetched_at);
+int alm__cache_write(const char *path, const alm__cache_key *key, const char *payload, size_t len,
+                     const char *etag, int64_t fetched_at);
 
 /*
  * Reads a cache file back into a stale snapshot after checking its format version, its

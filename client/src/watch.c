@@ -6,9 +6,11 @@
  * Locking: one mutex guards the current snapshot, the heartbeat time and the queue of changes
  * awaiting alm_watch_dispatch, and is never held while the callback runs or a request is in
  * flight. With manual dispatch the thread queues each change and writes a byte to a pipe the
- * caller's event loop polls; the callback then runs on the caller's thread. Stopping sets a flag, cancels the
- * client's request in flight (curl_multi_wakeup) and signals the condition the thread sleeps on
- * between retries, so alm_watch_stop returns within a moment, not a poll timeout.
+ * caller's event loop polls; the callback then runs on the caller's thread.
+ *
+ * Stopping sets a flag, cancels the client's request in flight (curl_multi_wakeup) and signals
+ * the condition the thread sleeps on between retries, so alm_watch_stop returns within a
+ * moment, not a poll timeout.
  */
 #include "internal.h"
 
@@ -148,8 +150,8 @@ static bool deliver(alm_watch *w, alm_config *next)
     changed = true;
     alm__client_log(w->client, ALM_LOG_INFO,
                     "configuration changed to version %s: %zu added, %zu changed, %zu removed",
-                    alm_config_version(next) ? alm_config_version(next) : "?", d.nadded,
-                    d.nchanged, d.nremoved);
+                    alm_config_version(next) ? alm_config_version(next) : "?", d.nadded, d.nchanged,
+                    d.nremoved);
     if (w->opts.manual_dispatch) {
         pending *p = calloc(1, sizeof(*p));
         if (p == NULL) {
@@ -224,8 +226,8 @@ static void *watch_main(void *arg)
             continue;
         }
         if (backoff == 0)
-            backoff = retry.initial_backoff_ms > MIN_RETRY_MS ? retry.initial_backoff_ms
-                                                              : MIN_RETRY_MS;
+            backoff =
+                retry.initial_backoff_ms > MIN_RETRY_MS ? retry.initial_backoff_ms : MIN_RETRY_MS;
         else
             backoff = (unsigned long)((double)backoff * retry.multiplier);
         if (backoff > retry.max_backoff_ms || !alm__retryable(error))
@@ -354,7 +356,7 @@ int alm_watch_dispatch(alm_watch *w)
 
     int count = 0;
     for (pending *p = list; p != NULL; p = p->next, count++) {
-        alm_diff diff = {p->diff.added,   p->diff.nadded,   p->diff.changed,
+        alm_diff diff = {p->diff.added,    p->diff.nadded,  p->diff.changed,
                          p->diff.nchanged, p->diff.removed, p->diff.nremoved};
         w->opts.on_change(p->old_cfg, p->new_cfg, &diff, w->opts.payload);
     }

@@ -141,8 +141,8 @@ static void test_labels_must_match(void **state)
 {
     fixture *f = *state;
     const alm__cache_key labelled = {"orders", "prod", "release/1.0"};
-    assert_int_equal(alm__cache_write(f->path, &labelled, environment, strlen(environment),
-                                      NULL, 1), 0);
+    assert_int_equal(
+        alm__cache_write(f->path, &labelled, environment, strlen(environment), NULL, 1), 0);
     alm_config *cfg = NULL;
     assert_int_equal(alm__cache_read(&cfg, f->path, &labelled), 0);
     alm_config_free(cfg);
@@ -245,8 +245,8 @@ static void test_missing_and_unwritable(void **state)
     /* A directory where the file should be: reported, never followed. */
     assert_int_equal(mkdir(f->path, 0700), 0);
     assert_int_equal(alm__cache_read(&cfg, f->path, &orders), ALM_ECACHE);
-    assert_int_equal(alm__cache_write(f->path, &orders, environment, strlen(environment), NULL,
-                                      1), ALM_ECACHE);
+    assert_int_equal(alm__cache_write(f->path, &orders, environment, strlen(environment), NULL, 1),
+                     ALM_ECACHE);
     assert_int_equal(count_entries(f->dir), 1); /* the temporary file was removed */
 }
 

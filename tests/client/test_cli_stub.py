@@ -317,6 +317,29 @@ class CliStubTest(unittest.TestCase):
             self.assertEqual(f.read(), "mine")
         self.assertEqual(os.readlink(os.path.join(out, "..data")), second)  # nothing swapped
 
+    def test_render_file_paths(self):
+        out = os.path.join(self.tmp, "out")
+        self.stub.script((200, {}, ENV), (200, {}, "file body\n"))
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "dir/my file.txt",
+                    server=self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.stub.requests[1][0],
+                         "/orders/prod/dir%28_%29my%20file.txt?useDefaultLabel")
+        with open(os.path.join(out, "my file.txt")) as f:
+            self.assertEqual(f.read(), "file body\n")
+        self.stub.script((200, {}, ENV), (200, {}, "x"))
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "a/b.txt",
+                    "--label", "rel/1", server=self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.stub.requests[1][0], "/orders/prod/rel%28_%291/a%28_%29b.txt")
+        for bad in ("../etc/passwd", "a/./b", "/abs", "dir/"):
+            r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", bad,
+                        server=self.stub.url)
+            self.assertIn(r.code, (2,), (bad, r))
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "x/orders.yml",
+                    server=self.stub.url)
+        self.assertOneLineError(r, 2, "both be named")
+
     # -- exec ---------------------------------------------------------------------------------
 
     def test_exec_runs_the_command_with_the_environment(self):

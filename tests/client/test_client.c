@@ -158,8 +158,7 @@ static const char cached_env[] =
 static void write_cache(const fixture *f)
 {
     const alm__cache_key key = {"orders", "prod", NULL};
-    assert_int_equal(alm__cache_write(f->cache, &key, cached_env, strlen(cached_env), "e1", 42),
-                     0);
+    assert_int_equal(alm__cache_write(f->cache, &key, cached_env, strlen(cached_env), "e1", 42), 0);
 }
 
 static int fetch(fixture *f, alm_config **cfg)

@@ -29,6 +29,7 @@ FILES = {
     "orders-prod.yml": "db:\n  url: jdbc:pg://prod\n  pool: 20\nhosts:\n  - p1\n  - p2\n"
                        "debug: 'on'\nfeature:\n  enabled: true\n",
     "orders-eu.properties": "region=eu-west\ndb.pool=30\n",
+    "conf/nginx.conf": "listen ${server.port};\nroot /srv/${shared.greeting};\n",
 }
 
 
@@ -194,6 +195,21 @@ class ClientServerTest(h.ServerTestCase):
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
+
+    def test_render_repository_files(self):
+        out = os.path.join(self.tmp, "render-files")
+        for label in ([], ["--label", "main"]):
+            r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "conf/nginx.conf",
+                        *label, server=self.url)
+            self.assertEqual(r.code, 0, r)
+            self.assertEqual(os.readlink(os.path.join(out, "nginx.conf")), "..data/nginx.conf")
+            with open(os.path.join(out, "nginx.conf")) as f:
+                self.assertEqual(f.read(), "listen 8080;\nroot /srv/hello;\n")
+            self.assertTrue(os.path.exists(os.path.join(out, "orders.yml")))
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "conf/missing.conf",
+                    server=self.url)
+        self.assertEqual(r.code, 3, r)
+        self.assertIn("conf/missing.conf", r.err)
 
     # -- render -------------------------------------------------------------------------------
 

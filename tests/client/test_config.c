@@ -77,7 +77,8 @@ static void check_case(const char *json_path, const char *expect_path)
         assert_int_equal(alm_config_entrycount(cfg), json_array_size(entries));
         size_t i;
         const json_t *row;
-        json_array_foreach(entries, i, row) {
+        json_array_foreach(entries, i, row)
+        {
             const alm_config_entry *e = alm_config_entry_byindex(cfg, i);
             assert_non_null(e);
             assert_string_equal(e->key, json_string_value(json_array_get(row, 0)));
@@ -112,8 +113,8 @@ static void test_environment_cases(void **state)
             continue;
         char json_path[1024], expect_path[1024];
         snprintf(json_path, sizeof(json_path), "%s/%s", ENV_CASES, de->d_name);
-        snprintf(expect_path, sizeof(expect_path), "%s/%.*s.expect.json", ENV_CASES,
-                 (int)(n - 5), de->d_name);
+        snprintf(expect_path, sizeof(expect_path), "%s/%.*s.expect.json", ENV_CASES, (int)(n - 5),
+                 de->d_name);
         print_message("environment case %s\n", de->d_name);
         check_case(json_path, expect_path);
         cases++;
@@ -178,10 +179,9 @@ static void test_int64_conversions(void **state)
     static const struct {
         const char *key;
         int64_t value;
-    } good[] = {{"i.plain", 42},   {"i.spaced", 42},  {"i.plus", 7},
-                {"i.octal", 10},   {"i.hex", 31},     {"i.neghex", -31},
-                {"i.hash", 255},   {"i.HEX", 16},     {"i.max", INT64_MAX},
-                {"i.min", INT64_MIN}, {"n.int", 42},  {"n.real", 3},
+    } good[] = {{"i.plain", 42},      {"i.spaced", 42},     {"i.plus", 7},   {"i.octal", 10},
+                {"i.hex", 31},        {"i.neghex", -31},    {"i.hash", 255}, {"i.HEX", 16},
+                {"i.max", INT64_MAX}, {"i.min", INT64_MIN}, {"n.int", 42},   {"n.real", 3},
                 {"n.neg", -2}};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         int64_t v = 0;
@@ -192,11 +192,11 @@ static void test_int64_conversions(void **state)
     static const struct {
         const char *key;
         int error;
-    } bad[] = {{"i.over", ALM_ERANGE},  {"i.under", ALM_ERANGE},     {"i.hexover", ALM_ERANGE},
-               {"n.huge", ALM_ERANGE},  {"i.frac", ALM_ETYPE},       {"i.word", ALM_ETYPE},
-               {"i.empty", ALM_ETYPE},  {"i.sign", ALM_ETYPE},       {"i.trailing", ALM_ETYPE},
-               {"n.frac", ALM_ETYPE},   {"i.double.sign", ALM_ETYPE}, {"b.true", ALM_ETYPE},
-               {"null", ALM_ETYPE},     {"absent", ALM_ENOTFOUND}};
+    } bad[] = {{"i.over", ALM_ERANGE}, {"i.under", ALM_ERANGE},      {"i.hexover", ALM_ERANGE},
+               {"n.huge", ALM_ERANGE}, {"i.frac", ALM_ETYPE},        {"i.word", ALM_ETYPE},
+               {"i.empty", ALM_ETYPE}, {"i.sign", ALM_ETYPE},        {"i.trailing", ALM_ETYPE},
+               {"n.frac", ALM_ETYPE},  {"i.double.sign", ALM_ETYPE}, {"b.true", ALM_ETYPE},
+               {"null", ALM_ETYPE},    {"absent", ALM_ENOTFOUND}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t v = 1234;
         int rc = alm_config_get_int64(&v, cfg, bad[i].key);
@@ -386,9 +386,9 @@ static void test_threads(void **state)
 int client_config_tests(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_environment_cases), cmocka_unit_test(test_header_fields),
-        cmocka_unit_test(test_int64_conversions), cmocka_unit_test(test_double_conversions),
-        cmocka_unit_test(test_bool_conversions),  cmocka_unit_test(test_foreach_and_arguments),
+        cmocka_unit_test(test_environment_cases),  cmocka_unit_test(test_header_fields),
+        cmocka_unit_test(test_int64_conversions),  cmocka_unit_test(test_double_conversions),
+        cmocka_unit_test(test_bool_conversions),   cmocka_unit_test(test_foreach_and_arguments),
         cmocka_unit_test(test_errors_and_version), cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests_name("client_config", tests, NULL, NULL);

@@ -18,8 +18,8 @@ int main(void)
         return 1;
     if (strcmp(alm_version(&major, NULL, NULL), ALM_VERSION) != 0 || major != ALM_VERSION_MAJOR)
         return 1;
-    if (ALM_VERSION_NUM != ((ALM_VERSION_MAJOR << 16) | (ALM_VERSION_MINOR << 8) |
-                            ALM_VERSION_PATCH))
+    if (ALM_VERSION_NUM !=
+        ((ALM_VERSION_MAJOR << 16) | (ALM_VERSION_MINOR << 8) | ALM_VERSION_PATCH))
         return 1;
     if (alm_client_new(&client, &opts) != ALM_EINVALID || client != NULL)
         return 1;

@@ -46,11 +46,11 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
     /* The library holds no lock here: reading the watch from the callback must work, and the
      * new snapshot must already be the current one. */
     alm_config *cur = alm_watch_current(watch);
-    json_t *j = json_pack("{s:o, s:o, s:o, s:s?, s:s?}", "added",
-                          key_list(diff->added, diff->added_count), "changed",
-                          key_list(diff->changed, diff->changed_count), "removed",
-                          key_list(diff->removed, diff->removed_count), "old",
-                          alm_config_version(old_cfg), "new", alm_config_version(new_cfg));
+    json_t *j =
+        json_pack("{s:o, s:o, s:o, s:s?, s:s?}", "added", key_list(diff->added, diff->added_count),
+                  "changed", key_list(diff->changed, diff->changed_count), "removed",
+                  key_list(diff->removed, diff->removed_count), "old", alm_config_version(old_cfg),
+                  "new", alm_config_version(new_cfg));
     pthread_mutex_lock(&lock);
     if (cur != new_cfg)
         current_matches = 0;
