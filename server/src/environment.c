@@ -592,6 +592,12 @@ int environment_compose_snapshot(environment *out, const env_compose_params *p, 
     if (error == 0)
         error = add_files(&ctx, NULL);
 
+    if (error == 0) {
+        /* The plain-file endpoint searches the same locations. */
+        out->locations = ctx.locations.items;
+        out->nlocations = ctx.locations.count;
+        memset(&ctx.locations, 0, sizeof(ctx.locations));
+    }
 out:
     if (error < 0)
         environment_dispose(out);
@@ -651,6 +657,9 @@ void environment_dispose(environment *env)
         json_decref(env->sources[i].origins);
     }
     free(env->sources);
+    for (size_t i = 0; i < env->nlocations; i++)
+        free(env->locations[i]);
+    free(env->locations);
     snapshot_release(env->snapshot);
     memset(env, 0, sizeof(*env));
 }

@@ -30,6 +30,8 @@ typedef struct environment {
     size_t count;
     char version[41];   /* commit id; "" in dir mode */
     snapshot *snapshot; /* retained */
+    char **locations;   /* the search locations used: "" (the root) first, lowest first */
+    size_t nlocations;
 } environment;
 
 typedef struct env_query {

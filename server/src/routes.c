@@ -401,15 +401,65 @@ static int handle_document(request *req, response *res)
                           fmt);
 }
 
+/* Writes "dir/stem-profile.ext" for path "stem.ext" in location dir ("" = root). */
+static bool plain_file_candidate(char *out, size_t size, const char *location, const char *path,
+                                 const char *profile, size_t profile_len)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    const char *sep = location[0] ? "/" : "";
+    int n;
+    if (profile == NULL)
+        n = snprintf(out, size, "%s%s%s", location, sep, path);
+    else if (dot != NULL && dot != (slash ? slash + 1 : path))
+        n = snprintf(out, size, "%s%s%.*s-%.*s%s", location, sep, (int)(dot - path), path,
+                     (int)profile_len, profile, dot);
+    else
+        n = snprintf(out, size, "%s%s%s-%.*s", location, sep, path, (int)profile_len, profile);
+    return n > 0 && (size_t)n < size;
+}
+
+/*
+ * Spring's resource lookup: the search locations from the last (most specific) to the root;
+ * in each, `stem-{profile}.ext` for each profile in the order given (`default` meaning the
+ * plain name), then the plain name. The first file that exists wins.
+ */
+static int find_plain_file(struct repo *source, const environment *env, const char *profiles,
+                           const char *path, char **data, size_t *len)
+{
+    char candidate[PATH_MAX_LEN + NAME_MAX_LEN];
+    for (size_t i = env->nlocations; i-- > 0;) {
+        const char *location = env->locations[i];
+        for (const char *p = profiles;;) {
+            size_t plen = strcspn(p, ",");
+            bool is_default = plen == 7 && strncmp(p, "default", 7) == 0;
+            if (plain_file_candidate(candidate, sizeof(candidate), location, path,
+                                     is_default ? NULL : p, plen)) {
+                int error = repo_read_file(source, env->version, candidate, data, len);
+                if (error != ERR_NOT_FOUND)
+                    return error;
+            }
+            if (p[plen] == '\0')
+                break;
+            p += plen + 1;
+        }
+        if (plain_file_candidate(candidate, sizeof(candidate), location, path, NULL, 0)) {
+            int error = repo_read_file(source, env->version, candidate, data, len);
+            if (error != ERR_NOT_FOUND)
+                return error;
+        }
+    }
+    return ERR_NOT_FOUND;
+}
+
 /*
  * A plain file from the repository, placeholders resolved from the application's environment.
- * A profile-specific variant (`nginx-dev.conf` for `nginx.conf`) wins over the plain one, as in
- * Spring's resource repository.
+ * Looked up in the same search locations as the configuration files (find_plain_file).
  */
 static int handle_plain_file(request *req, response *res)
 {
     int error = 0;
-    char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN], variant[PATH_MAX_LEN];
+    char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN];
     bool default_label = req->nsegments == 3;
     size_t first_path_segment = default_label ? 2 : 3;
     char *data = NULL;
@@ -437,41 +487,16 @@ static int handle_plain_file(request *req, response *res)
         goto out;
     composed = true;
 
-    /* Profile variants, last profile first, then the file itself. */
-    error = ERR_NOT_FOUND;
-    char *profile_list = strdup(profiles);
-    if (profile_list == NULL) {
-        error = err_set(ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    const char *slash = strrchr(path, '/');
-    const char *dot = strrchr(path, '.');
-    if (dot != NULL && slash != NULL && dot < slash)
-        dot = NULL;
-    /* Walk the profiles from the last (strongest) to the first. */
-    for (char *p = profile_list + strlen(profile_list); error == ERR_NOT_FOUND;) {
-        while (p > profile_list && p[-1] != ',')
-            p--;
-        int n = dot != NULL ? snprintf(variant, sizeof(variant), "%.*s-%s%s", (int)(dot - path),
-                                       path, p, dot)
-                            : snprintf(variant, sizeof(variant), "%s-%s", path, p);
-        if (n > 0 && (size_t)n < sizeof(variant))
-            error = repo_read_file(req->server->repo, env.version, variant, &data, &len);
-        if (p == profile_list)
-            break;
-        p[-1] = '\0';
-        p--;
-    }
-    free(profile_list);
-    if (error == ERR_NOT_FOUND)
-        error = repo_read_file(req->server->repo, env.version, path, &data, &len);
+    error = find_plain_file(req->server->repo, &env, profiles, path, &data, &len);
     if (error < 0) {
         if (error == ERR_NOT_FOUND)
             err_set(ERR_NOT_FOUND, "no file %s", path);
         goto out;
     }
+    /* Unresolved on purpose: placeholder_resolve_text resolves the values it looks up, and an
+     * escaped "\${" in a value must not be resolved a second time. */
     merged = environment_merge(&env);
-    if (merged == NULL || placeholder_resolve_map(merged) < 0) {
+    if (merged == NULL) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
