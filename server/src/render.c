@@ -294,7 +294,8 @@ static bool reals_survive_15_digits(const json_t *value)
 
 size_t render_json_flags(const json_t *value)
 {
-    return JSON_COMPACT | JSON_REAL_PRECISION(reals_survive_15_digits(value) ? 15 : 17);
+    size_t precision = reals_survive_15_digits(value) ? 15 : 17;
+    return JSON_COMPACT | JSON_REAL_PRECISION(precision);
 }
 
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
