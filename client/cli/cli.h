@@ -126,5 +126,6 @@ int cli_cmd_get(int argc, char **argv);
 int cli_cmd_watch(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_render(int argc, char **argv);
+int cli_cmd_lint(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
     {"watch", cli_cmd_watch, "print the configuration each time it changes"},
     {"exec", cli_cmd_exec, "run a command with the configuration as environment variables"},
     {"render", cli_cmd_render, "keep a directory of configuration files, as a ConfigMap volume"},
+    {"lint", cli_cmd_lint, "check a configuration repository before committing it"},
 };
 
 static void usage(FILE *out)

@@ -420,6 +420,48 @@ class CliStubTest(unittest.TestCase):
         self.assertEqual(self.read_line(proc), "hup\n")
         self.assertEqual(proc.wait(timeout=30), 7)
 
+    # -- lint ---------------------------------------------------------------------------------
+
+    def test_lint(self):
+        repo = os.path.join(self.tmp, "repo")
+        files = {
+            "application.yml": "server:\n  port: 80\n",
+            "orders-dev.properties": "ok={cipher}abcdef\n",
+            "bad.yml": "a: 1\nb: [1, 2\n",
+            "sub/unquoted.yml": "db:\n  password: {cipher}abc123\n",
+            "sub/bare.yml": "db:\n  password: {cipher}\n",
+            "quoted.properties": "db.password=\"{cipher}abc\"\n",
+            "dup.yml": "x: 1\nx: 2\n",
+            "orders-.yml": "a: b\n",
+            "notes.txt": "not: [checked\n",
+            ".git/config.yml": "not: [checked\n",
+        }
+        for rel, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
+            with open(os.path.join(repo, rel), "w") as f:
+                f.write(text)
+        r = run_cli("lint", repo)
+        self.assertEqual(r.code, 1, r)
+        lines = r.out.splitlines()
+        expect = [("bad.yml:3:", "flow sequence"), ("dup.yml:2:1:", "duplicate key"),
+                  ("orders-.yml:1:1:", "no request can select"),
+                  ("quoted.properties:1:", "quotes around a {cipher}"),
+                  ("sub/bare.yml:2:", "unquoted {cipher}"),
+                  ("sub/unquoted.yml:2:", "must be quoted in YAML")]
+        self.assertEqual(len(lines), len(expect), r)
+        for line, (where, what) in zip(lines, expect):
+            self.assertTrue(line.startswith(os.path.join(repo, where)), (line, where))
+            self.assertIn(what, line)
+        self.assertIn("8 file(s) checked, 6 problem(s)", r.err)
+
+        clean = os.path.join(self.tmp, "clean")
+        os.makedirs(clean)
+        with open(os.path.join(clean, "orders.yml"), "w") as f:
+            f.write("secret: '{cipher}abc'\nlist:\n  - a\n")
+        r = run_cli("lint", clean)
+        self.assertEqual((r.code, r.out), (0, ""), r)
+        self.assertEqual(run_cli("lint", os.path.join(self.tmp, "missing")).code, 2)
+
     # -- command line -------------------------------------------------------------------------
 
     def test_usage(self):
@@ -434,7 +476,7 @@ class CliStubTest(unittest.TestCase):
             self.assertEqual(r.code, 2, (args, r))
             self.assertEqual(len(r.err.strip().split("\n")), 1, (args, r))
         for args in (["--help"], ["get", "--help"], ["watch", "--help"], ["exec", "--help"],
-                     ["render", "--help"]):
+                     ["render", "--help"], ["lint", "--help"]):
             r = run_cli(*args)
             self.assertEqual(r.code, 0, r)
             self.assertIn("usage: almanac", r.out)

@@ -1,0 +1,208 @@
+/*
+ * lint — `almanac lint DIR`: checks a configuration repository before it is committed, with the
+ * very parsers the server uses (common/'s yamlconf and propfile, same limits), so what passes
+ * here parses there. It reports, one `file:line:col: message` line each on stdout:
+ *   - YAML and .properties files that do not parse (syntax, duplicate keys, limits);
+ *   - a `{cipher}` value left unquoted in YAML, which YAML reads as a map ({cipher: null});
+ *   - a `{cipher}` value quoted in .properties, where the quotes become part of the value;
+ *   - a file name that no request can select (`orders-.yml`, an empty profile).
+ * It needs no server and uses no part of libalmanac.
+ */
+#include "cli.h"
+#include "confdoc.h"
+#include "propfile.h"
+#include "yamlconf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_DEPTH 32
+#define MAX_FILES 100000
+
+typedef struct lint_state {
+    unsigned long files;
+    unsigned long problems;
+    int failed; /* an I/O error, as opposed to findings */
+} lint_state;
+
+static void help(void)
+{
+    printf("usage: almanac lint DIR\n\n"
+           "Checks the configuration files under DIR (*.yml, *.yaml, *.properties; .git and\n"
+           "other dot-directories are skipped) with the server's own parsers, and reports\n"
+           "each problem as 'file:line:col: message' on stdout:\n"
+           "  - files that do not parse (syntax, duplicate keys, size and nesting limits);\n"
+           "  - {cipher} values left unquoted in YAML (YAML reads them as a map);\n"
+           "  - {cipher} values quoted in .properties (the quotes become part of the value);\n"
+           "  - file names no request can select (an empty application or profile).\n\n"
+           "Exit codes: 0 no problem, 1 problems found or a file could not be read,\n"
+           "2 bad command line.\n");
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 5, 6)))
+#endif
+static void
+report(lint_state *st, const char *path, unsigned line, unsigned col, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    printf("%s:%u:%u: %s\n", path, line, col, msg);
+    st->problems++;
+}
+
+/* The "LINE:COL" origin of a key in a parsed document, as numbers (0:0 when unknown). */
+static void origin_of(const confdoc *doc, const char *key, unsigned *line, unsigned *col)
+{
+    const char *o = json_string_value(json_object_get(doc->origins, key));
+    *line = *col = 0;
+    if (o != NULL && sscanf(o, "%u:%u", line, col) != 2)
+        *line = *col = 0;
+}
+
+static void check_ciphers(lint_state *st, const char *path, const confdoc_list *docs, int yaml)
+{
+    for (size_t d = 0; d < docs->count; d++) {
+        const confdoc *doc = &docs->docs[d];
+        const char *key;
+        json_t *value;
+        json_object_foreach(doc->props, key, value)
+        {
+            unsigned line, col;
+            const char *text = json_string_value(value);
+            size_t klen = strlen(key);
+            if (yaml && klen >= 6 && strcmp(key + klen - 6, "cipher") == 0 &&
+                (klen == 6 || key[klen - 7] == '.') && text != NULL && *text == '\0') {
+                origin_of(doc, key, &line, &col);
+                report(st, path, line, col,
+                       "'%.*s' looks like an unquoted {cipher} value, which YAML reads as a "
+                       "map; quote it: '{cipher}…'",
+                       klen > 7 ? (int)(klen - 7) : 0, key);
+            }
+            if (!yaml && text != NULL &&
+                (strncmp(text, "\"{cipher}", 9) == 0 || strncmp(text, "'{cipher}", 9) == 0)) {
+                origin_of(doc, key, &line, &col);
+                report(st, path, line, col,
+                       "'%s': quotes around a {cipher} value in .properties become part of "
+                       "the value; remove them",
+                       key);
+            }
+        }
+    }
+}
+
+/* `orders-.yml`, `-dev.yml`: a name whose application or profile part is empty. */
+static void check_name(lint_state *st, const char *path, const char *name, size_t stem_len)
+{
+    const char *dash = memchr(name, '-', stem_len);
+    if (stem_len == 0 || (dash != NULL && (dash == name || name[stem_len - 1] == '-')))
+        report(st, path, 1, 1,
+               "no request can select this file: its application or profile part is empty");
+}
+
+static void lint_file(lint_state *st, const char *path, const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    int yaml = dot != NULL && (strcmp(dot, ".yml") == 0 || strcmp(dot, ".yaml") == 0);
+    int props = dot != NULL && strcmp(dot, ".properties") == 0;
+    if (!yaml && !props)
+        return;
+    st->files++;
+    check_name(st, path, name, (size_t)(dot - name));
+
+    confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
+    confdoc_list docs = {0};
+    confdoc_error err = {0};
+    char *data = NULL;
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+    if (f == NULL || fstat(fileno(f), &sb) < 0) {
+        fprintf(stderr, "almanac: cannot read %s: %s\n", path, strerror(errno));
+        st->failed = 1;
+        goto out;
+    }
+    if ((size_t)sb.st_size > limits.max_bytes) {
+        report(st, path, 1, 1, "larger than the server's limit of %zu bytes", limits.max_bytes);
+        goto out;
+    }
+    data = malloc((size_t)sb.st_size + 1);
+    size_t len = data != NULL ? fread(data, 1, (size_t)sb.st_size, f) : 0;
+    if (data == NULL || ferror(f)) {
+        fprintf(stderr, "almanac: cannot read %s\n", path);
+        st->failed = 1;
+        goto out;
+    }
+    int rc = yaml ? yamlconf_parse(&docs, data, len, &limits, &err)
+                  : propfile_parse(&docs, data, len, &limits, &err);
+    if (rc < 0) {
+        /* The usual cause of a YAML error near a secret: {cipher}… left unquoted. */
+        data[len] = '\0';
+        int cipher =
+            yaml && (strstr(data, ": {cipher}") != NULL || strstr(data, "- {cipher}") != NULL);
+        report(st, path, err.line, err.col, "%s%s", err.message,
+               cipher ? " (a {cipher} value must be quoted in YAML: '{cipher}…')" : "");
+    } else
+        check_ciphers(st, path, &docs, yaml);
+out:
+    confdoc_list_dispose(&docs);
+    free(data);
+    if (f != NULL)
+        fclose(f);
+}
+
+static void lint_dir(lint_state *st, const char *dir, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        fprintf(stderr, "almanac: %s: nested deeper than %d levels; not checked\n", dir, MAX_DEPTH);
+        st->failed = 1;
+        return;
+    }
+    struct dirent **entries = NULL;
+    int n = scandir(dir, &entries, NULL, alphasort); /* sorted: stable output */
+    if (n < 0) {
+        fprintf(stderr, "almanac: cannot read %s: %s\n", dir, strerror(errno));
+        st->failed = 1;
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = entries[i]->d_name;
+        char path[4096];
+        struct stat sb;
+        if (name[0] != '.' && st->files < MAX_FILES &&
+            (size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) < sizeof(path) &&
+            lstat(path, &sb) == 0) {
+            if (S_ISDIR(sb.st_mode))
+                lint_dir(st, path, depth + 1);
+            else if (S_ISREG(sb.st_mode))
+                lint_file(st, path, name);
+        }
+        free(entries[i]);
+    }
+    free(entries);
+}
+
+int cli_cmd_lint(int argc, char **argv)
+{
+    lint_state st = {0};
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        help();
+        return CLI_EXIT_OK;
+    }
+    if (argc != 2 || argv[1][0] == '-')
+        return cli_usage_error("lint", "expected one directory");
+    struct stat sb;
+    if (stat(argv[1], &sb) < 0 || !S_ISDIR(sb.st_mode))
+        return cli_usage_error("lint", "'%s' is not a directory", argv[1]);
+    lint_dir(&st, argv[1], 0);
+    fflush(stdout);
+    fprintf(stderr, "almanac: %lu file(s) checked, %lu problem(s)\n", st.files, st.problems);
+    return st.problems > 0 || st.failed ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+}
