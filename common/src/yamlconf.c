@@ -17,8 +17,8 @@
  * merged keys (WORK_PER_ENTRY); both report as limits, never as a crash or a long stall.
  *
  * Known differences from Spring, on purpose:
- *  - integers beyond 64 bits, and .inf/.nan, are kept as strings (jansson has no big integers
- *    and no non-finite reals); Jackson writes non-finite doubles as "Infinity"/"NaN" strings;
+ *  - integers beyond 64 bits, and .inf/.nan, are strings holding Java's text of the number
+ *    (jansson has no big integers and no non-finite reals); as keys they still read "[...]";
  *  - keys must be scalars and not null (Spring builds odd keys or throws);
  *  - the origin of a value reached through an alias is the position of the anchored value (as
  *    in Spring, where the alias shares the anchored node);
@@ -56,6 +56,7 @@ struct ynode {
     unsigned line, col;  /* 1-based start of the node */
     json_t *value;       /* scalars: typed value, json null for YAML null */
     bool merge_key;      /* scalars: a plain `<<` or `!!merge` */
+    bool number_text;    /* scalars: a number held as text (big integer, infinity, NaN) */
     bool open;           /* collections still being read: an alias to one is recursive */
     ynode **items;       /* collections; maps alternate key, value */
     size_t count, cap;
@@ -301,7 +302,42 @@ static bool parse_magnitude(const char *s, int base, uint64_t *out)
 }
 
 /*
- * ConstructYamlInt. Returns a json integer, a json string (the text itself, for values beyond
+ * The decimal text of a number too big for 64 bits (Java's BigInteger.toString), from its
+ * digits in base. Schoolbook conversion into base-1e9 limbs; inputs are at most ~1 KiB.
+ */
+static json_t *big_decimal(const char *digits, int base, bool negative)
+{
+    size_t cap = strlen(digits) + 1, count = 0;
+    uint32_t *limbs = calloc(cap, sizeof(*limbs));
+    char *text = malloc(cap * 9 + 2);
+    json_t *value = NULL;
+    if (limbs == NULL || text == NULL)
+        goto out;
+    for (const char *c = digits; *c != '\0'; c++) {
+        uint64_t carry = (uint64_t)(*c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10);
+        for (size_t i = 0; i < count; i++) {
+            uint64_t x = (uint64_t)limbs[i] * (uint64_t)base + carry;
+            limbs[i] = (uint32_t)(x % 1000000000u);
+            carry = x / 1000000000u;
+        }
+        if (carry != 0 && count < cap)
+            limbs[count++] = (uint32_t)carry;
+    }
+    size_t n = 0;
+    if (negative)
+        text[n++] = '-';
+    n += (size_t)sprintf(text + n, "%u", count ? limbs[count - 1] : 0u);
+    for (size_t i = count > 1 ? count - 1 : 0; i-- > 0;)
+        n += (size_t)sprintf(text + n, "%09u", limbs[i]);
+    value = json_stringn(text, n);
+out:
+    free(limbs);
+    free(text);
+    return value;
+}
+
+/*
+ * ConstructYamlInt. Returns a json integer, a json string (the decimal text, for values beyond
  * 64 bits), or NULL with *bad set when the text is no integer at all (only with !!int).
  */
 static json_t *construct_int(const char *text, size_t len, bool *bad)
@@ -367,16 +403,13 @@ static json_t *construct_int(const char *text, size_t len, bool *bad)
         if (!is_digit_in(*c, base))
             goto bad;
     uint64_t magnitude;
-    if (!parse_magnitude(v, base, &magnitude))
-        return json_stringn(text, len); /* a BigInteger in Java: kept as written */
-    if (negative) {
-        if (magnitude > (uint64_t)INT64_MAX + 1)
-            return json_stringn(text, len);
+    bool fits = parse_magnitude(v, base, &magnitude) &&
+                magnitude <= (uint64_t)INT64_MAX + (negative ? 1u : 0u);
+    if (!fits)
+        return big_decimal(v, base, negative); /* a BigInteger in Java */
+    if (negative)
         return json_integer(magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN
                                                                   : -(json_int_t)magnitude);
-    }
-    if (magnitude > INT64_MAX)
-        return json_stringn(text, len);
     return json_integer((json_int_t)magnitude);
 bad:
     *bad = true;
@@ -524,9 +557,11 @@ static json_t *resolve_plain(yparse *p, ynode *node, const char *text, size_t le
     if (len <= 1024 && first != '\0' && strchr("-+0123456789", first) != NULL &&
         match_int(text, len)) {
         value = construct_int(text, len, &bad);
+        node->number_text = json_is_string(value);
     } else if (len <= 1024 && first != '\0' && strchr("-+0123456789.", first) != NULL &&
                match_float(text, len)) {
         value = construct_float(text, len, &bad);
+        node->number_text = json_is_string(value);
     } else if (len == 2 && !memcmp(text, "<<", 2)) {
         node->merge_key = true;
         return json_stringn(text, len);
@@ -569,6 +604,7 @@ static json_t *resolve_tagged(yparse *p, ynode *node, const char *tag, const cha
         fail(p, node->line, node->col, "unsupported tag %s", tag);
         return NULL;
     }
+    node->number_text = value != NULL && json_is_string(value);
     if (bad)
         fail(p, node->line, node->col, "cannot read \"%.*s\" as !!%s", (int)(len > 64 ? 64 : len),
              text, name);
@@ -693,7 +729,8 @@ static bool key_identity(yparse *p, const ynode *key, char **out)
         fail(p, 0, 0, "out of memory");
         return false;
     }
-    id[0] = json_is_string(key->value)    ? 's'
+    id[0] = key->number_text              ? 'n'
+            : json_is_string(key->value)  ? 's'
             : json_is_integer(key->value) ? 'i'
             : json_is_real(key->value)    ? 'f'
                                           : 'b';
@@ -992,7 +1029,7 @@ static bool flatten_map(yparse *p, confdoc *doc, const ynode *map, unsigned dept
             return false;
         }
         bool ok;
-        if (json_is_string(key->value)) {
+        if (json_is_string(key->value) && !key->number_text) {
             ok = key_push(p, text, strlen(text), key);
         } else {
             /* Spring's asMap: a non-string key becomes "[key]" */
