@@ -127,5 +127,7 @@ int cli_cmd_watch(int argc, char **argv);
 int cli_cmd_exec(int argc, char **argv);
 int cli_cmd_render(int argc, char **argv);
 int cli_cmd_lint(int argc, char **argv);
+int cli_cmd_encrypt(int argc, char **argv);
+int cli_cmd_decrypt(int argc, char **argv);
 
 #endif

@@ -17,6 +17,8 @@ static const struct {
     {"exec", cli_cmd_exec, "run a command with the configuration as environment variables"},
     {"render", cli_cmd_render, "keep a directory of configuration files, as a ConfigMap volume"},
     {"lint", cli_cmd_lint, "check a configuration repository before committing it"},
+    {"encrypt", cli_cmd_encrypt, "encrypt a secret with the server's key"},
+    {"decrypt", cli_cmd_decrypt, "decrypt a {cipher} value with the server's key"},
 };
 
 static void usage(FILE *out)

@@ -404,6 +404,21 @@ ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
 ALM_EXTERN int alm_client_fetch_file(alm_buf *out, alm_client *client, const char *path);
 
 /*
+ * The server's encryption service: `POST {server}/encrypt` with `plaintext` gives the ciphertext
+ * to store in a configuration file after "{cipher}"; `POST {server}/decrypt` gives the
+ * plaintext back (a leading "{cipher}" in `ciphertext` is dropped). Both usually need admin
+ * credentials. Retried like a fetch. On success `*out` holds the answer (alm_buf_dispose; for
+ * decrypt it is a secret: wipe it before disposing if that matters to you).
+ * Errors: ALM_EINVALID (NULL or empty text; or the server cannot decrypt this text with its
+ * key), ALM_ENOTFOUND (no key installed on the server), and those of alm_client_fetch() but
+ * ALM_ECACHE.
+ */
+ALM_EXTERN int alm_client_encrypt(alm_buf *out, alm_client *client, const char *plaintext,
+                                  size_t len);
+ALM_EXTERN int alm_client_decrypt(alm_buf *out, alm_client *client, const char *ciphertext,
+                                  size_t len);
+
+/*
  * One long-poll: asks the servers for the configuration if it differs from `etag` (the value of
  * alm_config_etag(), or NULL to get it at once), waiting up to `timeout_s` seconds (1–3600) for a
  * change. Sets `*out` to a new snapshot (written to the cache file like a fetch) when the

@@ -63,6 +63,8 @@ typedef struct target {
     const char *query;      /* "" or "?…" */
     const char *accept;     /* the Accept header line */
     unsigned long extra_ms; /* added to the request timeout: a long-poll's wait */
+    const char *body;       /* non-NULL: POST these bytes as text/plain */
+    size_t body_len;
 } target;
 
 /* One HTTP answer. */
@@ -412,6 +414,8 @@ static void error_detail(char *buf, size_t size, const response *r)
     json_error_t jerr;
     json_t *doc = json_loadb(r->body, r->len, 0, &jerr);
     const char *msg = json_string_value(json_object_get(doc, "message"));
+    if (msg == NULL) /* the encryption endpoints answer {"description","status"} */
+        msg = json_string_value(json_object_get(doc, "description"));
     if (msg != NULL && *msg != '\0')
         snprintf(buf, size, ": %.200s", msg);
     json_decref(doc);
@@ -547,6 +551,12 @@ static int request(alm_client *c, const char *server, const target *t, response 
         return alm__error_set(ALM_EINVALID, "request URL longer than %d bytes", MAX_URL_LEN);
     r->max = c->max_response;
     headers = curl_slist_append(NULL, t->accept);
+    if (headers != NULL && t->body != NULL) {
+        struct curl_slist *more = curl_slist_append(headers, "Content-Type: text/plain");
+        if (more == NULL)
+            curl_slist_free_all(headers);
+        headers = more;
+    }
     if (headers == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
 
@@ -567,6 +577,10 @@ static int request(alm_client *c, const char *server, const target *t, response 
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    if (t->body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)t->body_len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->body);
+    }
     if (c->ca_file != NULL)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
     if (c->token != NULL) {
@@ -578,7 +592,7 @@ static int request(alm_client *c, const char *server, const target *t, response 
         curl_easy_setopt(h, CURLOPT_PASSWORD, c->password ? c->password : "");
     }
 
-    alm__client_log(c, ALM_LOG_DEBUG, "GET %s", url);
+    alm__client_log(c, ALM_LOG_DEBUG, "%s %s", t->body != NULL ? "POST" : "GET", url);
     int cancelled = 0;
     CURLcode rc = perform(c, &cancelled);
     if (cancelled) {
@@ -715,7 +729,7 @@ int alm_client_fetch(alm_config **out, alm_client *c)
     if (out == NULL || c == NULL)
         return alm__error_set(ALM_EINVALID, "alm_client_fetch: NULL argument");
     *out = NULL;
-    const target t = {c->path, "", "Accept: application/json", 0};
+    const target t = {.path = c->path, .query = "", .accept = "Accept: application/json"};
     error = get_with_retry(c, &t, &r);
     if (error == 0)
         error = accept_answer(out, c, &r);
@@ -748,8 +762,10 @@ int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned 
             goto out;
         }
     }
-    const target t = {c->path, query, "Accept: application/json",
-                      etag != NULL ? timeout_s * 1000ul : 0};
+    const target t = {.path = c->path,
+                      .query = query,
+                      .accept = "Accept: application/json",
+                      .extra_ms = etag != NULL ? timeout_s * 1000ul : 0};
     error = round_over_servers(c, &t, &r);
     if (error == 0 && r.status == 200)
         error = accept_answer(out, c, &r);
@@ -843,7 +859,7 @@ int alm_client_fetch_file(alm_buf *out, alm_client *c, const char *path)
                               path);
     if ((error = file_target(c, path, &file_path, &query)) < 0)
         goto out;
-    const target t = {file_path, query, "Accept: */*", 0};
+    const target t = {.path = file_path, .query = query, .accept = "Accept: */*"};
     if ((error = get_with_retry(c, &t, &r)) < 0)
         goto out;
     if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
@@ -857,4 +873,57 @@ out:
     free(file_path);
     response_dispose(&r);
     return error;
+}
+
+/* POST /encrypt or /decrypt: the text in, the text out (the server's encryption service). */
+static int cipher_call(alm_buf *out, alm_client *c, const char *op, const char *text, size_t len)
+{
+    int error = 0;
+    response r = {0};
+    if (out == NULL || c == NULL || text == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_%s: NULL argument", op + 1);
+    out->ptr = NULL;
+    out->size = 0;
+    if (len == 0)
+        return alm__error_set(ALM_EINVALID, "alm_client_%s: empty text", op + 1);
+    const target t = {.path = op,
+                      .query = "",
+                      .accept = "Accept: text/plain, application/json",
+                      .body = text,
+                      .body_len = len};
+    error = get_with_retry(c, &t, &r);
+    if (error == ALM_EPROTOCOL && r.status == 400) {
+        char detail[256];
+        error_detail(detail, sizeof(detail), &r);
+        error = alm__error_set(ALM_EINVALID, "the server cannot %s this text%s", op + 1, detail);
+    }
+    if (error == 0) {
+        if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
+            error = alm__error_set(ALM_ENOMEM, "out of memory");
+        } else {
+            out->ptr = r.body;
+            out->size = r.len;
+            r.body = NULL;
+        }
+    }
+    /* The answer to /decrypt is a secret. */
+    if (r.body != NULL)
+        OPENSSL_cleanse(r.body, r.len);
+    response_dispose(&r);
+    return error;
+}
+
+int alm_client_encrypt(alm_buf *out, alm_client *c, const char *plaintext, size_t len)
+{
+    return cipher_call(out, c, "/encrypt", plaintext, len);
+}
+
+int alm_client_decrypt(alm_buf *out, alm_client *c, const char *ciphertext, size_t len)
+{
+    /* Accept the value as it sits in a configuration file. */
+    if (ciphertext != NULL && len >= 8 && memcmp(ciphertext, "{cipher}", 8) == 0) {
+        ciphertext += 8;
+        len -= 8;
+    }
+    return cipher_call(out, c, "/decrypt", ciphertext, len);
 }

@@ -476,7 +476,8 @@ class CliStubTest(unittest.TestCase):
             self.assertEqual(r.code, 2, (args, r))
             self.assertEqual(len(r.err.strip().split("\n")), 1, (args, r))
         for args in (["--help"], ["get", "--help"], ["watch", "--help"], ["exec", "--help"],
-                     ["render", "--help"], ["lint", "--help"]):
+                     ["render", "--help"], ["lint", "--help"], ["encrypt", "--help"],
+                     ["decrypt", "--help"]):
             r = run_cli(*args)
             self.assertEqual(r.code, 0, r)
             self.assertIn("usage: almanac", r.out)

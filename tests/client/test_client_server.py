@@ -211,6 +211,38 @@ class ClientServerTest(h.ServerTestCase):
         self.assertEqual(r.code, 3, r)
         self.assertIn("conf/missing.conf", r.err)
 
+    # -- encrypt / decrypt --------------------------------------------------------------------
+
+    def test_encrypt_decrypt_round_trip_through_the_server(self):
+        keys = os.path.join(h.SOURCE_DIR, "tests", "resources", "cipher", "keys")
+        repo = self.make_repo("secrets")
+        repo.commit({"vault.yml": "plain: text\n"}, "plain")
+        server = self.start_server(repo.uri, extra_args=[
+            "--encrypt-key-file", os.path.join(keys, "symmetric.key")])
+        url = "http://127.0.0.1:%d" % server.port
+        secret = "p\u00e4ss w\u00f6rd"
+        enc = subprocess.run([CLI_BIN, "encrypt", "--server", url, "--prefix"],
+                             input=(secret + "\n").encode(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(enc.returncode, 0, enc)
+        cipher = enc.stdout.decode().strip()
+        self.assertTrue(cipher.startswith("{cipher}"), cipher)
+        self.assertNotIn(secret, cipher)
+        r = run_cli("decrypt", cipher, server=url)
+        self.assertEqual((r.code, r.out), (0, secret + "\n"), r)
+        # The ciphertext works where it is meant to live: a configuration file.
+        repo.commit({"vault.yml": "plain: text\npassword: '%s'\n" % cipher}, "secret")
+        server.refresh()
+        r = run_cli("get", "vault", "default", "--key", "password", server=url)
+        self.assertEqual((r.code, r.out), (0, secret + "\n"), r)
+        r = run_cli("decrypt", "{cipher}00112233445566778899aabbccddeeff00", server=url)
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("cannot decrypt", r.err)
+        # A server with no key says so.
+        r = run_cli("encrypt", "x", server=self.url)
+        self.assertEqual(r.code, 3, r)
+        self.assertIn("No key", r.err)
+
     # -- render -------------------------------------------------------------------------------
 
     def test_render_swaps_versions_atomically(self):
