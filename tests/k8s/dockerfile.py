@@ -21,8 +21,9 @@ class DockerfileError(ValueError):
 
 
 class Instruction:
-    def __init__(self, line, keyword, flags, args, json_form):
+    def __init__(self, line, keyword, flags, args, json_form, text=""):
         self.line = line            # 1-based line where the instruction starts
+        self.text = text            # the arguments as written (continuations joined)
         self.keyword = keyword      # upper case
         self.flags = flags          # {"from": "build", ...} from leading --name=value words
         self.args = args            # list of words (JSON form, or shell-split)
@@ -89,12 +90,12 @@ def _parse_args(keyword, rest, line):
             raise DockerfileError(f"line {line}: {keyword}: malformed JSON array: {e}")
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise DockerfileError(f"line {line}: {keyword}: JSON form must be strings")
-        return flags, value, True
+        return flags, value, True, rest
     try:
         words = shlex.split(rest, posix=True)
     except ValueError as e:
         raise DockerfileError(f"line {line}: {keyword}: {e}")
-    return flags, words, False
+    return flags, words, False, rest
 
 
 def parse(text):
@@ -113,16 +114,16 @@ def parse(text):
             hm = re.match(r"^((?:--\S+\s+)*)(CMD|NONE)\b\s*(.*)$", rest, re.S | re.I)
             if not hm:
                 raise DockerfileError(f"line {line}: HEALTHCHECK needs CMD or NONE")
-            flags, _, _ = _parse_args(keyword, hm.group(1).strip(), line)
+            flags, _, _, _ = _parse_args(keyword, hm.group(1).strip(), line)
             if hm.group(2).upper() == "NONE":
                 instr = Instruction(line, keyword, flags, [], False)
             else:
-                _, args, json_form = _parse_args(keyword, hm.group(3).strip(), line)
-                instr = Instruction(line, keyword, flags, args, json_form)
+                _, args, json_form, text = _parse_args(keyword, hm.group(3).strip(), line)
+                instr = Instruction(line, keyword, flags, args, json_form, text)
                 instr.flags["cmd"] = ""
         else:
-            flags, args, json_form = _parse_args(keyword, rest, line)
-            instr = Instruction(line, keyword, flags, args, json_form)
+            flags, args, json_form, text = _parse_args(keyword, rest, line)
+            instr = Instruction(line, keyword, flags, args, json_form, text)
         if not instr.args and keyword not in ("HEALTHCHECK",):
             raise DockerfileError(f"line {line}: {keyword} without arguments")
         if keyword == "FROM":
@@ -146,6 +147,13 @@ def parse(text):
     if not stages:
         raise DockerfileError("no FROM instruction")
     return stages
+
+
+def shell_text(instr):
+    """The shell command of a shell-form RUN/CMD, as the shell would receive it."""
+    if instr.json_form:
+        raise DockerfileError(f"line {instr.line}: {instr.keyword} is in exec form")
+    return instr.text
 
 
 def apt_packages(run_args):

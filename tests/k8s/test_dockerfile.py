@@ -206,6 +206,90 @@ class RuntimePackagesTest(unittest.TestCase):
             self.assertIn(pkg, installed)
 
 
+def context_files(ignore):
+    """The repository's files that the build context keeps."""
+    return sorted(p for p in tracked_files() if not dockerfile.ignored(ignore, p)
+                  and os.path.isfile(os.path.join(ks.SOURCE_DIR, p)))
+
+
+@unittest.skipUnless(os.environ.get("ALMANAC_K8S_IMAGE_BUILD", "1") != "0",
+                     "ALMANAC_K8S_IMAGE_BUILD=0")
+class BuildStageTest(unittest.TestCase):
+    """The build stage replayed on this machine (the same Debian packages): its COPY lines
+    materialise the context into a scratch directory, its RUN lines run there with /staging
+    moved into it, and the staged tree is what the runtime stage copies and can run."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(DOCKERFILE) as f:
+            cls.stages = dockerfile.parse(f.read())
+        with open(DOCKERIGNORE) as f:
+            cls.ignore = dockerfile.dockerignore_patterns(f.read())
+        cls.tmp = tempfile.mkdtemp(prefix="almanac-image-")
+        cls.staging = os.path.join(cls.tmp, "staging")
+        build = cls.stages[0]
+        workdir = None
+        kept = context_files(cls.ignore)
+        cls.runs = []
+        for instr in build.instructions:
+            if instr.keyword == "WORKDIR":
+                workdir = os.path.join(cls.tmp, instr.args[0].lstrip("/"))
+                os.makedirs(workdir, exist_ok=True)
+            elif instr.keyword == "COPY":
+                *sources, dest = instr.args
+                target = os.path.join(workdir, dest)
+                for src in sources:
+                    rel = src.rstrip("/")
+                    for p in kept:
+                        if p == rel:
+                            into = target if not dest.endswith("/") else os.path.join(
+                                target, os.path.basename(p))
+                        elif p.startswith(rel + "/"):
+                            into = os.path.join(target, p[len(rel) + 1:])
+                        else:
+                            continue
+                        os.makedirs(os.path.dirname(into), exist_ok=True)
+                        shutil.copy2(os.path.join(ks.SOURCE_DIR, p), into)
+            elif instr.keyword == "RUN" and workdir is not None:
+                cls.runs.append((workdir, instr))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_build_stage_builds_and_stages_runnable_programs(self):
+        self.assertTrue(self.runs, "the build stage runs its build after WORKDIR")
+        for workdir, instr in self.runs:
+            # The RUN as the shell would see it, with /staging moved into the scratch directory.
+            script = dockerfile.shell_text(instr).replace("/staging", self.staging)
+            out = subprocess.run(["sh", "-ec", script], cwd=workdir, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, timeout=1200)
+            self.assertEqual(out.returncode, 0,
+                             f"line {instr.line} failed:\n{out.stdout[-4000:]}")
+        runtime = self.stages[-1]
+        for instr in runtime.find("COPY"):
+            if instr.flags.get("from") == self.stages[0].name:
+                for src in instr.args[:-1]:
+                    self.assertTrue(os.path.exists(self.staging + src.replace("/staging", "", 1)),
+                                    f"line {instr.line}: {src} was not staged")
+        local = os.path.join(self.staging, "usr", "local")
+        for program in ("almanac-server", "almanac"):
+            path = os.path.join(local, "bin", program)
+            self.assertTrue(os.access(path, os.X_OK), f"{program} is not staged")
+            # Runs from the staged tree alone: libalmanac is found through the RUNPATH.
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("LD_LIBRARY_PATH",) and not k.startswith("ALMANAC_")}
+            out = subprocess.run([path, "--help"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=30)
+            self.assertEqual(out.returncode, 0, f"{program} --help: {out.stderr}")
+            if program == "almanac":
+                ldd = ks.run(["ldd", path], env=env).stdout
+                self.assertIn(os.path.join(local, "lib"), ldd.replace("/bin/../lib", "/lib"))
+        # Nothing for building against the library goes into the image.
+        self.assertFalse(os.path.exists(os.path.join(local, "include")))
+        self.assertFalse([f for f in os.listdir(os.path.join(local, "lib")) if f.endswith(".a")])
+
+
 class HealthcheckCommandTest(unittest.TestCase):
     """The HEALTHCHECK's command run for real against a server, and with none listening."""
 

@@ -282,6 +282,58 @@ class AroundTheServerTest(unittest.TestCase):
 
 
 @ks.skip_unless(PROBLEM)
+class EveryContainerTest(unittest.TestCase):
+    """What the restricted Pod Security Standard and a scheduler need, for every container of
+    every workload, the example application's included."""
+
+    def containers(self):
+        for name in ks.OVERLAYS:
+            for dep in ks.of_kind(ks.objects(name), "Deployment"):
+                pod = dep["spec"]["template"]["spec"]
+                for c in pod.get("initContainers", []) + pod["containers"]:
+                    yield f"{name}:{dep['metadata']['name']}/{c['name']}", pod, c
+
+    def test_restricted_security_context(self):
+        seen = 0
+        for where, pod, c in self.containers():
+            seen += 1
+            with self.subTest(container=where):
+                psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
+                self.assertTrue(csc.get("runAsNonRoot", psc.get("runAsNonRoot")))
+                self.assertNotEqual(csc.get("runAsUser", psc.get("runAsUser")), 0)
+                self.assertFalse(csc.get("allowPrivilegeEscalation", True))
+                self.assertTrue(csc.get("readOnlyRootFilesystem"))
+                self.assertEqual(csc.get("capabilities", {}).get("drop"), ["ALL"])
+                seccomp = csc.get("seccompProfile", psc.get("seccompProfile", {}))
+                self.assertEqual(seccomp.get("type"), "RuntimeDefault")
+                self.assertFalse(pod.get("automountServiceAccountToken", True))
+        self.assertGreaterEqual(seen, 4)
+
+    def test_resources(self):
+        for where, _, c in self.containers():
+            with self.subTest(container=where):
+                res = c["resources"]
+                self.assertGreater(quantity(res["requests"]["cpu"]), 0)
+                self.assertGreater(quantity(res["requests"]["memory"]), 0)
+                self.assertGreaterEqual(quantity(res["limits"]["memory"]),
+                                        quantity(res["requests"]["memory"]))
+
+    def test_images(self):
+        with open(os.path.join(ks.SOURCE_DIR, "CMakeLists.txt")) as f:
+            version = re.search(r"project\(almanac VERSION (\S+)", f.read()).group(1)
+        for where, _, c in self.containers():
+            with self.subTest(container=where):
+                image = c["image"]
+                self.assertRegex(image, r":[\w][\w.-]*$", "a tag")
+                self.assertFalse(image.endswith(":latest"))
+                if c["name"] != "orders":  # the stand-in application
+                    self.assertRegex(image, r"(^|/)almanac:")
+                    self.assertTrue(image.endswith(":" + version), f"{image}: not {version}")
+                    self.assertNotIn("command", c, "keep the image's entrypoint (tini)")
+                    self.assertIn(c["args"][0], ("almanac-server", "almanac"))
+
+
+@ks.skip_unless(PROBLEM)
 class SecretsTest(unittest.TestCase):
     """No Secret is ever applied by the manifests (so real ones are never overwritten with
     templates); each one they reference has a template under k8s/secrets/ with the same keys,
