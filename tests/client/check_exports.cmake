@@ -1,6 +1,7 @@
 # Fails when the shared library exports a symbol outside the public alm_ prefix (anything else
-# would clash with, or be interposed by, the symbols of the programs that load it).
-#   cmake -DNM=nm -DLIB=libalmanac.so -P check_exports.cmake
+# would clash with, or be interposed by, the symbols of the programs that load it), or one
+# that the reference in DOC (docs/client.md) does not list.
+#   cmake -DNM=nm -DLIB=libalmanac.so -DDOC=docs/client.md -P check_exports.cmake
 execute_process(COMMAND ${NM} -D --defined-only ${LIB}
     OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
@@ -20,6 +21,21 @@ foreach(line IN LISTS lines)
 endforeach()
 if(bad)
     message(FATAL_ERROR "libalmanac exports symbols outside alm_*: ${bad}")
+endif()
+if(DOC)
+    file(READ ${DOC} doc)
+    set(undocumented "")
+    foreach(line IN LISTS lines)
+        if(line MATCHES "^[0-9a-fA-F]+ [A-Za-z] (.+)$")
+            string(FIND "${doc}" "`${CMAKE_MATCH_1}`" at)
+            if(at EQUAL -1)
+                list(APPEND undocumented "${CMAKE_MATCH_1}")
+            endif()
+        endif()
+    endforeach()
+    if(undocumented)
+        message(FATAL_ERROR "exported but not in ${DOC}: ${undocumented}")
+    endif()
 endif()
 if(count LESS 10)
     message(FATAL_ERROR "libalmanac exports only ${count} symbols; is ${LIB} the right file?")
