@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,57 @@ static void test_no_database_is_unauthorized(void **state)
     assert_false(auth_principal_is_admin(NULL));
 }
 
+/* Readers authenticate through the slot while it is swapped under them (run it under TSan). */
+typedef struct race {
+    authdb *slot;
+    const char *header;
+    int failures;
+} race;
+
+static void *reader(void *arg)
+{
+    race *r = arg;
+    for (int i = 0; i < 200; i++) {
+        authdb *db = authdb_acquire(&r->slot);
+        const auth_principal *who = NULL;
+        if (db == NULL || auth_authenticate(db, r->header, &who) != 0 ||
+            !auth_allows_applications(who, "a") || auth_allows_applications(who, "b"))
+            __atomic_add_fetch(&r->failures, 1, __ATOMIC_RELAXED);
+        authdb_release(db);
+    }
+    return NULL;
+}
+
+static void test_concurrent_readers_and_swaps(void **state)
+{
+    (void)state;
+    char *hash = make_hash("$5$", 1000, "pw");
+    assert_non_null(hash);
+    char file[512];
+    snprintf(file, sizeof(file), "users:\n  u:\n    password: '%s'\n    applications: [a]\n",
+             hash);
+    race r = {.slot = NULL, .header = NULL, .failures = 0};
+    char *header = basic_header("u", "pw");
+    r.header = header;
+    authdb *first = NULL;
+    assert_int_equal(authdb_parse(&first, file, strlen(file), "r.yml"), 0);
+    authdb_swap(&r.slot, first);
+    pthread_t threads[4];
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, reader, &r), 0);
+    for (int i = 0; i < 30; i++) {
+        authdb *fresh = NULL;
+        assert_int_equal(authdb_parse(&fresh, file, strlen(file), "r.yml"), 0);
+        authdb_swap(&r.slot, fresh);
+    }
+    for (size_t i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(r.failures, 0);
+    authdb_swap(&r.slot, NULL);
+    free(header);
+    free(hash);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_swap_keeps_readers_alive),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_no_database_is_unauthorized),
+        cmocka_unit_test(test_concurrent_readers_and_swaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
