@@ -229,6 +229,11 @@ static int run(const settings *cfg)
         .tls_cert_pem = tls_cert,
         .tls_key_pem = tls_key,
     };
+    /* Before the first request: POST /monitor hands work to the refresher. */
+    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, 250, 1000) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
     if (http_start(&http, &srv, &hopts, routes_dispatch) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
@@ -236,10 +241,6 @@ static int run(const settings *cfg)
     LOG_INFO(MODULE, "listening on %s:%u (%s, repository %s)", cfg->listen, http_port(http),
              tls_cert ? "https" : "http", repo_display_uri(srv.repo));
 
-    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, 250, 1000) < 0) {
-        LOG_ERROR(MODULE, "%s", err_message());
-        goto out;
-    }
     for (;;) {
         int sig = 0;
         if (sigwait(&signals, &sig) != 0)
@@ -267,6 +268,7 @@ static int run(const settings *cfg)
     status = 0;
 out:
     http_stop(http);
+    refresher_stop(srv.refresher); /* NULL after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
     free_search_paths(srv.search_paths);
@@ -276,7 +278,6 @@ out:
     respcache_free(srv.responses);
     snapcache_free(srv.snapshots);
     repo_free(srv.repo);
-    refresher_stop(srv.refresher);
     wipe_free(srv.webhook_secret);
     free(tls_cert);
     wipe_free(tls_key);
