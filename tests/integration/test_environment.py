@@ -364,7 +364,7 @@ class EnvironmentTest(ServerTestCase):
         typed = [(k, type(v).__name__, v) for k, v in src.items()]
         T, F = True, False
         expected = [("int", 42), ("neg", -7), ("hex", 31), ("oct", 8), ("bin", 5), ("sexa", 90),
-                    ("under", 1000), ("float", 1.1), ("exp", 1000.0), ("lead0", 8080.0),
+                    ("under", 1000), ("float", 1.1), ("exp", 1000.0), ("lead0", "08080"),
                     ("t1", T), ("t2", T), ("t3", T), ("y1", T), ("y2", T), ("y3", T),
                     ("n1", F), ("n2", F), ("n3", F), ("o1", T), ("o2", T), ("o3", T),
                     ("f1", F), ("f2", F), ("f3", F), ("fa", F), ("qt", "true"), ("qn", "42"),
@@ -379,7 +379,9 @@ class EnvironmentTest(ServerTestCase):
         src = self.src(env, "types.yml")
         self.assertEqual(src["float"], ("float", "1.1"))
         self.assertEqual(src["exp"], ("float", "1000.0"))
-        self.assertEqual(src["lead0"], ("float", "8080.0"))
+        # SnakeYAML 2 (Spring Boot 3) reads a float only with a dot or an exponent: the
+        # leading-zero non-octal 08080 stays a string.
+        self.assertEqual(src["lead0"], "08080")
 
     def test_flattening(self):
         src = self.src(self.env("/flat/x"), "flat.yml")
