@@ -8,6 +8,7 @@ commit.
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ import almanac_harness as h  # noqa: E402
 from clitest import CLI_BIN, closed_port_url, require_cli_bin, run_cli  # noqa: E402
 
 EXAMPLE_BIN = os.environ.get("ALMANAC_EXAMPLE_BIN", "")
+WATCH_EXAMPLE_BIN = os.environ.get("ALMANAC_WATCH_EXAMPLE_BIN", "")
 
 FILES = {
     "application.yml": "shared:\n  greeting: hello\nserver:\n  port: 80\n",
@@ -210,6 +212,35 @@ class ClientServerTest(h.ServerTestCase):
                     server=self.url)
         self.assertEqual(r.code, 3, r)
         self.assertIn("conf/missing.conf", r.err)
+
+    def test_watch_example_program(self):
+        if not WATCH_EXAMPLE_BIN:
+            self.skipTest("ALMANAC_WATCH_EXAMPLE_BIN not set")
+        repo = self.make_repo("example-watched")
+        first = repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
+        server = self.start_server(repo.uri)
+        url = "http://127.0.0.1:%d" % server.port
+        env = dict(os.environ, ALMANAC_SERVER=url)
+        proc = subprocess.Popen([WATCH_EXAMPLE_BIN, "svc", "default"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            self.assertEqual(self.read_line(proc, 30), "booted on version %s\n" % first)
+            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            second = repo.commit({"svc.yml": "color: green\nshape: round\n"}, "green")
+            server.refresh()
+            self.assertEqual(self.read_line(proc, 30), "version %s -> %s\n" % (first, second))
+            lines = {self.read_line(proc, 30) for _ in range(3)}
+            self.assertEqual(lines, {"  + shape\n", "  ~ color\n", "  - size\n"})
+            proc.send_signal(signal.SIGINT)
+            self.assertEqual(self.read_line(proc, 30),
+                             "stopping on version %s (fresh)\n" % second)
+            self.assertEqual(proc.wait(timeout=30), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
 
     # -- encrypt / decrypt --------------------------------------------------------------------
 
