@@ -32,6 +32,14 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
                       void *payload)
 {
     (void)payload;
+    /* Swap the live pointer first; readers holding the old snapshot keep it until they drop
+     * it. Then report. */
+    alm_config *next = alm_config_retain(new_cfg);
+    pthread_mutex_lock(&live_lock);
+    alm_config *prev = live;
+    live = next;
+    pthread_mutex_unlock(&live_lock);
+    alm_config_free(prev);
     printf("version %s -> %s\n", alm_config_version(old_cfg) ? alm_config_version(old_cfg) : "?",
            alm_config_version(new_cfg) ? alm_config_version(new_cfg) : "?");
     for (size_t i = 0; i < diff->added_count; i++)
@@ -41,14 +49,6 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
     for (size_t i = 0; i < diff->removed_count; i++)
         printf("  - %s\n", diff->removed[i]);
     fflush(stdout);
-
-    /* Swap the live pointer; readers holding the old snapshot keep it until they drop it. */
-    alm_config *next = alm_config_retain(new_cfg);
-    pthread_mutex_lock(&live_lock);
-    alm_config *prev = live;
-    live = next;
-    pthread_mutex_unlock(&live_lock);
-    alm_config_free(prev);
 }
 
 int main(int argc, char **argv)
