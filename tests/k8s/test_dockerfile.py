@@ -22,6 +22,9 @@ NON_LIBRARY_PACKAGES = {
 }
 # In every Debian image (Priority: required), so never installed explicitly.
 BASE_IMAGE_PACKAGES = {"libc6"}
+# Sanitizer runtimes, linked when this build is a sanitizer build; the image's Release build
+# has none.
+SANITIZER_RUNTIME = re.compile(r"^lib(?:a|ub|t|l|hwa)san\.so")
 
 
 def tracked_files():
@@ -171,6 +174,8 @@ def runtime_libraries():
         seen.add(binary)
         paths = resolved(binary)
         for soname in needed(binary):
+            if SANITIZER_RUNTIME.match(soname):
+                continue
             path = paths.get(soname)
             if path is None:
                 raise AssertionError(f"ldd cannot resolve {soname} of {binary}")
