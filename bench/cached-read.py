@@ -94,7 +94,9 @@ def main():
     for name, _, _ in targets:
         r = runs[name]
         rps = bl.median_of(r, "rps")
-        rows.append((name, "%.0f" % rps, bl.fmt_ms(bl.median_of(r, "p50")),
+        rows.append((name, "%.0f" % rps, "%.0f-%.0f" % (min(x["rps"] for x in r),
+                                                       max(x["rps"] for x in r)),
+                     bl.fmt_ms(bl.median_of(r, "p50")),
                      bl.fmt_ms(bl.median_of(r, "p99")), sum(x["errors"] for x in r),
                      "%.2f" % (base / rps)))
     print("### Cached read: GET /orders/dev, %d-byte Environment JSON" % len(body))
@@ -104,7 +106,8 @@ def main():
                                args.server_threads, bl.machine_line()))
     print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
     print()
-    print(bl.table(["server", "requests/s", "p50", "p99", "errors", "Almanac/this (req/s)"],
+    print(bl.table(["server", "requests/s", "range", "p50", "p99", "errors",
+                    "Almanac/this (req/s)"],
                    rows))
     return 0
 

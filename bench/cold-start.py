@@ -36,9 +36,11 @@ def time_runs(command, prepare, runs, workdir):
     """Wall times in ms of `runs` executions of command (shell strings)."""
     if shutil.which("hyperfine"):
         out = os.path.join(workdir, "hyperfine.json")
-        subprocess.run(["hyperfine", "-N", "--runs", str(runs), "--prepare", prepare,
-                        "--export-json", out, "--style", "none", command],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done = subprocess.run(["hyperfine", "-N", "--runs", str(runs), "--prepare", prepare,
+                               "--export-json", out, "--style", "none", command],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise SystemExit("hyperfine failed on %s:\n%s" % (command, done.stderr[-3000:]))
         with open(out) as f:
             return [t * 1000 for t in json.load(f)["results"][0]["times"]]
     times = []

@@ -8,15 +8,15 @@
 set -u
 if [ "$1" = --wait-gone ]; then
     # a zombie (exited, not yet reaped by its new parent) counts as gone
-    while [ -s "$2" ] && read -r _ _ state _ <"/proc/$(cat "$2")/stat" 2>/dev/null &&
-            [ "$state" != Z ]; do
+    while [ -s "$2" ] && [ -e "/proc/$(cat "$2")/stat" ] &&
+            read -r _ _ state _ <"/proc/$(cat "$2")/stat" 2>/dev/null && [ "$state" != Z ]; do
         sleep 0.01
     done
     exit 0
 fi
 pidfile=$1 url=$2 data=$3
 shift 4
-"$@" >/dev/null 2>&1 &
+"$@" >/dev/null 2>"$pidfile.log" &
 pid=$!
 echo $pid >"$pidfile"
 if [ "$data" = - ]; then post=(); else post=(-H 'Content-Type: application/json' -d "$data"); fi
@@ -24,7 +24,8 @@ tries=0
 until curl -sf -o /dev/null "${post[@]}" "$url"; do
     tries=$((tries + 1))
     if ! kill -0 $pid 2>/dev/null || [ $tries -gt 20000 ]; then
-        echo "server never answered $url" >&2
+        echo "server never answered $url:" >&2
+        cat "$pidfile.log" >&2
         exit 1
     fi
 done
