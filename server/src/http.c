@@ -108,31 +108,22 @@ static bool valid_utf8(const char *text, size_t len)
     return probe != NULL;
 }
 
-/*
- * Splits the raw path into segments and percent-decodes each once. A trailing slash is
- * ignored; an empty segment elsewhere or a decoded NUL makes the path malformed.
- */
-static int split_path(request_state *st, const char *url)
+int http_split_path(char *path, char *segments[], size_t max, size_t *count)
 {
-    request *req = &st->req;
-    if (url[0] != '/')
-        return err_set(ERR_BAD_REQUEST, "path must start with '/'");
-    st->path_storage = strdup(url + 1);
-    if (st->path_storage == NULL)
-        return err_set(ERR_NOMEM, "out of memory");
-    size_t total = strlen(st->path_storage);
-    if (total > 0 && st->path_storage[total - 1] == '/')
-        st->path_storage[--total] = '\0';
+    *count = 0;
+    size_t total = strlen(path);
+    if (total > 0 && path[total - 1] == '/')
+        path[--total] = '\0';
     if (total == 0)
         return 0;
-    char *cursor = st->path_storage;
+    char *cursor = path;
     for (;;) {
         char *slash = strchr(cursor, '/');
         if (slash != NULL)
             *slash = '\0';
         if (*cursor == '\0')
             return err_set(ERR_BAD_REQUEST, "empty path segment");
-        if (req->nsegments == REQUEST_MAX_SEGMENTS)
+        if (*count == max)
             return err_set(ERR_BAD_REQUEST, "too many path segments");
         size_t raw_len = strlen(cursor);
         size_t len = MHD_http_unescape(cursor);
@@ -140,12 +131,22 @@ static int split_path(request_state *st, const char *url)
             return err_set(ERR_BAD_REQUEST, "NUL byte in path");
         if (!valid_utf8(cursor, len))
             return err_set(ERR_BAD_REQUEST, "path is not valid UTF-8");
-        req->segments[req->nsegments++] = cursor;
+        segments[(*count)++] = cursor;
         if (slash == NULL)
-            break;
+            return 0;
         cursor = slash + 1;
     }
-    return 0;
+}
+
+static int split_path(request_state *st, const char *url)
+{
+    if (url[0] != '/')
+        return err_set(ERR_BAD_REQUEST, "path must start with '/'");
+    st->path_storage = strdup(url + 1);
+    if (st->path_storage == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    return http_split_path(st->path_storage, st->req.segments, REQUEST_MAX_SEGMENTS,
+                           &st->req.nsegments);
 }
 
 const char *request_header(const request *req, const char *name)
@@ -627,6 +628,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     *ctx = NULL;
 }
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 0)))
+#endif
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;

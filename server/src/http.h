@@ -29,6 +29,13 @@ typedef struct http_options {
     const char *tls_key_pem;
 } http_options;
 
+/*
+ * Splits a raw path (without its leading '/') in place into segments, each percent-decoded
+ * exactly once; a trailing slash is ignored. ERR_BAD_REQUEST for an empty segment, a decoded
+ * NUL, invalid UTF-8 or more than max segments.
+ */
+int http_split_path(char *path, char *segments[], size_t max, size_t *count);
+
 int http_start(http_server **out, struct server *srv, const http_options *opts,
                http_dispatch_fn dispatch);
 /* The port actually bound (useful with port 0). */
