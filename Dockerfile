@@ -21,6 +21,8 @@ COPY cmake/ cmake/
 COPY common/ common/
 COPY server/ server/
 COPY client/ client/
+# The client's examples are part of the build (so that they never rot), not of the image.
+COPY examples/ examples/
 COPY fuzz/CMakeLists.txt fuzz/
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DALMANAC_TESTS=OFF \
         -DCMAKE_INSTALL_PREFIX=/usr/local \
