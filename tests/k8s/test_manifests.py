@@ -6,6 +6,8 @@ autoscaling, disruption budget, network policy), in step with the image and the 
 import glob
 import os
 import re
+import shutil
+import tempfile
 import unittest
 
 import dockerfile
@@ -404,3 +406,43 @@ class SecretsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@ks.skip_unless(PROBLEM)
+class SecretTemplatesAgainstTheServerTest(unittest.TestCase):
+    """What docs/kubernetes.md promises of the templates, checked with the real server: the
+    auth file as templated starts a server that lets nobody in, and the empty key stops it."""
+
+    @classmethod
+    def setUpClass(cls):
+        ks.almanac_harness.require_server_bin()
+        cls.templates = {o["metadata"]["name"]: o["stringData"] for o in secret_templates()}
+        cls.tmp = tempfile.mkdtemp(prefix="almanac-k8s-secrets-")
+        cls.repo = ks.GitRepo(cls.tmp)
+        cls.repo.commit({"orders.yml": "a: 1\n"})
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def test_templated_auth_file_lets_nobody_in(self):
+        auth = self.write("auth.yml", self.templates["almanac-auth"]["auth.yml"])
+        server = ks.Server(self.repo.uri, self.tmp, extra_args=["--auth-file", auth]).start()
+        try:
+            self.assertEqual(server.get("/actuator/health").status, 200)
+            self.assertEqual(server.get("/orders/default").status, 401)
+        finally:
+            server.stop()
+
+    def test_templated_empty_key_stops_the_server(self):
+        key = self.write("encrypt.key", self.templates["almanac-encrypt-key"]["encrypt.key"])
+        server = ks.Server(self.repo.uri, self.tmp, extra_args=["--encrypt-key-file", key])
+        server.launch()
+        self.assertNotEqual(server.wait_exit(), 0)
