@@ -54,22 +54,22 @@
 #define CACHE_TTL_SECONDS 60
 
 struct auth_principal {
-    char *key;                 /* "users.NAME" or "tokens[N]": groups the flattened keys */
-    char *name;                /* user name, or the token's name */
-    char *hash;                /* users: the crypt(3) hash */
+    char *key;  /* "users.NAME" or "tokens[N]": groups the flattened keys */
+    char *name; /* user name, or the token's name */
+    char *hash; /* users: the crypt(3) hash */
     unsigned char digest[SHA256_DIGEST_LENGTH]; /* tokens: SHA-256 of the token */
     bool has_digest;
     bool is_token;
     bool admin;
     char **globs;
     size_t nglobs;
-    unsigned line, col;        /* where the entry starts, for "has no password" errors */
+    unsigned line, col; /* where the entry starts, for "has no password" errors */
 };
 
 typedef struct cache_slot {
     const auth_principal *who;
     unsigned char mac[SHA256_DIGEST_LENGTH];
-    time_t expires;            /* CLOCK_MONOTONIC seconds */
+    time_t expires; /* CLOCK_MONOTONIC seconds */
 } cache_slot;
 
 struct authdb {
@@ -153,13 +153,14 @@ size_t authdb_count(const authdb *db)
 typedef struct parse_ctx {
     authdb *db;
     const char *file;
-    unsigned line, col;        /* of the value being read */
+    unsigned line, col; /* of the value being read */
 } parse_ctx;
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static int fail(const parse_ctx *ctx, const char *fmt, ...)
+static int
+fail(const parse_ctx *ctx, const char *fmt, ...)
 {
     char reason[256];
     va_list ap;
@@ -178,8 +179,7 @@ static auth_principal *find_or_add(parse_ctx *ctx, const char *key, size_t key_l
 {
     authdb *db = ctx->db;
     for (size_t i = 0; i < db->count; i++)
-        if (strlen(db->entries[i].key) == key_len &&
-            memcmp(db->entries[i].key, key, key_len) == 0)
+        if (strlen(db->entries[i].key) == key_len && memcmp(db->entries[i].key, key, key_len) == 0)
             return &db->entries[i];
     if (db->count >= AUTH_ENTRIES_MAX) {
         fail(ctx, "more than %d users and tokens", AUTH_ENTRIES_MAX);
@@ -256,8 +256,8 @@ static int set_password(const parse_ctx *ctx, auth_principal *e, const json_t *v
      * Only salted, iterated methods: never DES, MD5 or NT hashes, nor a plain password.
      * libxcrypt files SHA-256 crypt under "legacy" though it is as strong as SHA-512 crypt.
      */
-    static const char *const modern[] = {"$y$", "$gy$", "$7$", "$2b$", "$2y$", "$2a$", "$6$",
-                                         "$5$"};
+    static const char *const modern[] = {"$y$",  "$gy$", "$7$", "$2b$",
+                                         "$2y$", "$2a$", "$6$", "$5$"};
     bool known = false;
     for (size_t i = 0; i < sizeof(modern) / sizeof(modern[0]); i++)
         known = known || strncmp(hash, modern[i], strlen(modern[i])) == 0;

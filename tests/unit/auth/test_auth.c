@@ -64,7 +64,8 @@ static int failures;
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static void report(const char *name, const char *fmt, ...)
+static void
+report(const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -125,8 +126,8 @@ static void run_case(const char *dir, const char *file)
 {
     char path[1024], expect_path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    snprintf(expect_path, sizeof(expect_path), "%s/%.*s.expect.json", dir,
-             (int)(strlen(file) - 4), file);
+    snprintf(expect_path, sizeof(expect_path), "%s/%.*s.expect.json", dir, (int)(strlen(file) - 4),
+             file);
     json_error_t jerr;
     json_t *expect = json_load_file(expect_path, 0, &jerr);
     if (expect == NULL) {
@@ -143,8 +144,7 @@ static void run_case(const char *dir, const char *file)
         snprintf(prefix, sizeof(prefix), "%s:%lld:%lld: ", file,
                  (long long)json_integer_value(json_object_get(want_error, "line")),
                  (long long)json_integer_value(json_object_get(want_error, "col")));
-        const char *contains =
-            json_string_value(json_object_get(want_error, "message_contains"));
+        const char *contains = json_string_value(json_object_get(want_error, "message_contains"));
         if (error >= 0)
             report(file, "parsed, but should fail with %s%s", prefix, contains);
         else if (db != NULL)
@@ -350,8 +350,7 @@ static void test_concurrent_readers_and_swaps(void **state)
     char *hash = make_hash("$5$", 1000, "pw");
     assert_non_null(hash);
     char file[512];
-    snprintf(file, sizeof(file), "users:\n  u:\n    password: '%s'\n    applications: [a]\n",
-             hash);
+    snprintf(file, sizeof(file), "users:\n  u:\n    password: '%s'\n    applications: [a]\n", hash);
     race r = {.slot = NULL, .header = NULL, .failures = 0};
     char *header = basic_header("u", "pw");
     r.header = header;
