@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
 
 
-def perf_tables(data, top):
+def perf_tables(data, top, binary):
     def report(sort, *extra):
         out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--sort", sort,
                               "--percent-limit", "0.5", "-g", "none", *extra],
@@ -40,8 +40,12 @@ def perf_tables(data, top):
         return "`%s`" % " ".join(parts).replace("[.] ", "").replace("[k] ", "(kernel) ")
     by_dso = report("dso", "--no-children")
     by_sym = report("dso,symbol", "--no-children")[:top]
-    # inclusive time of the server's own functions (needs the DWARF call graphs)
-    inclusive = report("symbol", "--children", "--dsos", "almanac-server")[:top]
+    # Time including callees of the server's own functions (DWARF call graphs): the symbols of
+    # the binary, looked up in a report over every object.
+    nm = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True).stdout
+    own = {line.split()[-1] for line in nm.splitlines() if line.split()[-2:-1] in (["T"], ["t"])}
+    inclusive = [(c, p) for c, p in report("symbol", "--children")
+                 if p and p[0].replace("[.] ", "") in own][:top]
     return (bl.table(["samples", "shared object"], [(c[0] + " %", p[0]) for c, p in by_dso])
             + "\n\n" +
             bl.table(["self samples", "shared object", "symbol"],
@@ -50,7 +54,7 @@ def perf_tables(data, top):
                      [(c[0] + " %", c[-1] + " %", sym(p)) for c, p in inclusive]))
 
 
-def callgrind_table(out_file, top):
+def callgrind_table(out_file, top, requests):
     out = subprocess.run(["callgrind_annotate", "--inclusive=no", out_file],
                          capture_output=True, text=True, check=True).stdout
     rows = []
@@ -68,7 +72,31 @@ def callgrind_table(out_file, top):
             if m:
                 name = "%s (%s)" % (m.group(1), os.path.basename(m.group(2) or "?"))
             rows.append(("%.1f %%" % (100.0 * count / total), "`%s`" % name))
-    return bl.table(["instructions (self)", "function (object)"], rows)
+    table = ("%s user-space instructions counted, %.0f per request\n\n"
+             % ("{:,}".format(total or 0), (total or 0) / max(requests, 1)) +
+             bl.table(["instructions (self)", "function (object)"], rows))
+    if not rows:
+        return table
+    # who calls the first row's function, and how often
+    tree = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", out_file],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    first = rows[0][1].strip("`").split(" (")[0]
+    callers = []
+    for i, line in enumerate(tree):
+        if re.search(r"\*\s+\S*:" + re.escape(first) + r"\b", line):
+            j = i - 1
+            while j >= 0 and "<" in tree[j]:
+                m = re.match(r"\s*([\d,]+)\s+\(\s*([\d.]+)%\)\s+<\s+(\S+)\s+\((\d[\d,]*)x\)"
+                             r"(?:\s+\[(.*)\])?", tree[j])
+                if m:
+                    callers.append(("%s %%" % m.group(2), "`%s (%s)`" % (
+                        m.group(3).split(":", 1)[-1], os.path.basename(m.group(5) or "?")),
+                        m.group(4)))
+                j -= 1
+            break
+    callers.sort(key=lambda r: -float(r[0].split()[0]))
+    return table + "\n\nCallers of `%s`:\n\n" % first + bl.table(
+        ["instructions", "caller (object)", "calls"], callers[:6] or [("0 %", "none", "0")])
 
 
 def main():
@@ -80,6 +108,7 @@ def main():
     p.add_argument("--server-threads", type=int, default=os.cpu_count())
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--callgrind", action="store_true")
+    p.add_argument("--server-flags", default="", help="extra almanac-server flags, one string")
     p.add_argument("--keep", help="copy perf.data / callgrind.out to this path")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the tables")
     args = p.parse_args()
@@ -96,10 +125,12 @@ def main():
         if args.callgrind:
             out_file = os.path.join(work, "callgrind.out")
             alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads,
+                             extra=args.server_flags.split(),
                              prefix=["valgrind", "--tool=callgrind", "--instr-atstart=no",
                                      "--callgrind-out-file=" + out_file])
         else:
-            alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads)
+            alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads,
+                             extra=args.server_flags.split())
         procs.append(alm)
         if bl.http(alm.port, "/orders/dev")[0] != 200:
             raise SystemExit("almanac did not answer 200")
@@ -108,17 +139,18 @@ def main():
         if args.callgrind:
             # count the steady state only, not start-up and the first (missing) request
             subprocess.run(["callgrind_control", "-i", "on", str(alm.proc.pid)], check=True,
-                           stdout=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             result = bl.wrk(url, 1, min(args.connections, 4), args.duration)
             alm.stop()
             procs.remove(alm)
             print("### callgrind: cached GET /orders/dev, %d requests under valgrind"
                   % result["requests"])
             print()
-            print("%s; wrk -t1 -c%d -d%ds" % (bl.machine_line(), min(args.connections, 4),
-                                                args.duration))
+            print("%s; wrk -t1 -c%d -d%ds; server flags: %s"
+                  % (bl.machine_line(), min(args.connections, 4), args.duration,
+                     args.server_flags or "defaults"))
             print()
-            print(callgrind_table(out_file, args.top))
+            print(callgrind_table(out_file, args.top, result["requests"]))
             if args.keep:
                 subprocess.run(["cp", out_file, args.keep], check=True)
             return 0
@@ -144,7 +176,7 @@ def main():
         print("%s; 1-minute load average before %.2f; perf record -F 499 --call-graph dwarf -p <server> for %d s"
               % (bl.machine_line(), load, args.duration))
         print()
-        print(perf_tables(data, args.top))
+        print(perf_tables(data, args.top, binary))
         if args.keep:
             subprocess.run(["cp", data, args.keep], check=True)
     finally:
