@@ -446,3 +446,55 @@ class SecretTemplatesAgainstTheServerTest(unittest.TestCase):
         server = ks.Server(self.repo.uri, self.tmp, extra_args=["--encrypt-key-file", key])
         server.launch()
         self.assertNotEqual(server.wait_exit(), 0)
+
+
+@ks.skip_unless(PROBLEM)
+class GracefulShutdownTest(unittest.TestCase):
+    """The server's side of the Deployment's termination settings: after SIGTERM, a parked
+    long-poll watcher is answered 304 and the process exits 0 within the time the grace period
+    leaves after preStop."""
+
+    def test_sigterm_within_the_grace_period(self):
+        import http.client
+        import signal
+        import threading
+        import time
+        from urllib.parse import quote
+
+        ks.almanac_harness.require_server_bin()
+        pod = ks.server_deployment(ks.objects("prod"))["spec"]["template"]["spec"]
+        pre_stop = int(ks.container(pod, "almanac-server")["lifecycle"]["preStop"]["exec"][
+            "command"][1])
+        budget = pod["terminationGracePeriodSeconds"] - pre_stop
+        tmp = tempfile.mkdtemp(prefix="almanac-k8s-stop-")
+        server = None
+        try:
+            repo = ks.GitRepo(tmp)
+            repo.commit({"orders.yml": "a: 1\n"})
+            server = ks.Server(repo.uri, tmp).start()
+            etag = server.get("/orders/prod").header("ETag")
+            answer = {}
+
+            def watch():
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+                conn.request("GET", f"/orders/prod?watch={quote(etag)}&timeout=100")
+                answer["status"] = conn.getresponse().status
+                conn.close()
+
+            watcher = threading.Thread(target=watch)
+            watcher.start()
+            # Parked once the server's gauge counts it (polled; bounded by the deadline).
+            deadline = time.monotonic() + 30
+            while not re.search(r"^almanac_watchers 1(\.0)?$",
+                                server.get("/metrics").body.decode(), re.M):
+                self.assertLess(time.monotonic(), deadline, "the watch was never parked")
+                time.sleep(0.02)
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(timeout=budget)
+            watcher.join(timeout=budget)
+            self.assertEqual(code, 0)
+            self.assertEqual(answer.get("status"), 304)
+        finally:
+            if server is not None and server.alive():
+                server.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
