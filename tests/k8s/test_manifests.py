@@ -131,6 +131,18 @@ class ServerDeploymentTest(unittest.TestCase):
                 self.assertFalse(pod.get("automountServiceAccountToken", True))
                 self.assertFalse(pod.get("hostNetwork", False))
 
+    def test_in_step_with_the_image(self):
+        with open(os.path.join(ks.SOURCE_DIR, "Dockerfile")) as f:
+            runtime = dockerfile.parse(f.read())[-1]
+        image_env = dict(a.split("=", 1) for e in runtime.find("ENV") for a in e.args)
+        exposed = {int(a.split("/")[0]) for e in runtime.find("EXPOSE") for a in e.args}
+        for name, _, _, _, c in self.each():
+            with self.subTest(overlay=name):
+                env = env_of(c)
+                for var in ("ALMANAC_CACHE_DIR", "ALMANAC_PORT"):
+                    self.assertEqual(env[var]["value"], image_env[var], var)
+                self.assertEqual({p["containerPort"] for p in c["ports"]}, exposed)
+
     def test_writable_paths_are_empty_dirs(self):
         # With a read-only root, every place the server writes must be a volume: the Git cache
         # (ALMANAC_CACHE_DIR) and /tmp.
