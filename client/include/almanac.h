@@ -82,15 +82,14 @@ typedef enum alm_error_code {
     ALM_ENOTFOUND = -4, /* no such key; or the server answered 404 (unknown label) */
     ALM_EAUTH = -5,     /* the server answered 401 or 403: credentials missing or refused */
     ALM_ETIMEOUT = -6,  /* the server did not answer within the configured timeouts */
-    ALM_ENETWORK = -7,  /* the server could not be reached (DNS, connection, TLS) */
+    ALM_ENETWORK = -7,  /* the server could not be reached (DNS, connection, TLS handshake) */
     ALM_ESERVER = -8,   /* the server answered with a 5xx error */
     ALM_EPROTOCOL = -9, /* the server's answer is not what the protocol says it should be */
     ALM_ETOOBIG = -10,  /* the answer exceeds the configured size limit */
-    ALM_ECACHE = -11,   /* the cache file is missing, damaged, foreign or cannot be written */
+    ALM_ECACHE = -11,   /* the cache file was needed and is damaged, foreign or newer */
     ALM_ETYPE = -12,    /* the value exists but cannot be converted to the requested type */
     ALM_ERANGE = -13,   /* the value is a number outside the requested type's range */
-    ALM_ETLS = -14,     /* the server's TLS certificate could not be verified (see ca_file) */
-    ALM_ITEROVER = -31  /* not an error: an iteration has no more items */
+    ALM_ETLS = -14      /* the server's TLS certificate could not be verified (see ca_file) */
 } alm_error_code;
 
 typedef struct alm_error {

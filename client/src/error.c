@@ -84,8 +84,6 @@ const char *alm_strerror(int code)
         return "out of range";
     case ALM_ETLS:
         return "TLS verification failed";
-    case ALM_ITEROVER:
-        return "iteration over";
     default:
         return "error";
     }

@@ -315,7 +315,7 @@ static void test_errors_and_version(void **state)
     assert_non_null(alm_error_last());
     assert_int_equal(alm_error_last()->code, ALM_OK);
     assert_string_equal(alm_error_last()->message, "no error");
-    for (int code = ALM_ITEROVER; code <= 0; code++)
+    for (int code = ALM_ETLS; code <= 0; code++)
         assert_non_null(alm_strerror(code));
     assert_string_equal(alm_strerror(ALM_ENOTFOUND), "not found");
     assert_string_equal(alm_strerror(-999), "error");
