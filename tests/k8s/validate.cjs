@@ -30,7 +30,7 @@ function modelPath(apiVersion, kind) {
     return path.join(modelsRoot, ...parts, kind);
 }
 
-// ---- unknown fields, from the TypeScript declarations that ship with the models ----------------
+// ---- unknown fields, from the TypeScript declarations that ship with the models ------------
 
 const interfaces = new Map(); // d.ts file -> {fields: Map(name -> type text), imports: Map}
 
@@ -119,7 +119,7 @@ function checkFields(obj, decl, where, errors) {
     }
 }
 
-// ---- main ----------------------------------------------------------------------------------------
+// ---- main -----------------------------------------------------------------------------------
 
 const input = fs.readFileSync(0, "utf8");
 const objects = [];
