@@ -145,8 +145,14 @@ for (const doc of YAML.parseAllDocuments(input)) {
     } catch (e) {
         errors.push(`${name}: ${e.message}`);
     }
+    const decl = parseDeclarations(base + ".d.ts");
+    if (decl.fields.size === 0) {
+        // The declarations changed shape: fail rather than let every field through unchecked.
+        errors.push(`${name}: cannot read the fields of ${base}.d.ts`);
+        continue;
+    }
     const unknown = [];
-    checkFields(obj, parseDeclarations(base + ".d.ts"), "", unknown);
+    checkFields(obj, decl, "", unknown);
     for (const u of unknown)
         errors.push(`${name}: ${u}`);
 }
