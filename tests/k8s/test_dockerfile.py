@@ -218,7 +218,8 @@ def context_files(ignore):
 
 
 @unittest.skipUnless(os.environ.get("ALMANAC_K8S_IMAGE_BUILD", "1") != "0",
-                     "the image build is replayed once, in the plain build (ALMANAC_K8S_IMAGE_BUILD=0)")
+                     "the image build is replayed once, in the plain build "
+                     "(ALMANAC_K8S_IMAGE_BUILD=0)")
 class BuildStageTest(unittest.TestCase):
     """The build stage replayed on this machine (the same Debian packages): its COPY lines
     materialise the context into a scratch directory, its RUN lines run there with /staging
