@@ -99,6 +99,42 @@ def callgrind_table(out_file, top, requests):
         ["instructions", "caller (object)", "calls"], callers[:6] or [("0 %", "none", "0")])
 
 
+def requests_served(port):
+    _, _, body = bl.http(port, "/metrics")
+    return sum(float(v) for v in re.findall(rb"^almanac_http_requests_total\{[^}]*\} (\S+)",
+                                            body, re.M))
+
+
+def syscall_table(alm, url, args, work):
+    """System calls per request: strace -f -c on the server while wrk runs; the request count
+    comes from the server's own counter (its /metrics reads are subtracted)."""
+    out = os.path.join(work, "strace.txt")
+    wrk_proc = subprocess.Popen(["wrk", "-t1", "-c%d" % args.connections,
+                                 "-d%ds" % (args.duration + 2), url],
+                                stdout=subprocess.DEVNULL)
+    time.sleep(1)
+    before = requests_served(alm.port)
+    subprocess.run(["timeout", "-s", "INT", str(args.duration), "strace", "-f", "-c", "-o", out,
+                    "-p", str(alm.proc.pid)], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    after = requests_served(alm.port) - 1
+    wrk_proc.wait(timeout=args.duration + 60)
+    served = max(after - before, 1)
+    rows = []
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and re.match(r"[\d.]+$", parts[0]) and parts[-1] != "total":
+                calls = int(parts[3])
+                rows.append((parts[-1], "%.2f" % (calls / served), calls))
+    rows.sort(key=lambda r: -r[2])
+    return ("### System calls per cached GET /orders/dev (strace -f -c, %d requests)\n\n"
+            "%s; wrk -t1 -c%d; strace slows the server, only the counts mean something\n\n"
+            % (served, bl.machine_line(), args.connections) +
+            bl.table(["system call", "per request", "calls"], rows[:args.top] or
+                     [("none", "0", 0)]))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
@@ -108,6 +144,8 @@ def main():
     p.add_argument("--server-threads", type=int, default=os.cpu_count())
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--callgrind", action="store_true")
+    p.add_argument("--syscalls", action="store_true",
+                   help="count system calls per request with strace -c instead")
     p.add_argument("--server-flags", default="", help="extra almanac-server flags, one string")
     p.add_argument("--keep", help="copy perf.data / callgrind.out to this path")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the tables")
@@ -153,6 +191,9 @@ def main():
             print(callgrind_table(out_file, args.top, result["requests"]))
             if args.keep:
                 subprocess.run(["cp", out_file, args.keep], check=True)
+            return 0
+        if args.syscalls:
+            print(syscall_table(alm, url, args, work))
             return 0
         data = os.path.join(work, "perf.data")
         wrk_proc = subprocess.Popen(["wrk", "-t%d" % args.wrk_threads,
