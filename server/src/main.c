@@ -126,6 +126,7 @@ static void reload_auth(server *srv, const char *path)
                   err_message());
         return;
     }
+    authdb_limit_failures(fresh, srv->settings->auth_failures_per_minute);
     LOG_INFO(MODULE, "--auth-file reloaded: %zu users and tokens", authdb_count(fresh));
     authdb_swap(&srv->auth, fresh);
 }
@@ -187,12 +188,18 @@ static int run(const settings *cfg)
         }
         /* Editors and `echo` leave a newline: it is not part of the secret. */
         srv.webhook_secret[strcspn(srv.webhook_secret, "\r\n")] = '\0';
+        /* An empty secret would sign with an empty key, i.e. let anyone in. */
+        if (srv.webhook_secret[0] == '\0') {
+            LOG_ERROR(MODULE, "--webhook-secret: %s is empty", cfg->webhook_secret);
+            goto out;
+        }
     }
     if (cfg->auth_file != NULL) {
         if (authdb_load(&srv.auth, cfg->auth_file) < 0) {
             LOG_ERROR(MODULE, "--auth-file: %s", err_message());
             goto out;
         }
+        authdb_limit_failures(srv.auth, cfg->auth_failures_per_minute);
         LOG_INFO(MODULE, "access control on: %zu users and tokens", authdb_count(srv.auth));
     }
     if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {

@@ -272,6 +272,25 @@ class WatchTest(unittest.TestCase):
         self.assertLess(watcher.finished_at - watcher.started_at, 60)
 
 
+class EmptyWebhookSecretTest(unittest.TestCase):
+    def test_empty_secret_file_stops_the_server(self):
+        require_server_bin()
+        tmp = tempfile.mkdtemp(prefix="almanac-secret-")
+        try:
+            repo = GitRepo(tmp)
+            repo.commit({"orders.yml": "a: 1\n"}, "first")
+            empty = os.path.join(tmp, "empty.secret")
+            with open(empty, "w") as f:
+                f.write("\n")
+            server = Server(repo.uri, tmp, extra_args=["--webhook-secret", empty])
+            server.launch()
+            self.assertEqual(server.wait_exit(), 1)
+            self.assertIn("--webhook-secret", server.log())
+            self.assertIn("is empty", server.log())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class PollAndOutageTest(unittest.TestCase):
     def setUp(self):
         require_server_bin()
