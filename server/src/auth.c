@@ -80,6 +80,10 @@ struct authdb {
     pthread_mutex_t cache_lock;
     cache_slot cache[CACHE_SLOTS];
     size_t cache_next;
+    pthread_mutex_t failures_lock;
+    json_t *failures;        /* address -> failed attempts in the current minute */
+    time_t failures_minute;  /* CLOCK_MONOTONIC seconds / 60 of that minute */
+    unsigned failures_limit; /* per address and minute; 0: none */
 };
 
 /* Guards the load-and-retain of a slot against a concurrent swap. */
@@ -113,7 +117,9 @@ static void authdb_free(authdb *db)
     for (size_t i = 0; i < db->count; i++)
         entry_dispose(&db->entries[i]);
     free(db->entries);
+    json_decref(db->failures);
     pthread_mutex_destroy(&db->cache_lock);
+    pthread_mutex_destroy(&db->failures_lock);
     OPENSSL_cleanse(db, sizeof(*db));
     free(db);
 }
@@ -461,6 +467,11 @@ int authdb_parse(authdb **out, const char *data, size_t len, const char *name)
     }
     atomic_init(&db->refs, 1);
     pthread_mutex_init(&db->cache_lock, NULL);
+    pthread_mutex_init(&db->failures_lock, NULL);
+    if ((db->failures = json_object()) == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
     ctx.db = db;
     if (RAND_bytes(db->cache_key, sizeof(db->cache_key)) != 1) {
         error = err_set(ERR_INTERNAL, "no randomness for the credential cache");
@@ -716,6 +727,53 @@ int auth_authenticate(authdb *db, const char *authorization, const auth_principa
         return basic ? check_basic(db, p, out) : check_bearer(db, p, out);
     }
     return err_set(ERR_UNAUTHORIZED, "unsupported authentication scheme (use Basic or Bearer)");
+}
+
+/* ---- online guessing --------------------------------------------------------------------- */
+
+#define FAILURES_MAX_ADDRESSES 65536
+
+void authdb_limit_failures(authdb *db, unsigned per_minute)
+{
+    if (db != NULL)
+        db->failures_limit = per_minute;
+}
+
+/* Starts a new minute's count when the minute has changed. Caller holds failures_lock. */
+static void failures_roll(authdb *db)
+{
+    time_t minute = now_seconds() / 60;
+    if (minute != db->failures_minute) {
+        json_object_clear(db->failures);
+        db->failures_minute = minute;
+    }
+}
+
+bool auth_throttled(authdb *db, const char *peer)
+{
+    if (db == NULL || db->failures_limit == 0 || peer == NULL)
+        return false;
+    pthread_mutex_lock(&db->failures_lock);
+    failures_roll(db);
+    json_int_t count = json_integer_value(json_object_get(db->failures, peer));
+    pthread_mutex_unlock(&db->failures_lock);
+    return count >= (json_int_t)db->failures_limit;
+}
+
+void auth_note_failure(authdb *db, const char *peer)
+{
+    if (db == NULL || db->failures_limit == 0 || peer == NULL)
+        return;
+    pthread_mutex_lock(&db->failures_lock);
+    failures_roll(db);
+    json_t *count = json_object_get(db->failures, peer);
+    if (count != NULL)
+        json_integer_set(count, json_integer_value(count) + 1);
+    else if (json_object_size(db->failures) < FAILURES_MAX_ADDRESSES)
+        json_object_set_new(db->failures, peer, json_integer(1));
+    /* Past the cap on addresses a new one is not counted: a flood of spoofed-looking sources
+     * cannot grow the table, and the KDF cost per attempt still applies. */
+    pthread_mutex_unlock(&db->failures_lock);
 }
 
 /* ---- decisions --------------------------------------------------------------------------- */

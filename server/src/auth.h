@@ -42,6 +42,17 @@ void authdb_release(authdb *db);
  */
 int auth_authenticate(authdb *db, const char *authorization, const auth_principal **out);
 
+/*
+ * Online guessing: at most per_minute failed attempts from one client address in each minute
+ * (0: no limit, the default). Past it, every attempt from that address — right or wrong — is
+ * refused without being checked until the minute ends, which also spares the KDF.
+ */
+void authdb_limit_failures(authdb *db, unsigned per_minute);
+/* Whether peer (an address as text) has used up its failed attempts for this minute. */
+bool auth_throttled(authdb *db, const char *peer);
+/* Counts one failed attempt from peer. */
+void auth_note_failure(authdb *db, const char *peer);
+
 /* "orders-svc", or a token's name ("token #2" when it has none). */
 const char *auth_principal_name(const auth_principal *p);
 bool auth_principal_is_admin(const auth_principal *p);

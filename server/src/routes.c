@@ -643,6 +643,7 @@ static int answer_unauthorized(request *req, response *res)
  * valid credentials (401), admin routes only for admins (403). The principal stays valid while
  * the handler runs (the auth database reference is held); application routes check their names
  * themselves (check_applications). r NULL: no route, authenticate before saying 404 or 405.
+ * An address past its failed attempts for the minute gets 429 without a check.
  */
 static int run_route(const route *r, request *req, response *res, int fallback_code)
 {
@@ -650,14 +651,23 @@ static int run_route(const route *r, request *req, response *res, int fallback_c
         return r->handler(req, res);
     authdb *db = authdb_acquire(&req->server->auth);
     const auth_principal *who = NULL;
-    if (db != NULL && auth_authenticate(db, request_header(req, "Authorization"), &who) < 0)
+    const char *credentials = request_header(req, "Authorization");
+    char peer[64];
+    if (db != NULL)
+        request_peer(req, peer, sizeof(peer));
+    if (db != NULL && credentials != NULL && auth_throttled(db, peer)) {
+        response_error(res, req, ERR_TOO_MANY, "too many failed attempts: try again later");
+        response_add_header(res, "Retry-After", "60");
+    } else if (db != NULL && auth_authenticate(db, credentials, &who) < 0) {
+        if (credentials != NULL)
+            auth_note_failure(db, peer);
         answer_unauthorized(req, res);
-    else if (r == NULL)
+    } else if (r == NULL) {
         response_error(res, req, fallback_code, fallback_code == ERR_METHOD ? "method not allowed"
                                                                             : "not found");
-    else if (db != NULL && r->perm == PERM_ADMIN && !auth_principal_is_admin(who))
+    } else if (db != NULL && r->perm == PERM_ADMIN && !auth_principal_is_admin(who)) {
         response_error(res, req, ERR_FORBIDDEN, "this endpoint needs an admin");
-    else {
+    } else {
         req->principal = who;
         req->user = who ? auth_principal_name(who) : NULL;
         req->is_admin = who ? auth_principal_is_admin(who) : true;

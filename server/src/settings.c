@@ -105,6 +105,9 @@ static const setting_def setting_defs[] = {
          "Format /encrypt writes; both are always read."),
     STR("auth-file", auth_file, "FILE", NULL, 0,
         "YAML file of users and tokens; without it the server is open."),
+    UINT("auth-failures-per-minute", auth_failures_per_minute, "N", "30", 0, 1000000,
+         "Failed authentication attempts allowed from one address per minute; past it the "
+         "address gets 429 until the minute ends. 0: no limit."),
     STR("tls-cert", tls_cert, "FILE", NULL, 0,
         "PEM certificate chain; enables HTTPS with --tls-key."),
     STR("tls-key", tls_key, "FILE", NULL, 0, "PEM private key of --tls-cert."),

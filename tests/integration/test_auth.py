@@ -5,6 +5,7 @@ endpoint, and webhooks authenticated by their own signature."""
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import re
@@ -80,8 +81,10 @@ class AuthTest(ServerTestCase):
                        hashlib.sha256(TOKEN_ADMINLESS.encode()).hexdigest(),
                        hashlib.sha256(TOKEN_ADMIN.encode()).hexdigest()))
         os.chmod(auth, 0o600)
-        cls.server = cls.start_server(cls.repo.uri, refresh_interval=0,
-                                      extra_args=["--auth-file", auth])
+        # Many wrong attempts below come from one address: no throttling here (see
+        # ThrottleTest).
+        cls.server = cls.start_server(cls.repo.uri, refresh_interval=0, extra_args=[
+            "--auth-file", auth, "--auth-failures-per-minute", "0"])
 
     def status(self, path, headers=None, method="GET"):
         return self.server.request(method, path, headers).status
@@ -323,6 +326,46 @@ class AuthReloadTest(ServerTestCase):
         self.hup_and_wait(r"not reloaded, the previous one stays in force: .*No such file")
         self.assertEqual(s.get("/payments/dev", basic("bob", "bob-pw")).status, 200)
         self.assertTrue(s.alive())
+
+
+class ThrottleTest(ServerTestCase):
+    """--auth-failures-per-minute: an address that keeps guessing is refused (429) without its
+    attempts being checked, right ones included; other addresses are not affected."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit(FILES, "throttle")
+        auth = os.path.join(cls.tmp, "auth.yml")
+        write_auth(auth, {"carol": ("carol-pw", ["orders"])})
+        cls.server = cls.start_server(cls.repo.uri, refresh_interval=0, extra_args=[
+            "--auth-file", auth, "--auth-failures-per-minute", "3"])
+
+    def get_from(self, source, path, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=20,
+                                          source_address=(source, 0))
+        try:
+            conn.request("GET", path, headers=headers or {})
+            r = conn.getresponse()
+            r.read()
+            return r.status, r.getheader("Retry-After")
+        finally:
+            conn.close()
+
+    def test_guessing_address_is_refused(self):
+        right, wrong = basic("carol", "carol-pw"), basic("carol", "guess")
+        # Asking without credentials is not a failed attempt.
+        for _ in range(5):
+            self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", None)[0], 401)
+        self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", right)[0], 200)
+        for _ in range(3):
+            self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", wrong)[0], 401)
+        self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", wrong), (429, "60"))
+        self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", right), (429, "60"))
+        self.assertEqual(self.get_from("127.0.0.3", "/orders/dev", bearer("x"))[0], 429)
+        # Open endpoints stay open; other addresses are unaffected.
+        self.assertEqual(self.get_from("127.0.0.3", "/actuator/health", right)[0], 200)
+        self.assertEqual(self.get_from("127.0.0.4", "/orders/dev", right)[0], 200)
 
 
 class AuthStartupErrorTest(ServerTestCase):

@@ -323,6 +323,26 @@ static void test_no_database_is_unauthorized(void **state)
     assert_false(auth_principal_is_admin(NULL));
 }
 
+static void test_failure_limit(void **state)
+{
+    (void)state;
+    authdb *db = NULL;
+    assert_int_equal(authdb_parse(&db, "", 0, "t.yml"), 0);
+    assert_false(auth_throttled(db, "192.0.2.1")); /* no limit by default */
+    for (int i = 0; i < 100; i++)
+        auth_note_failure(db, "192.0.2.1");
+    assert_false(auth_throttled(db, "192.0.2.1"));
+    authdb_limit_failures(db, 2);
+    assert_false(auth_throttled(db, "192.0.2.2"));
+    auth_note_failure(db, "192.0.2.2");
+    assert_false(auth_throttled(db, "192.0.2.2"));
+    auth_note_failure(db, "192.0.2.2");
+    assert_true(auth_throttled(db, "192.0.2.2"));
+    assert_false(auth_throttled(db, "2001:db8::1"));
+    assert_false(auth_throttled(NULL, "192.0.2.2"));
+    authdb_release(db);
+}
+
 /* Readers authenticate through the slot while it is swapped under them (run it under TSan). */
 typedef struct race {
     authdb *slot;
@@ -383,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_no_database_is_unauthorized),
         cmocka_unit_test(test_concurrent_readers_and_swaps),
+        cmocka_unit_test(test_failure_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,6 +128,7 @@ static void test_defaults(void **state)
     assert_int_equal(s.max_watchers_per_ip, 1024);
     assert_int_equal(s.idle_timeout, 60);
     assert_int_equal(s.max_header_bytes, 32u << 10);
+    assert_int_equal(s.auth_failures_per_minute, 30);
     assert_int_equal(s.max_body_bytes, 1u << 20);
     assert_int_equal(s.max_file_bytes, 4u << 20);
     assert_int_equal(s.snapshot_cache, 16);
@@ -248,8 +249,10 @@ static void test_uint(void **state)
                                     "--refresh-interval=0", "--max-connections=1000000",
                                     "--snapshot-cache=1", "--watch-timeout-max=86400",
                                     "--max-connections-per-ip=1", "--max-watchers-per-ip=7",
-                                    "--idle-timeout=86400", "--max-header-bytes=1M")),
+                                    "--idle-timeout=86400", "--max-header-bytes=1M",
+                                    "--auth-failures-per-minute=0")),
                      0);
+    assert_int_equal(s.auth_failures_per_minute, 0);
     assert_int_equal(s.max_connections_per_ip, 1);
     assert_int_equal(s.max_watchers_per_ip, 7);
     assert_int_equal(s.idle_timeout, 86400);
