@@ -10,13 +10,14 @@ Two tables.
    - "rendered": a second almanac-server started with --response-cache-bytes 0, so every
      request composes and renders the answer from the parsed snapshot (property sources
      merged, JSON/YAML/properties written, ETag digested). Before each of its runs a new commit
-     is made and POST /actuator/refresh called, so the first request of the run also parses
-     the new commit's files;
+     is made and POST /actuator/refresh called (the refresh parses the new commit into a
+     snapshot, to name the applications it changed), so each run renders a commit not served
+     before;
    - nginx serving the byte-identical documents as static files with the same Content-Type.
 2. Miss latency after a commit, measured one request at a time on a fresh connection by a
-   Python client: commit, POST /actuator/refresh (timed: fetch over file://), then the first
-   GET (misses the response cache and needs the new commit's snapshot), then the same GET again
-   (a hit). The same client's GET to nginx gives the floor the client itself adds.
+   Python client: commit, POST /actuator/refresh (timed: fetch over file:// and parsing the new
+   commit into a snapshot), then the first GET (a response-cache miss: composed and rendered
+   from that snapshot), then the same GET again (a hit). The same client's GET to nginx gives the floor the client itself adds.
 The repository holds --apps other applications besides orders, so a snapshot has real work.
 """
 
