@@ -9,8 +9,8 @@ against a server already running) shows that floor. Stopping the server is outsi
 timed part (hyperfine's --prepare waits for the previous one to be gone).
 
   - almanac-server: its --cache-dir holds the bare mirror from an earlier run (warm), so start is
-    open mirror + fetch over file:// + listen; the first request (GET /orders/dev) also builds
-    the snapshot and renders;
+    open mirror + fetch over file:// + listen; the first request (GET /orders/dev) is a
+    response-cache miss, composed and rendered;
   - nginx: a static file, for the floor of "a process that serves a file";
   - etcd 3.4 with an existing data directory, first answer = a range through the JSON gateway.
 Commands alternate round by round; the table shows the median and spread over all runs.
