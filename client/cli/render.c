@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,9 +61,9 @@ typedef struct render_job {
     alm_client *file_client; /* its own client: the watch owns the other one */
     /* --watch */
     pthread_mutex_t lock;
-    pthread_cond_t done;
     unsigned long count;
     unsigned long rendered;
+    pthread_t main_thread; /* told with SIGUSR1 when --count renders are done */
     int rc;
 } render_job;
 
@@ -289,6 +290,11 @@ static int render_once(const render_job *job, const alm_config *cfg)
         return CLI_EXIT_ERROR;
     if (mkdtemp(folder) == NULL)
         return fail_errno("cannot create a version folder in", job->dir);
+    /* mkdtemp makes it 0700: give it the files' mode, with search wherever read is allowed, so
+     * --mode 0644 files can be read by another user, as with a ConfigMap volume. */
+    mode_t folder_mode = job->mode | ((job->mode & 0444) >> 2);
+    if (chmod(folder, folder_mode) < 0)
+        return fail_errno("cannot set the permissions of", folder);
     for (size_t i = 0; i < job->nformats && rc == CLI_EXIT_OK; i++)
         rc = write_one(job, folder, cfg, job->formats[i]);
     for (size_t i = 0; i < job->nfiles && rc == CLI_EXIT_OK; i++)
@@ -362,7 +368,7 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
     job->rendered++;
     /* A failed update keeps the previous version in place; --watch goes on. */
     if (job->count != 0 && job->rendered >= job->count)
-        pthread_cond_signal(&job->done);
+        pthread_kill(job->main_thread, SIGUSR1);
     pthread_mutex_unlock(&job->lock);
 }
 
@@ -491,7 +497,17 @@ int cli_cmd_render(int argc, char **argv)
         goto out;
 
     pthread_mutex_init(&job.lock, NULL);
-    pthread_cond_init(&job.done, NULL);
+    /*
+     * As a sidecar this is often PID 1, where an unhandled SIGTERM is ignored: wait for it
+     * explicitly. Blocked before the watch thread starts, so only sigwait below receives it.
+     */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    job.main_thread = pthread_self();
     alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
     wopts.on_change = on_change;
     wopts.payload = &job;
@@ -499,13 +515,11 @@ int cli_cmd_render(int argc, char **argv)
     if ((error = alm_watch_start(&w, client, cfg, &wopts)) < 0) {
         rc = cli_fail(error, NULL);
     } else {
-        pthread_mutex_lock(&job.lock);
-        while (job.count == 0 || job.rendered < job.count)
-            pthread_cond_wait(&job.done, &job.lock);
-        pthread_mutex_unlock(&job.lock);
+        int sig = 0;
+        while (sigwait(&stop_signals, &sig) != 0)
+            ;
         alm_watch_free(w);
     }
-    pthread_cond_destroy(&job.done);
     pthread_mutex_destroy(&job.lock);
 out:
     alm_config_free(cfg);

@@ -346,6 +346,32 @@ class ClientServerTest(h.ServerTestCase):
         with open(marker) as f:
             self.assertEqual(f.read(), "changed\nchanged\n")
 
+    def test_render_watch_stops_cleanly_on_sigterm_and_honours_mode(self):
+        repo = self.make_repo("render-signal")
+        repo.commit({"svc.yml": "color: blue\n"}, "blue")
+        server = self.start_server(repo.uri)
+        url = "http://127.0.0.1:%d" % server.port
+        out = os.path.join(self.tmp, "render-signal-out")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", url,
+                                 "--out-dir", out, "--mode", "0644", "--watch", "--wait", "30"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            # As a sidecar's PID 1 an unhandled SIGTERM would be ignored; here it would kill
+            # the process with -SIGTERM. Either way only a handled one exits 0.
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        version = os.readlink(os.path.join(out, "..data"))
+        self.assertEqual(os.stat(os.path.join(out, version)).st_mode & 0o777, 0o755)
+        self.assertEqual(os.stat(os.path.join(out, "svc.yml")).st_mode & 0o777, 0o644)
+
     @staticmethod
     def read_json(out, name):
         try:
