@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
+#include "tls.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -687,7 +688,7 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    bool tls = opts->tls_cert_pem != NULL && opts->tls_key_pem != NULL;
+    bool tls = opts->tls;
     if (tls)
         flags |= MHD_USE_TLS;
 
@@ -711,10 +712,6 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
                                                (intptr_t)opts->threads, NULL};
     if (tls) {
-        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
-                                               (void *)(uintptr_t)opts->tls_key_pem};
-        options[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
-                                               (void *)(uintptr_t)opts->tls_cert_pem};
         /* TLS 1.2 and 1.3 only, GnuTLS's secure cipher suites. */
         options[n++] = (struct MHD_OptionItem){
             MHD_OPTION_HTTPS_PRIORITIES, 0,
@@ -722,12 +719,20 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     }
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    /* Callbacks go as variadic arguments: an option array holds them only as integers. */
-    h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                                 MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY,
-                                 options, MHD_OPTION_END);
+    /* Callbacks go as variadic arguments: an option array holds them only as integers. The
+     * certificate comes from tls.c at each handshake, so a reload needs no restart. */
+#define COMMON_OPTIONS                                                                             \
+    MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed,   \
+        NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, options,             \
+        MHD_OPTION_END
+    if (tls)
+        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                     MHD_OPTION_HTTPS_CERT_CALLBACK, tls_certificate_callback(),
+                                     COMMON_OPTIONS);
+    else
+        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                     COMMON_OPTIONS);
+#undef COMMON_OPTIONS
     if (h->daemon == NULL) {
         free(h);
         return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u (address in use?)",

@@ -9,6 +9,8 @@
 
 #include "request.h"
 
+#include <stdbool.h>
+
 struct server;
 
 typedef struct http_server http_server;
@@ -25,8 +27,7 @@ typedef struct http_options {
     unsigned connection_timeout; /* seconds a connection may stay idle */
     unsigned per_ip_connections; /* concurrent connections from one address; 0: no limit */
     size_t connection_memory;   /* bytes for one connection's request head; 0: the default */
-    const char *tls_cert_pem;   /* both set: HTTPS */
-    const char *tls_key_pem;
+    bool tls;                   /* HTTPS with the identity tls.c holds (tls_load first) */
 } http_options;
 
 /*

@@ -21,6 +21,7 @@
 #include "server.h"
 #include "settings.h"
 #include "snapshot.h"
+#include "tls.h"
 #include "watch.h"
 
 #include <errno.h>
@@ -136,7 +137,6 @@ static int run(const settings *cfg)
     int status = 1;
     server srv;
     http_server *http = NULL;
-    char *tls_cert = NULL, *tls_key = NULL;
     memset(&srv, 0, sizeof(srv));
     srv.settings = cfg;
 
@@ -206,13 +206,9 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "--tls-cert and --tls-key go together");
         goto out;
     }
-    if (cfg->tls_cert != NULL) {
-        tls_cert = read_text_file(cfg->tls_cert, "--tls-cert");
-        tls_key = tls_cert ? read_text_file(cfg->tls_key, "--tls-key") : NULL;
-        if (tls_key == NULL) {
-            LOG_ERROR(MODULE, "%s", err_message());
-            goto out;
-        }
+    if (cfg->tls_cert != NULL && tls_load(cfg->tls_cert, cfg->tls_key) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
     }
 
     /* Signals go to this thread only: block them before the HTTP threads start. */
@@ -233,8 +229,7 @@ static int run(const settings *cfg)
         .connection_timeout = cfg->idle_timeout,
         .per_ip_connections = cfg->max_connections_per_ip,
         .connection_memory = cfg->max_header_bytes,
-        .tls_cert_pem = tls_cert,
-        .tls_key_pem = tls_key,
+        .tls = cfg->tls_cert != NULL,
     };
     /* Before the first request: POST /monitor hands work to the refresher. */
     if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, 250, 1000) < 0) {
@@ -246,7 +241,7 @@ static int run(const settings *cfg)
         goto out;
     }
     LOG_INFO(MODULE, "listening on %s:%u (%s, repository %s)", cfg->listen, http_port(http),
-             tls_cert ? "https" : "http", repo_display_uri(srv.repo));
+             cfg->tls_cert ? "https" : "http", repo_display_uri(srv.repo));
 
     for (;;) {
         int sig = 0;
@@ -260,6 +255,14 @@ static int run(const settings *cfg)
         refresher_request(srv.refresher);
         if (cfg->auth_file != NULL)
             reload_auth(&srv, cfg->auth_file);
+        if (cfg->tls_cert != NULL) {
+            /* New handshakes get the new certificate; open connections keep theirs. */
+            if (tls_load(cfg->tls_cert, cfg->tls_key) < 0)
+                LOG_ERROR(MODULE, "TLS certificate not reloaded, the previous one stays: %s",
+                          err_message());
+            else
+                LOG_INFO(MODULE, "TLS certificate reloaded from %s", cfg->tls_cert);
+        }
     }
     srv.stopping = true;
     refresher_stop(srv.refresher);
@@ -286,8 +289,7 @@ out:
     snapcache_free(srv.snapshots);
     repo_free(srv.repo);
     wipe_free(srv.webhook_secret);
-    free(tls_cert);
-    wipe_free(tls_key);
+    tls_shutdown();
     return status;
 }
 

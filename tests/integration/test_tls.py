@@ -6,6 +6,8 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -156,6 +158,73 @@ class TlsWithAuthTest(ServerTestCase):
         self.assertEqual(self.status("/metrics", {"Authorization": "Bearer tls-admin-token"}),
                          200)
         self.assertEqual(self.status("/actuator/health", {}), 200)
+
+
+def make_certificate(cert, key, common_name, curve="prime256v1"):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:" + curve, "-nodes", "-days", "2",
+                    "-subj", "/CN=" + common_name, "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class TlsReloadTest(ServerTestCase):
+    """SIGHUP swaps the certificate for new handshakes, all or nothing."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"orders.yml": "color: red\n"}, "tls")
+        cls.cert = os.path.join(cls.tmp, "live-cert.pem")
+        cls.key = os.path.join(cls.tmp, "live-key.pem")
+        make_certificate(cls.cert, cls.key, "first")
+        cls.server = cls.start_server(cls.repo.uri,
+                                      extra_args=["--tls-cert", cls.cert, "--tls-key", cls.key])
+
+    def served_certificate(self):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=20) as raw:
+            with ctx.wrap_socket(raw) as tls:
+                return tls.getpeercert(binary_form=True)
+
+    def reload_and_wait(self, message):
+        before = self.server.log().count(message)
+        self.server.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(self.server.wait_for_log("(?s)" + ("%s.*" % re.escape(message)) * (before + 1)),
+                        self.server.log_tail())
+
+    def pem_to_der(self, path):
+        with open(path) as f:
+            return ssl.PEM_cert_to_DER_cert(f.read())
+
+    def test_sighup_swaps_the_certificate_and_keeps_it_on_a_bad_pair(self):
+        self.assertEqual(self.served_certificate(), self.pem_to_der(self.cert))
+        first = self.pem_to_der(self.cert)
+
+        # A key that does not belong to the certificate: refused, the old pair stays.
+        other_cert = os.path.join(self.tmp, "other-cert.pem")
+        other_key = os.path.join(self.tmp, "other-key.pem")
+        make_certificate(other_cert, other_key, "other")
+        with open(other_key) as src, open(self.key, "w") as dst:
+            dst.write(src.read())
+        self.reload_and_wait("TLS certificate not reloaded")
+        self.assertIn("does not belong", self.server.log())
+        self.assertEqual(self.served_certificate(), first)
+
+        # A matching pair: new handshakes get it.
+        make_certificate(self.cert, self.key, "second", curve="secp384r1")
+        self.reload_and_wait("TLS certificate reloaded")
+        second = self.served_certificate()
+        self.assertEqual(second, self.pem_to_der(self.cert))
+        self.assertNotEqual(second, first)
+
+        # Garbage in the certificate file: refused, the second pair stays.
+        with open(self.cert, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        self.reload_and_wait("TLS certificate not reloaded")
+        self.assertEqual(self.served_certificate(), second)
 
 
 class TlsConfigErrorTest(ServerTestCase):
