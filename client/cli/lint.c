@@ -5,11 +5,14 @@
  *   - YAML and .properties files that do not parse (syntax, duplicate keys, limits);
  *   - a `{cipher}` value left unquoted in YAML, which YAML reads as a map ({cipher: null});
  *   - a `{cipher}` value quoted in .properties, where the quotes become part of the value;
- *   - a file name that no request can select (`orders-.yml`, an empty profile).
+ *   - a file name that no request can select (`orders-.yml`, an empty profile);
+ *   - a malformed `spring.config.activate.on-profile` (or legacy `spring.profiles`) expression,
+ *     checked with the server's own profile_expr, which fails the whole file on one.
  * It needs no server and uses no part of libalmanac.
  */
 #include "cli.h"
 #include "confdoc.h"
+#include "profile_expr.h"
 #include "propfile.h"
 #include "yamlconf.h"
 
@@ -39,7 +42,9 @@ static void help(void)
            "  - files that do not parse (syntax, duplicate keys, size and nesting limits);\n"
            "  - {cipher} values left unquoted in YAML (YAML reads them as a map);\n"
            "  - {cipher} values quoted in .properties (the quotes become part of the value);\n"
-           "  - file names no request can select (an empty application or profile).\n\n"
+           "  - file names no request can select (an empty application or profile);\n"
+           "  - malformed spring.config.activate.on-profile (or spring.profiles) expressions\n"
+           "    such as 'dev & prod | test' (the server rejects the whole file).\n\n"
            "Exit codes: 0 no problem, 1 problems found or a file could not be read,\n"
            "2 bad command line.\n");
 }
@@ -99,6 +104,31 @@ static void check_ciphers(lint_state *st, const char *path, const confdoc_list *
     }
 }
 
+/*
+ * The server fails a whole file over one malformed expression (as Spring fails the load), so
+ * each document's is checked. YAML may give spring.profiles as a list, joined with commas by
+ * the parser; its position is then that of the first item.
+ */
+static void check_profiles(lint_state *st, const char *path, const confdoc_list *docs)
+{
+    static const char *const keys[] = {"spring.config.activate.on-profile", "spring.profiles",
+                                       "spring.profiles[0]"};
+    for (size_t d = 0; d < docs->count; d++) {
+        const confdoc *doc = &docs->docs[d];
+        char msg[384];
+        unsigned line = 0, col = 0;
+        if (doc->on_profile == NULL ||
+            profile_expr_validate(doc->on_profile, msg, sizeof(msg)) == 0)
+            continue;
+        size_t k = 0;
+        while (k < sizeof(keys) / sizeof(keys[0]) - 1 &&
+               json_object_get(doc->origins, keys[k]) == NULL)
+            k++;
+        origin_of(doc, keys[k], &line, &col);
+        report(st, path, line, col, "%s: %s", k == 0 ? keys[0] : keys[1], msg);
+    }
+}
+
 /* `orders-.yml`, `-dev.yml`: a name whose application or profile part is empty. */
 static void check_name(lint_state *st, const char *path, const char *name, size_t stem_len)
 {
@@ -149,8 +179,10 @@ static void lint_file(lint_state *st, const char *path, const char *name)
             yaml && (strstr(data, ": {cipher}") != NULL || strstr(data, "- {cipher}") != NULL);
         report(st, path, err.line, err.col, "%s%s", err.message,
                cipher ? " (a {cipher} value must be quoted in YAML: '{cipher}…')" : "");
-    } else
+    } else {
         check_ciphers(st, path, &docs, yaml);
+        check_profiles(st, path, &docs);
+    }
 out:
     confdoc_list_dispose(&docs);
     free(data);

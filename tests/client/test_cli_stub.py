@@ -462,6 +462,40 @@ class CliStubTest(unittest.TestCase):
         self.assertEqual((r.code, r.out), (0, ""), r)
         self.assertEqual(run_cli("lint", os.path.join(self.tmp, "missing")).code, 2)
 
+    def test_lint_profile_expressions(self):
+        repo = os.path.join(self.tmp, "profiles")
+        files = {
+            # Spring forbids mixing & and | without parentheses; the server fails the file.
+            "mixed.yml": "a: 1\n---\nspring:\n  config:\n    activate:\n"
+                         "      on-profile: dev & prod | test\nb: 2\n",
+            "legacy-list.yml": "spring:\n  profiles:\n    - dev\n    - '()'\n",
+            "bang.properties": "a=1\n#---\nspring.config.activate.on-profile=dev & !\nb=2\n",
+            "good.yml": "a: 1\n---\nspring.config.activate.on-profile: dev & (prod | test)\n"
+                        "b: 2\n---\nspring:\n  profiles: '!dev, prod'\nc: 3\n",
+            "good.properties": "a=1\n#---\nspring.profiles=dev | prod\nb=2\n",
+        }
+        for rel, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
+            with open(os.path.join(repo, rel), "w") as f:
+                f.write(text)
+        r = run_cli("lint", repo)
+        self.assertEqual(r.code, 1, r)
+        lines = r.out.splitlines()
+        expect = [("bang.properties:3:", "spring.config.activate.on-profile: malformed"),
+                  ("legacy-list.yml:3:", "spring.profiles: malformed profile expression"),
+                  ("mixed.yml:6:19:", "spring.config.activate.on-profile: malformed profile "
+                                      "expression [dev & prod | test]")]
+        self.assertEqual(len(lines), len(expect), r)
+        for line, (where, what) in zip(lines, expect):
+            self.assertTrue(line.startswith(os.path.join(repo, where)), (line, where))
+            self.assertIn(what, line)
+        self.assertIn("5 file(s) checked, 3 problem(s)", r.err)
+
+        for name in ("mixed.yml", "legacy-list.yml", "bang.properties"):
+            os.unlink(os.path.join(repo, name))
+        r = run_cli("lint", repo)
+        self.assertEqual((r.code, r.out), (0, ""), r)
+
     # -- command line -------------------------------------------------------------------------
 
     def test_usage(self):
