@@ -96,7 +96,8 @@ def commit(repo, files, message):
 
 def sample_yaml(app, keys):
     """A configuration file of a realistic shape: nested maps, lists, strings and numbers."""
-    lines = ["%s:" % app, "  datasource:", "    url: jdbc:postgresql://db.%s.svc:5432/%s" % (app, app),
+    lines = ["%s:" % app, "  datasource:",
+             "    url: jdbc:postgresql://db.%s.svc:5432/%s" % (app, app),
              "    pool: {min: 2, max: 32}", "  endpoints:"]
     for i in range(3):
         lines.append("    - https://peer-%d.%s.svc:8443/api/v1" % (i, app))

@@ -62,7 +62,8 @@ def watcher_rows(binary, counts, rounds):
         per = sorted((a - b) * 1024.0 / count for b, a in growth)
         mid = len(growth) // 2
         rows.append((count, "%d KiB" % sorted(b for b, _ in growth)[mid],
-                     "%d KiB" % sorted(a for _, a in growth)[mid], "%.0f B" % per[len(per) // 2], "%.0f-%.0f B" % (per[0], per[-1])))
+                     "%d KiB" % sorted(a for _, a in growth)[mid],
+                     "%.0f B" % per[len(per) // 2], "%.0f-%.0f B" % (per[0], per[-1])))
     return rows
 
 

@@ -2,11 +2,15 @@
 """Where a cached read spends its time: almanac-server under wrk, sampled by perf (or callgrind).
 
 Starts almanac-server on a small repository, warms GET /orders/dev, runs wrk against it and,
-while wrk runs, samples the server with `perf record -F 499 --call-graph dwarf` for --duration seconds (all of
-its threads, user and kernel). Prints two tables from `perf report --no-children`: time by
-shared object (the server, libmicrohttpd, libc, the kernel...) and the top symbols by self
-time. With --callgrind the server runs under `valgrind --tool=callgrind` instead with a light
-wrk load (instrumentation switched on after the warm-up request), and the table comes from callgrind_annotate (instructions, user space only).
+while wrk runs, samples the server with `perf record -F 499 --call-graph dwarf` for --duration
+seconds (all of its threads, user and kernel). Prints three tables from `perf report`: time by
+shared object (the server, libmicrohttpd, libc, the kernel...), the top symbols by self time,
+and the server's own functions with their callees.
+
+--callgrind: the server runs under `valgrind --tool=callgrind` instead, with a light wrk load
+and instrumentation switched on after the warm-up request; tables from callgrind_annotate
+(user-space instructions per request, top functions, callers of the first).
+--syscalls: system calls per request, counted by `strace -f -c` while wrk runs.
 """
 
 import argparse
@@ -214,7 +218,8 @@ def main():
         print("### perf: cached GET /orders/dev under wrk -t%d -c%d (%s requests/s while "
               "sampled)" % (args.wrk_threads, args.connections, rps))
         print()
-        print("%s; 1-minute load average before %.2f; perf record -F 499 --call-graph dwarf -p <server> for %d s"
+        print("%s; 1-minute load average before %.2f; "
+              "perf record -F 499 --call-graph dwarf -p <server> for %d s"
               % (bl.machine_line(), load, args.duration))
         print()
         print(perf_tables(data, args.top, binary))

@@ -17,7 +17,8 @@ Two tables.
 2. Miss latency after a commit, measured one request at a time on a fresh connection by a
    Python client: commit, POST /actuator/refresh (timed: fetch over file:// and parsing the new
    commit into a snapshot), then the first GET (a response-cache miss: composed and rendered
-   from that snapshot), then the same GET again (a hit). The same client's GET to nginx gives the floor the client itself adds.
+   from that snapshot), then the same GET again (a hit). The same client's GET to nginx gives
+   the floor the client itself adds.
 The repository holds --apps other applications besides orders, so a snapshot has real work.
 """
 
