@@ -11,6 +11,9 @@ and the server's own functions with their callees.
 and instrumentation switched on after the warm-up request; tables from callgrind_annotate
 (user-space instructions per request, top functions, callers of the first).
 --syscalls: system calls per request, counted by `strace -f -c` while wrk runs.
+--wake N: not a read but the wake-up of N parked long-poll watchers (watchers.py's code): perf
+is switched on (through its control FIFO) only from the refresh request to the last answer,
+over --rounds rounds, so parking the watchers is not in the profile.
 """
 
 import argparse
@@ -103,6 +106,88 @@ def callgrind_table(out_file, top, requests):
         ["instructions", "caller (object)", "calls"], callers[:6] or [("0 %", "none", "0")])
 
 
+class PerfControl:
+    """perf record started disabled, switched on and off through its control FIFOs."""
+
+    def __init__(self, work, pid, data):
+        self.ctl, self.ack = os.path.join(work, "perf-ctl"), os.path.join(work, "perf-ack")
+        os.mkfifo(self.ctl)
+        os.mkfifo(self.ack)
+        self.proc = subprocess.Popen(
+            ["perf", "record", "-q", "-D", "-1", "--control", "fifo:%s,%s" % (self.ctl, self.ack),
+             "-F", "2999", "--call-graph", "dwarf,16384", "-o", data, "-p", str(pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # O_RDWR: neither open blocks waiting for perf's side
+        self.ctl_fd = os.open(self.ctl, os.O_RDWR)
+        self.ack_fd = os.open(self.ack, os.O_RDWR)
+
+    def command(self, word):
+        os.write(self.ctl_fd, word.encode() + b"\n")
+        if b"ack" not in os.read(self.ack_fd, 16):
+            raise SystemExit("perf did not acknowledge " + word)
+
+    def stop(self):
+        self.proc.send_signal(2)
+        err = self.proc.communicate(timeout=60)[1]
+        os.close(self.ctl_fd)
+        os.close(self.ack_fd)
+        if self.proc.returncode not in (0, -2):
+            bl.skip("perf record cannot sample here: " + err.strip()[-300:])
+
+
+def wake_profile(binary, args):
+    import asyncio
+    import resource
+    import watchers as w
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = args.wake * 2 + 200
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
+    work = bl.workdir()
+    server = None
+    woken = []
+    try:
+        repo = os.path.join(work, "remote")
+        bl.make_repo(repo, {"orders.yml": "orders:\n  round: 0\n", "application.yml": "a: 1\n"})
+        server = w.ServerProcess(binary, repo, work, args.wake)
+        data = os.path.join(work, "perf.data")
+        perf = PerfControl(work, server.proc.pid, data)
+        load = os.getloadavg()[0]
+
+        async def rounds():
+            await w.request(server.port, "/orders/dev")
+            for round_no in range(args.rounds):
+                _, conns = await w.round_trip(server.port, repo, args.wake, round_no)
+                w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "r")
+                waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
+                perf.command("enable")
+                pushed = time.monotonic()
+                await w.request(server.port, "/actuator/refresh", "POST")
+                answers = await asyncio.gather(*waits)
+                perf.command("disable")
+                woken.append((max(t for t, _ in answers) - pushed) * 1000)
+                for _, writer in conns:
+                    writer.close()
+        asyncio.run(rounds())
+        perf.stop()
+        print("### perf: waking %d parked watchers, %d round(s), sampled from the refresh request "
+              "to the last answer (last answer after %s ms, per round)"
+              % (args.wake, args.rounds, ", ".join("%.0f" % x for x in woken)))
+        print()
+        print("%s; 1-minute load average before %.2f; perf record -F 2999 --call-graph dwarf"
+              % (bl.machine_line(), load))
+        print()
+        print(perf_tables(data, args.top, binary))
+        if args.keep:
+            subprocess.run(["cp", data, args.keep], check=True)
+    finally:
+        if server:
+            server.stop()
+        bl.cleanup(work)
+    return 0
+
+
 def requests_served(port):
     _, _, body = bl.http(port, "/metrics")
     return sum(float(v) for v in re.findall(rb"^almanac_http_requests_total\{[^}]*\} (\S+)",
@@ -151,12 +236,17 @@ def main():
     p.add_argument("--syscalls", action="store_true",
                    help="count system calls per request with strace -c instead")
     p.add_argument("--server-flags", default="", help="extra almanac-server flags, one string")
+    p.add_argument("--wake", type=int, default=0, metavar="N",
+                   help="profile the wake-up of N parked watchers instead of a read")
+    p.add_argument("--rounds", type=int, default=5, help="wake-ups profiled with --wake")
     p.add_argument("--keep", help="copy perf.data / callgrind.out to this path")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the tables")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.connections, args.wrk_threads, args.top = 1, 4, 1, 5
     binary = bl.server_binary(args.server)
+    if args.wake:
+        return wake_profile(binary, args)
 
     work = bl.workdir()
     procs = []
