@@ -1,17 +1,49 @@
 /*
  * cipher — `almanac encrypt [TEXT]` and `almanac decrypt [TEXT]`: the server's encryption
- * service (POST /encrypt, /decrypt) through libalmanac. The text comes from the argument or,
- * better for secrets (arguments show in the process list), from standard input.
+ * service (POST /encrypt, /decrypt) through libalmanac, or, given a key file, the same formats
+ * computed here without any server (common/'s cipher_format, which the server's keyring uses
+ * too, so either side reads what the other wrote). The text comes from the argument or, better
+ * for secrets (arguments show in the process list), from standard input.
+ *
+ * Offline, this file owns reading the key files, deriving the keys and choosing one for a
+ * ciphertext by its shape; the formats themselves are cipher_format's. Key material is wiped
+ * with OPENSSL_cleanse and never printed; error messages name files, never their contents.
  */
 #include "cli.h"
+#include "cipher_format.h"
 
+#include <openssl/bio.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-enum { OPT_PREFIX = CLI_OPT_COMMAND_BASE };
+enum {
+    OPT_PREFIX = CLI_OPT_COMMAND_BASE,
+    OPT_KEY_FILE,
+    OPT_RSA_KEY_FILE,
+    OPT_SALT,
+    OPT_FORMAT
+};
 
 #define CIPHER_MAX_INPUT (1u << 20)
+#define KEY_FILE_MAX (64u * 1024u)
+
+/* What the command line asks for when it works without a server. */
+typedef struct offline_opts {
+    const char *key_file;     /* the symmetric secret */
+    const char *rsa_key_file; /* PEM: private, or public for encrypt */
+    const char *salt;         /* hex (or text), as the server's --encrypt-salt */
+    bool spring;              /* encrypt in Spring's format rather than alm1 */
+} offline_opts;
 
 static void help(const char *command)
 {
@@ -19,14 +51,31 @@ static void help(const char *command)
     printf("usage: almanac %s [TEXT] [options]\n\n", command);
     if (enc)
         printf("Encrypts TEXT (or standard input, without its final newline) with the server's\n"
-               "key and prints the ciphertext, to be stored in a configuration file as\n"
-               "'{cipher}CIPHERTEXT' (quoted in YAML, bare in .properties).\n\n"
-               "  --prefix     print it with the {cipher} prefix\n\n");
+               "key, or offline with a key file, and prints the ciphertext, to be stored in a\n"
+               "configuration file as '{cipher}CIPHERTEXT' (quoted in YAML, bare in\n"
+               ".properties).\n\n"
+               "  --prefix              print it with the {cipher} prefix\n");
     else
         printf("Decrypts TEXT (or standard input), with or without its {cipher} prefix, with\n"
-               "the server's key and prints the plaintext.\n\n");
-    printf("The server usually requires admin credentials for this. Exit code 2 also when the\n"
-           "server cannot decrypt the text with its key, 3 when it has no key.\n\n%s",
+               "the server's key, or offline with a key file, and prints the plaintext.\n\n");
+    printf("Offline (no server is contacted when a key file is given):\n"
+           "  --key-file FILE       the symmetric secret, as the server's --encrypt-key-file\n"
+           "                        (one final newline ignored)\n"
+           "  --rsa-key-file PEM    an RSA key, as the server's --encrypt-rsa-key-file (%s)\n"
+           "  --salt HEX            the salt of Spring's formats (default %s), as the server's\n"
+           "                        --encrypt-salt\n",
+           enc ? "public or private" : "private", CIPHER_SPRING_DEFAULT_SALT);
+    if (enc)
+        printf("  --format FORMAT       almanac (default: alm1:..., AES-256-GCM) or spring (what\n"
+               "                        Spring Cloud Config reads); with both key files the\n"
+               "                        symmetric one is used\n");
+    else
+        printf("                        the format (almanac, Spring symmetric or RSA) is read\n"
+               "                        from the text; a {key:NAME} prefix is taken to name\n"
+               "                        the key given\n");
+    printf("\nThrough a server, admin credentials are usually required. Exit code 2 also when\n"
+           "the text cannot be decrypted with the key (wrong key, salt or damaged text), 3 when\n"
+           "the server has no key.\n\n%s",
            cli_common_help);
 }
 
@@ -50,17 +99,279 @@ static char *read_stdin(size_t *len)
     return buf;
 }
 
+/*
+ * Reads a whole key file (regular, at most KEY_FILE_MAX); *buf is wiped by the caller. *open_mode
+ * tells whether group or others may read it, which only matters for private material.
+ */
+static int read_key_file(const char *command, const char *path, char **buf, size_t *len,
+                         bool *open_mode)
+{
+    int rc = CLI_EXIT_ERROR;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st = {0};
+    char *data = NULL;
+    size_t got = 0;
+
+    *buf = NULL;
+    *len = 0;
+    *open_mode = false;
+    if (fd < 0) {
+        fprintf(stderr, "almanac %s: cannot open key file %s: %s\n", command, path,
+                strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)KEY_FILE_MAX) {
+        fprintf(stderr, "almanac %s: %s: not a regular file of at most %u bytes\n", command,
+                path, KEY_FILE_MAX);
+        goto out;
+    }
+    *open_mode = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+    if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
+        fprintf(stderr, "almanac %s: out of memory\n", command);
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            fprintf(stderr, "almanac %s: cannot read key file %s\n", command, path);
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    data[got] = '\0';
+    *buf = data;
+    *len = got;
+    data = NULL;
+    rc = CLI_EXIT_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    cipher_free_secret(data, (size_t)st.st_size + 1);
+    return rc;
+}
+
+static void warn_open_mode(const char *command, const char *path, bool open_mode)
+{
+    if (open_mode)
+        fprintf(stderr, "almanac %s: warning: key file %s is accessible to group or others "
+                        "(chmod 600 it)\n",
+                command, path);
+}
+
+/* Never asks for a passphrase: an encrypted PEM is refused like the server refuses it. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* The RSA key of a PEM file: the private key, or for encryption a public key alone. */
+static int load_rsa(EVP_PKEY **out, const char *command, const char *path, bool need_private)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    BIO *bio = NULL;
+    EVP_PKEY *pkey = NULL;
+    bool open_mode = false;
+    int rc = read_key_file(command, path, &buf, &len, &open_mode);
+
+    *out = NULL;
+    if (rc != CLI_EXIT_OK)
+        goto out;
+    rc = CLI_EXIT_ERROR;
+    if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+        goto out;
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    if (pkey != NULL)
+        warn_open_mode(command, path, open_mode);
+    if (pkey == NULL && !need_private) {
+        BIO_free(bio);
+        if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
+            goto out;
+        pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+    }
+    if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA")) {
+        fprintf(stderr, "almanac %s: %s: not an unencrypted PEM RSA %s key\n", command, path,
+                need_private ? "private" : "public or private");
+        goto out;
+    }
+    *out = pkey;
+    pkey = NULL;
+    rc = CLI_EXIT_OK;
+out:
+    ERR_clear_error();
+    EVP_PKEY_free(pkey);
+    BIO_free(bio);
+    cipher_free_secret(buf, len);
+    return rc;
+}
+
+/* The secret of --key-file, final newlines dropped exactly as the server drops them. */
+static int load_secret(char **secret, size_t *len, size_t *size, const char *command,
+                       const char *path)
+{
+    bool open_mode = false;
+    int rc = read_key_file(command, path, secret, len, &open_mode);
+    *size = *len;
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    warn_open_mode(command, path, open_mode);
+    while (*len > 0 && ((*secret)[*len - 1] == '\n' || (*secret)[*len - 1] == '\r'))
+        (*len)--;
+    if (*len == 0) {
+        fprintf(stderr, "almanac %s: key file %s is empty\n", command, path);
+        return CLI_EXIT_ERROR;
+    }
+    return CLI_EXIT_OK;
+}
+
+static int cipher_failed(const char *command, int error, bool enc)
+{
+    if (error == CIPHER_ENOMEM)
+        fprintf(stderr, "almanac %s: out of memory\n", command);
+    else if (error == CIPHER_EINVALID && enc)
+        fprintf(stderr, "almanac encrypt: the text is too large (at most %u bytes)\n",
+                CIPHER_MAX_TEXT);
+    else if (error == CIPHER_EINVALID)
+        fprintf(stderr, "almanac decrypt: the text was not encrypted with this key (or is "
+                        "damaged); check the key file and --salt\n");
+    else
+        fprintf(stderr, "almanac %s: the cryptographic library failed\n", command);
+    return error == CIPHER_EINVALID && !enc ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/*
+ * Encrypts or decrypts input with the keys of `o`, the way the server's keyring does with the
+ * same files: on success *out is the result (wiped and freed by the caller with
+ * cipher_free_secret). Returns an exit code after printing the error.
+ */
+static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool enc,
+                       const char *input, size_t len)
+{
+    const char *command = enc ? "encrypt" : "decrypt";
+    unsigned char key[CIPHER_KEY_LEN];
+    unsigned char *salt = NULL;
+    size_t salt_len = 0, secret_len = 0, secret_size = 0;
+    char *secret = NULL;
+    EVP_PKEY *pkey = NULL;
+    cipher_kind kind = CIPHER_KIND_UNKNOWN;
+    cipher_prefix prefix = {0};
+    int rc = CLI_EXIT_ERROR, error;
+
+    *out = NULL;
+    *out_len = 0;
+    error = cipher_salt_decode(o->salt != NULL ? o->salt : CIPHER_SPRING_DEFAULT_SALT, &salt,
+                               &salt_len);
+    if (error < 0) {
+        rc = error == CIPHER_ENOMEM ? cipher_failed(command, error, enc)
+                                    : cli_usage_error(command, "--salt is empty or too long");
+        goto out;
+    }
+    if (!enc) {
+        /* Ciphertexts hold no whitespace: what surrounds one came from a file or a terminal. */
+        while (len > 0 && is_space(input[0])) {
+            input++;
+            len--;
+        }
+        while (len > 0 && is_space(input[len - 1]))
+            len--;
+        if (len >= 8 && memcmp(input, "{cipher}", 8) == 0) {
+            input += 8;
+            len -= 8;
+        }
+        if (len > CIPHER_MAX_TEXT || cipher_parse_prefixes(input, len, &prefix) < 0 ||
+            (kind = cipher_detect(prefix.body, prefix.body_len)) == CIPHER_KIND_UNKNOWN) {
+            rc = cipher_failed(command, CIPHER_EINVALID, enc);
+            goto out;
+        }
+        if (kind == CIPHER_KIND_SPRING_RSA && o->rsa_key_file == NULL) {
+            rc = cli_usage_error(command, "this is an RSA ciphertext: give the private key "
+                                          "with --rsa-key-file");
+            goto out;
+        }
+        if (kind != CIPHER_KIND_SPRING_RSA && o->key_file == NULL) {
+            rc = cli_usage_error(command, "this is a symmetric ciphertext: give the secret "
+                                          "with --key-file");
+            goto out;
+        }
+    } else {
+        /* As the server's keyring: the symmetric key first when there are both. */
+        kind = o->key_file == NULL   ? CIPHER_KIND_SPRING_RSA
+               : o->spring           ? CIPHER_KIND_SPRING_SYMMETRIC
+                                     : CIPHER_KIND_ALMANAC;
+    }
+    if (kind == CIPHER_KIND_SPRING_RSA)
+        rc = load_rsa(&pkey, command, o->rsa_key_file, !enc);
+    else
+        rc = load_secret(&secret, &secret_len, &secret_size, command, o->key_file);
+    if (rc != CLI_EXIT_OK)
+        goto out;
+
+    const unsigned char *bytes = (const unsigned char *)input;
+    switch (kind) {
+    case CIPHER_KIND_ALMANAC:
+        error = cipher_almanac_derive(key, secret, secret_len);
+        if (error == CIPHER_OK)
+            error = enc ? cipher_almanac_encrypt(key, bytes, len, out)
+                        : cipher_almanac_decrypt(key, prefix.body, prefix.body_len, out, out_len);
+        break;
+    case CIPHER_KIND_SPRING_SYMMETRIC:
+        error = cipher_spring_derive(key, secret, secret_len, salt, salt_len);
+        if (error == CIPHER_OK)
+            error = enc ? cipher_spring_encrypt(key, bytes, len, out)
+                        : cipher_spring_decrypt(key, prefix.body, prefix.body_len, out, out_len);
+        break;
+    default:
+        if (enc)
+            error = o->spring ? cipher_spring_rsa_encrypt(pkey, CIPHER_RSA_PKCS1, CIPHER_AES_CBC,
+                                                          salt, salt_len, bytes, len, out)
+                              : cipher_spring_rsa_encrypt(pkey, CIPHER_RSA_OAEP, CIPHER_AES_GCM,
+                                                          salt, salt_len, bytes, len, out);
+        else
+            error = cipher_spring_rsa_decrypt(pkey, salt, salt_len, prefix.body,
+                                              prefix.body_len, out, out_len);
+        break;
+    }
+    if (error == CIPHER_OK && enc)
+        *out_len = strlen(*out);
+    rc = error == CIPHER_OK ? CLI_EXIT_OK : cipher_failed(command, error, enc);
+out:
+    OPENSSL_cleanse(key, sizeof(key));
+    cipher_free_secret(secret, secret_size);
+    EVP_PKEY_free(pkey);
+    ERR_clear_error();
+    free(salt);
+    return rc;
+}
+
 static int run(int argc, char **argv, int enc)
 {
-    static const struct option options[] = {
-        {"prefix", no_argument, NULL, OPT_PREFIX}, CLI_COMMON_LONG_OPTIONS, {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"prefix", no_argument, NULL, OPT_PREFIX},
+                                             {"key-file", required_argument, NULL, OPT_KEY_FILE},
+                                             {"rsa-key-file", required_argument, NULL,
+                                              OPT_RSA_KEY_FILE},
+                                             {"salt", required_argument, NULL, OPT_SALT},
+                                             {"format", required_argument, NULL, OPT_FORMAT},
+                                             CLI_COMMON_LONG_OPTIONS,
+                                             {NULL, 0, NULL, 0}};
     const char *command = enc ? "encrypt" : "decrypt";
     cli_common common;
-    int prefix = 0, rc = CLI_EXIT_OK, opt;
+    offline_opts offline = {0};
+    int prefix = 0, format_given = 0, rc = CLI_EXIT_OK, opt;
     alm_client *client = NULL;
     alm_buf out = {NULL, 0};
-    char *input = NULL;
-    size_t len = 0;
+    char *input = NULL, *result = NULL;
+    size_t len = 0, result_len = 0;
 
     cli_common_init(&common);
     optind = 1;
@@ -77,11 +388,32 @@ static int run(int argc, char **argv, int enc)
             continue;
         if (opt == OPT_PREFIX && enc)
             prefix = 1;
+        else if (opt == OPT_KEY_FILE)
+            offline.key_file = optarg;
+        else if (opt == OPT_RSA_KEY_FILE)
+            offline.rsa_key_file = optarg;
+        else if (opt == OPT_SALT)
+            offline.salt = optarg;
+        else if (opt == OPT_FORMAT && enc) {
+            if (strcmp(optarg, "spring") != 0 && strcmp(optarg, "almanac") != 0)
+                return cli_usage_error(command, "--format: expected almanac or spring");
+            offline.spring = strcmp(optarg, "spring") == 0;
+            format_given = 1;
+        }
+        else if (opt == OPT_FORMAT)
+            return cli_usage_error(command, "--format is for encrypt: decrypt reads the format "
+                                            "from the text");
         else if (opt == ':')
             return cli_usage_error(command, "%s needs a value", argv[optind - 1]);
         else
             return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
     }
+    bool local = offline.key_file != NULL || offline.rsa_key_file != NULL;
+    /* The server's own --encrypt-salt and --encrypt-format apply there: silently ignoring
+     * them here would hand back a ciphertext in a format the user did not ask for. */
+    if (!local && (offline.salt != NULL || format_given))
+        return cli_usage_error(command, "--salt and --format need --key-file or --rsa-key-file "
+                                        "(the server uses its own settings)");
     if (argc - optind > 1)
         return cli_usage_error(command, "expected at most one TEXT (or text on standard input)");
     if (argc - optind == 1) {
@@ -99,6 +431,13 @@ static int run(int argc, char **argv, int enc)
         rc = cli_usage_error(command, "the text is empty");
         goto out;
     }
+    if (local) {
+        if ((rc = run_offline(&result, &result_len, &offline, enc, input, len)) != CLI_EXIT_OK)
+            goto out;
+        printf("%s%.*s\n", prefix ? "{cipher}" : "", (int)result_len, result);
+        rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+        goto out;
+    }
     /* The service takes no application; the client needs one, and never sends it here. */
     if ((rc = cli_client_new(&client, &common, "application", "default", 0)) != 0)
         goto out;
@@ -114,6 +453,7 @@ out:
     if (out.ptr != NULL)
         OPENSSL_cleanse(out.ptr, out.size);
     alm_buf_dispose(&out);
+    cipher_free_secret(result, result_len);
     if (input != NULL)
         OPENSSL_cleanse(input, len);
     free(input);

@@ -274,6 +274,164 @@ class ClientServerTest(h.ServerTestCase):
         self.assertEqual(r.code, 3, r)
         self.assertIn("No key", r.err)
 
+    def offline_keys(self):
+        """The cipher test keys copied with mode 0600 (a checkout does not keep modes)."""
+        src = os.path.join(h.SOURCE_DIR, "tests", "resources", "cipher", "keys")
+        dst = os.path.join(self.tmp, "offline-keys")
+        os.makedirs(dst, exist_ok=True)
+        keys = {}
+        for name in ("symmetric.key", "other.key", "rsa.pem", "rsa-public.pem"):
+            with open(os.path.join(src, name), "rb") as f:
+                data = f.read()
+            path = os.path.join(dst, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            keys[name] = path
+        return keys
+
+    def offline(self, command, text, *args):
+        # A closed port as the server: any attempt to reach one fails the command (exit 5).
+        return run_cli(command, text, *args, server=closed_port_url())
+
+    def test_offline_encrypt_decrypt_round_trips(self):
+        keys = self.offline_keys()
+        secret = "p\u00e4ss w\u00f6rd"
+        sym = ["--key-file", keys["symmetric.key"]]
+        cases = [
+            (sym, [], "alm1:"),
+            (sym, ["--format", "almanac"], "alm1:"),
+            (sym, ["--format", "spring"], None),
+            (sym, ["--format", "spring", "--salt", "0123abcd"], None),
+            (["--rsa-key-file", keys["rsa-public.pem"]], [], None),
+            (["--rsa-key-file", keys["rsa.pem"]], ["--format", "spring"], None),
+        ]
+        for key, fmt, start in cases:
+            with self.subTest(key=key, fmt=fmt):
+                enc = self.offline("encrypt", secret, *key, *fmt, "--prefix")
+                self.assertEqual((enc.code, enc.err), (0, ""), enc)
+                cipher = enc.out.strip()
+                self.assertTrue(cipher.startswith("{cipher}" + (start or "")), cipher)
+                self.assertNotIn(secret, cipher)
+                # Decryption takes the private key and reads the format from the text.
+                dkey = ["--rsa-key-file", keys["rsa.pem"]] if key[0] != "--key-file" else key
+                salt = fmt[fmt.index("--salt"):] if "--salt" in fmt else []
+                dec = self.offline("decrypt", cipher, *dkey, *salt)
+                self.assertEqual((dec.code, dec.out, dec.err), (0, secret + "\n", ""), dec)
+        # Spring's symmetric format is lower-case hex of IV || AES-CBC; alm1 is new each time.
+        hex_text = self.offline("encrypt", "x", *sym, "--format", "spring").out.strip()
+        self.assertRegex(hex_text, "^[0-9a-f]{64}$")
+        self.assertNotEqual(self.offline("encrypt", "x", *sym).out,
+                            self.offline("encrypt", "x", *sym).out)
+
+    def test_offline_wrong_key_and_bad_usage(self):
+        keys = self.offline_keys()
+        for fmt in ("almanac", "spring"):
+            cipher = self.offline("encrypt", "s3cret", "--key-file", keys["symmetric.key"],
+                                  "--format", fmt).out.strip()
+            r = self.offline("decrypt", cipher, "--key-file", keys["other.key"])
+            self.assertEqual((r.code, r.out), (2, ""), r)
+            self.assertEqual(len(r.err.splitlines()), 1, r)
+            self.assertIn("not encrypted with this key", r.err)
+            self.assertNotIn("s3cret", r.err)
+        # A Spring ciphertext also needs the salt it was made with.
+        cipher = self.offline("encrypt", "s3cret", "--key-file", keys["symmetric.key"],
+                              "--format", "spring").out.strip()
+        r = self.offline("decrypt", cipher, "--key-file", keys["symmetric.key"], "--salt", "00")
+        self.assertEqual(r.code, 2, r)
+        # RSA: the public half cannot decrypt, the other key pair does not match.
+        cipher = self.offline("encrypt", "s3cret", "--rsa-key-file",
+                              keys["rsa-public.pem"]).out.strip()
+        r = self.offline("decrypt", cipher, "--rsa-key-file", keys["rsa-public.pem"])
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("private key", r.err)
+        r = self.offline("decrypt", cipher, "--key-file", keys["symmetric.key"])
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("--rsa-key-file", r.err)
+        # Options that only make sense offline, or only for encrypt, are refused.
+        for args in (["encrypt", "x", "--salt", "00"], ["encrypt", "x", "--format", "spring"],
+                     ["decrypt", "x", "--key-file", keys["symmetric.key"], "--format", "spring"],
+                     ["encrypt", "x", "--key-file", keys["symmetric.key"], "--format", "rot13"]):
+            r = run_cli(*args, server=closed_port_url())
+            self.assertEqual(r.code, 2, (args, r))
+        r = self.offline("encrypt", "x", "--key-file", os.path.join(self.tmp, "missing.key"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("cannot open key file", r.err)
+        # The warning about a key file others can read; the secret itself is never shown.
+        loose = os.path.join(self.tmp, "loose.key")
+        with open(loose, "w") as f:
+            f.write("loose-secret\n")
+        os.chmod(loose, 0o644)
+        r = self.offline("encrypt", "x", "--key-file", loose)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("chmod 600", r.err)
+        self.assertNotIn("loose-secret", r.err + r.out)
+
+    def test_offline_and_server_read_each_other(self):
+        keys = self.offline_keys()
+        repo = self.make_repo("offline-secrets")
+        repo.commit({"vault.yml": "plain: text\n"}, "plain")
+        server = self.start_server(repo.uri, extra_args=[
+            "--encrypt-key-file", keys["symmetric.key"],
+            "--encrypt-rsa-key-file", keys["rsa.pem"]])
+        url = "http://127.0.0.1:%d" % server.port
+        offline = {
+            "alm": self.offline("encrypt", "alm-secret", "--key-file", keys["symmetric.key"],
+                                "--prefix").out.strip(),
+            "spring": self.offline("encrypt", "spring-secret", "--key-file",
+                                   keys["symmetric.key"], "--format", "spring",
+                                   "--prefix").out.strip(),
+            "rsa": self.offline("encrypt", "rsa-secret", "--rsa-key-file",
+                                keys["rsa-public.pem"], "--prefix").out.strip(),
+            "rsaspring": self.offline("encrypt", "rsaspring-secret", "--rsa-key-file",
+                                      keys["rsa.pem"], "--format", "spring",
+                                      "--prefix").out.strip(),
+        }
+        for name, cipher in offline.items():
+            self.assertTrue(cipher.startswith("{cipher}"), (name, cipher))
+            r = run_cli("decrypt", cipher, server=url)
+            self.assertEqual((r.code, r.out), (0, name + "-secret\n"), (name, r))
+        # ... and where they are meant to live: a configuration file the server decrypts.
+        repo.commit({"vault.yml": "".join("%s: '%s'\n" % kv for kv in offline.items())},
+                    "offline secrets")
+        server.refresh()
+        for name in offline:
+            r = run_cli("get", "vault", "default", "--key", name, server=url)
+            self.assertEqual((r.code, r.out), (0, name + "-secret\n"), (name, r))
+        # The other way: what the server encrypts, the key file decrypts without it.
+        enc = run_cli("encrypt", "from-the-server", "--prefix", server=url)
+        self.assertEqual(enc.code, 0, enc)
+        r = self.offline("decrypt", enc.out.strip(), "--key-file", keys["symmetric.key"])
+        self.assertEqual((r.code, r.out), (0, "from-the-server\n"), r)
+        spring_server = self.start_server(repo.uri, extra_args=[
+            "--encrypt-key-file", keys["symmetric.key"], "--encrypt-format", "spring"])
+        enc = run_cli("encrypt", "spring-from-the-server",
+                      server="http://127.0.0.1:%d" % spring_server.port)
+        self.assertEqual(enc.code, 0, enc)
+        self.assertRegex(enc.out.strip(), "^[0-9a-f]+$")
+        r = self.offline("decrypt", enc.out.strip(), "--key-file", keys["symmetric.key"])
+        self.assertEqual((r.code, r.out), (0, "spring-from-the-server\n"), r)
+
+    def test_offline_spring_format_decrypts_with_openssl(self):
+        keys = self.offline_keys()
+        with open(keys["symmetric.key"], "rb") as f:
+            password = f.read().rstrip(b"\r\n").decode()
+        text = "opened by openssl enc"
+        cipher = self.offline("encrypt", text, "--key-file", keys["symmetric.key"],
+                              "--format", "spring").out.strip()
+        raw = bytes.fromhex(cipher)
+        kdf = subprocess.run(["openssl", "kdf", "-keylen", "32", "-kdfopt", "digest:SHA1",
+                              "-kdfopt", "pass:" + password, "-kdfopt", "hexsalt:deadbeef",
+                              "-kdfopt", "iter:1024", "PBKDF2"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(kdf.returncode, 0, kdf)
+        key_hex = kdf.stdout.decode().strip().replace(":", "")
+        self.assertEqual(len(key_hex), 64, kdf.stdout)
+        dec = subprocess.run(["openssl", "enc", "-d", "-aes-256-cbc", "-K", key_hex,
+                              "-iv", raw[:16].hex()], input=raw[16:], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual((dec.returncode, dec.stdout.decode()), (0, text), dec)
+
     # -- render -------------------------------------------------------------------------------
 
     def test_render_swaps_versions_atomically(self):
