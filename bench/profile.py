@@ -53,12 +53,16 @@ def perf_tables(data, top, binary):
     own = {line.split()[-1] for line in nm.splitlines() if line.split()[-2:-1] in (["T"], ["t"])}
     inclusive = [(c, p) for c, p in report("symbol", "--children")
                  if p and p[0].replace("[.] ", "") in own][:top]
-    return (bl.table(["samples", "shared object"], [(c[0] + " %", p[0]) for c, p in by_dso])
+    # a short run may have too few samples for a row: say so in the table
+    return (bl.table(["samples", "shared object"],
+                     [(c[0] + " %", p[0]) for c, p in by_dso] or [("0 %", "no samples")])
             + "\n\n" +
             bl.table(["self samples", "shared object", "symbol"],
-                     [(c[0] + " %", p[0], sym(p[1:])) for c, p in by_sym]) + "\n\n" +
+                     [(c[0] + " %", p[0], sym(p[1:])) for c, p in by_sym]
+                     or [("0 %", "no samples", "-")]) + "\n\n" +
             bl.table(["with callees", "self", "almanac-server function"],
-                     [(c[0] + " %", c[-1] + " %", sym(p)) for c, p in inclusive]))
+                     [(c[0] + " %", c[-1] + " %", sym(p)) for c, p in inclusive]
+                     or [("0 %", "0 %", "no samples")]))
 
 
 def callgrind_table(out_file, top, requests):
