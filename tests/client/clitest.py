@@ -78,6 +78,7 @@ class Stub:
         self.answers = []
         self.requests = []
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
         stub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -87,6 +88,7 @@ class Stub:
                 with stub.lock:
                     stub.requests.append((self.path, {k.lower(): v for k, v in
                                                       self.headers.items()}))
+                    stub.arrived.notify_all()
                     answer = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
                 status, headers, body = answer
                 if isinstance(body, (dict, list)):
@@ -122,6 +124,14 @@ class Stub:
         with self.lock:
             self.answers = list(answers)
             self.requests = []
+
+    def wait_for_requests(self, count, timeout=30):
+        """Blocks until `count` requests arrived since the last script(); the timeout is only a
+        safety net for a client that never sends them."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError("the stub saw %d request(s), expected %d: %r"
+                                     % (len(self.requests), count, self.requests))
 
     def __enter__(self):
         self.thread.start()
