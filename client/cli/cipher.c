@@ -60,22 +60,22 @@ static void help(const char *command)
                "the server's key, or offline with a key file, and prints the plaintext.\n\n");
     printf("Offline (no server is contacted when a key file is given):\n"
            "  --key-file FILE       the symmetric secret, as the server's --encrypt-key-file\n"
-           "                        (one final newline ignored)\n"
-           "  --rsa-key-file PEM    an RSA key, as the server's --encrypt-rsa-key-file (%s)\n"
-           "  --salt HEX            the salt of Spring's formats (default %s), as the server's\n"
-           "                        --encrypt-salt\n",
+           "                        (final newlines ignored)\n"
+           "  --rsa-key-file PEM    an RSA key (%s), as the server's\n"
+           "                        --encrypt-rsa-key-file\n"
+           "  --salt HEX            the salt of Spring's formats (default %s),\n"
+           "                        as the server's --encrypt-salt\n",
            enc ? "public or private" : "private", CIPHER_SPRING_DEFAULT_SALT);
     if (enc)
         printf("  --format FORMAT       almanac (default: alm1:..., AES-256-GCM) or spring (what\n"
                "                        Spring Cloud Config reads); with both key files the\n"
                "                        symmetric one is used\n");
     else
-        printf("                        the format (almanac, Spring symmetric or RSA) is read\n"
-               "                        from the text; a {key:NAME} prefix is taken to name\n"
-               "                        the key given\n");
+        printf("\nThe format (almanac, Spring symmetric or RSA) is read from the text, and a\n"
+               "{key:NAME} prefix is taken to name the key given.\n");
     printf("\nThrough a server, admin credentials are usually required. Exit code 2 also when\n"
-           "the text cannot be decrypted with the key (wrong key, salt or damaged text), 3 when\n"
-           "the server has no key.\n\n%s",
+           "the text cannot be decrypted with the key (wrong key, salt or damaged text),\n"
+           "3 when the server has no key.\n\n%s",
            cli_common_help);
 }
 
