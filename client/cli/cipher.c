@@ -26,13 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum {
-    OPT_PREFIX = CLI_OPT_COMMAND_BASE,
-    OPT_KEY_FILE,
-    OPT_RSA_KEY_FILE,
-    OPT_SALT,
-    OPT_FORMAT
-};
+enum { OPT_PREFIX = CLI_OPT_COMMAND_BASE, OPT_KEY_FILE, OPT_RSA_KEY_FILE, OPT_SALT, OPT_FORMAT };
 
 #define CIPHER_MAX_INPUT (1u << 20)
 #define KEY_FILE_MAX (64u * 1024u)
@@ -121,8 +115,8 @@ static int read_key_file(const char *command, const char *path, char **buf, size
         goto out;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)KEY_FILE_MAX) {
-        fprintf(stderr, "almanac %s: %s: not a regular file of at most %u bytes\n", command,
-                path, KEY_FILE_MAX);
+        fprintf(stderr, "almanac %s: %s: not a regular file of at most %u bytes\n", command, path,
+                KEY_FILE_MAX);
         goto out;
     }
     *open_mode = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
@@ -155,8 +149,9 @@ out:
 static void warn_open_mode(const char *command, const char *path, bool open_mode)
 {
     if (open_mode)
-        fprintf(stderr, "almanac %s: warning: key file %s is accessible to group or others "
-                        "(chmod 600 it)\n",
+        fprintf(stderr,
+                "almanac %s: warning: key file %s is accessible to group or others "
+                "(chmod 600 it)\n",
                 command, path);
 }
 
@@ -306,9 +301,9 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
         }
     } else {
         /* As the server's keyring: the symmetric key first when there are both. */
-        kind = o->key_file == NULL   ? CIPHER_KIND_SPRING_RSA
-               : o->spring           ? CIPHER_KIND_SPRING_SYMMETRIC
-                                     : CIPHER_KIND_ALMANAC;
+        kind = o->key_file == NULL ? CIPHER_KIND_SPRING_RSA
+               : o->spring         ? CIPHER_KIND_SPRING_SYMMETRIC
+                                   : CIPHER_KIND_ALMANAC;
     }
     if (kind == CIPHER_KIND_SPRING_RSA)
         rc = load_rsa(&pkey, command, o->rsa_key_file, !enc);
@@ -338,8 +333,8 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
                               : cipher_spring_rsa_encrypt(pkey, CIPHER_RSA_OAEP, CIPHER_AES_GCM,
                                                           salt, salt_len, bytes, len, out);
         else
-            error = cipher_spring_rsa_decrypt(pkey, salt, salt_len, prefix.body,
-                                              prefix.body_len, out, out_len);
+            error = cipher_spring_rsa_decrypt(pkey, salt, salt_len, prefix.body, prefix.body_len,
+                                              out, out_len);
         break;
     }
     if (error == CIPHER_OK && enc)
@@ -356,14 +351,14 @@ out:
 
 static int run(int argc, char **argv, int enc)
 {
-    static const struct option options[] = {{"prefix", no_argument, NULL, OPT_PREFIX},
-                                             {"key-file", required_argument, NULL, OPT_KEY_FILE},
-                                             {"rsa-key-file", required_argument, NULL,
-                                              OPT_RSA_KEY_FILE},
-                                             {"salt", required_argument, NULL, OPT_SALT},
-                                             {"format", required_argument, NULL, OPT_FORMAT},
-                                             CLI_COMMON_LONG_OPTIONS,
-                                             {NULL, 0, NULL, 0}};
+    static const struct option options[] = {
+        {"prefix", no_argument, NULL, OPT_PREFIX},
+        {"key-file", required_argument, NULL, OPT_KEY_FILE},
+        {"rsa-key-file", required_argument, NULL, OPT_RSA_KEY_FILE},
+        {"salt", required_argument, NULL, OPT_SALT},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        CLI_COMMON_LONG_OPTIONS,
+        {NULL, 0, NULL, 0}};
     const char *command = enc ? "encrypt" : "decrypt";
     cli_common common;
     offline_opts offline = {0};
@@ -399,8 +394,7 @@ static int run(int argc, char **argv, int enc)
                 return cli_usage_error(command, "--format: expected almanac or spring");
             offline.spring = strcmp(optarg, "spring") == 0;
             format_given = 1;
-        }
-        else if (opt == OPT_FORMAT)
+        } else if (opt == OPT_FORMAT)
             return cli_usage_error(command, "--format is for encrypt: decrypt reads the format "
                                             "from the text");
         else if (opt == ':')
