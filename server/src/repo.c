@@ -57,6 +57,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <git2.h>
+#include <jansson.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -104,7 +105,18 @@ struct repo {
     pthread_mutex_t status_lock;
     repo_status status;
     bool libgit2_up;
+
+    /*
+     * label -> commit id, valid for one generation of the mirror: only our own fetch moves its
+     * refs, and it bumps the generation when it does, so a cached read costs no ref lookup on
+     * disk (which was most of its system calls).
+     */
+    pthread_rwlock_t labels_lock;
+    json_t *labels;                  /* label ("" for the default) -> "commit hex" */
+    unsigned long labels_generation;
 };
+
+#define LABEL_CACHE_MAX 4096
 
 /* libgit2 1.5 may have no error to report (git_error_last() == NULL). */
 static const char *git_reason(void)
@@ -978,6 +990,8 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
     atomic_init(&r->generation, 0);
+    pthread_rwlock_init(&r->labels_lock, NULL);
+    r->labels = json_object();
     r->max_file_bytes = opts->max_file_bytes ? opts->max_file_bytes : DEFAULT_MAX_FILE;
     if (opts->default_label && *opts->default_label &&
         !(r->default_label = dup_str(opts->default_label))) {
@@ -1033,6 +1047,8 @@ void repo_free(repo *r)
     pthread_mutex_destroy(&r->fetch_lock);
     pthread_mutex_destroy(&r->slots_lock);
     pthread_mutex_destroy(&r->status_lock);
+    pthread_rwlock_destroy(&r->labels_lock);
+    json_decref(r->labels);
     free(r->display_uri);
     free(r->url);
     free(r->mirror_path);
@@ -1140,15 +1156,57 @@ static int lookup_label(git_repository *g, const char *label, git_oid *id)
     return 1;
 }
 
+static bool cached_label(repo *r, const char *key, unsigned long gen,
+                         char commit_out[REPO_COMMIT_HEX])
+{
+    bool hit = false;
+    pthread_rwlock_rdlock(&r->labels_lock);
+    if (r->labels_generation == gen) {
+        const char *commit = json_string_value(json_object_get(r->labels, key));
+        if (commit != NULL) {
+            memcpy(commit_out, commit, REPO_COMMIT_HEX);
+            hit = true;
+        }
+    }
+    pthread_rwlock_unlock(&r->labels_lock);
+    return hit;
+}
+
+static void remember_label(repo *r, const char *key, unsigned long gen, const char *commit)
+{
+    pthread_rwlock_wrlock(&r->labels_lock);
+    if (r->labels_generation != gen || json_object_size(r->labels) >= LABEL_CACHE_MAX) {
+        json_object_clear(r->labels);
+        r->labels_generation = gen;
+    }
+    json_object_set_new(r->labels, key, json_string(commit));
+    pthread_rwlock_unlock(&r->labels_lock);
+}
+
+static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX]);
+
 int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
+{
+    commit_out[0] = '\0';
+    if (!r->is_git)
+        return 0;
+    const char *key = label ? label : "";
+    /* The generation is read first: a fetch during the lookup makes the entry stale at once. */
+    unsigned long gen = atomic_load(&r->generation);
+    if (r->labels != NULL && cached_label(r, key, gen, commit_out))
+        return 0;
+    int error = resolve_uncached(r, label, commit_out);
+    if (error == 0 && r->labels != NULL)
+        remember_label(r, key, gen, commit_out);
+    return error;
+}
+
+static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
 {
     git_repository *g = NULL;
     git_oid id;
     int found, error;
 
-    commit_out[0] = '\0';
-    if (!r->is_git)
-        return 0;
     if ((error = thread_git(r, &g)) < 0)
         return error;
 

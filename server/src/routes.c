@@ -460,7 +460,8 @@ static int handle_plain_file(request *req, response *res)
 {
     int error = 0;
     char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN];
-    bool default_label = req->nsegments == 3;
+    /* Spring: /{name}/{profile}/{path...}?useDefaultLabel, the path nested or not. */
+    bool default_label = request_query(req, "useDefaultLabel") != NULL;
     size_t first_path_segment = default_label ? 2 : 3;
     char *data = NULL;
     size_t len = 0;

@@ -75,6 +75,13 @@ class PlainFileTest(ServerTestCase):
         self.assertEqual(self.plain("/gw/dev/nginx.conf?useDefaultLabel=true"),
                          self.plain("/gw/dev/main/nginx.conf"))
 
+    def test_use_default_label_with_a_nested_path(self):
+        # Spring's /{name}/{profile}/**?useDefaultLabel: the path may hold slashes.
+        self.assertEqual(self.plain("/gw/prod/templates/deep/routes.tmpl?useDefaultLabel"),
+                         "route gw.prod.example.com for Example\n")
+        # Without the flag the third segment is a label, and no label "templates" exists.
+        self.assertEqual(self.server.get("/gw/prod/templates/deep/routes.tmpl").status, 404)
+
     def test_file_without_placeholders(self):
         self.assertEqual(self.plain("/gw/dev/main/static.txt"), "no placeholders here\n")
 
