@@ -159,6 +159,11 @@ static void cache_insert(respcache *c, const char *key, const render_result *r)
     }
     /* Two passes over the slots always find one: every referenced bit is cleared in the first. */
     cache_slot *s = pick_victim(c, false);
+    if (s == NULL) {
+        pthread_rwlock_unlock(&c->lock);
+        free(key_copy);
+        return;
+    }
     slot_clear(c, s);
     if (json_object_set_new(c->index, key_copy, json_integer(s - c->slots)) == 0) {
         s->key = key_copy;
