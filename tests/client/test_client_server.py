@@ -504,6 +504,42 @@ class ClientServerTest(h.ServerTestCase):
         with open(marker) as f:
             self.assertEqual(f.read(), "changed\nchanged\n")
 
+    def test_exec_restarts_its_child_with_the_new_configuration(self):
+        repo = self.make_repo("exec-restart")
+        repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
+        server = self.start_server(repo.uri)
+        url = "http://127.0.0.1:%d" % server.port
+        log = os.path.join(self.tmp, "exec-child.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        # Each start of the child appends the value it was given, then waits to be stopped.
+        child = "echo \"$COLOR $SIZE\" >> '%s'; exec sleep 600" % log
+        proc = subprocess.Popen([CLI_BIN, "exec", "svc", "default", "--server", url, "--restart",
+                                 "--grace", "5", "--wait", "30", "--", "sh", "-c", child],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+        def lines():
+            try:
+                with open(log) as f:
+                    return f.read().splitlines()
+            except FileNotFoundError:
+                return []
+        try:
+            self.assertTrue(self.wait_for(lambda: lines() == ["blue 1"]), lines())
+            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            repo.commit({"svc.yml": "color: green\nsize: 2\n"}, "green")
+            server.refresh()
+            self.assertTrue(self.wait_for(lambda: lines() == ["blue 1", "green 2"]), lines())
+            # SIGTERM goes to the child; exec exits with the child's status (128 + SIGTERM).
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGTERM, proc.stderr.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(lines(), ["blue 1", "green 2"])
+
     def test_render_watch_stops_cleanly_on_sigterm_and_honours_mode(self):
         repo = self.make_repo("render-signal")
         repo.commit({"svc.yml": "color: blue\n"}, "blue")
