@@ -20,6 +20,7 @@
 #include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -193,6 +194,8 @@ int response_set(response *res, unsigned status, const char *content_type, char 
         return ERR_NOMEM;
     }
     free(res->content_type);
+    if (res->body != NULL)
+        OPENSSL_cleanse(res->body, res->body_len);
     free(res->body);
     res->status = status;
     res->content_type = type;
@@ -258,6 +261,43 @@ int response_error(response *res, const request *req, int code, const char *mess
     return 0;
 }
 
+/*
+ * Response bodies may hold decrypted secrets (/decrypt, Environments with {cipher} values):
+ * every buffer handed to libmicrohttpd is wiped before it is freed, whenever that happens.
+ */
+typedef struct wiped_buffer {
+    char *data;
+    size_t len;
+} wiped_buffer;
+
+static void wipe_buffer(void *cls)
+{
+    wiped_buffer *b = cls;
+    if (b->data != NULL) {
+        OPENSSL_cleanse(b->data, b->len);
+        free(b->data);
+    }
+    free(b);
+}
+
+/* Takes body (NULL allowed when len is 0) and returns a response that wipes it when done. */
+static struct MHD_Response *response_from_owned(char *body, size_t len)
+{
+    static char empty[1];
+    wiped_buffer *b = malloc(sizeof(*b));
+    if (b == NULL) {
+        free(body);
+        return NULL;
+    }
+    b->data = body;
+    b->len = len;
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, body != NULL ? body : empty, wipe_buffer, b);
+    if (r == NULL)
+        wipe_buffer(b);
+    return r;
+}
+
 prepared_response *prepared_response_new(unsigned status, const char *content_type,
                                          const char *etag, char *body, size_t len)
 {
@@ -266,9 +306,8 @@ prepared_response *prepared_response_new(unsigned status, const char *content_ty
         free(body);
         return NULL;
     }
-    p->mhd = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    p->mhd = response_from_owned(body, len);
     if (p->mhd == NULL) {
-        free(body);
         free(p);
         return NULL;
     }
@@ -398,6 +437,8 @@ static void response_dispose(response *res)
     if (res->stream != NULL)
         stream_close(res->stream); /* never sent */
     free(res->content_type);
+    if (res->body != NULL)
+        OPENSSL_cleanse(res->body, res->body_len);
     free(res->body);
     for (size_t i = 0; i < res->nheaders; i++) {
         free(res->headers[i].name);
@@ -461,13 +502,10 @@ static enum MHD_Result queue(struct MHD_Connection *conn, request_state *st, res
         ret = MHD_queue_response(conn, st->status, res->prepared->mhd);
         return ret;
     }
-    static char empty[1];
-    struct MHD_Response *mhd = MHD_create_response_from_buffer(
-        res->body_len, res->body ? res->body : empty,
-        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *mhd = response_from_owned(res->body, res->body_len);
+    res->body = NULL; /* now owned by mhd, or freed */
     if (mhd == NULL)
         return MHD_NO;
-    res->body = NULL; /* now owned by mhd */
     st->bytes_out = res->body_len;
     if (res->content_type)
         MHD_add_response_header(mhd, "Content-Type", res->content_type);
