@@ -64,13 +64,7 @@ static int fail(int code)
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 static bool is_hex(const char *text, size_t len)

@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>
 
@@ -75,13 +76,7 @@ static bool is_text_plain(const char *type)
 
 static int hex_digit(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return OPENSSL_hexchar2int((unsigned char)c);
 }
 
 static bool all_hex(const char *s, size_t len)
