@@ -29,7 +29,6 @@
 enum { OPT_PREFIX = CLI_OPT_COMMAND_BASE, OPT_KEY_FILE, OPT_RSA_KEY_FILE, OPT_SALT, OPT_FORMAT };
 
 #define CIPHER_MAX_INPUT (1u << 20)
-#define KEY_FILE_MAX (64u * 1024u)
 
 /* What the command line asks for when it works without a server. */
 typedef struct offline_opts {
@@ -93,57 +92,16 @@ static char *read_stdin(size_t *len)
     return buf;
 }
 
-/*
- * Reads a whole key file (regular, at most KEY_FILE_MAX); *buf is wiped by the caller. *open_mode
- * tells whether group or others may read it, which only matters for private material.
- */
+/* A whole key file (see cipher_read_key_file); *buf is wiped by the caller. */
 static int read_key_file(const char *command, const char *path, char **buf, size_t *len,
                          bool *open_mode)
 {
-    int rc = CLI_EXIT_ERROR;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st = {0};
-    char *data = NULL;
-    size_t got = 0;
-
-    *buf = NULL;
-    *len = 0;
-    *open_mode = false;
-    if (fd < 0) {
-        fprintf(stderr, "almanac %s: cannot open key file %s: %s\n", command, path,
-                strerror(errno));
-        goto out;
+    char message[512];
+    if (cipher_read_key_file(path, buf, len, open_mode, message, sizeof(message)) != CIPHER_OK) {
+        fprintf(stderr, "almanac %s: %s\n", command, message);
+        return CLI_EXIT_ERROR;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)KEY_FILE_MAX) {
-        fprintf(stderr, "almanac %s: %s: not a regular file of at most %u bytes\n", command, path,
-                KEY_FILE_MAX);
-        goto out;
-    }
-    *open_mode = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
-    if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
-        fprintf(stderr, "almanac %s: out of memory\n", command);
-        goto out;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "almanac %s: cannot read key file %s\n", command, path);
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    data[got] = '\0';
-    *buf = data;
-    *len = got;
-    data = NULL;
-    rc = CLI_EXIT_OK;
-out:
-    if (fd >= 0)
-        close(fd);
-    cipher_free_secret(data, (size_t)st.st_size + 1);
-    return rc;
+    return CLI_EXIT_OK;
 }
 
 static void warn_open_mode(const char *command, const char *path, bool open_mode)

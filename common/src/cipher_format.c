@@ -19,9 +19,14 @@
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define AES_BLOCK 16
 #define SPRING_IV_LEN 16
@@ -875,4 +880,54 @@ out:
     free(blob);
     free(b64);
     return error == CIPHER_OK ? error : fail(error);
+}
+
+int cipher_read_key_file(const char *path, char **buf, size_t *len, bool *group_readable,
+                         char *errbuf, size_t errsize)
+{
+    int error = CIPHER_EINVALID;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st = {0};
+    char *data = NULL;
+    size_t got = 0;
+
+    *buf = NULL;
+    *len = 0;
+    *group_readable = false;
+    if (fd < 0) {
+        snprintf(errbuf, errsize, "%s: cannot open key file: %s", path, strerror(errno));
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_size > (off_t)CIPHER_KEY_FILE_MAX) {
+        snprintf(errbuf, errsize, "%s: not a regular file of at most %u bytes", path,
+                 CIPHER_KEY_FILE_MAX);
+        goto out;
+    }
+    *group_readable = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+    if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
+        snprintf(errbuf, errsize, "out of memory");
+        error = CIPHER_ENOMEM;
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(errbuf, errsize, "%s: cannot read key file", path);
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    data[got] = '\0';
+    *buf = data;
+    *len = got;
+    data = NULL;
+    error = CIPHER_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    cipher_free_secret(data, (size_t)st.st_size + 1);
+    return error;
 }

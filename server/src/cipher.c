@@ -31,7 +31,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEY_FILE_MAX (64u * 1024u)
 #define KEYS_DIR_MAX 256
 
 typedef struct keyring_key {
@@ -98,52 +97,19 @@ static int map_error(int cipher_error, int invalid_as)
     }
 }
 
-/* Reads a whole key file (regular, at most KEY_FILE_MAX); *buf is wiped by the caller. */
+/* A whole key file (see cipher_read_key_file); *buf is wiped by the caller. */
 static int read_key_file(const char *path, char **buf, size_t *len)
 {
-    int error = ERR_CONFIG;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st = {0};
-    char *data = NULL;
-    size_t got = 0;
-
-    *buf = NULL;
-    *len = 0;
-    if (fd < 0) {
-        error = err_set(ERR_CONFIG, "%s: cannot open key file: %s", path, strerror(errno));
-        goto out;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)KEY_FILE_MAX) {
-        error = err_set(ERR_CONFIG, "%s: not a regular file of at most %u bytes", path,
-                        KEY_FILE_MAX);
-        goto out;
-    }
-    if (st.st_mode & (S_IRWXG | S_IRWXO))
+    char message[512];
+    bool group_readable = false;
+    int rc = cipher_read_key_file(path, buf, len, &group_readable, message, sizeof(message));
+    if (rc == CIPHER_ENOMEM)
+        return err_set(ERR_NOMEM, "out of memory");
+    if (rc != CIPHER_OK)
+        return err_set(ERR_CONFIG, "%s", message);
+    if (group_readable)
         LOG_WARN("cipher", "%s: key file is accessible to group or others (chmod 600)", path);
-    if ((data = malloc((size_t)st.st_size + 1)) == NULL) {
-        error = err_set(ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, data + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            error = err_set(ERR_CONFIG, "%s: cannot read key file", path);
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    data[got] = '\0';
-    *buf = data;
-    *len = got;
-    data = NULL;
-    error = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    cipher_free_secret(data, (size_t)st.st_size + 1);
-    return error;
+    return 0;
 }
 
 static int init_symmetric(keyring_key *key, const keyring *k, const char *secret, size_t len,
