@@ -110,6 +110,7 @@ class SampleRepoTest(ServerTestCase):
         # Every GET example (curl ... localhost:8888/PATH without -X/-d) answers 200.
         paths = set()
         for doc in (os.path.join(SAMPLE, "README.md"),
+                    os.path.join(SOURCE_DIR, "README.md"),
                     os.path.join(SOURCE_DIR, "docs", "api.md")):
             if not os.path.exists(doc):
                 continue
