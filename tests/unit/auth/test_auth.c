@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <crypt.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -30,21 +32,12 @@
 
 #define CASES_DIR ALMANAC_TEST_RESOURCES "/auth"
 
+/* A resource the test needs: its absence is a failure. */
 static char *read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long size = ftell(f);
-    assert_true(size >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)size + 1);
-    assert_non_null(buf);
-    *len = fread(buf, 1, (size_t)size, f);
-    assert_int_equal(*len, (size_t)size);
-    buf[*len] = '\0';
-    fclose(f);
-    return buf;
+    char *data = test_read_file(path, len);
+    assert_non_null(data);
+    return data;
 }
 
 static char *basic_header(const char *user, const char *password)

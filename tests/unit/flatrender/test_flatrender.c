@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,31 +28,6 @@
 
 #define CASE_DIR ALMANAC_TEST_RESOURCES "/flatrender"
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = realloc(buf, cap + 1);
-            assert_non_null(grown);
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 typedef int (*renderer)(flatrender_buf *, const json_t *, char *, size_t);
 
 static void check_output(const char *name, const char *ext, renderer fn, const json_t *flat)
@@ -58,7 +35,7 @@ static void check_output(const char *name, const char *ext, renderer fn, const j
     char path[1024];
     size_t len = 0;
     snprintf(path, sizeof(path), "%s/%s.expect.%s", CASE_DIR, name, ext);
-    char *want = read_file(path, &len);
+    char *want = test_read_file(path, &len);
     if (want == NULL)
         return;
     flatrender_buf buf = {NULL, 0};
@@ -145,7 +122,7 @@ static void run_case(void **state)
     char *before = json_dumps(flat, JSON_COMPACT);
 
     snprintf(path, sizeof(path), "%s/%s.expect.error", CASE_DIR, name);
-    char *error = read_file(path, &len);
+    char *error = test_read_file(path, &len);
     if (error != NULL) {
         error[strcspn(error, "\n")] = '\0';
         check_error(name, error, flat);
@@ -156,7 +133,7 @@ static void run_case(void **state)
         check_output(name, "properties", flatrender_properties, flat);
         check_output(name, "env", flatrender_env, flat);
         snprintf(path, sizeof(path), "%s/%s.expect.yml", CASE_DIR, name);
-        char *yml = read_file(path, &len);
+        char *yml = test_read_file(path, &len);
         if (yml != NULL)
             check_round_trip(name, flat);
         free(yml);

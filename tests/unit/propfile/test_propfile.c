@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,31 +23,6 @@
 #include "propfile.h"
 
 #define CASE_DIR ALMANAC_TEST_RESOURCES "/properties"
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = realloc(buf, cap + 1);
-            assert_non_null(grown);
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
 
 /* Same keys in the same order with equal values. */
 static void assert_ordered_equal(const char *name, const char *what, json_t *expected,
@@ -66,7 +43,7 @@ static void run_case(void **state)
     char path[1024];
     size_t len = 0;
     snprintf(path, sizeof(path), "%s/%s.properties", CASE_DIR, name);
-    char *data = read_file(path, &len);
+    char *data = test_read_file(path, &len);
     assert_non_null(data);
     snprintf(path, sizeof(path), "%s/%s.expect.json", CASE_DIR, name);
     json_error_t jerr;

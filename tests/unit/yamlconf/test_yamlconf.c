@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "test_files.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,35 +24,6 @@
 #include "yamlconf.h"
 
 #define CASES_DIR ALMANAC_TEST_RESOURCES "/yaml"
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0;
-    *len = 0;
-    for (;;) {
-        if (*len == cap) {
-            cap = cap ? cap * 2 : 4096;
-            char *grown = realloc(buf, cap + 1);
-            if (grown == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + *len, 1, cap - *len, f);
-        if (n == 0)
-            break;
-        *len += n;
-    }
-    fclose(f);
-    buf[*len] = '\0';
-    return buf;
-}
 
 static int compare_names(const void *a, const void *b)
 {
@@ -205,9 +178,9 @@ static void test_cases_from_files(void **state)
         char path[4096];
         size_t len, elen;
         snprintf(path, sizeof(path), "%s/%s.yml", CASES_DIR, names[i]);
-        char *yaml = read_file(path, &len);
+        char *yaml = test_read_file(path, &len);
         snprintf(path, sizeof(path), "%s/%s.expect.json", CASES_DIR, names[i]);
-        char *expect_text = read_file(path, &elen);
+        char *expect_text = test_read_file(path, &elen);
         json_error_t jerr;
         json_t *expect = expect_text ? json_loads(expect_text, 0, &jerr) : NULL;
         if (yaml == NULL || expect == NULL)
