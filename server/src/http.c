@@ -151,6 +151,14 @@ static int split_path(request_state *st, const char *url)
                            &st->req.nsegments);
 }
 
+size_t http_form_decode(char *text)
+{
+    for (char *p = text; *p; p++)
+        if (*p == '+')
+            *p = ' ';
+    return MHD_http_unescape(text);
+}
+
 const char *request_header(const request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -174,10 +182,7 @@ const char *request_query(const request *req, const char *name)
     char *copy = strdup(raw);
     if (copy == NULL)
         return NULL;
-    for (char *p = copy; *p; p++)
-        if (*p == '+')
-            *p = ' ';
-    size_t len = MHD_http_unescape(copy);
+    size_t len = http_form_decode(copy);
     if (len != strlen(copy) || !valid_utf8(copy, len)) {
         free(copy);
         return NULL; /* a value that is not text is no value */

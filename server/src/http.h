@@ -37,6 +37,13 @@ typedef struct http_options {
  */
 int http_split_path(char *path, char *segments[], size_t max, size_t *count);
 
+/*
+ * Decodes one application/x-www-form-urlencoded value in place: '+' is a space, %XX a byte, a
+ * malformed escape stays as written. Returns the decoded length (a decoded NUL makes it differ
+ * from strlen, for callers that must refuse one).
+ */
+size_t http_form_decode(char *text);
+
 int http_start(http_server **out, struct server *srv, const http_options *opts,
                http_dispatch_fn dispatch);
 /* The port actually bound (useful with port 0). */

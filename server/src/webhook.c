@@ -8,8 +8,10 @@
 
 #include "appnames.h"
 #include "errors.h"
+#include "http.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdbool.h>
@@ -54,28 +56,19 @@ const char *webhook_provider_name(webhook_provider p)
     return p == WEBHOOK_FORM ? "form" : "unknown";
 }
 
-static bool hex_decode(const char *hex, unsigned char *out, size_t outlen)
-{
-    if (strlen(hex) != outlen * 2)
-        return false;
-    for (size_t i = 0; i < outlen; i++) {
-        int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
-        int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return true;
-}
-
 static bool signature_matches(const char *given_hex, const char *secret, const char *body,
                               size_t len)
 {
     unsigned char expected[EVP_MAX_MD_SIZE];
     unsigned char given[32];
     unsigned int expected_len = 0;
-    if (given_hex == NULL || !hex_decode(given_hex, given, sizeof(given)))
+    size_t given_len = 0;
+    if (given_hex == NULL ||
+        OPENSSL_hexstr2buf_ex(given, sizeof(given), &given_len, given_hex, '\0') != 1 ||
+        given_len != sizeof(given)) {
+        ERR_clear_error(); /* a forged header is not an OpenSSL failure worth keeping */
         return false;
+    }
     if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, len,
              expected, &expected_len) == NULL ||
         expected_len != sizeof(given))
@@ -181,20 +174,8 @@ static int form_paths(json_t *names, const char *body, size_t len)
     for (char *pair = strtok_r(copy, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
         if (strncmp(pair, "path=", 5) != 0)
             continue;
-        char *value = pair + 5, *w = value;
-        for (char *r = value; *r; r++) {
-            if (*r == '+') {
-                *w++ = ' ';
-            } else if (*r == '%' && OPENSSL_hexchar2int((unsigned char)r[1]) >= 0 &&
-                       OPENSSL_hexchar2int((unsigned char)r[2]) >= 0) {
-                *w++ = (char)(OPENSSL_hexchar2int((unsigned char)r[1]) << 4 |
-                              OPENSSL_hexchar2int((unsigned char)r[2]));
-                r += 2;
-            } else {
-                *w++ = *r;
-            }
-        }
-        *w = '\0';
+        char *value = pair + 5;
+        http_form_decode(value);
         if (strlen(value) > 0 && appnames_add_from_path(names, value) < 0) {
             error = err_set(ERR_NOMEM, "out of memory");
             break;
