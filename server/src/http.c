@@ -14,10 +14,12 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "parking.h"
 #include "server.h"
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <openssl/crypto.h>
@@ -42,6 +44,10 @@ struct http_server {
     size_t max_body_bytes;
     unsigned port;
     atomic_uint in_flight;
+    parking_lot *parking;      /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
+    atomic_bool quiescing;     /* answers from parked sockets close their connection */
+    pthread_mutex_t reuse_lock; /* orders handing sockets back against stopping the daemon */
+    bool daemon_stopping;
 };
 
 struct prepared_response {
@@ -49,6 +55,8 @@ struct prepared_response {
     unsigned status;
     size_t size;
     struct MHD_Response *mhd;
+    const char *body;          /* the bytes mhd sends, for answers written outside it */
+    char *fields;              /* its header lines ("Content-Type: ...\r\n..."), same use */
 };
 
 struct response_stream_handle {
@@ -63,8 +71,31 @@ struct response_stream_handle {
     char *content_type;
 };
 
+/*
+ * What watch.c holds for a parked request: either the request's own state (a connection
+ * suspended inside libmicrohttpd) or a detached_request (the socket parked outside it).
+ */
+struct request_handle {
+    bool detached;
+};
+
+/* A parked request whose socket left libmicrohttpd: what the answer and the access log need. */
+typedef struct detached_request {
+    struct request_handle handle;
+    parked_socket *socket;
+    http_server *owner;
+    struct timespec started;
+    int metrics_route;
+    unsigned status;
+    size_t bytes_out;
+    bool head_only;
+    bool keep_alive;
+    char text[]; /* request id, method, url: each NUL-terminated */
+} detached_request;
+
 /* One HTTP request, from the first access-handler call to the completion callback. */
 typedef struct request_state {
+    struct request_handle handle; /* when suspended inside libmicrohttpd */
     request req;
     struct timespec started;
     char *path_storage;    /* the decoded segments point into this */
@@ -81,11 +112,9 @@ typedef struct request_state {
     struct http_server *owner;
     bool suspended;        /* parked by request_suspend, waiting for request_resume */
     response pending;      /* the answer request_resume left for the next access call */
+    const char *version;   /* "HTTP/1.1", ... */
+    detached_request *detached; /* parked outside libmicrohttpd: the connection is dropped */
 } request_state;
-
-struct request_handle {
-    request_state state; /* a handle is the request's own state: no extra allocation */
-};
 
 static double seconds_since(const struct timespec *start)
 {
@@ -318,9 +347,16 @@ prepared_response *prepared_response_new(unsigned status, const char *content_ty
     }
     p->status = status;
     p->size = len;
-    if ((content_type && MHD_add_response_header(p->mhd, "Content-Type", content_type) != MHD_YES) ||
+    p->body = body;
+    if (asprintf(&p->fields, "%s%s%s%s%s%s", content_type ? "Content-Type: " : "",
+                 content_type ? content_type : "", content_type ? "\r\n" : "",
+                 etag ? "ETag: " : "", etag ? etag : "", etag ? "\r\n" : "") < 0)
+        p->fields = NULL;
+    if (p->fields == NULL ||
+        (content_type && MHD_add_response_header(p->mhd, "Content-Type", content_type) != MHD_YES) ||
         (etag && MHD_add_response_header(p->mhd, "ETag", etag) != MHD_YES)) {
         MHD_destroy_response(p->mhd);
+        free(p->fields);
         free(p);
         return NULL;
     }
@@ -342,6 +378,7 @@ void prepared_response_release(prepared_response *p)
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1) {
         /* MHD frees the buffer only once every connection still sending it is done. */
         MHD_destroy_response(p->mhd);
+        free(p->fields);
         free(p);
     }
 }
@@ -527,7 +564,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     http_server *h = cls;
     request_state *st = *ctx;
-    (void)version;
 
     if (st == NULL) {
         st = calloc(1, sizeof(*st));
@@ -540,6 +576,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->req.server = h->srv;
         st->req.conn = conn;
         st->req.http_state = st;
+        st->version = version;
         st->owner = h;
         atomic_fetch_add_explicit(&h->in_flight, 1, memory_order_relaxed);
         pick_request_id(st, conn);
@@ -598,6 +635,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         h->dispatch(&st->req, &res, &st->metrics_route);
     }
+    if (st->detached != NULL) {
+        /* The socket is parked outside: have libmicrohttpd drop the connection without a word
+         * (it cannot write anything on it any more; see detach). */
+        st->detached->metrics_route = st->metrics_route;
+        response_dispose(&res);
+        log_set_request_id(NULL);
+        return MHD_NO;
+    }
     if (st->suspended) {
         response_dispose(&res);
         log_set_request_id(NULL);
@@ -609,21 +654,204 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
+/* Whether the connection may carry another request after this one (HTTP/1.1 unless the client
+ * said "Connection: close"; an HTTP/1.0 client gets its answer and a close). */
+static bool wants_keep_alive(const request_state *st)
+{
+    if (st->version == NULL || strcmp(st->version, MHD_HTTP_VERSION_1_1) != 0)
+        return false;
+    const char *list = MHD_lookup_connection_value(st->req.conn, MHD_HEADER_KIND, "Connection");
+    while (list != NULL && *list != '\0') {
+        list += strspn(list, " \t,");
+        size_t len = strcspn(list, " \t,");
+        if (len == 5 && strncasecmp(list, "close", 5) == 0)
+            return false;
+        list += len;
+    }
+    return true;
+}
+
+/*
+ * Moves a request that is about to wait out of libmicrohttpd: a duplicate of its socket goes
+ * to the parking lot, and on_request then returns MHD_NO, which makes libmicrohttpd forget the
+ * connection and close its own descriptor — without shutdown(), because the daemon runs with
+ * MHD_USE_TURBO; without it, the client would see the end of the stream. NULL when the
+ * request cannot leave (TLS, shutting down, out of descriptors): it is suspended instead.
+ */
+static detached_request *detach(request_state *st)
+{
+    http_server *h = st->owner;
+    if (h->parking == NULL || atomic_load(&h->quiescing))
+        return NULL;
+    const union MHD_ConnectionInfo *fd_info =
+        MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr_info =
+        MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (fd_info == NULL || addr_info == NULL || addr_info->client_addr == NULL)
+        return NULL;
+    const struct sockaddr *addr = addr_info->client_addr;
+    socklen_t addr_len = addr->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
+                         : addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                       : 0;
+    if (addr_len == 0)
+        return NULL;
+    size_t id_len = strlen(st->request_id) + 1;
+    size_t method_len = strlen(st->req.method) + 1;
+    size_t url_len = strlen(st->req.url) + 1;
+    detached_request *d = malloc(sizeof(*d) + id_len + method_len + url_len);
+    if (d == NULL)
+        return NULL;
+    d->handle.detached = true;
+    d->owner = h;
+    d->started = st->started;
+    d->metrics_route = -1;
+    d->status = 0;
+    d->bytes_out = 0;
+    d->head_only = strcmp(st->req.method, "HEAD") == 0;
+    d->keep_alive = wants_keep_alive(st);
+    memcpy(d->text, st->request_id, id_len);
+    memcpy(d->text + id_len, st->req.method, method_len);
+    memcpy(d->text + id_len + method_len, st->req.url, url_len);
+    int fd = fcntl(fd_info->connect_fd, F_DUPFD_CLOEXEC, 0);
+    d->socket = fd < 0 ? NULL : parking_park(h->parking, fd, addr, addr_len, d);
+    if (d->socket == NULL) {
+        if (fd >= 0)
+            close(fd);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
 request_handle *request_suspend(request *req)
 {
     request_state *st = req->http_state;
+    detached_request *d = detach(st);
+    if (d != NULL) {
+        st->detached = d;
+        return &d->handle;
+    }
     /* Suspend before anyone can learn of the handle, so a resume never precedes it. */
     MHD_suspend_connection(req->conn);
     st->suspended = true;
-    return (request_handle *)(void *)st;
+    st->handle.detached = false;
+    return &st->handle;
+}
+
+static void prepared_body_done(void *cls)
+{
+    prepared_response_release(cls);
+}
+
+/*
+ * The answer to a detached request, written as libmicrohttpd would have written it: status
+ * line, Date, the response's own fields, Content-Length (none on 1xx, 204 and 304), and
+ * "Connection: close" when the connection ends with it. A prepared response lends its body and
+ * header lines; any other body travels in the same buffer as the head.
+ */
+static void answer_detached(detached_request *d, response *res)
+{
+    prepared_response *p = res->prepared;
+    unsigned status = p ? p->status : (res->status ? res->status : 200);
+    const char *body = p ? p->body : res->body;
+    size_t body_len = p ? p->size : res->body_len;
+    bool keep_alive = d->keep_alive && !atomic_load(&d->owner->quiescing);
+    bool has_length = status >= 200 && status != 204 && status != 304;
+    bool send_body = has_length && !d->head_only && body_len > 0;
+
+    char date[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+
+    parking_answer answer;
+    memset(&answer, 0, sizeof(answer));
+    answer.keep_alive = keep_alive;
+    FILE *head = open_memstream(&answer.head, &answer.head_len);
+    if (head != NULL) {
+        const char *reason = MHD_get_reason_phrase_for(status);
+        fprintf(head, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, reason ? reason : "", date);
+        if (p != NULL) {
+            fputs(p->fields, head);
+        } else {
+            if (res->content_type != NULL)
+                fprintf(head, "Content-Type: %s\r\n", res->content_type);
+            for (size_t i = 0; i < res->nheaders; i++)
+                fprintf(head, "%s: %s\r\n", res->headers[i].name, res->headers[i].value);
+        }
+        if (has_length)
+            fprintf(head, "Content-Length: %zu\r\n", body_len);
+        if (!keep_alive)
+            fputs("Connection: close\r\n", head);
+        fputs("\r\n", head);
+        if (send_body && p == NULL)
+            fwrite(body, 1, body_len, head);
+        if (fclose(head) != 0) {
+            free(answer.head);
+            answer.head = NULL;
+        }
+    }
+    if (answer.head == NULL) {
+        /* Out of memory: the client gets a closed connection rather than a wrong answer. */
+        answer.head_len = 0;
+        answer.keep_alive = false;
+        send_body = false;
+    }
+    if (send_body && p != NULL) {
+        answer.body = body;
+        answer.body_len = body_len;
+    }
+    if (p != NULL) {
+        res->prepared = NULL; /* the answer holds the reference until the body is sent */
+        answer.body_done = prepared_body_done;
+        answer.body_cls = p;
+    }
+    d->status = status;
+    d->bytes_out = send_body ? body_len : 0;
+    response_dispose(res);
+    parking_send(d->socket, &answer);
 }
 
 void request_resume(request_handle *handle, response *res)
 {
-    request_state *st = &handle->state;
+    if (handle->detached) {
+        answer_detached((detached_request *)(void *)handle, res);
+        return;
+    }
+    request_state *st = (request_state *)(void *)handle;
     st->pending = *res;
     memset(res, 0, sizeof(*res));
     MHD_resume_connection(st->req.conn);
+}
+
+/* The parking lot hands back a socket whose answer went out: it is a new connection now. */
+static void reuse_socket(void *cls, int fd, const struct sockaddr *addr, socklen_t addr_len)
+{
+    http_server *h = cls;
+    pthread_mutex_lock(&h->reuse_lock);
+    if (h->daemon_stopping)
+        close(fd);
+    else if (MHD_add_connection(h->daemon, fd, addr, addr_len) != MHD_YES)
+        LOG_DEBUG(MODULE, "a kept-alive connection could not be taken back (limits)");
+    pthread_mutex_unlock(&h->reuse_lock);
+}
+
+static void detached_done(void *ctx, bool sent)
+{
+    detached_request *d = ctx;
+    const char *request_id = d->text;
+    const char *method = request_id + strlen(request_id) + 1;
+    const char *url = method + strlen(method) + 1;
+    double elapsed = seconds_since(&d->started);
+    if (d->metrics_route >= 0)
+        metrics_request(d->metrics_route, d->status, elapsed);
+    log_set_request_id(request_id);
+    LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", method, url, d->status, d->bytes_out,
+             elapsed * 1000.0, sent ? "" : " (client gone)");
+    log_set_request_id(NULL);
+    atomic_fetch_sub_explicit(&d->owner->in_flight, 1, memory_order_relaxed);
+    free(d);
 }
 
 const char *request_peer(const request *req, char *buf, size_t size)
@@ -651,8 +879,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     request_state *st = *ctx;
     if (st == NULL)
         return;
+    /* A detached request is not over: libmicrohttpd is done with its socket, which the parking
+     * lot now owns, and it stays in flight (and unlogged) until its answer is written. */
+    bool detached = st->detached != NULL;
+    if (detached)
+        parking_release(st->detached->socket);
     double elapsed = seconds_since(&st->started);
-    if (st->answered) {
+    if (st->answered && !detached) {
         if (st->metrics_route >= 0)
             metrics_request(st->metrics_route, st->status, elapsed);
         log_set_request_id(st->request_id);
@@ -662,7 +895,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
         log_set_request_id(NULL);
     }
     response_dispose(&st->pending);
-    atomic_fetch_sub_explicit(&st->owner->in_flight, 1, memory_order_relaxed);
+    if (!detached)
+        atomic_fetch_sub_explicit(&st->owner->in_flight, 1, memory_order_relaxed);
     for (size_t i = 0; i < st->ndecoded; i++)
         free(st->decoded[i]);
     free(st->decoded);
@@ -726,6 +960,19 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     h->srv = srv;
     h->dispatch = dispatch;
     h->max_body_bytes = opts->max_body_bytes;
+    atomic_init(&h->quiescing, false);
+    if (pthread_mutex_init(&h->reuse_lock, NULL) != 0) {
+        free(h);
+        return err_set(ERR_INTERNAL, "cannot set up the HTTP server");
+    }
+    if (!opts->tls) {
+        static const parking_handlers handlers = {.reuse = reuse_socket, .done = detached_done};
+        if (parking_lot_start(&h->parking, &handlers, h) < 0) {
+            pthread_mutex_destroy(&h->reuse_lock);
+            free(h);
+            return err_last_code();
+        }
+    }
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
@@ -777,6 +1024,8 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
                                      COMMON_OPTIONS);
 #undef COMMON_OPTIONS
     if (h->daemon == NULL) {
+        parking_lot_stop(h->parking);
+        pthread_mutex_destroy(&h->reuse_lock);
         free(h);
         return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u (address in use?)",
                        opts->listen ? opts->listen : "0.0.0.0", opts->port);
@@ -799,6 +1048,8 @@ unsigned http_requests_in_flight(const http_server *h)
 
 void http_quiesce(http_server *h)
 {
+    if (h != NULL)
+        atomic_store(&h->quiescing, true);
     if (h != NULL && h->daemon != NULL) {
         MHD_socket fd = MHD_quiesce_daemon(h->daemon);
         if (fd != MHD_INVALID_SOCKET)
@@ -810,7 +1061,16 @@ void http_stop(http_server *h)
 {
     if (h == NULL)
         return;
+    atomic_store(&h->quiescing, true);
+    /* No socket may go back to the daemon once it starts stopping; stopping it then completes
+     * every connection, so each detached request has been released to the lot before the lot
+     * stops. */
+    pthread_mutex_lock(&h->reuse_lock);
+    h->daemon_stopping = true;
+    pthread_mutex_unlock(&h->reuse_lock);
     if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
+    parking_lot_stop(h->parking);
+    pthread_mutex_destroy(&h->reuse_lock);
     free(h);
 }

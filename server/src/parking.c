@@ -1,0 +1,372 @@
+/*
+ * parking — long-poll sockets held outside libmicrohttpd while they wait (see parking.h).
+ *
+ * One epoll set and one thread. A waiting socket is registered for EPOLLRDHUP only: a client
+ * that hangs up is noticed and its descriptor closed at once, while bytes a client sends early
+ * stay in the kernel for the HTTP server to read after the answer. An answer is queued by
+ * whichever thread produces it and written by the lot's thread, which alone does I/O on parked
+ * sockets; a socket whose send buffer fills is switched to EPOLLOUT until it drains.
+ *
+ * The lock covers the queue and each socket's released/answered/gone flags, never I/O.
+ */
+#include "parking.h"
+
+#include "errors.h"
+#include "log.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define MODULE "parking"
+#define EVENTS_PER_WAIT 256
+
+struct parked_socket {
+    parking_lot *lot;
+    int fd;                /* -1 once closed */
+    bool released;         /* the HTTP server dropped its descriptor: ours to watch */
+    bool answered;         /* parking_send ran */
+    bool writing;          /* the lot's thread is sending the answer (lot thread only) */
+    parking_answer answer;
+    size_t written;        /* bytes of head, then body, already sent */
+    void *ctx;
+    parked_socket *next_ready;
+    parked_socket *prev, *next; /* every socket the lot holds, for stop */
+    socklen_t addr_len;
+    union {
+        struct sockaddr any;
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } addr;
+};
+
+struct parking_lot {
+    parking_handlers handlers;
+    void *cls;
+    int epoll_fd;
+    int wake_fd;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    bool stopping;
+    parked_socket *ready_head, *ready_tail; /* answered and released, not yet written */
+    parked_socket *all;
+};
+
+static void wake_thread(parking_lot *lot)
+{
+    uint64_t one = 1;
+    ssize_t n = write(lot->wake_fd, &one, sizeof(one));
+    (void)n; /* a full counter already means "wake up" */
+}
+
+/* Lock held. */
+static void queue_ready(parking_lot *lot, parked_socket *s)
+{
+    bool was_empty = lot->ready_head == NULL;
+    s->next_ready = NULL;
+    if (lot->ready_tail)
+        lot->ready_tail->next_ready = s;
+    else
+        lot->ready_head = s;
+    lot->ready_tail = s;
+    if (was_empty)
+        wake_thread(lot);
+}
+
+static void close_socket(parked_socket *s)
+{
+    if (s->fd < 0)
+        return;
+    /* Explicitly: the HTTP server may still hold its own descriptor of the same socket for a
+     * moment, and epoll forgets a registration only when every descriptor is closed. */
+    epoll_ctl(s->lot->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
+    close(s->fd);
+    s->fd = -1;
+}
+
+static void release_answer(parking_answer *a)
+{
+    if (a->head != NULL) {
+        OPENSSL_cleanse(a->head, a->head_len);
+        free(a->head);
+        a->head = NULL;
+    }
+    if (a->body_done != NULL) {
+        a->body_done(a->body_cls);
+        a->body_done = NULL;
+    }
+}
+
+/* Lot thread: the exchange is over, one way or the other. */
+static void finish(parked_socket *s, bool sent)
+{
+    parking_lot *lot = s->lot;
+    bool reuse = false;
+    pthread_mutex_lock(&lot->lock);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        lot->all = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    reuse = sent && s->answer.keep_alive && !lot->stopping && s->fd >= 0;
+    pthread_mutex_unlock(&lot->lock);
+
+    if (reuse) {
+        epoll_ctl(lot->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
+        lot->handlers.reuse(lot->cls, s->fd, &s->addr.any, s->addr_len);
+        s->fd = -1;
+    } else {
+        close_socket(s);
+    }
+    release_answer(&s->answer);
+    lot->handlers.done(s->ctx, sent);
+    free(s);
+}
+
+/* 1: all sent, 0: the socket is full (wait for EPOLLOUT), -1: the client is gone. */
+static int send_some(parked_socket *s)
+{
+    const parking_answer *a = &s->answer;
+    size_t total = a->head_len + a->body_len;
+    while (s->written < total) {
+        struct iovec iov[2];
+        size_t n = 0;
+        if (s->written < a->head_len) {
+            iov[n].iov_base = a->head + s->written;
+            iov[n++].iov_len = a->head_len - s->written;
+            if (a->body_len > 0) {
+                iov[n].iov_base = (void *)(uintptr_t)a->body;
+                iov[n++].iov_len = a->body_len;
+            }
+        } else {
+            size_t done = s->written - a->head_len;
+            iov[n].iov_base = (void *)(uintptr_t)(a->body + done);
+            iov[n++].iov_len = a->body_len - done;
+        }
+        struct msghdr msg;
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n;
+        ssize_t sent = sendmsg(s->fd, &msg, MSG_NOSIGNAL);
+        if (sent < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -1;
+        }
+        s->written += (size_t)sent;
+    }
+    return 1;
+}
+
+/* Lot thread: write what the socket takes; finish when all of it went out or the client left. */
+static void advance(parked_socket *s)
+{
+    int state = s->fd < 0 ? -1 : send_some(s);
+    if (state != 0) {
+        finish(s, state > 0);
+        return;
+    }
+    if (!s->writing) {
+        s->writing = true;
+        struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = s};
+        if (epoll_ctl(s->lot->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) != 0)
+            finish(s, false);
+    }
+}
+
+static void drain_ready(parking_lot *lot)
+{
+    uint64_t count;
+    ssize_t n = read(lot->wake_fd, &count, sizeof(count));
+    (void)n;
+    pthread_mutex_lock(&lot->lock);
+    parked_socket *list = lot->ready_head;
+    lot->ready_head = lot->ready_tail = NULL;
+    pthread_mutex_unlock(&lot->lock);
+    while (list != NULL) {
+        parked_socket *s = list;
+        list = s->next_ready;
+        advance(s);
+    }
+}
+
+/* Lot thread: an event on a socket still waiting for its answer, or being written. */
+static void on_socket_event(parked_socket *s, uint32_t events)
+{
+    if (s->writing) {
+        if (events & (EPOLLERR | EPOLLHUP))
+            finish(s, false);
+        else
+            advance(s);
+        return;
+    }
+    parking_lot *lot = s->lot;
+    pthread_mutex_lock(&lot->lock);
+    /* An answered socket is in the ready queue and will be seen there. */
+    if (!s->answered)
+        close_socket(s); /* the client hung up: keep the record until watch.c answers it */
+    pthread_mutex_unlock(&lot->lock);
+}
+
+static void *lot_thread(void *arg)
+{
+    parking_lot *lot = arg;
+    struct epoll_event events[EVENTS_PER_WAIT];
+    for (;;) {
+        int n = epoll_wait(lot->epoll_fd, events, EVENTS_PER_WAIT, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            LOG_ERROR(MODULE, "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        bool woken = false;
+        /* Each socket appears at most once per batch, and only its own event frees it. */
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.ptr == NULL)
+                woken = true;
+            else
+                on_socket_event(events[i].data.ptr, events[i].events);
+        }
+        if (woken) {
+            drain_ready(lot);
+            pthread_mutex_lock(&lot->lock);
+            bool stopping = lot->stopping;
+            pthread_mutex_unlock(&lot->lock);
+            if (stopping)
+                break;
+        }
+    }
+    return NULL;
+}
+
+int parking_lot_start(parking_lot **out, const parking_handlers *handlers, void *cls)
+{
+    parking_lot *lot = calloc(1, sizeof(*lot));
+    if (lot == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    lot->handlers = *handlers;
+    lot->cls = cls;
+    lot->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    lot->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (lot->epoll_fd < 0 || lot->wake_fd < 0 ||
+        epoll_ctl(lot->epoll_fd, EPOLL_CTL_ADD, lot->wake_fd, &ev) != 0 ||
+        pthread_mutex_init(&lot->lock, NULL) != 0) {
+        int saved = errno;
+        if (lot->epoll_fd >= 0)
+            close(lot->epoll_fd);
+        if (lot->wake_fd >= 0)
+            close(lot->wake_fd);
+        free(lot);
+        return err_set(ERR_INTERNAL, "cannot set up the parking lot: %s", strerror(saved));
+    }
+    if (pthread_create(&lot->thread, NULL, lot_thread, lot) != 0) {
+        pthread_mutex_destroy(&lot->lock);
+        close(lot->epoll_fd);
+        close(lot->wake_fd);
+        free(lot);
+        return err_set(ERR_INTERNAL, "cannot start the parking thread");
+    }
+    *out = lot;
+    return 0;
+}
+
+void parking_lot_stop(parking_lot *lot)
+{
+    if (lot == NULL)
+        return;
+    pthread_mutex_lock(&lot->lock);
+    lot->stopping = true;
+    wake_thread(lot);
+    pthread_mutex_unlock(&lot->lock);
+    pthread_join(lot->thread, NULL);
+    /* The thread is gone: what is still held was never answered or could not be written. */
+    drain_ready(lot);
+    while (lot->all != NULL) {
+        finish(lot->all, false);
+    }
+    pthread_mutex_destroy(&lot->lock);
+    close(lot->epoll_fd);
+    close(lot->wake_fd);
+    free(lot);
+}
+
+parked_socket *parking_park(parking_lot *lot, int fd, const struct sockaddr *addr,
+                            socklen_t addr_len, void *ctx)
+{
+    if (addr_len > sizeof(((parked_socket *)NULL)->addr))
+        return NULL;
+    parked_socket *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->lot = lot;
+    s->fd = fd;
+    s->ctx = ctx;
+    s->addr_len = addr_len;
+    memcpy(&s->addr, addr, addr_len);
+    /* The answer goes out in one write: nothing to gain from holding it back. */
+    int on = 1, off = 0;
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+
+    pthread_mutex_lock(&lot->lock);
+    if (lot->stopping) {
+        pthread_mutex_unlock(&lot->lock);
+        free(s);
+        return NULL;
+    }
+    s->next = lot->all;
+    if (lot->all)
+        lot->all->prev = s;
+    lot->all = s;
+    pthread_mutex_unlock(&lot->lock);
+    return s;
+}
+
+void parking_release(parked_socket *s)
+{
+    parking_lot *lot = s->lot;
+    pthread_mutex_lock(&lot->lock);
+    s->released = true;
+    if (s->answered) {
+        queue_ready(lot, s);
+    } else {
+        struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = s};
+        if (epoll_ctl(lot->epoll_fd, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+            LOG_WARN(MODULE, "cannot watch a parked socket: %s", strerror(errno));
+            close(s->fd);
+            s->fd = -1; /* answered later as gone */
+        }
+    }
+    pthread_mutex_unlock(&lot->lock);
+}
+
+void parking_send(parked_socket *s, const parking_answer *answer)
+{
+    parking_lot *lot = s->lot;
+    pthread_mutex_lock(&lot->lock);
+    s->answer = *answer;
+    s->answered = true;
+    if (s->released) {
+        if (s->fd >= 0) {
+            /* Stop listening for hang-ups: the lot's thread takes it from the queue. */
+            struct epoll_event ev = {.events = 0, .data.ptr = s};
+            epoll_ctl(lot->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev);
+        }
+        queue_ready(lot, s);
+    }
+    pthread_mutex_unlock(&lot->lock);
+}
