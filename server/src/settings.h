@@ -38,7 +38,7 @@ typedef struct settings {
     unsigned max_connections_per_ip; /* --max-connections-per-ip, default 256 */
     unsigned max_watchers_per_ip; /* --max-watchers-per-ip, parked watch requests, 1024 */
     unsigned idle_timeout;      /* --idle-timeout seconds a connection may stay silent, 60 */
-    size_t max_header_bytes;    /* --max-header-bytes, a connection's request head, 32 KiB */
+    size_t max_header_bytes;    /* --max-header-bytes, a connection's request head, 36 KiB */
     unsigned auth_failures_per_minute; /* --auth-failures-per-minute per address, 30; 0: off */
     size_t max_body_bytes;      /* --max-body-bytes, default 1 MiB */
     size_t max_file_bytes;      /* --max-file-bytes, largest repository file read, default 4 MiB */

@@ -127,7 +127,7 @@ static void test_defaults(void **state)
     assert_int_equal(s.max_connections_per_ip, 256);
     assert_int_equal(s.max_watchers_per_ip, 1024);
     assert_int_equal(s.idle_timeout, 60);
-    assert_int_equal(s.max_header_bytes, 32u << 10);
+    assert_int_equal(s.max_header_bytes, 36u << 10);
     assert_int_equal(s.auth_failures_per_minute, 30);
     assert_int_equal(s.max_body_bytes, 1u << 20);
     assert_int_equal(s.max_file_bytes, 4u << 20);
