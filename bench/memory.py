@@ -34,7 +34,7 @@ PROFILES = ("dev", "test", "prod")
 async def park(port, repo, count):
     await w.request(port, "/orders/dev")
     before = bl.rss_kib(park.pid)
-    _, conns = await w.round_trip(port, repo, count, 0)
+    conns = await w.park_on_current(port, count)
     after = bl.rss_kib(park.pid)
     for _, writer in conns:
         writer.close()

@@ -162,7 +162,7 @@ def wake_profile(binary, args):
         async def rounds():
             await w.request(server.port, "/orders/dev")
             for round_no in range(args.rounds):
-                _, conns = await w.round_trip(server.port, repo, args.wake, round_no)
+                conns = await w.park_on_current(server.port, args.wake)
                 w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "r")
                 waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
                 perf.command("enable")

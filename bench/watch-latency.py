@@ -30,7 +30,7 @@ KEY = b"/config/orders/dev"
 
 
 async def almanac_round(port, repo, count, round_no):
-    _, conns = await w.round_trip(port, repo, count, round_no)
+    conns = await w.park_on_current(port, count)
     w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
     waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
     pushed = time.monotonic()
