@@ -44,8 +44,8 @@ struct http_server {
     size_t max_body_bytes;
     unsigned port;
     atomic_uint in_flight;
-    parking_lot *parking;      /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
-    atomic_bool quiescing;     /* answers from parked sockets close their connection */
+    parking_lot *parking;       /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
+    atomic_bool quiescing;      /* answers from parked sockets close their connection */
     pthread_mutex_t reuse_lock; /* orders handing sockets back against stopping the daemon */
     bool daemon_stopping;
 };
@@ -55,8 +55,8 @@ struct prepared_response {
     unsigned status;
     size_t size;
     struct MHD_Response *mhd;
-    const char *body;          /* the bytes mhd sends, for answers written outside it */
-    char *fields;              /* its header lines ("Content-Type: ...\r\n..."), same use */
+    const char *body; /* the bytes mhd sends, for answers written outside it */
+    char *fields;     /* its header lines ("Content-Type: ...\r\n..."), same use */
 };
 
 struct response_stream_handle {
@@ -113,7 +113,8 @@ typedef struct request_state {
     bool suspended;        /* parked by request_suspend, waiting for request_resume */
     response pending;      /* the answer request_resume left for the next access call */
     const char *version;   /* "HTTP/1.1", ... */
-    detached_request *detached; /* parked outside libmicrohttpd: the connection is dropped */
+    /* parked outside libmicrohttpd: the connection is dropped */
+    detached_request *detached;
 } request_state;
 
 static double seconds_since(const struct timespec *start)
@@ -349,11 +350,12 @@ prepared_response *prepared_response_new(unsigned status, const char *content_ty
     p->size = len;
     p->body = body;
     if (asprintf(&p->fields, "%s%s%s%s%s%s", content_type ? "Content-Type: " : "",
-                 content_type ? content_type : "", content_type ? "\r\n" : "",
-                 etag ? "ETag: " : "", etag ? etag : "", etag ? "\r\n" : "") < 0)
+                 content_type ? content_type : "", content_type ? "\r\n" : "", etag ? "ETag: " : "",
+                 etag ? etag : "", etag ? "\r\n" : "") < 0)
         p->fields = NULL;
     if (p->fields == NULL ||
-        (content_type && MHD_add_response_header(p->mhd, "Content-Type", content_type) != MHD_YES) ||
+        (content_type &&
+         MHD_add_response_header(p->mhd, "Content-Type", content_type) != MHD_YES) ||
         (etag && MHD_add_response_header(p->mhd, "ETag", etag) != MHD_YES)) {
         MHD_destroy_response(p->mhd);
         free(p->fields);
@@ -1009,6 +1011,7 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     }
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
+    struct MHD_Daemon *daemon;
     /* Callbacks go as variadic arguments: an option array holds them only as integers. The
      * certificate comes from tls.c at each handshake, so a reload needs no restart. */
 #define COMMON_OPTIONS                                                                             \
@@ -1016,13 +1019,17 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
         NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, options,             \
         MHD_OPTION_END
     if (tls)
-        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
-                                     MHD_OPTION_HTTPS_CERT_CALLBACK, tls_certificate_callback(),
-                                     COMMON_OPTIONS);
+        daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                  MHD_OPTION_HTTPS_CERT_CALLBACK, tls_certificate_callback(),
+                                  COMMON_OPTIONS);
     else
-        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
-                                     COMMON_OPTIONS);
+        daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                  COMMON_OPTIONS);
 #undef COMMON_OPTIONS
+    /* The parking thread reads it when it hands a socket back. */
+    pthread_mutex_lock(&h->reuse_lock);
+    h->daemon = daemon;
+    pthread_mutex_unlock(&h->reuse_lock);
     if (h->daemon == NULL) {
         parking_lot_stop(h->parking);
         pthread_mutex_destroy(&h->reuse_lock);

@@ -32,12 +32,12 @@
 
 struct parked_socket {
     parking_lot *lot;
-    int fd;                /* -1 once closed */
-    bool released;         /* the HTTP server dropped its descriptor: ours to watch */
-    bool answered;         /* parking_send ran */
-    bool writing;          /* the lot's thread is sending the answer (lot thread only) */
+    int fd;        /* -1 once closed */
+    bool released; /* the HTTP server dropped its descriptor: ours to watch */
+    bool answered; /* parking_send ran */
+    bool writing;  /* the lot's thread is sending the answer (lot thread only) */
     parking_answer answer;
-    size_t written;        /* bytes of head, then body, already sent */
+    size_t written; /* bytes of head, then body, already sent */
     void *ctx;
     parked_socket *next_ready;
     parked_socket *prev, *next; /* every socket the lot holds, for stop */

@@ -49,13 +49,13 @@ parked_socket *parking_park(parking_lot *lot, int fd, const struct sockaddr *add
 void parking_release(parked_socket *s);
 
 typedef struct parking_answer {
-    char *head;            /* status line and headers, owned: wiped and freed when done */
+    char *head; /* status line and headers, owned: wiped and freed when done */
     size_t head_len;
-    const char *body;      /* borrowed until body_done(body_cls) runs; may be NULL */
+    const char *body; /* borrowed until body_done(body_cls) runs; may be NULL */
     size_t body_len;
     void (*body_done)(void *body_cls);
     void *body_cls;
-    bool keep_alive;       /* hand the socket back after the answer, else close it */
+    bool keep_alive; /* hand the socket back after the answer, else close it */
 } parking_answer;
 
 /* Answers a parked socket, exactly once, from any thread (before or after its release). */
