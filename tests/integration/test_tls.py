@@ -11,6 +11,8 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
+import time
 import unittest
 import warnings
 
@@ -50,6 +52,46 @@ class TlsTest(ServerTestCase):
                 env = json.loads(body)
                 self.assertEqual(env["propertySources"][0]["source"], {"color": "red"})
         finally:
+            conn.close()
+
+    def https_request(self, conn, method, path):
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.getheader("ETag"), r.read()
+
+    def test_watch_over_https_times_out_and_wakes_on_the_same_connection(self):
+        # A TLS session cannot leave libmicrohttpd: the watcher is suspended inside it instead
+        # of parked outside (test_parked.py), and must behave the same.
+        self.repo.commit({"billing.yml": "plan: basic\n"}, "billing")
+        side = self.https()
+        conn = self.https()
+        try:
+            self.assertEqual(self.https_request(side, "POST", "/actuator/refresh")[0], 200)
+            status, tag, _ = self.https_request(conn, "GET", "/billing/dev")
+            self.assertEqual(status, 200)
+            self.assertEqual(self.https_request(conn, "GET", "/billing/dev?watch=%s&timeout=1"
+                                                % tag.strip('"')), (304, tag, b""))
+            answer = {}
+            watcher = threading.Thread(target=lambda: answer.update(result=self.https_request(
+                conn, "GET", "/billing/dev?watch=%s&timeout=60" % tag.strip('"'))))
+            watcher.start()
+            deadline = time.monotonic() + 10
+            parked = False
+            while not parked and time.monotonic() < deadline:
+                metrics = self.https_request(side, "GET", "/metrics")[2].decode()
+                parked = re.search(r"^almanac_watchers 1$", metrics, re.M) is not None
+                time.sleep(0.05)
+            self.assertTrue(parked, "the watcher never parked")
+            self.repo.commit({"billing.yml": "plan: premium\n"}, "upgrade")
+            self.assertEqual(self.https_request(side, "POST", "/actuator/refresh")[0], 200)
+            watcher.join(20)
+            status, new_tag, body = answer["result"]
+            self.assertEqual(status, 200)
+            self.assertNotEqual(new_tag, tag)
+            self.assertEqual(json.loads(body)["propertySources"][0]["source"], {"plan": "premium"})
+            self.assertEqual(self.https_request(conn, "GET", "/billing/dev")[1], new_tag)
+        finally:
+            side.close()
             conn.close()
 
     def test_untrusted_client_refuses(self):
