@@ -341,16 +341,15 @@ void parking_release(parked_socket *s)
     parking_lot *lot = s->lot;
     pthread_mutex_lock(&lot->lock);
     s->released = true;
-    if (s->answered) {
-        queue_ready(lot, s);
-    } else {
-        struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = s};
-        if (epoll_ctl(lot->epoll_fd, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
-            LOG_WARN(MODULE, "cannot watch a parked socket: %s", strerror(errno));
-            close(s->fd);
-            s->fd = -1; /* answered later as gone */
-        }
+    /* Registered even when already answered: a partial write switches it to EPOLLOUT. */
+    struct epoll_event ev = {.events = s->answered ? 0 : EPOLLRDHUP, .data.ptr = s};
+    if (epoll_ctl(lot->epoll_fd, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+        LOG_WARN(MODULE, "cannot watch a parked socket: %s", strerror(errno));
+        close(s->fd);
+        s->fd = -1; /* finished as gone once answered */
     }
+    if (s->answered)
+        queue_ready(lot, s);
     pthread_mutex_unlock(&lot->lock);
 }
 

@@ -184,6 +184,39 @@ class ParkedWatcherTest(unittest.TestCase):
         self.assertEqual(self.server.get("/orders/dev").status, 200)
         self.assertIn("(client gone)", self.server.log())
 
+    def test_an_answer_larger_than_the_socket_buffers_arrives_whole(self):
+        # A slow reader with a small receive buffer and an answer (about 6 MB) larger than the
+        # server's send buffer can grow (4 MB here): it cannot go out in one write, so the
+        # parking thread has to wait for the socket to drain, several times.
+        def big(marker, prefix):
+            return "".join("%s%05d: %s-%s\n" % (prefix, i, marker, "v" * 90)
+                           for i in range(30000))
+        self.repo.commit({"large.yml": big("a", "base"), "large-dev.yml": big("a", "key")},
+                         "large")
+        self.assertEqual(self.server.refresh().status, 200)
+        tag = self.etag("/large/dev")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", self.server.port))
+        conn = RawConnection.__new__(RawConnection)
+        conn.sock, conn.pending = sock, b""
+        try:
+            conn.send("GET", "/large/dev?watch=%s&timeout=60" % tag)
+            self.assertTrue(wait_until(lambda: self.watchers() == 1))
+            self.repo.commit({"large-dev.yml": big("b", "key")}, "larger")
+            self.assertEqual(self.server.refresh().status, 200)
+            time.sleep(0.5)  # let the server fill every buffer before anything is read
+            status, headers, body = conn.response()
+            self.assertEqual(status, 200)
+            self.assertGreater(len(body), 6000000)
+            self.assertEqual(len(body), int(headers["content-length"]))
+            self.assertIn(b'"key29999":"b-', body)
+            self.assertIn(b'"base29999":"a-', body)
+            conn.send("GET", "/orders/dev")
+            self.assertEqual(conn.response()[0], 200)
+        finally:
+            conn.close()
+
     def test_many_parked_watchers_wake_on_their_own_connections(self):
         tag = self.etag()
         clients = [RawConnection(self.server.port) for _ in range(50)]
