@@ -40,7 +40,14 @@ def commit(repo, files, message):
 
 
 def open_descriptors(pid):
-    return len(os.listdir("/proc/%d/fd" % pid))
+    """Sockets the process holds (files come and go with Git's pack files)."""
+    count = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            count += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+        except OSError:
+            pass
+    return count
 
 
 async def settle(pid, descriptors):
