@@ -45,9 +45,7 @@ struct http_server {
     unsigned port;
     atomic_uint in_flight;
     parking_lot *parking;       /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
-    atomic_bool quiescing;      /* answers from parked sockets close their connection */
-    pthread_mutex_t reuse_lock; /* orders handing sockets back against stopping the daemon */
-    bool daemon_stopping;
+    atomic_bool quiescing;      /* no request leaves for the parking lot any more */
 };
 
 struct prepared_response {
@@ -89,7 +87,6 @@ typedef struct detached_request {
     unsigned status;
     size_t bytes_out;
     bool head_only;
-    bool keep_alive;
     char text[]; /* request id, method, url: each NUL-terminated */
 } detached_request;
 
@@ -656,29 +653,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return ret;
 }
 
-/* Whether the connection may carry another request after this one (HTTP/1.1 unless the client
- * said "Connection: close"; an HTTP/1.0 client gets its answer and a close). */
-static bool wants_keep_alive(const request_state *st)
-{
-    if (st->version == NULL || strcmp(st->version, MHD_HTTP_VERSION_1_1) != 0)
-        return false;
-    const char *list = MHD_lookup_connection_value(st->req.conn, MHD_HEADER_KIND, "Connection");
-    while (list != NULL && *list != '\0') {
-        list += strspn(list, " \t,");
-        size_t len = strcspn(list, " \t,");
-        if (len == 5 && strncasecmp(list, "close", 5) == 0)
-            return false;
-        list += len;
-    }
-    return true;
-}
-
 /*
  * Moves a request that is about to wait out of libmicrohttpd: a duplicate of its socket goes
  * to the parking lot, and on_request then returns MHD_NO, which makes libmicrohttpd forget the
  * connection and close its own descriptor — without shutdown(), because the daemon runs with
- * MHD_USE_TURBO; without it, the client would see the end of the stream. NULL when the
- * request cannot leave (TLS, shutting down, out of descriptors): it is suspended instead.
+ * MHD_USE_TURBO; without it, the client would see the end of the stream. The answer then ends
+ * the connection. NULL when the request cannot leave (TLS, shutting down, out of
+ * descriptors): it is suspended instead.
  */
 static detached_request *detach(request_state *st)
 {
@@ -687,15 +668,7 @@ static detached_request *detach(request_state *st)
         return NULL;
     const union MHD_ConnectionInfo *fd_info =
         MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const union MHD_ConnectionInfo *addr_info =
-        MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (fd_info == NULL || addr_info == NULL || addr_info->client_addr == NULL)
-        return NULL;
-    const struct sockaddr *addr = addr_info->client_addr;
-    socklen_t addr_len = addr->sa_family == AF_INET    ? sizeof(struct sockaddr_in)
-                         : addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                       : 0;
-    if (addr_len == 0)
+    if (fd_info == NULL)
         return NULL;
     size_t id_len = strlen(st->request_id) + 1;
     size_t method_len = strlen(st->req.method) + 1;
@@ -710,12 +683,11 @@ static detached_request *detach(request_state *st)
     d->status = 0;
     d->bytes_out = 0;
     d->head_only = strcmp(st->req.method, "HEAD") == 0;
-    d->keep_alive = wants_keep_alive(st);
     memcpy(d->text, st->request_id, id_len);
     memcpy(d->text + id_len, st->req.method, method_len);
     memcpy(d->text + id_len + method_len, st->req.url, url_len);
     int fd = fcntl(fd_info->connect_fd, F_DUPFD_CLOEXEC, 0);
-    d->socket = fd < 0 ? NULL : parking_park(h->parking, fd, addr, addr_len, d);
+    d->socket = fd < 0 ? NULL : parking_park(h->parking, fd, d);
     if (d->socket == NULL) {
         if (fd >= 0)
             close(fd);
@@ -748,8 +720,9 @@ static void prepared_body_done(void *cls)
 /*
  * The answer to a detached request, written as libmicrohttpd would have written it: status
  * line, Date, the response's own fields, Content-Length (none on 1xx, 204 and 304), and
- * "Connection: close" when the connection ends with it. A prepared response lends its body and
- * header lines; any other body travels in the same buffer as the head.
+ * "Connection: close" (the client's next request comes on a new connection). A prepared
+ * response lends its body and header lines; any other body travels in the same buffer as the
+ * head.
  */
 static void answer_detached(detached_request *d, response *res)
 {
@@ -757,7 +730,6 @@ static void answer_detached(detached_request *d, response *res)
     unsigned status = p ? p->status : (res->status ? res->status : 200);
     const char *body = p ? p->body : res->body;
     size_t body_len = p ? p->size : res->body_len;
-    bool keep_alive = d->keep_alive && !atomic_load(&d->owner->quiescing);
     bool has_length = status >= 200 && status != 204 && status != 304;
     bool send_body = has_length && !d->head_only && body_len > 0;
 
@@ -769,7 +741,6 @@ static void answer_detached(detached_request *d, response *res)
 
     parking_answer answer;
     memset(&answer, 0, sizeof(answer));
-    answer.keep_alive = keep_alive;
     FILE *head = open_memstream(&answer.head, &answer.head_len);
     if (head != NULL) {
         const char *reason = MHD_get_reason_phrase_for(status);
@@ -784,9 +755,7 @@ static void answer_detached(detached_request *d, response *res)
         }
         if (has_length)
             fprintf(head, "Content-Length: %zu\r\n", body_len);
-        if (!keep_alive)
-            fputs("Connection: close\r\n", head);
-        fputs("\r\n", head);
+        fputs("Connection: close\r\n\r\n", head);
         if (send_body && p == NULL)
             fwrite(body, 1, body_len, head);
         if (fclose(head) != 0) {
@@ -797,7 +766,6 @@ static void answer_detached(detached_request *d, response *res)
     if (answer.head == NULL) {
         /* Out of memory: the client gets a closed connection rather than a wrong answer. */
         answer.head_len = 0;
-        answer.keep_alive = false;
         send_body = false;
     }
     if (send_body && p != NULL) {
@@ -825,18 +793,6 @@ void request_resume(request_handle *handle, response *res)
     st->pending = *res;
     memset(res, 0, sizeof(*res));
     MHD_resume_connection(st->req.conn);
-}
-
-/* The parking lot hands back a socket whose answer went out: it is a new connection now. */
-static void reuse_socket(void *cls, int fd, const struct sockaddr *addr, socklen_t addr_len)
-{
-    http_server *h = cls;
-    pthread_mutex_lock(&h->reuse_lock);
-    if (h->daemon_stopping)
-        close(fd);
-    else if (MHD_add_connection(h->daemon, fd, addr, addr_len) != MHD_YES)
-        LOG_DEBUG(MODULE, "a kept-alive connection could not be taken back (limits)");
-    pthread_mutex_unlock(&h->reuse_lock);
 }
 
 static void detached_done(void *ctx, bool sent)
@@ -963,14 +919,9 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     h->dispatch = dispatch;
     h->max_body_bytes = opts->max_body_bytes;
     atomic_init(&h->quiescing, false);
-    if (pthread_mutex_init(&h->reuse_lock, NULL) != 0) {
-        free(h);
-        return err_set(ERR_INTERNAL, "cannot set up the HTTP server");
-    }
     if (!opts->tls) {
-        static const parking_handlers handlers = {.reuse = reuse_socket, .done = detached_done};
-        if (parking_lot_start(&h->parking, &handlers, h) < 0) {
-            pthread_mutex_destroy(&h->reuse_lock);
+        static const parking_handlers handlers = {.done = detached_done};
+        if (parking_lot_start(&h->parking, &handlers) < 0) {
             free(h);
             return err_last_code();
         }
@@ -1011,7 +962,6 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     }
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    struct MHD_Daemon *daemon;
     /* Callbacks go as variadic arguments: an option array holds them only as integers. The
      * certificate comes from tls.c at each handshake, so a reload needs no restart. */
 #define COMMON_OPTIONS                                                                             \
@@ -1019,20 +969,15 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
         NULL, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_ARRAY, options,             \
         MHD_OPTION_END
     if (tls)
-        daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
-                                  MHD_OPTION_HTTPS_CERT_CALLBACK, tls_certificate_callback(),
-                                  COMMON_OPTIONS);
+        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                     MHD_OPTION_HTTPS_CERT_CALLBACK, tls_certificate_callback(),
+                                     COMMON_OPTIONS);
     else
-        daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
-                                  COMMON_OPTIONS);
+        h->daemon = MHD_start_daemon(flags, (uint16_t)opts->port, NULL, NULL, on_request, h,
+                                     COMMON_OPTIONS);
 #undef COMMON_OPTIONS
-    /* The parking thread reads it when it hands a socket back. */
-    pthread_mutex_lock(&h->reuse_lock);
-    h->daemon = daemon;
-    pthread_mutex_unlock(&h->reuse_lock);
     if (h->daemon == NULL) {
         parking_lot_stop(h->parking);
-        pthread_mutex_destroy(&h->reuse_lock);
         free(h);
         return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u (address in use?)",
                        opts->listen ? opts->listen : "0.0.0.0", opts->port);
@@ -1069,15 +1014,10 @@ void http_stop(http_server *h)
     if (h == NULL)
         return;
     atomic_store(&h->quiescing, true);
-    /* No socket may go back to the daemon once it starts stopping; stopping it then completes
-     * every connection, so each detached request has been released to the lot before the lot
-     * stops. */
-    pthread_mutex_lock(&h->reuse_lock);
-    h->daemon_stopping = true;
-    pthread_mutex_unlock(&h->reuse_lock);
+    /* Stopping the daemon completes every connection, so each detached request has been
+     * released to the lot before the lot stops. */
     if (h->daemon != NULL)
         MHD_stop_daemon(h->daemon);
     parking_lot_stop(h->parking);
-    pthread_mutex_destroy(&h->reuse_lock);
     free(h);
 }

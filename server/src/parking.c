@@ -5,7 +5,10 @@
  * that hangs up is noticed and its descriptor closed at once, while bytes a client sends early
  * stay in the kernel for the HTTP server to read after the answer. An answer is queued by
  * whichever thread produces it and written by the lot's thread, which alone does I/O on parked
- * sockets; a socket whose send buffer fills is switched to EPOLLOUT until it drains.
+ * sockets; a socket whose send buffer fills is switched to EPOLLOUT until it drains. Once sent,
+ * the connection is closed: handing it back to libmicrohttpd (MHD_add_connection) for a next
+ * request was tried, and under connection churn it made libmicrohttpd 0.9.75's thread pool
+ * reset unrelated new connections now and then (see docs/architecture.md).
  *
  * The lock covers the queue and each socket's released/answered/gone flags, never I/O.
  */
@@ -41,17 +44,10 @@ struct parked_socket {
     void *ctx;
     parked_socket *next_ready;
     parked_socket *prev, *next; /* every socket the lot holds, for stop */
-    socklen_t addr_len;
-    union {
-        struct sockaddr any;
-        struct sockaddr_in v4;
-        struct sockaddr_in6 v6;
-    } addr;
 };
 
 struct parking_lot {
     parking_handlers handlers;
-    void *cls;
     int epoll_fd;
     int wake_fd;
     pthread_t thread;
@@ -106,11 +102,20 @@ static void release_answer(parking_answer *a)
     }
 }
 
+/* Bytes the client sent while it waited would turn the close into a reset, which can destroy
+ * the answer before the client has read it: read and drop them first. */
+static void discard_unread(int fd)
+{
+    char scratch[4096];
+    for (int i = 0; i < 16; i++)
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+            return;
+}
+
 /* Lot thread: the exchange is over, one way or the other. */
 static void finish(parked_socket *s, bool sent)
 {
     parking_lot *lot = s->lot;
-    bool reuse = false;
     pthread_mutex_lock(&lot->lock);
     if (s->prev)
         s->prev->next = s->next;
@@ -118,16 +123,11 @@ static void finish(parked_socket *s, bool sent)
         lot->all = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    reuse = sent && s->answer.keep_alive && !lot->stopping && s->fd >= 0;
     pthread_mutex_unlock(&lot->lock);
 
-    if (reuse) {
-        epoll_ctl(lot->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
-        lot->handlers.reuse(lot->cls, s->fd, &s->addr.any, s->addr_len);
-        s->fd = -1;
-    } else {
-        close_socket(s);
-    }
+    if (sent && s->fd >= 0)
+        discard_unread(s->fd);
+    close_socket(s);
     release_answer(&s->answer);
     lot->handlers.done(s->ctx, sent);
     free(s);
@@ -252,13 +252,12 @@ static void *lot_thread(void *arg)
     return NULL;
 }
 
-int parking_lot_start(parking_lot **out, const parking_handlers *handlers, void *cls)
+int parking_lot_start(parking_lot **out, const parking_handlers *handlers)
 {
     parking_lot *lot = calloc(1, sizeof(*lot));
     if (lot == NULL)
         return err_set(ERR_NOMEM, "out of memory");
     lot->handlers = *handlers;
-    lot->cls = cls;
     lot->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     lot->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -304,19 +303,14 @@ void parking_lot_stop(parking_lot *lot)
     free(lot);
 }
 
-parked_socket *parking_park(parking_lot *lot, int fd, const struct sockaddr *addr,
-                            socklen_t addr_len, void *ctx)
+parked_socket *parking_park(parking_lot *lot, int fd, void *ctx)
 {
-    if (addr_len > sizeof(((parked_socket *)NULL)->addr))
-        return NULL;
     parked_socket *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     s->lot = lot;
     s->fd = fd;
     s->ctx = ctx;
-    s->addr_len = addr_len;
-    memcpy(&s->addr, addr, addr_len);
     /* The answer goes out in one write: nothing to gain from holding it back. */
     int on = 1, off = 0;
     setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
