@@ -44,6 +44,18 @@ def require_server_bin():
         raise unittest.SkipTest("ALMANAC_SERVER_BIN is not set to an executable almanac-server")
 
 
+def wait_until(predicate, deadline=10.0, interval=0.02):
+    """Polls predicate until it returns something true (returned) or the deadline passes (the
+    last value is returned, so an assertion on it fails with what was seen)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
 class GitRepo:
     """A non-bare Git repository in a temporary directory, used as a remote through file://."""
 

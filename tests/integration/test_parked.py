@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from almanac_harness import GitRepo, Server, require_server_bin
+from almanac_harness import GitRepo, Server, require_server_bin, wait_until
 
 
 class RawConnection:
@@ -60,15 +60,6 @@ class RawConnection:
 
     def close(self):
         self.sock.close()
-
-
-def wait_until(predicate, deadline=10.0, interval=0.02):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 class ParkedWatcherTest(unittest.TestCase):

@@ -14,7 +14,7 @@ import threading
 import time
 import unittest
 
-from almanac_harness import GitRepo, Server, require_server_bin
+from almanac_harness import GitRepo, Server, require_server_bin, wait_until
 
 SECRET = "webhook-test-secret"
 
@@ -55,16 +55,6 @@ def github_push(paths):
     sig = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).hexdigest()
     return body, {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + sig,
                   "Content-Type": "application/json"}
-
-
-def wait_until(predicate, deadline=10.0, interval=0.02):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def parked_watchers(server):
