@@ -3,12 +3,12 @@
  *
  * One epoll set and one thread. A waiting socket is registered for EPOLLRDHUP only: a client
  * that hangs up is noticed and its descriptor closed at once, while bytes a client sends early
- * stay in the kernel for the HTTP server to read after the answer. An answer is queued by
- * whichever thread produces it and written by the lot's thread, which alone does I/O on parked
- * sockets; a socket whose send buffer fills is switched to EPOLLOUT until it drains. Once sent,
- * the connection is closed: handing it back to libmicrohttpd (MHD_add_connection) for a next
- * request was tried, and under connection churn it made libmicrohttpd 0.9.75's thread pool
- * reset unrelated new connections now and then (see docs/architecture.md).
+ * stay in the kernel until the answer is out (they are dropped before the close). An answer is
+ * queued by whichever thread produces it and written by the lot's thread, which alone does I/O
+ * on parked sockets; a socket whose send buffer fills is switched to EPOLLOUT until it drains.
+ * Once sent, the connection is closed: handing it back to libmicrohttpd (MHD_add_connection)
+ * for a next request was tried, and under connection churn it made libmicrohttpd 0.9.75's
+ * thread pool reset unrelated new connections now and then (see docs/architecture.md).
  *
  * The lock covers the queue and each socket's released/answered/gone flags, never I/O.
  */
