@@ -109,7 +109,6 @@ typedef struct request_state {
     struct http_server *owner;
     bool suspended;        /* parked by request_suspend, waiting for request_resume */
     response pending;      /* the answer request_resume left for the next access call */
-    const char *version;   /* "HTTP/1.1", ... */
     /* parked outside libmicrohttpd: the connection is dropped */
     detached_request *detached;
 } request_state;
@@ -563,6 +562,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     http_server *h = cls;
     request_state *st = *ctx;
+    (void)version;
 
     if (st == NULL) {
         st = calloc(1, sizeof(*st));
@@ -575,7 +575,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->req.server = h->srv;
         st->req.conn = conn;
         st->req.http_state = st;
-        st->version = version;
         st->owner = h;
         atomic_fetch_add_explicit(&h->in_flight, 1, memory_order_relaxed);
         pick_request_id(st, conn);
