@@ -44,8 +44,7 @@ struct http_server {
     size_t max_body_bytes;
     unsigned port;
     atomic_uint in_flight;
-    parking_lot *parking;       /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
-    atomic_bool quiescing;      /* no request leaves for the parking lot any more */
+    parking_lot *parking; /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
 };
 
 struct prepared_response {
@@ -657,13 +656,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
  * to the parking lot, and on_request then returns MHD_NO, which makes libmicrohttpd forget the
  * connection and close its own descriptor — without shutdown(), because the daemon runs with
  * MHD_USE_TURBO; without it, the client would see the end of the stream. The answer then ends
- * the connection. NULL when the request cannot leave (TLS, shutting down, out of
+ * the connection. NULL when the request cannot leave (TLS, the lot stopping, out of
  * descriptors): it is suspended instead.
  */
 static detached_request *detach(request_state *st)
 {
     http_server *h = st->owner;
-    if (h->parking == NULL || atomic_load(&h->quiescing))
+    if (h->parking == NULL)
         return NULL;
     const union MHD_ConnectionInfo *fd_info =
         MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -917,7 +916,6 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     h->srv = srv;
     h->dispatch = dispatch;
     h->max_body_bytes = opts->max_body_bytes;
-    atomic_init(&h->quiescing, false);
     if (!opts->tls) {
         static const parking_handlers handlers = {.done = detached_done};
         if (parking_lot_start(&h->parking, &handlers) < 0) {
@@ -999,8 +997,6 @@ unsigned http_requests_in_flight(const http_server *h)
 
 void http_quiesce(http_server *h)
 {
-    if (h != NULL)
-        atomic_store(&h->quiescing, true);
     if (h != NULL && h->daemon != NULL) {
         MHD_socket fd = MHD_quiesce_daemon(h->daemon);
         if (fd != MHD_INVALID_SOCKET)
@@ -1012,7 +1008,6 @@ void http_stop(http_server *h)
 {
     if (h == NULL)
         return;
-    atomic_store(&h->quiescing, true);
     /* Stopping the daemon completes every connection, so each detached request has been
      * released to the lot before the lot stops. */
     if (h->daemon != NULL)
