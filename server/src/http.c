@@ -793,19 +793,28 @@ void request_resume(request_handle *handle, response *res)
     MHD_resume_connection(st->req.conn);
 }
 
+/* One access-log line and one metrics sample per answered request, however it was sent. */
+static void record_request(const char *request_id, const char *method, const char *url,
+                           int metrics_route, unsigned status, size_t bytes_out,
+                           const struct timespec *started, bool completed)
+{
+    double elapsed = seconds_since(started);
+    if (metrics_route >= 0)
+        metrics_request(metrics_route, status, elapsed);
+    log_set_request_id(request_id);
+    LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", method, url, status, bytes_out, elapsed * 1000.0,
+             completed ? "" : " (client gone)");
+    log_set_request_id(NULL);
+}
+
 static void detached_done(void *ctx, bool sent)
 {
     detached_request *d = ctx;
     const char *request_id = d->text;
     const char *method = request_id + strlen(request_id) + 1;
     const char *url = method + strlen(method) + 1;
-    double elapsed = seconds_since(&d->started);
-    if (d->metrics_route >= 0)
-        metrics_request(d->metrics_route, d->status, elapsed);
-    log_set_request_id(request_id);
-    LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", method, url, d->status, d->bytes_out,
-             elapsed * 1000.0, sent ? "" : " (client gone)");
-    log_set_request_id(NULL);
+    record_request(request_id, method, url, d->metrics_route, d->status, d->bytes_out,
+                   &d->started, sent);
     atomic_fetch_sub_explicit(&d->owner->in_flight, 1, memory_order_relaxed);
     free(d);
 }
@@ -840,16 +849,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     bool detached = st->detached != NULL;
     if (detached)
         parking_release(st->detached->socket);
-    double elapsed = seconds_since(&st->started);
-    if (st->answered && !detached) {
-        if (st->metrics_route >= 0)
-            metrics_request(st->metrics_route, st->status, elapsed);
-        log_set_request_id(st->request_id);
-        LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", st->req.method, st->req.url, st->status,
-                 st->bytes_out, elapsed * 1000.0,
-                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (client gone)");
-        log_set_request_id(NULL);
-    }
+    if (st->answered && !detached)
+        record_request(st->request_id, st->req.method, st->req.url, st->metrics_route,
+                       st->status, st->bytes_out, &st->started,
+                       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     response_dispose(&st->pending);
     if (!detached)
         atomic_fetch_sub_explicit(&st->owner->in_flight, 1, memory_order_relaxed);
