@@ -161,9 +161,9 @@ def wake_profile(binary, args):
 
         async def rounds():
             await w.request(server.port, "/orders/dev")
-            idle_descriptors = w.open_descriptors(server.proc.pid)
+            idle_sockets = w.open_sockets(server.proc.pid)
             for round_no in range(args.rounds):
-                await w.settle(server.proc.pid, idle_descriptors)
+                await w.settle(server.proc.pid, idle_sockets)
                 conns = await w.park_on_current(server.port, args.wake)
                 w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "r")
                 waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]

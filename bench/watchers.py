@@ -39,7 +39,7 @@ def commit(repo, files, message):
     git(repo, "commit", "-q", "-m", message)
 
 
-def open_descriptors(pid):
+def open_sockets(pid):
     """Sockets the process holds (files come and go with Git's pack files)."""
     count = 0
     for fd in os.listdir("/proc/%d/fd" % pid):
@@ -50,10 +50,10 @@ def open_descriptors(pid):
     return count
 
 
-async def settle(pid, descriptors):
+async def settle(pid, sockets):
     """Waits until the server has closed the sockets of the previous round."""
     deadline = time.monotonic() + 10
-    while open_descriptors(pid) > descriptors and time.monotonic() < deadline:
+    while open_sockets(pid) > sockets and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
 
 
@@ -140,10 +140,10 @@ async def main_async(args, server, repo):
     port = server.port
     await request(port, "/orders/dev")
     idle_rss = rss_kib(server.proc.pid)
-    idle_descriptors = open_descriptors(server.proc.pid)
+    idle_sockets = open_sockets(server.proc.pid)
     rows = []
     for round_no in range(args.rounds):
-        await settle(server.proc.pid, idle_descriptors)
+        await settle(server.proc.pid, idle_sockets)
         watchers, growth, second_half = await round_trip(port, server.proc.pid, args.watchers)
         commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
         waits = [asyncio.ensure_future(wait_answer(r)) for r, _ in watchers]
