@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "guard/auth.h"
 #include "errors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -7,8 +7,8 @@
  * The keys are fuzzing-only constants (a 1024-bit RSA key keeps each input fast), so the corpus
  * can hold ciphertexts that really decrypt and mutations start from deep inside the formats.
  */
-#include "cipher.h"
-#include "routes_cipher.h"
+#include "guard/cipher.h"
+#include "api/routes_cipher.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -5,8 +5,8 @@
  * never name a parent directory.
  */
 #include "errors.h"
-#include "http.h"
-#include "routes.h"
+#include "http/http.h"
+#include "api/routes.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * the header values the signature check reads, the rest is the body that is verified and
  * parsed for changed paths.
  */
-#include "webhook.h"
+#include "api/webhook.h"
 
 #include <jansson.h>
 #include <stdint.h>

@@ -6,23 +6,23 @@
  * accepting, let in-flight requests finish, exit), and every --refresh-interval seconds the
  * remote is fetched. Offline subcommands (`encrypt`, `decrypt`) run without a server.
  */
-#include "auth.h"
-#include "cipher.h"
-#include "environment.h"
+#include "guard/auth.h"
+#include "guard/cipher.h"
+#include "compose/environment.h"
 #include "errors.h"
-#include "events.h"
-#include "http.h"
+#include "change/events.h"
+#include "http/http.h"
 #include "log.h"
 #include "metrics.h"
-#include "refresh.h"
-#include "render.h"
-#include "repo.h"
-#include "routes.h"
+#include "change/refresh.h"
+#include "compose/render.h"
+#include "source/repo.h"
+#include "api/routes.h"
 #include "server.h"
 #include "settings.h"
-#include "snapshot.h"
-#include "tls.h"
-#include "watch.h"
+#include "compose/snapshot.h"
+#include "http/tls.h"
+#include "change/watch.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "appnames.h"
+#include "change/appnames.h"
 
 #include <stdlib.h>
 #include <string.h>

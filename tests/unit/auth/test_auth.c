@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
+#include "guard/auth.h"
 #include "errors.h"
 
 #define CASES_DIR ALMANAC_TEST_RESOURCES "/auth"

@@ -2,7 +2,7 @@
 #ifndef ALMANAC_CIPHER_TESTS_H
 #define ALMANAC_CIPHER_TESTS_H
 
-#include "cipher.h"
+#include "guard/cipher.h"
 
 #include <stddef.h>
 

@@ -11,7 +11,7 @@
 
 #include "cipher_tests.h"
 
-#include "cipher.h"
+#include "guard/cipher.h"
 #include "cipher_format.h"
 #include "errors.h"
 

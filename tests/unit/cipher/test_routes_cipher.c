@@ -11,10 +11,10 @@
 
 #include "cipher_tests.h"
 
-#include "cipher.h"
+#include "guard/cipher.h"
 #include "errors.h"
-#include "request.h"
-#include "routes_cipher.h"
+#include "http/request.h"
+#include "api/routes_cipher.h"
 #include "server.h"
 
 #include <stdlib.h>

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "errors.h"
-#include "repo.h"
+#include "source/repo.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -5,11 +5,11 @@
  */
 #include "gitfix.h"
 
-#include "cipher.h"
-#include "environment.h"
+#include "guard/cipher.h"
+#include "compose/environment.h"
 #include "log.h"
 #include "server.h"
-#include "snapshot.h"
+#include "compose/snapshot.h"
 
 #include <dirent.h>
 #include <pthread.h>

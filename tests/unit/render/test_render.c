@@ -10,10 +10,10 @@
 #include <cmocka.h>
 
 #include "errors.h"
-#include "render.h"
-#include "repo.h"
+#include "compose/render.h"
+#include "source/repo.h"
 #include "server.h"
-#include "snapshot.h"
+#include "compose/snapshot.h"
 
 #include <stdio.h>
 #include <stdlib.h>

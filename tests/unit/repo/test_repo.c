@@ -11,7 +11,7 @@
 
 #include "errors.h"
 #include "log.h"
-#include "repo.h"
+#include "source/repo.h"
 
 #include <dirent.h>
 #include <ftw.h>

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "errors.h"
-#include "routes.h"
+#include "api/routes.h"
 
 #include <string.h>
 

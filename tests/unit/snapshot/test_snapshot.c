@@ -5,7 +5,7 @@
 #include "environment/gitfix.h"
 
 #include "log.h"
-#include "snapshot.h"
+#include "compose/snapshot.h"
 
 #include <pthread.h>
 

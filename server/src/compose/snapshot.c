@@ -9,14 +9,14 @@
  * threads read it without locking; the cache's mutex is held only to look up and insert, never
  * while a commit is parsed.
  */
-#include "snapshot.h"
+#include "compose/snapshot.h"
 
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
 #include "profile_expr.h"
 #include "propfile.h"
-#include "repo.h"
+#include "source/repo.h"
 #include "yamlconf.h"
 
 #include <openssl/evp.h>

@@ -6,17 +6,17 @@
  * (events.c); the names come from comparing the old and new snapshots file by file, so an
  * edit that changes nothing parsed (a comment) names nobody.
  */
-#include "refresh.h"
+#include "change/refresh.h"
 
-#include "appnames.h"
+#include "change/appnames.h"
 #include "errors.h"
-#include "events.h"
+#include "change/events.h"
 #include "log.h"
-#include "render.h"
-#include "repo.h"
+#include "compose/render.h"
+#include "source/repo.h"
 #include "server.h"
-#include "snapshot.h"
-#include "watch.h"
+#include "compose/snapshot.h"
+#include "change/watch.h"
 
 #include <jansson.h>
 #include <pthread.h>

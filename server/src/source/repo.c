@@ -45,12 +45,12 @@
  * walks use lstat semantics, reads go segment by segment with openat(O_NOFOLLOW), so nothing
  * outside the root can be reached.
  */
-#include "repo.h"
+#include "source/repo.h"
 
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
-#include "repo_dir.h"
+#include "source/repo_dir.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -15,7 +15,7 @@
  * This module does not decide which routes need what (routes.c does) and never logs a
  * credential.
  */
-#include "auth.h"
+#include "guard/auth.h"
 
 #include "confdoc.h"
 #include "errors.h"

@@ -5,7 +5,7 @@
 #ifndef ALMANAC_EVENTS_H
 #define ALMANAC_EVENTS_H
 
-#include "request.h"
+#include "http/request.h"
 
 #include <jansson.h>
 #include <stddef.h>

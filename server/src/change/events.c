@@ -7,7 +7,7 @@
  * registry lock is never held while waking a stream: http.c calls our read callback with the
  * stream's lock held, and that callback takes the registry lock.
  */
-#include "events.h"
+#include "change/events.h"
 
 #include "errors.h"
 #include "log.h"

@@ -12,7 +12,7 @@
  *
  * The lock covers the queue and each socket's released/answered/gone flags, never I/O.
  */
-#include "parking.h"
+#include "http/parking.h"
 
 #include "errors.h"
 #include "log.h"

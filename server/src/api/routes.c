@@ -6,24 +6,24 @@
  * environment.c, repo.c), answer. Every name, profile, label and path is validated here before
  * it reaches the repository, and the repository layer checks paths again (defence in depth).
  */
-#include "routes.h"
+#include "api/routes.h"
 
-#include "appnames.h"
-#include "auth.h"
-#include "environment.h"
+#include "change/appnames.h"
+#include "guard/auth.h"
+#include "compose/environment.h"
 #include "errors.h"
-#include "events.h"
+#include "change/events.h"
 #include "flatrender.h"
 #include "log.h"
 #include "metrics.h"
 #include "placeholder.h"
-#include "refresh.h"
-#include "render.h"
-#include "repo.h"
-#include "routes_cipher.h"
+#include "change/refresh.h"
+#include "compose/render.h"
+#include "source/repo.h"
+#include "api/routes_cipher.h"
 #include "server.h"
-#include "watch.h"
-#include "webhook.h"
+#include "change/watch.h"
+#include "api/webhook.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "snapshot.h"
+#include "compose/snapshot.h"
 
 struct server;
 struct keyring;

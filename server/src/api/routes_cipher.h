@@ -7,7 +7,7 @@
 #ifndef ALMANAC_ROUTES_CIPHER_H
 #define ALMANAC_ROUTES_CIPHER_H
 
-#include "request.h"
+#include "http/request.h"
 
 #include <stddef.h>
 

@@ -7,7 +7,7 @@
  * a few kilobytes, and operators reload certificates a handful of times in a process's life.
  * Private keys live in GnuTLS objects and are never logged.
  */
-#include "tls.h"
+#include "http/tls.h"
 
 #include "errors.h"
 #include "log.h"

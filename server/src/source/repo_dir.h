@@ -5,7 +5,7 @@
 #ifndef ALMANAC_REPO_DIR_H
 #define ALMANAC_REPO_DIR_H
 
-#include "repo.h"
+#include "source/repo.h"
 
 #include <stdbool.h>
 #include <stddef.h>

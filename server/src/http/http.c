@@ -9,14 +9,14 @@
  * unescaping runs over the whole path before it is split, turning %2F into a separator — the
  * shape of Spring's CVE-2020-5410). Query values are decoded on lookup.
  */
-#include "http.h"
+#include "http/http.h"
 
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
-#include "parking.h"
+#include "http/parking.h"
 #include "server.h"
-#include "tls.h"
+#include "http/tls.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

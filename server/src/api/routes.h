@@ -5,7 +5,7 @@
 #ifndef ALMANAC_ROUTES_H
 #define ALMANAC_ROUTES_H
 
-#include "request.h"
+#include "http/request.h"
 
 #include <stdbool.h>
 #include <stddef.h>

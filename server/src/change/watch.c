@@ -9,7 +9,7 @@
  *
  * It does not decide when to refresh (refresh.c) nor how to render (render.c).
  */
-#include "watch.h"
+#include "change/watch.h"
 
 #include "errors.h"
 #include "log.h"

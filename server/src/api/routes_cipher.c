@@ -8,13 +8,13 @@
  * The `{name}/{profiles}` forms are validated like any application name and profile list but do
  * not select a key: keys are chosen by `{key:NAME}` only. Plaintexts are never logged.
  */
-#include "routes_cipher.h"
+#include "api/routes_cipher.h"
 
-#include "cipher.h"
+#include "guard/cipher.h"
 #include "cipher_format.h"
 #include "errors.h"
 #include "log.h"
-#include "routes.h"
+#include "api/routes.h"
 #include "server.h"
 
 #include <jansson.h>

@@ -7,8 +7,8 @@
 #ifndef ALMANAC_WATCH_H
 #define ALMANAC_WATCH_H
 
-#include "render.h"
-#include "request.h"
+#include "compose/render.h"
+#include "http/request.h"
 
 #include <stddef.h>
 

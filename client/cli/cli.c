@@ -1,5 +1,5 @@
 /*
- * common — the CLI's shared plumbing: common flags and ALMANAC_* variables, client creation,
+ * cli — the CLI's shared plumbing: common flags and ALMANAC_* variables, client creation,
  * error reporting with exit codes, and rendering of the merged configuration through common/'s
  * flatrender. The commands themselves live in get.c and watch.c.
  */

@@ -7,8 +7,8 @@
 #ifndef ALMANAC_RENDER_H
 #define ALMANAC_RENDER_H
 
-#include "environment.h"
-#include "request.h"
+#include "compose/environment.h"
+#include "http/request.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -9,14 +9,14 @@
  * parsing (snapshot.c and the parsers), keys and cipher formats (cipher.c), rendering
  * (render.c). Snapshots are shared and immutable: nothing here writes to their maps.
  */
-#include "environment.h"
+#include "compose/environment.h"
 
-#include "cipher.h"
+#include "guard/cipher.h"
 #include "errors.h"
 #include "log.h"
 #include "profile_expr.h"
 #include "propfile.h"
-#include "repo.h"
+#include "source/repo.h"
 #include "scalar.h"
 #include "server.h"
 #include "yamlconf.h"

@@ -4,11 +4,11 @@
  * from OpenSSL compared with CRYPTO_memcmp. It does not refresh anything: the route handler
  * asks the refresher (refresh.c) once the request is known to be genuine.
  */
-#include "webhook.h"
+#include "api/webhook.h"
 
-#include "appnames.h"
+#include "change/appnames.h"
 #include "errors.h"
-#include "http.h"
+#include "http/http.h"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>

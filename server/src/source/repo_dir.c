@@ -7,7 +7,7 @@
  * with O_NONBLOCK so none can block a reader), and dotfiles and dot-directories (.git, .env)
  * are neither listed nor served. Does not own: path validation (repo.c) or parsing.
  */
-#include "repo_dir.h"
+#include "source/repo_dir.h"
 
 #include "errors.h"
 #include "log.h"

@@ -9,7 +9,7 @@
  * or HTTP (routes_cipher.c). Key material is wiped with OPENSSL_cleanse when freed and never
  * appears in a log line or an error message; paths and key names may.
  */
-#include "cipher.h"
+#include "guard/cipher.h"
 
 #include "cipher_format.h"
 #include "errors.h"

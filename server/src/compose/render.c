@@ -6,14 +6,14 @@
  * rwlock for the lookup only, so cached reads run in parallel; composing and rendering happen
  * outside any lock. It does not compose environments (environment.c) nor send bytes (http.c).
  */
-#include "render.h"
+#include "compose/render.h"
 
 #include "errors.h"
 #include "flatrender.h"
 #include "log.h"
 #include "metrics.h"
 #include "placeholder.h"
-#include "repo.h"
+#include "source/repo.h"
 #include "server.h"
 
 #include <jansson.h>

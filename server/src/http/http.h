@@ -7,7 +7,7 @@
 #ifndef ALMANAC_HTTP_H
 #define ALMANAC_HTTP_H
 
-#include "request.h"
+#include "http/request.h"
 
 #include <stdbool.h>
 

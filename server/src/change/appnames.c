@@ -2,7 +2,7 @@
  * appnames — changed file path to application names (see appnames.h). Used by the webhook
  * answer and by refresh events.
  */
-#include "appnames.h"
+#include "change/appnames.h"
 
 #include <stdlib.h>
 #include <string.h>
