@@ -8,6 +8,8 @@
  */
 #include "api/routes.h"
 
+#include "api/diff.h"
+
 #include "change/appnames.h"
 #include "guard/auth.h"
 #include "compose/environment.h"
@@ -242,6 +244,18 @@ static bool match_monitor(const request *req)
 static bool match_events(const request *req)
 {
     return path_is(req, "events", NULL);
+}
+
+/* /diff and /diff/{application}/{profiles}: an application named "diff" keeps its Environment
+ * (two segments) but gives /diff/{profile}/{label} to this route. */
+static bool match_diff_all(const request *req)
+{
+    return req->nsegments == 1 && strcmp(req->segments[0], "diff") == 0;
+}
+
+static bool match_diff_environment(const request *req)
+{
+    return req->nsegments == 3 && strcmp(req->segments[0], "diff") == 0;
 }
 
 static bool match_document(const request *req)
@@ -604,6 +618,8 @@ static route route_table[] = {
     {"key", true, M_GET, match_key, route_key, PERM_OPEN, -1},
     {"events", true, M_GET, match_events, handle_events, PERM_ADMIN, -1},
     {"monitor", true, M_POST, match_monitor, handle_monitor, PERM_OPEN, -1},
+    {"diff_all", true, M_GET, match_diff_all, diff_handle_all, PERM_APPLICATION, -1},
+    {"diff", true, M_GET, match_diff_environment, diff_handle_environment, PERM_APPLICATION, -1},
     {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},
     {"environment", false, M_GET, match_environment, handle_environment, PERM_APPLICATION, -1},
     {"plain_file", false, M_GET, match_plain_file, handle_plain_file, PERM_APPLICATION, -1},
