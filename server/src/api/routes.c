@@ -384,8 +384,8 @@ static int serve_rendered(request *req, response *res, const char *name_segment,
     const char *watch = request_query(req, "watch");
     if (watch != NULL && (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) &&
         req->server->watches != NULL)
-        return watch_request(req->server->watches, req, res, &q, fmt, label_segment, watch,
-                             request_query(req, "timeout"));
+        return watch_request(req->server->watches, req, res, &q, fmt, NULL, label_segment,
+                             watch, request_query(req, "timeout"));
 
     render_result r;
     int error = render_get(&r, req->server, &q, fmt, resolve_placeholders, label_segment);
@@ -415,74 +415,17 @@ static int handle_document(request *req, response *res)
                           fmt);
 }
 
-/* Writes "dir/stem-profile.ext" for path "stem.ext" in location dir ("" = root). */
-static bool plain_file_candidate(char *out, size_t size, const char *location, const char *path,
-                                 const char *profile, size_t profile_len)
-{
-    const char *slash = strrchr(path, '/');
-    const char *dot = strrchr(slash ? slash : path, '.');
-    const char *sep = location[0] ? "/" : "";
-    int n;
-    if (profile == NULL)
-        n = snprintf(out, size, "%s%s%s", location, sep, path);
-    else if (dot != NULL && dot != (slash ? slash + 1 : path))
-        n = snprintf(out, size, "%s%s%.*s-%.*s%s", location, sep, (int)(dot - path), path,
-                     (int)profile_len, profile, dot);
-    else
-        n = snprintf(out, size, "%s%s%s-%.*s", location, sep, path, (int)profile_len, profile);
-    return n > 0 && (size_t)n < size;
-}
-
 /*
- * Spring's resource lookup: the search locations from the last (most specific) to the root;
- * in each, `stem-{profile}.ext` for each profile in the order given (`default` meaning the
- * plain name), then the plain name. The first file that exists wins.
- */
-static int find_plain_file(struct repo *source, const environment *env, const char *profiles,
-                           const char *path, char **data, size_t *len)
-{
-    char candidate[PATH_MAX_LEN + NAME_MAX_LEN];
-    for (size_t i = env->nlocations; i-- > 0;) {
-        const char *location = env->locations[i];
-        for (const char *p = profiles;;) {
-            size_t plen = strcspn(p, ",");
-            bool is_default = plen == 7 && strncmp(p, "default", 7) == 0;
-            if (plain_file_candidate(candidate, sizeof(candidate), location, path,
-                                     is_default ? NULL : p, plen)) {
-                int error = repo_read_file(source, env->version, candidate, data, len);
-                if (error != ERR_NOT_FOUND)
-                    return error;
-            }
-            if (p[plen] == '\0')
-                break;
-            p += plen + 1;
-        }
-        if (plain_file_candidate(candidate, sizeof(candidate), location, path, NULL, 0)) {
-            int error = repo_read_file(source, env->version, candidate, data, len);
-            if (error != ERR_NOT_FOUND)
-                return error;
-        }
-    }
-    return ERR_NOT_FOUND;
-}
-
-/*
- * A plain file from the repository, placeholders resolved from the application's environment.
- * Looked up in the same search locations as the configuration files (find_plain_file).
+ * A plain file from the repository, placeholders resolved from the application's environment
+ * (compose/plainfile.c), with an ETag like every rendered answer: `If-None-Match` gets 304 and
+ * `?watch=<etag>&timeout=` parks the caller until the rendered file changes.
  */
 static int handle_plain_file(request *req, response *res)
 {
-    int error = 0;
     char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN];
     /* Spring: /{name}/{profile}/{path...}?useDefaultLabel, the path nested or not. */
     bool default_label = request_query(req, "useDefaultLabel") != NULL;
     size_t first_path_segment = default_label ? 2 : 3;
-    char *data = NULL;
-    size_t len = 0;
-    json_t *merged = NULL;
-    char *text = NULL;
-    environment env;
-    bool composed = false;
     const char *profiles = req->segments[1];
 
     if (routes_decode_name(req->segments[0], "application name", name, sizeof(name)) < 0 ||
@@ -498,39 +441,16 @@ static int handle_plain_file(request *req, response *res)
                    .profiles = profiles,
                    .label = default_label ? NULL : label,
                    .decrypt = true};
-    if ((error = environment_compose(&env, req->server, &q)) < 0)
-        goto out;
-    composed = true;
-
-    error = find_plain_file(req->server->repo, &env, profiles, path, &data, &len);
-    if (error < 0) {
-        if (error == ERR_NOT_FOUND)
-            err_set(ERR_NOT_FOUND, "no file %s", path);
-        goto out;
-    }
-    /* Unresolved on purpose: placeholder_resolve_text resolves the values it looks up, and an
-     * escaped "\${" in a value must not be resolved a second time. */
-    merged = environment_merge(&env);
-    if (merged == NULL) {
-        error = err_set(ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    size_t text_len = 0;
-    text = placeholder_resolve_text(data, len, merged, &text_len);
-    if (text == NULL) {
-        error = err_set(ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    response_set(res, 200, "text/plain;charset=UTF-8", text, text_len);
-    text = NULL;
-out:
+    const char *label_echo = default_label ? NULL : req->segments[2];
+    const char *watch = request_query(req, "watch");
+    if (watch != NULL && req->server->watches != NULL)
+        return watch_request(req->server->watches, req, res, &q, RENDER_PLAIN_FILE, path,
+                             label_echo, watch, request_query(req, "timeout"));
+    render_result r;
+    int error = render_plain_file(&r, req->server, &q, path, label_echo);
     if (error < 0)
-        response_error(res, req, error, NULL);
-    if (composed)
-        environment_dispose(&env);
-    json_decref(merged);
-    free(text);
-    free(data);
+        return response_error(res, req, error, NULL);
+    answer_rendered(req, res, &r);
     return 0;
 }
 

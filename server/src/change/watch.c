@@ -47,6 +47,7 @@ struct group {
     char *label;      /* NULL: default label */
     char *label_echo; /* as the client wrote it, NULL if none */
     render_format fmt;
+    char *path;       /* RENDER_PLAIN_FILE: the file's repository path; else NULL */
     waiter *head;
     size_t index;     /* position in the registry's array */
 };
@@ -80,13 +81,23 @@ static bool before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-static char *group_key(const env_query *q, render_format fmt, const char *label_echo)
+static char *group_key(const env_query *q, render_format fmt, const char *path,
+                       const char *label_echo)
 {
     char *key = NULL;
-    if (asprintf(&key, "%d\x1f%s\x1f%s\x1f%s", (int)fmt, q->applications, q->profiles,
-                 label_echo ? label_echo : "\x1e") < 0)
+    if (asprintf(&key, "%d\x1f%s\x1f%s\x1f%s\x1f%s", (int)fmt, q->applications, q->profiles,
+                 label_echo ? label_echo : "\x1e", path ? path : "") < 0)
         return NULL;
     return key;
+}
+
+/* The current answer for what a group watches. */
+static int render_watched(render_result *out, struct server *srv, const env_query *q,
+                          render_format fmt, const char *path, const char *label_echo)
+{
+    if (fmt == RENDER_PLAIN_FILE)
+        return render_plain_file(out, srv, q, path, label_echo);
+    return render_get(out, srv, q, fmt, true, label_echo);
 }
 
 static void group_free(group *g)
@@ -98,13 +109,14 @@ static void group_free(group *g)
     free(g->profiles);
     free(g->label);
     free(g->label_echo);
+    free(g->path);
     free(g);
 }
 
 static group *group_find_or_add(watch_registry *w, const env_query *q, render_format fmt,
-                                const char *label_echo)
+                                const char *path, const char *label_echo)
 {
-    char *key = group_key(q, fmt, label_echo);
+    char *key = group_key(q, fmt, path, label_echo);
     if (key == NULL)
         return NULL;
     json_t *pos = json_object_get(w->index, key);
@@ -133,9 +145,10 @@ static group *group_find_or_add(watch_registry *w, const env_query *q, render_fo
     g->label = q->label ? strdup(q->label) : NULL;
     g->label_echo = label_echo ? strdup(label_echo) : NULL;
     g->fmt = fmt;
+    g->path = path ? strdup(path) : NULL;
     g->index = w->ngroups;
     if (g->applications == NULL || g->profiles == NULL || (q->label && g->label == NULL) ||
-        (label_echo && g->label_echo == NULL) ||
+        (label_echo && g->label_echo == NULL) || (path && g->path == NULL) ||
         json_object_set_new(w->index, key, json_integer((json_int_t)g->index)) != 0) {
         group_free(g);
         return NULL;
@@ -347,8 +360,8 @@ static struct timespec jittered_deadline(unsigned timeout)
 }
 
 int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
-                  render_format fmt, const char *label_echo, const char *etag,
-                  const char *timeout_text)
+                  render_format fmt, const char *path, const char *label_echo,
+                  const char *etag, const char *timeout_text)
 {
     unsigned timeout = 0;
     char wanted[RENDER_ETAG_SIZE];
@@ -364,7 +377,7 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
         pthread_mutex_unlock(&w->lock);
 
         render_result r;
-        int error = render_get(&r, w->srv, q, fmt, true, label_echo);
+        int error = render_watched(&r, w->srv, q, fmt, path, label_echo);
         if (error < 0)
             return response_error(res, req, error, NULL);
         if (strcmp(r.etag, wanted) != 0) {
@@ -391,7 +404,7 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
                 return response_error(res, req, ERR_UNAVAILABLE, "server is shutting down");
             return response_error(res, req, ERR_TOO_MANY, "too many watchers");
         }
-        group *g = group_find_or_add(w, q, fmt, label_echo);
+        group *g = group_find_or_add(w, q, fmt, path, label_echo);
         waiter *x = g ? calloc(1, sizeof(*x)) : NULL;
         if (x == NULL) {
             if (g != NULL && g->head == NULL)
@@ -424,6 +437,7 @@ typedef struct watched {
     env_query q;
     char *label_echo;
     render_format fmt;
+    char *path;
 } watched;
 
 void watch_notify(watch_registry *w)
@@ -445,6 +459,7 @@ void watch_notify(watch_registry *w)
         it->q.decrypt = true;
         it->label_echo = g->label_echo ? strdup(g->label_echo) : NULL;
         it->fmt = g->fmt;
+        it->path = g->path ? strdup(g->path) : NULL;
         count++;
     }
     pthread_mutex_unlock(&w->lock);
@@ -454,7 +469,8 @@ void watch_notify(watch_registry *w)
         watched *it = &list[i];
         render_result r;
         if (it->key == NULL || it->q.applications == NULL || it->q.profiles == NULL ||
-            render_get(&r, w->srv, &it->q, it->fmt, true, it->label_echo) < 0)
+            (it->fmt == RENDER_PLAIN_FILE && it->path == NULL) ||
+            render_watched(&r, w->srv, &it->q, it->fmt, it->path, it->label_echo) < 0)
             continue;
         pthread_mutex_lock(&w->lock);
         json_t *pos = json_object_get(w->index, it->key);
@@ -481,6 +497,7 @@ void watch_notify(watch_registry *w)
         free((char *)(uintptr_t)list[i].q.profiles);
         free((char *)(uintptr_t)list[i].q.label);
         free(list[i].label_echo);
+        free(list[i].path);
     }
     free(list);
 }

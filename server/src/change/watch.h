@@ -29,15 +29,18 @@ void watch_registry_shutdown(watch_registry *w);
 void watch_registry_free(watch_registry *w);
 
 /*
- * Handles `?watch=<etag>&timeout=<s>` for an Environment request. If the current answer's ETag
- * differs from the caller's, answers at once; otherwise parks the request. Answers errors
- * through res like any handler.
+ * Handles `?watch=<etag>&timeout=<s>` for an Environment or merged-document request (path
+ * NULL), or for a plain file (fmt RENDER_PLAIN_FILE, path its repository path). If the current
+ * answer's ETag differs from the caller's, answers at once; otherwise parks the request.
+ * Answers errors through res like any handler.
  */
 int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
-                  render_format fmt, const char *label_echo, const char *etag,
-                  const char *timeout);
+                  render_format fmt, const char *path, const char *label_echo,
+                  const char *etag, const char *timeout);
 
-/* After a refresh: re-render every watched Environment and wake the watchers whose changed. */
+/* After a refresh: re-render everything watched (Environments and plain files, whose
+ * placeholders may have changed with no edit to the file) and wake the watchers whose answer
+ * changed. */
 void watch_notify(watch_registry *w);
 
 /* Parked watchers right now. */

@@ -8,6 +8,7 @@
  */
 #include "compose/render.h"
 
+#include "compose/plainfile.h"
 #include "errors.h"
 #include "flatrender.h"
 #include "log.h"
@@ -214,6 +215,7 @@ static const char *format_tag(render_format fmt)
     case RENDER_DOC_YAML: return "yml";
     case RENDER_DOC_PROPERTIES: return "properties";
     case RENDER_DOC_JSON: return "json";
+    case RENDER_PLAIN_FILE: return "file";
     }
     return "?";
 }
@@ -358,7 +360,8 @@ static const char *content_type(render_format fmt)
     case RENDER_ENV_V2: return "application/vnd.spring-cloud.config-server.v2+json";
     case RENDER_DOC_JSON: return "application/json";
     case RENDER_DOC_YAML:
-    case RENDER_DOC_PROPERTIES: return "text/plain;charset=UTF-8";
+    case RENDER_DOC_PROPERTIES:
+    case RENDER_PLAIN_FILE: return "text/plain;charset=UTF-8";
     }
     return "application/octet-stream";
 }
@@ -387,6 +390,8 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
     bool composed = false;
     memset(out, 0, sizeof(*out));
 
+    if (fmt == RENDER_PLAIN_FILE)
+        return err_set(ERR_INTERNAL, "render_get cannot render a plain file");
     if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
         goto out;
     key = cache_key(q, fmt, resolve_placeholders, label_echo, commit);
@@ -431,6 +436,59 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
         cache_insert(srv->responses, composed_key ? composed_key : key, out);
         free(composed_key);
     }
+out:
+    if (error < 0)
+        render_result_dispose(out);
+    if (composed)
+        environment_dispose(&env);
+    free(body);
+    free(key);
+    return error;
+}
+
+int render_plain_file(render_result *out, struct server *srv, const env_query *q,
+                      const char *path, const char *label_echo)
+{
+    int error;
+    char commit[REPO_COMMIT_HEX] = "";
+    char *key = NULL;
+    char *body = NULL;
+    size_t len = 0;
+    environment env;
+    bool composed = false;
+    memset(out, 0, sizeof(*out));
+
+    if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
+        goto out;
+    /* As cache_key: \x1f appears in no validated name, profile, label or path. */
+    if (asprintf(&key, "file\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s", q->applications, q->profiles,
+                 label_echo ? label_echo : "\x1e", commit, q->decrypt, path) < 0) {
+        key = NULL;
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (srv->responses != NULL && cache_lookup(srv->responses, key, out)) {
+        metrics_response_cache(true);
+        goto out;
+    }
+    metrics_response_cache(false);
+    if ((error = environment_compose(&env, srv, q)) < 0)
+        goto out;
+    composed = true;
+    if ((error = plainfile_render(&body, &len, srv->repo, &env, q->profiles, path)) < 0)
+        goto out;
+    etag_of_bytes(format_tag(RENDER_PLAIN_FILE), body, len, out->etag);
+    memcpy(out->version, env.version, sizeof(out->version));
+    out->ok = prepared_response_new(200, content_type(RENDER_PLAIN_FILE), out->etag, body, len);
+    body = NULL;
+    out->not_modified = prepared_response_new(304, NULL, out->etag, NULL, 0);
+    if (out->ok == NULL || out->not_modified == NULL) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    /* Only when the label still names the commit composed: a fetch may have moved it. */
+    if (srv->responses != NULL && strcmp(commit, env.version) == 0)
+        cache_insert(srv->responses, key, out);
 out:
     if (error < 0)
         render_result_dispose(out);

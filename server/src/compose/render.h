@@ -20,7 +20,8 @@ typedef enum {
     RENDER_ENV_V2,         /* application/vnd.spring-cloud.config-server.v2+json, with origins */
     RENDER_DOC_YAML,       /* /{app}-{profiles}.yml and .yaml */
     RENDER_DOC_PROPERTIES, /* .properties */
-    RENDER_DOC_JSON        /* .json */
+    RENDER_DOC_JSON,       /* .json */
+    RENDER_PLAIN_FILE      /* a plain file: render_plain_file, never render_get */
 } render_format;
 
 #define RENDER_ETAG_SIZE 40 /* a quoted 32-hex-digit digest and NUL, with room to spare */
@@ -48,6 +49,16 @@ typedef struct render_result {
 int render_get(render_result *out, struct server *srv, const env_query *q, render_format fmt,
                bool resolve_placeholders, const char *label_echo);
 void render_result_dispose(render_result *r);
+
+/*
+ * A plain file (`GET /{app}/{profile}/{label}/{path}`) for q, placeholders resolved, from the
+ * cache or rendered and cached like the rest. Its ETag is a digest of the bytes sent, so a
+ * commit that leaves the rendered file as it was keeps its tag, and one that changes only a
+ * value it uses changes it. path is validated, slashes as "/". Errors: environment_compose's,
+ * ERR_NOT_FOUND for a missing file, repo_read_file's.
+ */
+int render_plain_file(render_result *out, struct server *srv, const env_query *q,
+                      const char *path, const char *label_echo);
 
 /* Environment JSON for env (not cached); exposed for tests and for the watch path. */
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
