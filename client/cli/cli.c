@@ -319,7 +319,7 @@ void cli_warn_if_stale(const alm_config *cfg, const cli_common *common)
     if (at > 0 && gmtime_r(&at, &tm) != NULL)
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     fprintf(stderr,
-            "almanac: warning: no server reachable; using the copy cached at %s in %s "
+            "almanac: warning: no server could serve it; using the copy cached at %s in %s "
             "(version %s)\n",
             when, common->cache_file ? common->cache_file : "?",
             alm_config_version(cfg) ? alm_config_version(cfg) : "unknown");

@@ -703,6 +703,17 @@ static int use_cache(alm_config **out, alm_client *c, int error)
     return 0;
 }
 
+/*
+ * An Environment read answers 404 only for a label the server does not know. With no label
+ * given, that is the server's default branch gone missing (deleted, or a server pointed at the
+ * wrong repository): a fault of the server, not of this service, so a cached copy stands in as
+ * for any outage. A label the caller named is its own choice, and 404 stays final.
+ */
+static int default_label_missing(const alm_client *c, int error)
+{
+    return error == ALM_ENOTFOUND && (c->label == NULL || c->label[0] == '\0');
+}
+
 /* Rounds over the servers with the retry policy until a 200 or a failure worth returning. */
 static int get_with_retry(alm_client *c, const target *t, response *r)
 {
@@ -733,7 +744,8 @@ int alm_client_fetch(alm_config **out, alm_client *c)
     error = get_with_retry(c, &t, &r);
     if (error == 0)
         error = accept_answer(out, c, &r);
-    else if ((alm__retryable(error) || error == ALM_ETLS) && !c->fail_fast && c->cache_file != NULL)
+    else if ((alm__retryable(error) || error == ALM_ETLS || default_label_missing(c, error)) &&
+             !c->fail_fast && c->cache_file != NULL)
         error = use_cache(out, c, error);
     response_dispose(&r);
     return error;

@@ -458,7 +458,7 @@ static int handle_health(request *req, response *res)
 {
     repo_status st;
     repo_get_status(req->server->repo, &st);
-    const char *repo_state = st.degraded ? "DEGRADED" : "UP";
+    const char *repo_state = st.degraded || st.default_gone[0] ? "DEGRADED" : "UP";
     json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(req->server->repo),
                                 "defaultLabel", st.default_label);
     if (details != NULL && st.is_git) {
@@ -468,6 +468,8 @@ static int handle_health(request *req, response *res)
                                 json_integer((json_int_t)(now - st.last_fetch_ok)));
         if (st.last_error[0])
             json_object_set_new(details, "lastError", json_string(st.last_error));
+        if (st.default_gone[0])
+            json_object_set_new(details, "defaultLabelGone", json_string(st.default_gone));
     }
     json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
                              "status", repo_state, "details", details);

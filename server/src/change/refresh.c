@@ -79,6 +79,8 @@ int refresh_now(struct server *srv, refresh_result *out)
     snapshot *after = NULL;
     json_t *names = NULL;
 
+    /* Unchanged, the answer still names the commit served (Spring's clients log it). */
+    memcpy(out->version, before_commit, sizeof(out->version));
     bool git = repo_is_git(srv->repo);
     bool refs_moved = false;
     if (git) {

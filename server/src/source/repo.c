@@ -452,8 +452,14 @@ static bool branch_exists(git_repository *g, const char *name)
 static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *why, time_t when)
 {
     const char *label = r->default_label;
-    if (!label && g) /* without a handle (see repo_fetch) the old value stays */
-        label = !branch_exists(g, "main") && branch_exists(g, "master") ? "master" : "main";
+    if (!label && g) { /* without a handle (see repo_fetch) the old value stays */
+        if (branch_exists(g, "main"))
+            label = "main";
+        else if (branch_exists(g, "master"))
+            label = "master";
+        else if (!r->status.default_label[0]) /* both gone: keep naming the one that went */
+            label = "main";
+    }
 
     pthread_mutex_lock(&r->status_lock);
     r->status.last_fetch_attempt = when;
@@ -468,6 +474,80 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *
     if (label)
         snprintf(r->status.default_label, sizeof(r->status.default_label), "%s", label);
     pthread_mutex_unlock(&r->status_lock);
+}
+
+/* ---- the default branch's last commit ------------------------------------------------------ */
+
+/*
+ * A deleted or renamed default branch is far more often an accident than a wish, and answering
+ * 404 to every booting service for it turns one mistake into an outage. So after every good
+ * fetch the commit the default label resolves to is pinned under PIN_REF (outside the fetch
+ * refspecs, so pruning never touches it, and a ref, so a repack keeps its objects); when the
+ * branch is gone, "no label" resolves to the pin and health says what happened. An explicit
+ * label naming the gone branch still answers 404. A force-push that moves the branch elsewhere
+ * is served: it is how a configuration is rolled back.
+ */
+#define PIN_REF "refs/almanac/default"
+
+static int lookup_label(git_repository *g, const char *label, git_oid *id);
+static bool label_ok(const char *label);
+
+/* The default label's commit: 0 found, 1 the branch (main/master, or --default-label) is gone. */
+static int lookup_default(repo *r, git_repository *g, git_oid *id)
+{
+    int found;
+
+    if (r->default_label)
+        return label_ok(r->default_label) ? lookup_label(g, r->default_label, id) : 1;
+    found = lookup_label(g, "main", id);
+    if (found == 1)
+        found = lookup_label(g, "master", id);
+    return found;
+}
+
+/* Called under fetch_lock after a good fetch into g. */
+static void pin_default(repo *r, git_repository *g)
+{
+    git_reference *ref = NULL;
+    git_oid id, pinned;
+    char hex[GIT_OID_HEXSZ + 1];
+    bool have_pin = git_reference_name_to_id(&pinned, g, PIN_REF) == 0;
+    int found = lookup_default(r, g, &id);
+
+    if (found == 0) {
+        if (!have_pin || !git_oid_equal(&id, &pinned)) {
+            if (git_reference_create(&ref, g, PIN_REF, &id, 1, "almanac: default label") < 0)
+                LOG_WARN(MODULE, "cannot record the default label's commit: %s", git_reason());
+            git_reference_free(ref);
+        }
+        pthread_mutex_lock(&r->status_lock);
+        bool was_gone = r->status.default_gone[0] != '\0';
+        r->status.default_gone[0] = '\0';
+        pthread_mutex_unlock(&r->status_lock);
+        if (was_gone)
+            LOG_INFO(MODULE, "the default label %s is back on %s", r->status.default_label,
+                     r->display_uri);
+        return;
+    }
+    if (found != 1 || !have_pin)
+        return;
+    git_oid_tostr(hex, sizeof(hex), &pinned);
+    pthread_mutex_lock(&r->status_lock);
+    bool news = r->status.default_gone[0] == '\0';
+    if (news) {
+        char when[32] = "";
+        time_t now = time(NULL);
+        struct tm tm;
+        if (gmtime_r(&now, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(r->status.default_gone, sizeof(r->status.default_gone),
+                 "branch %.100s is gone from the remote (seen %s); serving its last commit %s",
+                 r->status.default_label, when, hex);
+    }
+    pthread_mutex_unlock(&r->status_lock);
+    if (news)
+        LOG_WARN(MODULE, "the default branch %s is gone from %s: still serving its last commit %s",
+                 r->status.default_label, r->display_uri, hex);
 }
 
 /* ---- fetching ------------------------------------------------------------------------------- */
@@ -780,8 +860,10 @@ int repo_fetch(repo *r, bool *changed)
         LOG_DEBUG(MODULE, "still cannot fetch from %s: %s", r->display_uri, why);
     else if (was_degraded)
         LOG_INFO(MODULE, "%s is reachable again", r->display_uri);
-    if (error == 0)
+    if (error == 0) {
         metrics_set_last_fetch_ok((double)time(NULL));
+        pin_default(r, r->fetch_git);
+    }
     if (moved) {
         atomic_fetch_add(&r->generation, 1);
         LOG_INFO(MODULE, "fetched new refs from %s", r->display_uri);
@@ -950,6 +1032,7 @@ static int open_git(repo *r, const repo_options *opts)
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
+        pin_default(r, r->fetch_git);
     } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
         metrics_git_fetch(false, now_monotonic() - started);
         LOG_WARN(MODULE, "cannot reach %s (%s): serving the cached mirror in %s (degraded)",
@@ -966,6 +1049,7 @@ static int open_git(repo *r, const repo_options *opts)
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
+        pin_default(r, r->fetch_git);
         LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
         maybe_repack(r); /* a mirror left by an earlier run may have collected packs */
     }
@@ -1211,19 +1295,19 @@ static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COM
         return error;
 
     if (!label || !*label) {
-        if (r->default_label) {
-            label = r->default_label;
-        } else {
-            found = lookup_label(g, "main", &id);
-            if (found == 1)
-                found = lookup_label(g, "master", &id);
-            if (found < 0)
-                return found;
-            if (found > 0)
-                return err_set(ERR_NOT_FOUND, "no default branch (main or master)");
-            git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
-            return 0;
-        }
+        found = lookup_default(r, g, &id);
+        if (found == 1 && git_reference_name_to_id(&id, g, PIN_REF) == 0)
+            found = 0; /* the branch is gone: its last commit (see pin_default) */
+        if (found < 0)
+            return found;
+        if (found == 2)
+            return ERR_NOT_FOUND;
+        if (found > 0)
+            return r->default_label
+                       ? err_set(ERR_NOT_FOUND, "no such label: %s", r->default_label)
+                       : err_set(ERR_NOT_FOUND, "no default branch (main or master)");
+        git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
+        return 0;
     }
     if (!label_ok(label))
         return err_set(ERR_NOT_FOUND, "no such label"); /* not echoed: it may hold anything */

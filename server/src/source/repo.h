@@ -34,6 +34,9 @@ typedef struct repo_status {
     time_t last_fetch_attempt;  /* 0: never */
     char last_error[256];       /* "" when the last fetch succeeded */
     char default_label[256];    /* the label that "no label" resolves to */
+    /* The default branch is gone from the remote (deleted or renamed): "no label" resolves to
+     * the last commit it had, and this says what happened. "" while the branch exists. */
+    char default_gone[256];
 } repo_status;
 
 /*

