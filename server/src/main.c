@@ -6,6 +6,7 @@
  * accepting, let in-flight requests finish, exit), and every --refresh-interval seconds the
  * remote is fetched. Offline subcommands (`encrypt`, `decrypt`) run without a server.
  */
+#include "change/announce.h"
 #include "guard/auth.h"
 #include "guard/cipher.h"
 #include "compose/environment.h"
@@ -180,6 +181,15 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }
+    /* Who hears of a change, in this order: answers cached under a name that now means other
+     * bytes go first, so that the watchers and the event stream that follow see fresh ones. */
+    if (change_announcer_new(&srv.changes) < 0 ||
+        change_subscribe(srv.changes, respcache_on_change, srv.responses) < 0 ||
+        change_subscribe(srv.changes, watch_on_change, srv.watches) < 0 ||
+        change_subscribe(srv.changes, event_hub_on_change, srv.events) < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
     if (cfg->webhook_secret != NULL) {
         srv.webhook_secret = read_text_file(cfg->webhook_secret, "--webhook-secret");
         if (srv.webhook_secret == NULL) {
@@ -281,6 +291,7 @@ out:
     refresher_stop(srv.refresher); /* NULL after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
+    change_announcer_free(srv.changes);
     free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);
     keyring_free(srv.keyring);

@@ -19,6 +19,7 @@ struct watch_registry;
 struct overrides;
 struct event_hub;
 struct refresher;
+struct change_announcer;
 
 typedef struct server {
     const settings *settings;
@@ -31,6 +32,7 @@ typedef struct server {
     struct overrides *overrides;         /* NULL: none */
     struct event_hub *events;            /* GET /events subscribers */
     struct refresher *refresher;         /* polls, and runs what webhooks ask for */
+    struct change_announcer *changes;    /* refresh announces here; see main.c for who listens */
     char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */
     char **search_paths;                 /* NULL-terminated, from --search-paths */
     volatile bool stopping;

@@ -161,6 +161,12 @@ void event_hub_free(event_hub *hub)
     free(hub);
 }
 
+void event_hub_on_change(void *ctx, const change_notice *notice)
+{
+    if (notice->applications != NULL)
+        event_hub_publish_refresh(ctx, notice->to, notice->applications);
+}
+
 int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications)
 {
     json_t *data = json_pack("{s:s?, s:O}", "commit", commit && commit[0] ? commit : NULL,

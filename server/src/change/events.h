@@ -5,6 +5,7 @@
 #ifndef ALMANAC_EVENTS_H
 #define ALMANAC_EVENTS_H
 
+#include "change/announce.h"
 #include "http/request.h"
 
 #include <jansson.h>
@@ -19,6 +20,9 @@ void event_hub_free(event_hub *hub);
 
 /* Publishes one refresh event; applications is a JSON array of names (borrowed). */
 int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications);
+/* A change listener (announce.h), ctx the hub: publishes a refresh event naming the changed
+ * applications whenever the default label moved. */
+void event_hub_on_change(void *ctx, const change_notice *notice);
 /* The GET /events handler body: answers with a stream (or an error). */
 int event_hub_subscribe(event_hub *hub, request *req, response *res);
 size_t event_hub_subscribers(event_hub *hub);

@@ -1,22 +1,23 @@
 /*
- * refresh — fetch and invalidate (see refresh.h). Snapshots and rendered responses are keyed by
- * commit id, so after a Git fetch nothing needs dropping: new commits simply miss the caches.
- * Dir mode has no commit ids, so there both caches are cleared. After a change, watchers are
- * told (watch.c) and a `refresh` event naming the changed applications is published
- * (events.c); the names come from comparing the old and new snapshots file by file, so an
- * edit that changes nothing parsed (a comment) names nobody.
+ * refresh — fetch and announce (see refresh.h). Snapshots are keyed by commit id, so after a Git
+ * fetch nothing needs dropping: new commits simply miss the cache. Dir mode has no commit ids,
+ * so there the snapshot cache is dropped before the directory is read again. After a change,
+ * refresh announces it (announce.h): which commit the default label moved from and to, and
+ * which applications changed; the names come from comparing the old and new snapshots file by
+ * file, so an edit that changes nothing parsed (a comment) names nobody.
+ *
+ * It does not know who listens: the watch registry, the SSE hub and the response cache
+ * subscribe in main.c.
  */
 #include "change/refresh.h"
 
+#include "change/announce.h"
 #include "change/appnames.h"
-#include "errors.h"
-#include "change/events.h"
-#include "log.h"
-#include "compose/render.h"
-#include "source/repo.h"
-#include "server.h"
 #include "compose/snapshot.h"
-#include "change/watch.h"
+#include "errors.h"
+#include "log.h"
+#include "server.h"
+#include "source/repo.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -93,7 +94,6 @@ int refresh_now(struct server *srv, refresh_result *out)
             goto out;
     } else {
         snapcache_invalidate(srv->snapshots);
-        respcache_clear(srv->responses);
     }
     char after_commit[REPO_COMMIT_HEX];
     after = current_snapshot(srv, after_commit);
@@ -107,10 +107,15 @@ int refresh_now(struct server *srv, refresh_result *out)
     if (!out->changed)
         goto out;
     LOG_INFO(MODULE, "refreshed, default label at %s", out->version[0] ? out->version : "(dir)");
-    if (srv->watches != NULL)
-        watch_notify(srv->watches);
-    if (srv->events != NULL && names != NULL && (json_array_size(names) > 0 || git))
-        event_hub_publish_refresh(srv->events, out->version, names);
+    change_notice notice = {
+        .repository = "",
+        .label = NULL,
+        .from = before_commit,
+        .to = after_commit,
+        .versioned = git,
+        .applications = names,
+    };
+    change_announce(srv->changes, &notice);
 out:
     json_decref(names);
     snapshot_release(before);

@@ -440,6 +440,12 @@ typedef struct watched {
     char *path;
 } watched;
 
+void watch_on_change(void *ctx, const change_notice *notice)
+{
+    (void)notice;
+    watch_notify(ctx);
+}
+
 void watch_notify(watch_registry *w)
 {
     size_t count = 0;

@@ -7,6 +7,7 @@
 #ifndef ALMANAC_WATCH_H
 #define ALMANAC_WATCH_H
 
+#include "change/announce.h"
 #include "compose/render.h"
 #include "http/request.h"
 
@@ -42,6 +43,9 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
  * placeholders may have changed with no edit to the file) and wake the watchers whose answer
  * changed. */
 void watch_notify(watch_registry *w);
+/* A change listener (announce.h), ctx the registry: any moved ref may concern a watched
+ * label, so every announcement is worth a watch_notify. */
+void watch_on_change(void *ctx, const change_notice *notice);
 
 /* Parked watchers right now. */
 size_t watch_count(watch_registry *w);

@@ -91,6 +91,12 @@ void respcache_clear(respcache *c)
     pthread_rwlock_unlock(&c->lock);
 }
 
+void respcache_on_change(void *ctx, const change_notice *notice)
+{
+    if (!notice->versioned)
+        respcache_clear(ctx);
+}
+
 void respcache_free(respcache *c)
 {
     if (c == NULL)

@@ -7,6 +7,7 @@
 #ifndef ALMANAC_RENDER_H
 #define ALMANAC_RENDER_H
 
+#include "change/announce.h"
 #include "compose/environment.h"
 #include "http/request.h"
 
@@ -32,6 +33,9 @@ int respcache_new(respcache **out, size_t max_bytes, size_t max_entries);
 void respcache_free(respcache *c);
 /* Forgets everything (dir mode after a refresh: its "commit" never changes). */
 void respcache_clear(respcache *c);
+/* A change listener (announce.h), ctx the cache: clears it when the source has no commit ids
+ * (dir mode), since then a key cannot tell an old answer from a new one. */
+void respcache_on_change(void *ctx, const change_notice *notice);
 
 typedef struct render_result {
     prepared_response *ok;           /* 200 with the body and ETag; one reference for the caller */
