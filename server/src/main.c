@@ -37,6 +37,8 @@
 
 #define MODULE "main"
 #define RESPONSE_CACHE_ENTRIES 65536
+/* Between two requested fetches: ten webhooks in a second cost at most two fetches. */
+#define REFRESH_MIN_GAP_MS 1000
 
 static char *read_text_file(const char *path, const char *what)
 {
@@ -242,7 +244,7 @@ static int run(const settings *cfg)
         .tls = cfg->tls_cert != NULL,
     };
     /* Before the first request: POST /monitor hands work to the refresher. */
-    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, 250, 1000) < 0) {
+    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, REFRESH_MIN_GAP_MS) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }

@@ -14,7 +14,7 @@ import os
 import threading
 import unittest
 
-from almanac_harness import ServerTestCase
+from almanac_harness import ServerTestCase, wait_until
 
 WEBHOOK_SECRET = "itest-webhook-secret-0c6a"
 
@@ -256,6 +256,118 @@ class SignedMonitorTest(ServerTestCase):
         self.assertEqual(ok.status, 200, ok)
         bad = self.post({"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"}, body)
         self.assertIn(bad.status, (401, 403), bad)
+
+
+def fetch_count(server):
+    """Fetches the server has run, from its own metrics (ok and failed)."""
+    r = server.get("/metrics")
+    if r.status != 200:
+        raise AssertionError("GET /metrics -> %r" % r)
+    total = 0
+    for line in r.text.splitlines():
+        if line.startswith("almanac_git_fetch_total{"):
+            total += int(line.rsplit(" ", 1)[1])
+    return total
+
+
+class LeadingEdgeTest(ServerTestCase):
+    """The first notification fetches at once (on a server that has not fetched yet: a second
+    push within a second of the first waits for the end of that second, see BurstTest)."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"application.yml": "shared: 1\n", "orders.yml": "color: red\n"},
+                        "first")
+        cls.server = cls.start_server(cls.repo.uri, refresh_interval=0)
+        cls.lock = threading.Lock()
+
+    def push_hook(self, conn):
+        body = github_push(["orders.yml"]).encode()
+        conn.request("POST", "/monitor", body=body,
+                     headers={"Content-Type": "application/json", "X-GitHub-Event": "push"})
+        r = conn.getresponse()
+        r.read()
+        return r.status
+
+    def connect(self):
+        return http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+
+    def test_first_webhook_wakes_watchers_before_the_stream_ends(self):
+        # A debounced refresher fetches only once notifications stop, so a watcher would wake
+        # after the last of a steady stream of them. On the leading edge the first one fetches,
+        # and the watcher wakes while the stream still runs (a fetch costs far less than 500
+        # round trips; a debounced one waited for the last of them).
+        with self.lock:
+            etag = self.server.get("/orders/dev").header("etag")
+            commit = self.repo.commit({"orders.yml": "color: lead\n"}, "lead")
+            woken = threading.Event()
+            result = {}
+
+            def watch():
+                conn = self.connect()
+                try:
+                    conn.request("GET", "/orders/dev?watch=%s&timeout=30" % etag)
+                    r = conn.getresponse()
+                    result["status"], result["body"] = r.status, r.read()
+                except Exception as e:  # reported by the test thread
+                    result["error"] = e
+                finally:
+                    woken.set()
+                    conn.close()
+
+            t = threading.Thread(target=watch)
+            t.start()
+            # Whether the watcher parks before the fetch or arrives after it (then holding an old
+            # version, answered at once), it must see the commit.
+            sent = 0
+            conn = self.connect()
+            try:
+                while not woken.is_set() and sent < 500:
+                    self.assertEqual(self.push_hook(conn), 200)
+                    sent += 1
+            finally:
+                conn.close()
+            t.join(30)
+            self.assertTrue(woken.is_set())
+            self.assertNotIn("error", result, result)
+            self.assertEqual(result.get("status"), 200, result)
+            self.assertEqual(json.loads(result["body"])["version"], commit)
+            self.assertLess(sent, 500, "watcher woken only after the notifications stopped")
+
+
+
+class BurstTest(LeadingEdgeTest):
+    """Its own server: a fetch requested by another test must not open this one's gap."""
+
+    test_first_webhook_wakes_watchers_before_the_stream_ends = None
+
+    def test_burst_of_ten_costs_at_most_two_fetches(self):
+        with self.lock:
+            etag = self.server.get("/orders/dev").header("etag")
+            commit = self.repo.commit({"orders.yml": "color: burst\n"}, "burst")
+            before = fetch_count(self.server)
+            statuses = []
+
+            def one():
+                conn = self.connect()
+                try:
+                    statuses.append(self.push_hook(conn))
+                finally:
+                    conn.close()
+
+            threads = [threading.Thread(target=one) for _ in range(10)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            self.assertEqual(statuses, [200] * 10)
+            w = self.server.get("/orders/dev?watch=%s&timeout=15" % etag)
+            self.assertEqual(w.status, 200, w)
+            self.assertEqual(w.json()["version"], commit)
+            # The burst leaves at most one fetch pending after the first: wait for it to run.
+            wait_until(lambda: fetch_count(self.server) - before >= 2, 5)
+            self.assertLessEqual(fetch_count(self.server) - before, 2)
 
 
 if __name__ == "__main__":

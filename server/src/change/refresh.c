@@ -133,11 +133,10 @@ struct refresher {
     pthread_cond_t wake;
     bool stopping;
     bool pending;
-    struct timespec first_request;
-    struct timespec last_request;
+    bool fetched_once;
+    struct timespec last_start; /* when the last requested fetch began */
     unsigned interval;
-    unsigned quiet_ms;
-    unsigned max_delay_ms;
+    unsigned min_gap_ms;
     unsigned long runs;
 };
 
@@ -172,9 +171,10 @@ static void *refresher_thread(void *arg)
         bool poll_due = r->interval > 0 && !later(&next_poll, &now);
         bool request_due = false;
         if (r->pending) {
-            struct timespec quiet = add_ms(r->last_request, r->quiet_ms);
-            struct timespec cap = add_ms(r->first_request, r->max_delay_ms);
-            due = later(&quiet, &cap) ? cap : quiet;
+            /* Leading edge: a request finding the refresher idle fetches at once; requests
+             * arriving while a fetch runs, or within min_gap_ms of its start, wait for one more
+             * fetch at the end of the gap. */
+            due = r->fetched_once ? add_ms(r->last_start, r->min_gap_ms) : now;
             request_due = !later(&due, &now);
         }
         if (!poll_due && !request_due) {
@@ -185,6 +185,12 @@ static void *refresher_thread(void *arg)
                 wait_until = due;
             pthread_cond_timedwait(&r->wake, &r->lock, &wait_until);
             continue;
+        }
+        /* Only requested fetches open a gap: a poll that happens to run just before a webhook
+         * must not delay it. */
+        if (r->pending) {
+            r->last_start = now;
+            r->fetched_once = true;
         }
         r->pending = false;
         pthread_mutex_unlock(&r->lock);
@@ -207,16 +213,14 @@ static void *refresher_thread(void *arg)
     return NULL;
 }
 
-int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned quiet_ms,
-                    unsigned max_delay_ms)
+int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned min_gap_ms)
 {
     refresher *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return err_set(ERR_NOMEM, "out of memory");
     r->srv = srv;
     r->interval = interval;
-    r->quiet_ms = quiet_ms;
-    r->max_delay_ms = max_delay_ms < quiet_ms ? quiet_ms : max_delay_ms;
+    r->min_gap_ms = min_gap_ms;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -238,13 +242,8 @@ int refresher_start(refresher **out, struct server *srv, unsigned interval, unsi
 
 void refresher_request(refresher *r)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&r->lock);
-    if (!r->pending)
-        r->first_request = now;
     r->pending = true;
-    r->last_request = now;
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
 }

@@ -21,12 +21,13 @@ int refresh_now(struct server *srv, refresh_result *out);
 /*
  * The background refresher: one thread that polls every interval seconds (0: never; after a
  * failed fetch it waits twice as long each time, up to 10 minutes) and runs the refreshes that
- * webhooks ask for, coalesced: a request waits until no other came for quiet_ms, at most
- * max_delay_ms after the first, so a burst of notifications costs one fetch.
+ * webhooks, peers and the bus ask for, on the leading edge: a request that finds it idle
+ * fetches at once; requests that arrive while a fetch runs, or less than min_gap_ms after one
+ * began, coalesce into one more fetch when the gap ends. A burst of notifications within
+ * min_gap_ms therefore costs at most two fetches, and the first push is seen without delay.
  */
 typedef struct refresher refresher;
-int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned quiet_ms,
-                    unsigned max_delay_ms);
+int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned min_gap_ms);
 /* Asks for a refresh soon; never blocks. */
 void refresher_request(refresher *r);
 /* Fetches completed since start (for tests and metrics). */
