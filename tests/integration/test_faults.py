@@ -100,5 +100,26 @@ class DefaultBranchGoneTest(h.ServerTestCase):
         self.assertEqual(health(self.server)["components"]["repository"]["status"], "UP")
 
 
+class PortInUseTest(h.ServerTestCase):
+    """A second server started on a port another process holds must not share it."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"application.yml": "a: 1\n"}, "one")
+        cls.first = cls.start_server(cls.repo.uri)
+
+    def test_second_server_on_the_same_port_exits_1(self):
+        second = h.Server(self.repo.uri, self.tmp, cache_dir=self.first.cache_dir)
+        second.args[second.args.index("--port") + 1] = str(self.first.port)
+        self.servers.append(second)
+        second.launch()
+        self.assertEqual(second.wait_exit(), 1, second.log_tail())
+        self.assertIn("port %d: Address already in use" % self.first.port, second.log())
+        # the first one still answers every request
+        for _ in range(10):
+            self.assertEqual(self.first.get("/application/default").status, 200)
+
+
 if __name__ == "__main__":
     unittest.main()

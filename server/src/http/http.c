@@ -19,6 +19,7 @@
 #include "http/tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <microhttpd.h>
@@ -905,6 +906,34 @@ static int parse_listen(struct sockaddr_storage *addr, const char *listen, unsig
     return err_set(ERR_BAD_REQUEST, "--listen: \"%s\" is not an IPv4 or IPv6 address", listen);
 }
 
+/*
+ * The listening socket is ours, not libmicrohttpd's, so that a failure says why (EADDRINUSE,
+ * EACCES) instead of a guess. SO_REUSEADDR only lets a restart bind past connections still in
+ * TIME_WAIT; SO_REUSEPORT is never set: with it a second server on the same port silently
+ * takes a share of the connections, where an operator expects it to fail.
+ */
+static int open_listener(const struct sockaddr_storage *addr, int family, const char *listen_on,
+                         unsigned port)
+{
+    int one = 1;
+    socklen_t len = family == AF_INET6 ? (socklen_t)sizeof(struct sockaddr_in6)
+                                       : (socklen_t)sizeof(struct sockaddr_in);
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return err_set(ERR_UNAVAILABLE, "cannot create a socket: %s", strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6) /* as libmicrohttpd did: "::" is IPv6 only */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+        int e = errno;
+        close(fd);
+        return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u: %s%s",
+                       listen_on ? listen_on : "0.0.0.0", port, strerror(e),
+                       e == EADDRINUSE ? " (another process holds it)" : "");
+    }
+    return fd;
+}
+
 int http_start(http_server **out, struct server *srv, const http_options *opts,
                http_dispatch_fn dispatch)
 {
@@ -913,9 +942,14 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     if (family < 0)
         return family;
 
+    int listen_fd = open_listener(&addr, family, opts->listen, opts->port);
+    if (listen_fd < 0)
+        return listen_fd;
     http_server *h = calloc(1, sizeof(*h));
-    if (h == NULL)
+    if (h == NULL) {
+        close(listen_fd);
         return err_set(ERR_NOMEM, "out of memory");
+    }
     h->srv = srv;
     h->dispatch = dispatch;
     h->max_body_bytes = opts->max_body_bytes;
@@ -923,6 +957,7 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
         static const parking_handlers handlers = {.done = detached_done};
         if (parking_lot_start(&h->parking, &handlers) < 0) {
             free(h);
+            close(listen_fd);
             return err_last_code();
         }
     }
@@ -937,12 +972,11 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
 
     struct MHD_OptionItem options[16];
     size_t n = 0;
-    options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &addr};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                            (intptr_t)opts->max_connections, NULL};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                            (intptr_t)opts->connection_timeout, NULL};
-    options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     /* One address holding many sockets must not take every slot from the others. */
     if (opts->per_ip_connections > 0)
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -979,7 +1013,8 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     if (h->daemon == NULL) {
         parking_lot_stop(h->parking);
         free(h);
-        return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u (address in use?)",
+        close(listen_fd);
+        return err_set(ERR_UNAVAILABLE, "cannot start the HTTP daemon on %s port %u",
                        opts->listen ? opts->listen : "0.0.0.0", opts->port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
