@@ -13,6 +13,8 @@
 
 #include "errors.h"
 
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,4 +286,66 @@ out:
     json_decref(shared);
     json_decref(apps);
     return pairs;
+}
+
+/* ---- whole jobs ---------------------------------------------------------------------------- */
+
+int diff_environment(json_t **out, const diff_job *job, const char *applications,
+                     const char *profiles)
+{
+    environment a = {0}, b = {0};
+    env_query q = {.applications = applications, .profiles = profiles, .decrypt = job->decrypt};
+    int error = environment_compose_snapshot(&a, job->from, &q);
+    if (error == 0)
+        error = environment_compose_snapshot(&b, job->to, &q);
+    if (error == 0)
+        error = environment_diff(out, &a, &b, &job->opts);
+    environment_dispose(&a);
+    environment_dispose(&b);
+    return error;
+}
+
+int diff_repository(json_t **out, const diff_job *job)
+{
+    int error = ERR_NOMEM;
+    json_t *pairs = diff_named_pairs(job->from->snapshot, job->to->snapshot);
+    json_t *changed = json_array(), *result = NULL;
+    *out = NULL;
+    if (pairs == NULL || changed == NULL)
+        goto out;
+    if (json_array_size(pairs) > DIFF_MAX_PAIRS) {
+        error = err_set(ERR_TOO_LARGE, "the repository names %zu (application, profile) pairs; "
+                                       "at most %d are compared at once",
+                        json_array_size(pairs), DIFF_MAX_PAIRS);
+        goto out;
+    }
+    size_t i;
+    json_t *pair;
+    json_array_foreach(pairs, i, pair)
+    {
+        const char *app = json_string_value(json_object_get(pair, "application"));
+        const char *profile = json_string_value(json_object_get(pair, "profile"));
+        json_t *diff = NULL;
+        if (job->may_read != NULL && !job->may_read(app, job->ctx))
+            continue;
+        if ((error = diff_environment(&diff, job, app, profile)) < 0)
+            goto out;
+        error = 0;
+        if (!environment_diff_is_empty(diff) &&
+            json_array_append_new(changed, json_pack("{s:s, s:s, s:O}", "application", app,
+                                                     "profile", profile, "counts",
+                                                     json_object_get(diff, "counts"))) < 0)
+            error = ERR_NOMEM;
+        json_decref(diff);
+        if (error < 0)
+            goto out;
+    }
+    result = json_pack("{s:s, s:s, s:O}", "fromVersion", snapshot_commit(job->from->snapshot),
+                       "toVersion", snapshot_commit(job->to->snapshot), "changed", changed);
+    error = result ? 0 : ERR_NOMEM;
+    *out = result;
+out:
+    json_decref(pairs);
+    json_decref(changed);
+    return error;
 }

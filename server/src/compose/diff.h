@@ -25,6 +25,28 @@ int environment_diff(json_t **out, const environment *from, const environment *t
                      const env_diff_options *opts);
 bool environment_diff_is_empty(const json_t *diff);
 
+/* Two labels to compare, each as the composition parameters of its snapshot. */
+typedef bool (*diff_filter_fn)(const char *applications, void *ctx);
+typedef struct diff_job {
+    const env_compose_params *from, *to;
+    bool decrypt;            /* compose with {cipher} values decrypted (admins) */
+    env_diff_options opts;
+    diff_filter_fn may_read; /* NULL: every application; else pairs it refuses are left out */
+    void *ctx;
+} diff_job;
+
+/* environment_diff of (applications, profiles) composed at both sides. Errors: composition's. */
+int diff_environment(json_t **out, const diff_job *job, const char *applications,
+                     const char *profiles);
+
+/*
+ * Every (application, profile) that diff_named_pairs finds in the two snapshots and whose
+ * Environment differs: {"fromVersion","toVersion","changed":[{"application","profile",
+ * "counts"}]}. ERR_TOO_LARGE past DIFF_MAX_PAIRS pairs.
+ */
+#define DIFF_MAX_PAIRS 20000
+int diff_repository(json_t **out, const diff_job *job);
+
 /*
  * [{"application","profile"}…]: every application named by a configuration file of a or b
  * (either may be NULL) with each profile its files or documents name, plus "default".

@@ -617,33 +617,42 @@ static bool uses_label(const char *const *search_paths)
     return false;
 }
 
-int environment_compose(environment *out, struct server *srv, const env_query *q)
+int environment_params(env_compose_params *p, struct server *srv, const char *label)
 {
     char commit[REPO_COMMIT_HEX];
-    snapshot *snap = NULL;
     repo_status status;
-    env_compose_params p = {0};
+    snapshot *snap = NULL;
+    int error;
+
+    memset(p, 0, sizeof(*p));
+    if ((error = repo_resolve(srv->repo, label, commit)) < 0 ||
+        (error = snapcache_get(&snap, srv->snapshots, srv->repo, commit)) < 0)
+        return error;
+    p->snapshot = snap;
+    p->display_uri = repo_display_uri(srv->repo);
+    p->search_paths = (const char *const *)srv->search_paths;
+    p->overrides = srv->overrides;
+    p->keyring = srv->keyring;
+    if (label != NULL && label[0] != '\0') {
+        p->label_name = label;
+    } else if (uses_label(p->search_paths)) {
+        repo_get_status(srv->repo, &status);
+        snprintf(p->label_storage, sizeof(p->label_storage), "%s", status.default_label);
+        p->label_name = p->label_storage[0] != '\0' ? p->label_storage : NULL;
+    }
+    return 0;
+}
+
+int environment_compose(environment *out, struct server *srv, const env_query *q)
+{
+    env_compose_params p;
     int error;
 
     memset(out, 0, sizeof(*out));
-    if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
-        goto out;
-    if ((error = snapcache_get(&snap, srv->snapshots, srv->repo, commit)) < 0)
-        goto out;
-    p.snapshot = snap;
-    p.display_uri = repo_display_uri(srv->repo);
-    p.search_paths = (const char *const *)srv->search_paths;
-    p.overrides = srv->overrides;
-    p.keyring = srv->keyring;
-    if (q->label != NULL && q->label[0] != '\0') {
-        p.label_name = q->label;
-    } else if (uses_label(p.search_paths)) {
-        repo_get_status(srv->repo, &status);
-        p.label_name = status.default_label[0] != '\0' ? status.default_label : NULL;
-    }
+    if ((error = environment_params(&p, srv, q->label)) < 0)
+        return error;
     error = environment_compose_snapshot(out, &p, q);
-out:
-    snapshot_release(snap);
+    snapshot_release(p.snapshot);
     return error;
 }
 

@@ -75,8 +75,16 @@ typedef struct env_compose_params {
     const overrides *overrides;      /* or NULL */
     const struct keyring *keyring;   /* or NULL (then every {cipher} value is invalid) */
     const char *label_name;          /* for {label} in search paths; NULL: such paths skipped */
+    char label_storage[256];         /* environment_params' copy of the default label */
 } env_compose_params;
 int environment_compose_snapshot(environment *out, const env_compose_params *p, const env_query *q);
+
+/*
+ * The parameters environment_compose uses for label (NULL: the default label): the label's
+ * snapshot (retained: the caller releases p->snapshot) and the server's search paths,
+ * overrides and keyring (borrowed). Errors: repo_resolve's and snapcache_get's.
+ */
+int environment_params(env_compose_params *p, struct server *srv, const char *label);
 
 void environment_dispose(environment *env);
 

@@ -1090,6 +1090,24 @@ int repo_open(repo **out, const repo_options *opts)
 
     r->is_git = true;
     r->status.is_git = true;
+    if (opts->in_place) {
+        /* Offline reading of a clone the caller owns: labels are expected as commit ids. */
+        git_libgit2_init();
+        r->libgit2_up = true;
+        if (pthread_key_create(&r->slot_key, slot_destroy) != 0) {
+            error = err_set(ERR_INTERNAL, "cannot create a thread key");
+            goto out;
+        }
+        r->slot_key_ok = true;
+        if (!(r->mirror_path = realpath(opts->uri, NULL)) ||
+            !(r->display_uri = concat3("file://", r->mirror_path, ""))) {
+            error = err_set(ERR_NOT_FOUND, "cannot open %s: %s", opts->uri, strerror(errno));
+            goto out;
+        }
+        git_repository *g = NULL;
+        error = thread_git(r, &g);
+        goto out;
+    }
     /* libgit2 counts these: each repo holds it up until repo_free */
     git_libgit2_init();
     r->libgit2_up = true;

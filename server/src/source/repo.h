@@ -25,6 +25,8 @@ typedef struct repo_options {
     const char *cache_dir;     /* the mirror lives in a subdirectory named after the URI */
     const char *default_label; /* NULL: "main", falling back to "master" */
     size_t max_file_bytes;     /* files larger than this are refused by repo_read_file/walk */
+    bool in_place;             /* uri is a local Git directory (".git" or bare) read as it is:
+                                * no mirror, never fetched (offline tools: `almanac diff`) */
 } repo_options;
 
 typedef struct repo_status {
