@@ -129,5 +129,6 @@ int cli_cmd_render(int argc, char **argv);
 int cli_cmd_lint(int argc, char **argv);
 int cli_cmd_encrypt(int argc, char **argv);
 int cli_cmd_decrypt(int argc, char **argv);
+int cli_cmd_diff(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
     {"watch", cli_cmd_watch, "print the configuration each time it changes"},
     {"exec", cli_cmd_exec, "run a command with the configuration as environment variables"},
     {"render", cli_cmd_render, "keep a directory of configuration files, as a ConfigMap volume"},
+    {"diff", cli_cmd_diff, "the effective change between two labels, from a server or a clone"},
     {"lint", cli_cmd_lint, "check a configuration repository before committing it"},
     {"encrypt", cli_cmd_encrypt, "encrypt a secret with the server's key"},
     {"decrypt", cli_cmd_decrypt, "decrypt a {cipher} value with the server's key"},

@@ -403,6 +403,18 @@ ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
 ALM_EXTERN int alm_client_fetch_file(alm_buf *out, alm_client *client, const char *path);
 
 /*
+ * The effective change of this client's application and profiles between two labels (commit
+ * ids, tags or branches): `GET {server}/diff/{application}/{profiles}?from=&to=`, answered as
+ * JSON (docs/api.md, "Diff"): keys added, removed and changed, each with the value and the
+ * property source that set it; secrets masked unless the caller is an admin. Retried like a
+ * fetch; never served from the cache file. `*out` holds the JSON (alm_buf_dispose).
+ * Errors: ALM_EINVALID (NULL or empty label), ALM_ENOTFOUND (no such label), and those of
+ * alm_client_fetch() but ALM_ECACHE.
+ */
+ALM_EXTERN int alm_client_diff(alm_buf *out, alm_client *client, const char *from,
+                               const char *to);
+
+/*
  * The server's encryption service: `POST {server}/encrypt` with `plaintext` gives the ciphertext
  * to store in a configuration file after "{cipher}"; `POST {server}/decrypt` gives the
  * plaintext back (a leading "{cipher}" in `ciphertext` is dropped). Both usually need admin

@@ -887,6 +887,70 @@ out:
     return error;
 }
 
+/* "label" as a query value: "(_)" for "/" as in paths, then percent-encoded. */
+static char *escape_label(alm_client *c, const char *label)
+{
+    size_t slashes = 0;
+    for (const char *p = label; *p; p++)
+        slashes += *p == '/';
+    char *spelled = malloc(strlen(label) + 2 * slashes + 1), *w = spelled;
+    if (spelled == NULL)
+        return NULL;
+    for (const char *p = label; *p; p++) {
+        if (*p == '/') {
+            memcpy(w, "(_)", 3);
+            w += 3;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    char *escaped = curl_easy_escape(c->curl, spelled, 0);
+    free(spelled);
+    return escaped;
+}
+
+int alm_client_diff(alm_buf *out, alm_client *c, const char *from, const char *to)
+{
+    int error = 0;
+    char *path = NULL, *query = NULL, *from_q = NULL, *to_q = NULL;
+    response r = {0};
+
+    if (out == NULL || c == NULL || from == NULL || to == NULL || !*from || !*to)
+        return alm__error_set(ALM_EINVALID, "alm_client_diff: NULL or empty argument");
+    out->ptr = NULL;
+    out->size = 0;
+    if ((error = append_segment(c, &path, "diff")) < 0 ||
+        (error = append_segment(c, &path, c->application)) < 0 ||
+        (error = append_segment(c, &path, c->profiles)) < 0)
+        goto out;
+    from_q = escape_label(c, from);
+    to_q = escape_label(c, to);
+    if (from_q == NULL || to_q == NULL ||
+        (query = malloc(strlen(from_q) + strlen(to_q) + 16)) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    sprintf(query, "?from=%s&to=%s", from_q, to_q);
+    const target t = {.path = path, .query = query, .accept = "Accept: application/json"};
+    if ((error = get_with_retry(c, &t, &r)) < 0)
+        goto out;
+    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    out->ptr = r.body;
+    out->size = r.len;
+    r.body = NULL;
+out:
+    free(path);
+    free(query);
+    curl_free(from_q);
+    curl_free(to_q);
+    response_dispose(&r);
+    return error;
+}
+
 /* POST /encrypt or /decrypt: the text in, the text out (the server's encryption service). */
 static int cipher_call(alm_buf *out, alm_client *c, const char *op, const char *text, size_t len)
 {

@@ -151,3 +151,88 @@ class DiffTest(ServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+BUILD_DIR = os.environ.get("ALMANAC_BUILD_DIR", "")
+CLI = os.path.join(BUILD_DIR, "client", "almanac") if BUILD_DIR else ""
+
+
+class DiffCliTest(ServerTestCase):
+    """almanac diff: against the server, and offline on a clone with the same composition."""
+
+    @classmethod
+    def setUpServers(cls):
+        if not CLI or not os.access(CLI, os.X_OK):
+            raise unittest.SkipTest("ALMANAC_BUILD_DIR has no client/almanac")
+        cls.repo = cls.make_repo()
+        files = sample_files()
+        cls.repo.commit(files, "sample")
+        cls.base = cls.repo.head()
+        layered = files["application.yml"] + "\nlayers:\n  pool: 10\n"
+        cls.repo.commit({
+            "application.yml": layered,
+            "orders.yml": files["orders.yml"] + "\nlayers:\n  pool: 20\n",
+            "orders-prod.yml": files["orders-prod.yml"] + "\n---\nlayers:\n  pool: 60\n",
+            "payments.properties": files["payments.properties"].replace("8082", "8092"),
+        }, "layers")
+        cls.head = cls.repo.head()
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def cli(self, *args):
+        import subprocess
+        p = subprocess.run([CLI] + list(args), capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, ALMANAC_SERVER="http://127.0.0.1:%d" % self.server.port))
+        return p.returncode, p.stdout, p.stderr
+
+    def test_offline_equals_server(self):
+        import json as _json
+        for app, profile in (("orders", "prod"), ("payments", "dev"), ("gateway", "default")):
+            rc, out, err = self.cli("diff", app, profile, "--from", self.base, "--to", self.head,
+                                    "--format", "json")
+            self.assertEqual(rc, 1, err)
+            online = _json.loads(out)
+            rc, out, err = self.cli("diff", app, profile, "--repo-dir", self.repo.path,
+                                    "--from", "HEAD~1", "--to", "HEAD", "--format", "json")
+            self.assertEqual(rc, 1, err)
+            offline = _json.loads(out)
+            self.assertEqual(offline["toVersion"], online["toVersion"])
+            strip = lambda s: s.rsplit("/", 1)[-1]
+            for a, b in zip(online["environments"], offline["environments"]):
+                for kind in ("added", "removed", "changed"):
+                    self.assertEqual([(e["key"], e.get("to", {}).get("value"),
+                                       strip(e.get("to", e.get("from"))["source"]),
+                                       e.get("to", e.get("from")).get("origin"))
+                                      for e in a[kind]],
+                                     [(e["key"], e.get("to", {}).get("value"),
+                                       strip(e.get("to", e.get("from"))["source"]),
+                                       e.get("to", e.get("from")).get("origin"))
+                                      for e in b[kind]])
+
+    def test_text_names_the_winning_layer(self):
+        rc, out, err = self.cli("diff", "orders", "prod", "--from", self.base, "--to", self.head)
+        self.assertEqual(rc, 1, err)
+        self.assertRegex(out, r"\+ layers\.pool = 60 +\(orders-prod\.yml \(document #\d\):\d+:\d+\)")
+
+    def test_whole_repository_offline(self):
+        rc, out, err = self.cli("diff", "--repo-dir", self.repo.path, "--from", self.base,
+                                "--to", self.head, "--format", "markdown")
+        self.assertEqual(rc, 1, err)
+        self.assertIn("#### payments / dev", out)
+        self.assertIn("| ~ | `server.port` | `8082` | `8092` | payments.properties:", out)
+        self.assertIn("#### gateway / prod", out)
+
+    def test_no_change_exit_zero(self):
+        rc, out, err = self.cli("diff", "--repo-dir", self.repo.path, "--from", "HEAD",
+                                "--to", "HEAD")
+        self.assertEqual((rc, out), (0, "no effective change\n"), err)
+        rc, out, err = self.cli("diff", "orders", "dev", "--from", self.head, "--to", self.head)
+        self.assertEqual((rc, out), (0, "no effective change\n"), err)
+
+    def test_errors_are_not_exit_one(self):
+        rc, _, err = self.cli("diff", "orders", "dev", "--from", "nosuch", "--to", self.head)
+        self.assertEqual(rc, 3, err)
+        rc, _, err = self.cli("diff", "--repo-dir", self.repo.path, "--from", "nosuch",
+                              "--to", "HEAD")
+        self.assertEqual(rc, 3, err)
+        rc, _, err = self.cli("diff", "orders", "dev", "--from", "HEAD")
+        self.assertEqual(rc, 2, err)

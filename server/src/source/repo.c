@@ -92,6 +92,7 @@ struct repo {
     char *root;        /* dir mode: real path of the directory */
     char *default_label;
     size_t max_file_bytes;
+    bool in_place; /* a repository read where it is: labels are any revision expression */
 
     pthread_mutex_t fetch_lock; /* serialises fetches; readers never take it */
     git_repository *fetch_git;  /* used only under fetch_lock */
@@ -1099,13 +1100,18 @@ int repo_open(repo **out, const repo_options *opts)
             goto out;
         }
         r->slot_key_ok = true;
-        if (!(r->mirror_path = realpath(opts->uri, NULL)) ||
-            !(r->display_uri = concat3("file://", r->mirror_path, ""))) {
-            error = err_set(ERR_NOT_FOUND, "cannot open %s: %s", opts->uri, strerror(errno));
+        git_repository *found = NULL;
+        if (git_repository_open_ext(&found, opts->uri, 0, NULL) < 0) {
+            error = err_set(ERR_NOT_FOUND, "%s is not a Git repository: %s", opts->uri,
+                            git_reason());
             goto out;
         }
-        git_repository *g = NULL;
-        error = thread_git(r, &g);
+        r->in_place = true;
+        r->mirror_path = dup_str(git_repository_path(found));
+        r->display_uri = r->mirror_path ? concat3("file://", r->mirror_path, "") : NULL;
+        git_repository_free(found);
+        if (!r->mirror_path || !r->display_uri)
+            error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
     /* libgit2 counts these: each repo holds it up until repo_free */
@@ -1303,6 +1309,19 @@ int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
     return error;
 }
 
+static int resolve_revision(git_repository *g, const char *spec, char commit_out[REPO_COMMIT_HEX])
+{
+    git_object *obj = NULL, *commit = NULL;
+    int error = 0;
+    if (git_revparse_single(&obj, g, spec) < 0 || git_object_peel(&commit, obj, GIT_OBJECT_COMMIT) < 0)
+        error = err_set(ERR_NOT_FOUND, "no commit %s: %s", spec, git_reason());
+    else
+        git_oid_tostr(commit_out, REPO_COMMIT_HEX, git_object_id(commit));
+    git_object_free(commit);
+    git_object_free(obj);
+    return error;
+}
+
 static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
 {
     git_repository *g = NULL;
@@ -1327,6 +1346,8 @@ static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COM
         git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
         return 0;
     }
+    if (r->in_place) /* the caller's own clone, read by the caller: HEAD~1, origin/main */
+        return resolve_revision(g, label, commit_out);
     if (!label_ok(label))
         return err_set(ERR_NOT_FOUND, "no such label"); /* not echoed: it may hold anything */
     found = lookup_label(g, label, &id);
