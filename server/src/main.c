@@ -9,6 +9,7 @@
 #include "change/announce.h"
 #include "guard/auth.h"
 #include "guard/cipher.h"
+#include "guard/jwks.h"
 #include "compose/environment.h"
 #include "errors.h"
 #include "change/events.h"
@@ -131,6 +132,16 @@ static void reload_auth(server *srv, const char *path)
         return;
     }
     authdb_limit_failures(fresh, srv->settings->auth_failures_per_minute);
+    /* Keys fetched from an issuer carry over, in case it cannot be reached right now. */
+    authdb *old = authdb_acquire(&srv->auth);
+    authdb_adopt_keys(fresh, old);
+    authdb_release(old);
+    if (authdb_start(fresh) < 0) {
+        LOG_ERROR(MODULE, "--auth-file not reloaded, the previous one stays in force: %s",
+                  err_message());
+        authdb_release(fresh);
+        return;
+    }
     LOG_INFO(MODULE, "--auth-file reloaded: %zu users and tokens", authdb_count(fresh));
     authdb_swap(&srv->auth, fresh);
 }
@@ -143,6 +154,11 @@ static int run(const settings *cfg)
     memset(&srv, 0, sizeof(srv));
     srv.settings = cfg;
 
+    /* libcurl's global state (issuers' jwks-url), before any thread starts. */
+    if (jwks_global_init() < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        goto out;
+    }
     repo_options ropts = {
         .uri = cfg->repo,
         .cache_dir = cfg->cache_dir,
@@ -212,6 +228,10 @@ static int run(const settings *cfg)
             goto out;
         }
         authdb_limit_failures(srv.auth, cfg->auth_failures_per_minute);
+        if (authdb_start(srv.auth) < 0) {
+            LOG_ERROR(MODULE, "--auth-file: %s", err_message());
+            goto out;
+        }
         LOG_INFO(MODULE, "access control on: %zu users and tokens", authdb_count(srv.auth));
     }
     if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {

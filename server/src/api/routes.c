@@ -473,6 +473,14 @@ static int handle_health(request *req, response *res)
     }
     json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
                              "status", repo_state, "details", details);
+    /* Issuers whose keys cannot be refreshed degrade, not fail: the cached keys still work. */
+    authdb *db = authdb_acquire(&req->server->auth);
+    json_t *issuers = authdb_health(db);
+    authdb_release(db);
+    if (body != NULL && issuers != NULL)
+        json_object_set_new(json_object_get(body, "components"), "issuers", issuers);
+    else
+        json_decref(issuers);
     return response_json(res, 200, body);
 }
 
@@ -609,6 +617,8 @@ static int run_route(const route *r, request *req, response *res, int fallback_c
     } else {
         req->principal = who;
         req->user = who ? auth_principal_name(who) : NULL;
+        if (who != NULL)
+            request_note_user(req, req->user);
         req->is_admin = who ? auth_principal_is_admin(who) : true;
         r->handler(req, res);
         req->principal = NULL;

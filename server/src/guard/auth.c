@@ -19,6 +19,7 @@
 
 #include "confdoc.h"
 #include "errors.h"
+#include "guard/jwt.h"
 #include "log.h"
 #include "yamlconf.h"
 
@@ -48,10 +49,19 @@
 #define AUTH_GLOBS_MAX 1000
 #define AUTH_NAME_MAX 128
 #define AUTH_GLOB_MAX 512
-#define AUTH_HEADER_MAX 4096
+#define AUTH_HEADER_MAX (JWT_MAX_BYTES + 64)
 #define AUTH_PASSWORD_MAX 1024
 #define CACHE_SLOTS 256
 #define CACHE_TTL_SECONDS 60
+#define ISSUERS_MAX 64
+#define SUBJECTS_MAX 1000
+#define AUDIENCES_MAX 32
+#define SUBJECT_MAX 512
+#define JWT_CACHE_MAX 65536      /* verified tokens remembered */
+#define JWT_PRINCIPALS_MAX 65536 /* distinct subjects remembered */
+#define JWT_REFRESH_DEFAULT 300
+#define JWT_MIN_REFRESH_DEFAULT 30
+#define JWT_REFRESH_WAIT_SECONDS 5
 
 struct auth_principal {
     char *key;  /* "users.NAME" or "tokens[N]": groups the flattened keys */
@@ -61,10 +71,40 @@ struct auth_principal {
     bool has_digest;
     bool is_token;
     bool admin;
+    bool borrowed; /* a JWT subject: globs belong to its subject rule */
     char **globs;
     size_t nglobs;
     unsigned line, col; /* where the entry starts, for "has no password" errors */
 };
+
+/* One `subjects:` item of an issuer: which tokens it covers, and what they may read. */
+typedef struct subject_rule {
+    unsigned index; /* N of subjects[N] */
+    char *match;    /* glob on sub */
+    char *ns;       /* glob on kubernetes.io.namespace */
+    char *sa;       /* glob on kubernetes.io.serviceaccount.name */
+    auth_principal grant; /* applications and admin */
+    unsigned line, col;
+} subject_rule;
+
+/* One `issuers:` item: an OIDC issuer (a Kubernetes API server, a CI system) and its keys. */
+typedef struct issuer {
+    unsigned index; /* N of issuers[N] */
+    char *name, *issuer;
+    char **audiences;
+    size_t naudiences;
+    char *jwks_file, *jwks_url, *jwks_inline, *ca_file, *token_file;
+    unsigned refresh_seconds, min_refresh_seconds;
+    subject_rule *subjects;
+    size_t nsubjects;
+    jwks_source *source;
+    /* Refresher bookkeeping, under authdb.refresh_lock. */
+    time_t next_due;     /* CLOCK_MONOTONIC seconds */
+    time_t last_try;     /* CLOCK_MONOTONIC seconds, 0: never */
+    unsigned long tries; /* completed refreshes, for callers waiting on one */
+    bool wanted;         /* an unknown kid arrived */
+    unsigned line, col;
+} issuer;
 
 typedef struct cache_slot {
     const auth_principal *who;
@@ -84,6 +124,19 @@ struct authdb {
     json_t *failures;        /* address -> failed attempts in the current minute */
     time_t failures_minute;  /* CLOCK_MONOTONIC seconds / 60 of that minute */
     unsigned failures_limit; /* per address and minute; 0: none */
+
+    issuer *issuers;
+    size_t nissuers;
+    pthread_mutex_t jwt_lock;
+    json_t *jwt_cache;  /* hex SHA-256 of a token -> [principal, exp, issuer, generation] */
+    json_t *jwt_names;  /* "issuer rule sub" -> index in jwt_principals */
+    auth_principal **jwt_principals;
+    size_t njwt, capjwt;
+    pthread_mutex_t refresh_lock;
+    pthread_cond_t refresh_wake; /* the refresher: work to do or stop */
+    pthread_cond_t refresh_done; /* requests waiting for a refresh */
+    pthread_t refresher;
+    bool refresher_running, stopping;
 };
 
 /* Guards the load-and-retain of a slot against a concurrent swap. */
@@ -104,19 +157,66 @@ static void entry_dispose(auth_principal *e)
     free(e->key);
     free(e->name);
     wipe_string(e->hash);
-    for (size_t i = 0; i < e->nglobs; i++)
-        free(e->globs[i]);
-    free(e->globs);
+    if (!e->borrowed) {
+        for (size_t i = 0; i < e->nglobs; i++)
+            free(e->globs[i]);
+        free(e->globs);
+    }
     OPENSSL_cleanse(e->digest, sizeof(e->digest));
 }
+
+static void free_strings(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+static void issuer_dispose(issuer *is)
+{
+    free(is->name);
+    free(is->issuer);
+    free_strings(is->audiences, is->naudiences);
+    free(is->jwks_file);
+    free(is->jwks_url);
+    free(is->jwks_inline);
+    free(is->ca_file);
+    free(is->token_file);
+    for (size_t i = 0; i < is->nsubjects; i++) {
+        subject_rule *r = &is->subjects[i];
+        free(r->match);
+        free(r->ns);
+        free(r->sa);
+        entry_dispose(&r->grant);
+    }
+    free(is->subjects);
+    jwks_source_free(is->source);
+}
+
+static void refresher_stop(authdb *db);
 
 static void authdb_free(authdb *db)
 {
     if (db == NULL)
         return;
+    refresher_stop(db);
     for (size_t i = 0; i < db->count; i++)
         entry_dispose(&db->entries[i]);
     free(db->entries);
+    for (size_t i = 0; i < db->njwt; i++) {
+        entry_dispose(db->jwt_principals[i]);
+        free(db->jwt_principals[i]);
+    }
+    free(db->jwt_principals);
+    for (size_t i = 0; i < db->nissuers; i++)
+        issuer_dispose(&db->issuers[i]);
+    free(db->issuers);
+    json_decref(db->jwt_cache);
+    json_decref(db->jwt_names);
+    pthread_mutex_destroy(&db->jwt_lock);
+    pthread_mutex_destroy(&db->refresh_lock);
+    pthread_cond_destroy(&db->refresh_wake);
+    pthread_cond_destroy(&db->refresh_done);
     json_decref(db->failures);
     pthread_mutex_destroy(&db->cache_lock);
     pthread_mutex_destroy(&db->failures_lock);
@@ -386,11 +486,253 @@ static bool is_empty_string(const json_t *value)
     return json_is_string(value) && json_string_length(value) == 0;
 }
 
+/* "[12]rest" -> 12 and *rest; false when key does not start with an index. */
+static bool take_index(const char *key, unsigned *index, const char **rest)
+{
+    if (key[0] != '[' || !isdigit((unsigned char)key[1]))
+        return false;
+    char *end = NULL;
+    unsigned long n = strtoul(key + 1, &end, 10);
+    if (end == NULL || *end != ']' || n > 1000000)
+        return false;
+    *index = (unsigned)n;
+    *rest = end + 1;
+    return true;
+}
+
+static int set_owned(const parse_ctx *ctx, const char *field, const json_t *value, size_t max,
+                     char **slot)
+{
+    const char *text;
+    int error = set_string(ctx, field, value, max, &text);
+    if (error < 0)
+        return error;
+    if (*slot != NULL)
+        return fail(ctx, "%s given twice", field);
+    return (*slot = strdup(text)) != NULL ? 0 : err_set(ERR_NOMEM, "out of memory");
+}
+
+static int set_seconds(const parse_ctx *ctx, const char *field, const json_t *value,
+                       unsigned min, unsigned max, unsigned *out)
+{
+    if (!json_is_integer(value) || json_integer_value(value) < (json_int_t)min ||
+        json_integer_value(value) > (json_int_t)max)
+        return fail(ctx, "%s must be a number of seconds from %u to %u", field, min, max);
+    *out = (unsigned)json_integer_value(value);
+    return 0;
+}
+
+static subject_rule *find_or_add_rule(parse_ctx *ctx, issuer *is, unsigned index)
+{
+    for (size_t i = 0; i < is->nsubjects; i++)
+        if (is->subjects[i].index == index)
+            return &is->subjects[i];
+    if (is->nsubjects >= SUBJECTS_MAX) {
+        fail(ctx, "more than %d subjects in one issuer", SUBJECTS_MAX);
+        return NULL;
+    }
+    subject_rule *grown = realloc(is->subjects, (is->nsubjects + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        err_set(ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    is->subjects = grown;
+    subject_rule *r = &is->subjects[is->nsubjects++];
+    memset(r, 0, sizeof(*r));
+    r->index = index;
+    r->line = ctx->line;
+    r->col = ctx->col;
+    return r;
+}
+
+static int set_rule_field(parse_ctx *ctx, subject_rule *r, const char *field, const json_t *value)
+{
+    if (strcmp(field, "match") == 0)
+        return set_owned(ctx, "match", value, SUBJECT_MAX, &r->match);
+    if (strcmp(field, "namespace") == 0)
+        return set_owned(ctx, "namespace", value, SUBJECT_MAX, &r->ns);
+    if (strcmp(field, "serviceaccount") == 0)
+        return set_owned(ctx, "serviceaccount", value, SUBJECT_MAX, &r->sa);
+    if (strcmp(field, "admin") == 0) {
+        if (!json_is_boolean(value))
+            return fail(ctx, "admin must be true or false");
+        r->grant.admin = json_is_true(value);
+        return 0;
+    }
+    if (strcmp(field, "applications") == 0)
+        return is_empty_string(value) ? 0 : fail(ctx, "applications must be a list");
+    if (is_list_item(field, "applications"))
+        return add_glob(ctx, &r->grant, value);
+    return fail(ctx, "unknown key \"%s\" in a subject (match, namespace, serviceaccount, "
+                     "applications, admin)",
+                field);
+}
+
+static issuer *find_or_add_issuer(parse_ctx *ctx, unsigned index)
+{
+    authdb *db = ctx->db;
+    for (size_t i = 0; i < db->nissuers; i++)
+        if (db->issuers[i].index == index)
+            return &db->issuers[i];
+    if (db->nissuers >= ISSUERS_MAX) {
+        fail(ctx, "more than %d issuers", ISSUERS_MAX);
+        return NULL;
+    }
+    issuer *grown = realloc(db->issuers, (db->nissuers + 1) * sizeof(*grown));
+    if (grown == NULL) {
+        err_set(ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    db->issuers = grown;
+    issuer *is = &db->issuers[db->nissuers++];
+    memset(is, 0, sizeof(*is));
+    is->index = index;
+    is->refresh_seconds = JWT_REFRESH_DEFAULT;
+    is->min_refresh_seconds = JWT_MIN_REFRESH_DEFAULT;
+    is->line = ctx->line;
+    is->col = ctx->col;
+    return is;
+}
+
+/* "issuers[N].FIELD..." */
+static int parse_issuer_property(parse_ctx *ctx, const char *key, const json_t *value)
+{
+    unsigned index;
+    const char *p;
+    if (!take_index(key + strlen("issuers"), &index, &p) || (*p != '.' && *p != '\0'))
+        return fail(ctx, "unknown key \"%s\" (issuers: is a list)", key);
+    issuer *is = find_or_add_issuer(ctx, index);
+    if (is == NULL)
+        return err_last_code();
+    if (*p == '\0')
+        return fail(ctx, "an issuer must be a map (name, issuer, audiences, jwks-file, ...)");
+    const char *field = p + 1;
+    if (strcmp(field, "name") == 0) {
+        int error = set_owned(ctx, "name", value, AUTH_NAME_MAX, &is->name);
+        if (error == 0)
+            for (const char *c = is->name; *c; c++)
+                if (!is_name_char(*c) && *c != '.')
+                    return fail(ctx, "an issuer name may hold only letters, digits, '-', '_', "
+                                     "'.' and '@'");
+        return error;
+    }
+    if (strcmp(field, "issuer") == 0)
+        return set_owned(ctx, "issuer", value, 1024, &is->issuer);
+    if (strcmp(field, "jwks-file") == 0)
+        return set_owned(ctx, "jwks-file", value, 4096, &is->jwks_file);
+    if (strcmp(field, "jwks-url") == 0) {
+        int error = set_owned(ctx, "jwks-url", value, 4096, &is->jwks_url);
+        if (error == 0 && strncmp(is->jwks_url, "https://", 8) != 0)
+            return fail(ctx, "jwks-url must be an https:// URL");
+        return error;
+    }
+    if (strcmp(field, "jwks") == 0)
+        return set_owned(ctx, "jwks", value, JWKS_MAX_BYTES, &is->jwks_inline);
+    if (strcmp(field, "jwks-ca-file") == 0)
+        return set_owned(ctx, "jwks-ca-file", value, 4096, &is->ca_file);
+    if (strcmp(field, "jwks-token-file") == 0)
+        return set_owned(ctx, "jwks-token-file", value, 4096, &is->token_file);
+    if (strcmp(field, "jwks-refresh-seconds") == 0)
+        return set_seconds(ctx, field, value, 1, 86400, &is->refresh_seconds);
+    if (strcmp(field, "jwks-min-refresh-seconds") == 0)
+        return set_seconds(ctx, field, value, 0, 3600, &is->min_refresh_seconds);
+    if (strcmp(field, "audiences") == 0)
+        return is_empty_string(value) ? 0 : fail(ctx, "audiences must be a list");
+    if (is_list_item(field, "audiences")) {
+        const char *aud;
+        int error = set_string(ctx, "an audience", value, 1024, &aud);
+        if (error < 0)
+            return error;
+        if (is->naudiences >= AUDIENCES_MAX)
+            return fail(ctx, "more than %d audiences", AUDIENCES_MAX);
+        char **grown = realloc(is->audiences, (is->naudiences + 1) * sizeof(*grown));
+        if (grown == NULL)
+            return err_set(ERR_NOMEM, "out of memory");
+        is->audiences = grown;
+        if ((is->audiences[is->naudiences] = strdup(aud)) == NULL)
+            return err_set(ERR_NOMEM, "out of memory");
+        is->naudiences++;
+        return 0;
+    }
+    if (strcmp(field, "subjects") == 0)
+        return is_empty_string(value) ? 0 : fail(ctx, "subjects must be a list");
+    if (strncmp(field, "subjects[", 9) == 0) {
+        unsigned rule_index;
+        const char *rest;
+        if (!take_index(field + 8, &rule_index, &rest) || *rest != '.')
+            return fail(ctx, "a subject must be a map (match, applications, ...)");
+        subject_rule *r = find_or_add_rule(ctx, is, rule_index);
+        if (r == NULL)
+            return err_last_code();
+        return set_rule_field(ctx, r, rest + 1, value);
+    }
+    return fail(ctx, "unknown key \"%s\" in an issuer (name, issuer, audiences, jwks-file, "
+                     "jwks-url, jwks, jwks-ca-file, jwks-token-file, jwks-refresh-seconds, "
+                     "jwks-min-refresh-seconds, subjects)",
+                field);
+}
+
+/* What a complete issuer needs, checked once the whole file is read; loads file keys. */
+static int check_issuer(parse_ctx *ctx, issuer *is)
+{
+    ctx->line = is->line;
+    ctx->col = is->col;
+    if (is->name == NULL)
+        return fail(ctx, "an issuer needs a name");
+    if (is->issuer == NULL)
+        return fail(ctx, "issuer %s needs issuer: (the iss its tokens carry)", is->name);
+    if (is->naudiences == 0)
+        return fail(ctx, "issuer %s needs audiences: (e.g. [almanac])", is->name);
+    int sources = (is->jwks_file != NULL) + (is->jwks_url != NULL) + (is->jwks_inline != NULL);
+    if (sources != 1)
+        return fail(ctx, "issuer %s needs exactly one of jwks-file, jwks-url and jwks",
+                    is->name);
+    if ((is->ca_file || is->token_file) && is->jwks_url == NULL)
+        return fail(ctx, "issuer %s: jwks-ca-file and jwks-token-file go with jwks-url",
+                    is->name);
+    for (size_t i = 0; i < ctx->db->nissuers; i++) {
+        const issuer *other = &ctx->db->issuers[i];
+        if (other != is && other->name && strcmp(other->name, is->name) == 0)
+            return fail(ctx, "two issuers are named %s", is->name);
+        if (other != is && other->issuer && strcmp(other->issuer, is->issuer) == 0)
+            return fail(ctx, "two issuers have the issuer %s", is->issuer);
+    }
+    for (size_t i = 0; i < is->nsubjects; i++) {
+        subject_rule *r = &is->subjects[i];
+        ctx->line = r->line;
+        ctx->col = r->col;
+        if (r->match == NULL && r->ns == NULL && r->sa == NULL)
+            return fail(ctx, "a subject of issuer %s needs match, namespace or serviceaccount",
+                        is->name);
+    }
+    ctx->line = is->line;
+    ctx->col = is->col;
+    jwks_source_options opts = {
+        .file = is->jwks_file,
+        .url = is->jwks_url,
+        .inline_doc = is->jwks_inline,
+        .ca_file = is->ca_file,
+        .token_file = is->token_file,
+    };
+    int error = jwks_source_new(&is->source, &opts);
+    if (error < 0)
+        return error;
+    /* A file or inline set must load now: a typo should stop the start, not lock everyone
+     * out later. A URL is fetched by the refresher once the server runs (authdb_start). */
+    if (is->jwks_url == NULL && jwks_source_refresh(is->source) < 0)
+        return fail(ctx, "issuer %s: %s", is->name, err_message());
+    return 0;
+}
+
 static int parse_property(parse_ctx *ctx, const char *key, const json_t *value)
 {
     /* `users: {}` and `tokens: []` say "none". */
-    if ((strcmp(key, "users") == 0 || strcmp(key, "tokens") == 0) && is_empty_string(value))
+    if ((strcmp(key, "users") == 0 || strcmp(key, "tokens") == 0 ||
+         strcmp(key, "issuers") == 0) &&
+        is_empty_string(value))
         return 0;
+    if (strncmp(key, "issuers[", 8) == 0)
+        return parse_issuer_property(ctx, key, value);
     const char *p;
     bool is_token;
     if (strncmp(key, "users.", 6) == 0) {
@@ -413,7 +755,8 @@ static int parse_property(parse_ctx *ctx, const char *key, const json_t *value)
             return fail(ctx, "unknown key \"%s\"", key);
         is_token = true;
     } else {
-        return fail(ctx, "unknown key \"%s\" (the file holds users: and tokens:)", key);
+        return fail(ctx, "unknown key \"%s\" (the file holds users:, tokens: and issuers:)",
+                    key);
     }
     auth_principal *e = find_or_add(ctx, key, (size_t)(p - key));
     if (e == NULL)
@@ -468,7 +811,16 @@ int authdb_parse(authdb **out, const char *data, size_t len, const char *name)
     atomic_init(&db->refs, 1);
     pthread_mutex_init(&db->cache_lock, NULL);
     pthread_mutex_init(&db->failures_lock, NULL);
-    if ((db->failures = json_object()) == NULL) {
+    pthread_mutex_init(&db->jwt_lock, NULL);
+    pthread_mutex_init(&db->refresh_lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->refresh_wake, &attr);
+    pthread_cond_init(&db->refresh_done, &attr);
+    pthread_condattr_destroy(&attr);
+    if ((db->failures = json_object()) == NULL || (db->jwt_cache = json_object()) == NULL ||
+        (db->jwt_names = json_object()) == NULL) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -505,6 +857,9 @@ int authdb_parse(authdb **out, const char *data, size_t len, const char *name)
             goto out;
         }
     }
+    for (size_t i = 0; i < db->nissuers; i++)
+        if ((error = check_issuer(&ctx, &db->issuers[i])) < 0)
+            goto out;
     *out = db;
     db = NULL;
 out:
@@ -684,8 +1039,255 @@ out:
     return error;
 }
 
+/* ---- JWT bearer tokens ------------------------------------------------------------------- */
+
+static bool glob_ok(const char *glob, const char *value)
+{
+    return glob == NULL || (value != NULL && fnmatch(glob, value, 0) == 0);
+}
+
+/* The first subject rule of is covering t, or NULL. */
+static const subject_rule *find_rule(const issuer *is, const jwt *t, size_t *index)
+{
+    const json_t *k8s = json_object_get(t->claims, "kubernetes.io");
+    const char *ns = json_string_value(json_object_get(k8s, "namespace"));
+    const char *sa =
+        json_string_value(json_object_get(json_object_get(k8s, "serviceaccount"), "name"));
+    for (size_t i = 0; i < is->nsubjects; i++) {
+        const subject_rule *r = &is->subjects[i];
+        if (glob_ok(r->match, t->sub) && glob_ok(r->ns, ns) && glob_ok(r->sa, sa)) {
+            *index = i;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * The principal of subject sub under rule r of issuer is: one per (issuer, rule, subject),
+ * kept until the database is dropped, so a principal handed out stays valid while the caller
+ * holds its reference (the contract of auth_authenticate). Caller holds jwt_lock.
+ */
+static const auth_principal *intern_principal(authdb *db, size_t is_index, size_t rule_index,
+                                              const subject_rule *r, const char *sub,
+                                              size_t *index)
+{
+    char key[SUBJECT_MAX + 64];
+    snprintf(key, sizeof(key), "%zu %zu %s", is_index, rule_index, sub);
+    json_t *known = json_object_get(db->jwt_names, key);
+    if (known != NULL) {
+        *index = (size_t)json_integer_value(known);
+        return db->jwt_principals[*index];
+    }
+    if (db->njwt >= JWT_PRINCIPALS_MAX)
+        return NULL;
+    if (db->njwt == db->capjwt) {
+        size_t cap = db->capjwt ? db->capjwt * 2 : 16;
+        auth_principal **grown = realloc(db->jwt_principals, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        db->jwt_principals = grown;
+        db->capjwt = cap;
+    }
+    auth_principal *p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->name = strdup(sub)) == NULL) {
+        free(p);
+        return NULL;
+    }
+    p->borrowed = true;
+    p->is_token = true;
+    p->admin = r->grant.admin;
+    p->globs = r->grant.globs;
+    p->nglobs = r->grant.nglobs;
+    if (json_object_set_new(db->jwt_names, key, json_integer((json_int_t)db->njwt)) < 0) {
+        entry_dispose(p);
+        free(p);
+        return NULL;
+    }
+    *index = db->njwt;
+    db->jwt_principals[db->njwt++] = p;
+    return p;
+}
+
+static void hex_digest(const unsigned char *digest, char *hex)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[2 * SHA256_DIGEST_LENGTH] = '\0';
+}
+
+/* A token verified before, still unexpired, under the same keys: its principal, or NULL. */
+static const auth_principal *jwt_cache_lookup(authdb *db, const char *hex)
+{
+    const auth_principal *who = NULL;
+    time_t now = time(NULL);
+    pthread_mutex_lock(&db->jwt_lock);
+    json_t *hit = json_object_get(db->jwt_cache, hex);
+    if (hit != NULL) {
+        size_t principal = (size_t)json_integer_value(json_array_get(hit, 0));
+        json_int_t exp = json_integer_value(json_array_get(hit, 1));
+        size_t is_index = (size_t)json_integer_value(json_array_get(hit, 2));
+        unsigned long generation = (unsigned long)json_integer_value(json_array_get(hit, 3));
+        /* A changed key set may have dropped the signing key: verify again. */
+        if (exp > (json_int_t)now &&
+            generation == jwks_source_generation(db->issuers[is_index].source))
+            who = db->jwt_principals[principal];
+        else
+            json_object_del(db->jwt_cache, hex);
+    }
+    pthread_mutex_unlock(&db->jwt_lock);
+    return who;
+}
+
+/* Caller holds jwt_lock. Full: expired entries go; still full, everything goes. */
+static void jwt_cache_store(authdb *db, const char *hex, size_t principal, json_int_t exp,
+                            size_t is_index, unsigned long generation)
+{
+    if (json_object_size(db->jwt_cache) >= JWT_CACHE_MAX) {
+        time_t now = time(NULL);
+        const char *key;
+        json_t *entry;
+        void *tmp;
+        json_object_foreach_safe(db->jwt_cache, tmp, key, entry)
+        {
+            if (json_integer_value(json_array_get(entry, 1)) <= (json_int_t)now)
+                json_object_del(db->jwt_cache, key);
+        }
+        if (json_object_size(db->jwt_cache) >= JWT_CACHE_MAX)
+            json_object_clear(db->jwt_cache);
+    }
+    json_object_set_new(db->jwt_cache, hex,
+                        json_pack("[I, I, I, I]", (json_int_t)principal, exp,
+                                  (json_int_t)is_index, (json_int_t)generation));
+}
+
+/*
+ * A token named a kid the issuer's current set lacks: ask the refresher for a new set (at most
+ * once per min_refresh_seconds) and wait a little for it. Whether it came or not, the caller
+ * checks again with whatever set is current. false when no refresh was asked for.
+ */
+static bool refresh_for_unknown_kid(authdb *db, issuer *is)
+{
+    bool asked = false;
+    pthread_mutex_lock(&db->refresh_lock);
+    time_t now = now_seconds();
+    if (db->refresher_running && !db->stopping &&
+        (is->last_try == 0 || now - is->last_try >= (time_t)is->min_refresh_seconds)) {
+        unsigned long target = is->tries + 1;
+        is->wanted = true;
+        asked = true;
+        pthread_cond_signal(&db->refresh_wake);
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += JWT_REFRESH_WAIT_SECONDS;
+        while (is->tries < target && !db->stopping &&
+               pthread_cond_timedwait(&db->refresh_done, &db->refresh_lock, &deadline) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&db->refresh_lock);
+    return asked;
+}
+
+static int refuse_jwt(int why, const issuer *is)
+{
+    /* Only what the caller may see: the reason and, once known, which issuer. Never the token,
+     * and never an unverified claim (it could carry anything into the log). */
+    if (is != NULL)
+        return err_set(ERR_UNAUTHORIZED, "invalid token: %s (issuer %s)", jwt_result_text(why),
+                       is->name);
+    return err_set(ERR_UNAUTHORIZED, "invalid token: %s", jwt_result_text(why));
+}
+
+static int check_jwt(authdb *db, const char *token, size_t len, const char *hex,
+                     const auth_principal **out)
+{
+    int error = 0;
+    jwt t;
+    jwks *keys = NULL;
+    issuer *is = NULL;
+    const auth_principal *who = jwt_cache_lookup(db, hex);
+    if (who != NULL) {
+        *out = who;
+        return 0;
+    }
+    int r = jwt_decode(&t, token, len);
+    if (r < 0) {
+        error = refuse_jwt(r, NULL);
+        goto out;
+    }
+    size_t is_index = 0;
+    for (size_t i = 0; i < db->nissuers && is == NULL; i++)
+        if (t.iss != NULL && strcmp(db->issuers[i].issuer, t.iss) == 0) {
+            is = &db->issuers[i];
+            is_index = i;
+        }
+    if (is == NULL) {
+        error = refuse_jwt(JWT_ISSUER, NULL);
+        goto out;
+    }
+    unsigned long generation = 0;
+    keys = jwks_source_keys(is->source, &generation);
+    r = jwt_verify_signature(&t, keys);
+    if (r == JWT_UNKNOWN_KEY && t.kid != NULL && refresh_for_unknown_kid(db, is)) {
+        jwks_release(keys);
+        keys = jwks_source_keys(is->source, &generation);
+        r = jwt_verify_signature(&t, keys);
+    }
+    if (r == JWT_OK) {
+        jwt_expect expect = {
+            .issuer = is->issuer,
+            .audiences = (const char *const *)is->audiences,
+            .naudiences = is->naudiences,
+            .now = time(NULL),
+            .skew = JWT_SKEW_SECONDS,
+        };
+        r = jwt_check_claims(&t, &expect);
+    }
+    if (r < 0) {
+        error = refuse_jwt(r, is);
+        goto out;
+    }
+    if (strlen(t.sub) > SUBJECT_MAX) {
+        error = refuse_jwt(JWT_CLAIMS, is);
+        goto out;
+    }
+    size_t rule_index = 0;
+    const subject_rule *rule = find_rule(is, &t, &rule_index);
+    if (rule == NULL) {
+        error = err_set(ERR_UNAUTHORIZED, "valid token of issuer %s, but its subject is not "
+                                          "listed in the auth file",
+                        is->name);
+        LOG_INFO(MODULE, "issuer %s: no subject rule covers %s", is->name, t.sub);
+        goto out;
+    }
+    pthread_mutex_lock(&db->jwt_lock);
+    size_t principal = 0;
+    who = intern_principal(db, is_index, rule_index, rule, t.sub, &principal);
+    if (who != NULL) {
+        /* Cached no longer than the token lives (with the same skew the check allows). */
+        json_int_t exp = (json_int_t)t.exp + JWT_SKEW_SECONDS;
+        jwt_cache_store(db, hex, principal, exp, is_index, generation);
+    }
+    pthread_mutex_unlock(&db->jwt_lock);
+    if (who == NULL) {
+        error = err_set(ERR_UNAUTHORIZED, "too many distinct subjects (reload the auth file)");
+        LOG_WARN(MODULE, "more than %d distinct token subjects since the auth file was loaded",
+                 JWT_PRINCIPALS_MAX);
+        goto out;
+    }
+    *out = who;
+out:
+    jwks_release(keys);
+    jwt_dispose(&t);
+    return error;
+}
+
 static int check_bearer(authdb *db, const char *token, const auth_principal **out)
 {
+    int error = 0;
     size_t len = strlen(token);
     while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t'))
         len--;
@@ -700,11 +1302,19 @@ static int check_bearer(authdb *db, const char *token, const auth_principal **ou
         if (e->is_token && CRYPTO_memcmp(e->digest, digest, sizeof(digest)) == 0)
             found = e;
     }
+    if (found != NULL) {
+        *out = found;
+    } else if (db->nissuers > 0 && memchr(token, '.', len) != NULL) {
+        /* The same digest keys the cache of verified JWTs. */
+        char hex[2 * SHA256_DIGEST_LENGTH + 1];
+        hex_digest(digest, hex);
+        error = check_jwt(db, token, len, hex, out);
+        OPENSSL_cleanse(hex, sizeof(hex));
+    } else {
+        error = err_set(ERR_UNAUTHORIZED, "invalid credentials");
+    }
     OPENSSL_cleanse(digest, sizeof(digest));
-    if (found == NULL)
-        return err_set(ERR_UNAUTHORIZED, "invalid credentials");
-    *out = found;
-    return 0;
+    return error;
 }
 
 int auth_authenticate(authdb *db, const char *authorization, const auth_principal **out)
@@ -727,6 +1337,128 @@ int auth_authenticate(authdb *db, const char *authorization, const auth_principa
         return basic ? check_basic(db, p, out) : check_bearer(db, p, out);
     }
     return err_set(ERR_UNAUTHORIZED, "unsupported authentication scheme (use Basic or Bearer)");
+}
+
+/* ---- key refresher ----------------------------------------------------------------------- */
+
+/*
+ * One thread per database with issuers: each issuer's keys are read again every
+ * jwks-refresh-seconds, and sooner when a request met an unknown kid (no more often than
+ * jwks-min-refresh-seconds). Refreshes run without the lock; a failed one keeps the keys.
+ */
+static void *refresher_main(void *arg)
+{
+    authdb *db = arg;
+    pthread_mutex_lock(&db->refresh_lock);
+    while (!db->stopping) {
+        time_t now = now_seconds();
+        issuer *due = NULL;
+        for (size_t i = 0; i < db->nissuers && due == NULL; i++) {
+            issuer *is = &db->issuers[i];
+            bool asked = is->wanted && (is->last_try == 0 ||
+                                        now - is->last_try >= (time_t)is->min_refresh_seconds);
+            if (now >= is->next_due || asked)
+                due = is;
+        }
+        if (due == NULL) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_MONOTONIC, &deadline);
+            deadline.tv_sec += 1;
+            pthread_cond_timedwait(&db->refresh_wake, &db->refresh_lock, &deadline);
+            continue;
+        }
+        due->wanted = false;
+        pthread_mutex_unlock(&db->refresh_lock);
+        unsigned long before = jwks_source_generation(due->source);
+        int error = jwks_source_refresh(due->source);
+        if (error < 0)
+            LOG_WARN(MODULE, "issuer %s: keys not refreshed, the cached ones stay in use: %s",
+                     due->name, err_message());
+        else if (jwks_source_generation(due->source) != before) {
+            jwks_status st;
+            jwks_source_status(due->source, &st);
+            LOG_INFO(MODULE, "issuer %s: new key set (%zu usable keys)", due->name, st.keys);
+        }
+        pthread_mutex_lock(&db->refresh_lock);
+        due->last_try = now_seconds();
+        due->next_due = due->last_try + (time_t)due->refresh_seconds;
+        due->tries++;
+        pthread_cond_broadcast(&db->refresh_done);
+    }
+    pthread_mutex_unlock(&db->refresh_lock);
+    return NULL;
+}
+
+int authdb_start(authdb *db)
+{
+    if (db == NULL || db->nissuers == 0 || db->refresher_running)
+        return 0;
+    time_t now = now_seconds();
+    for (size_t i = 0; i < db->nissuers; i++) {
+        issuer *is = &db->issuers[i];
+        /* Files were read at load; a URL is fetched at once, unless keys were adopted. */
+        bool have = jwks_source_generation(is->source) > 0;
+        is->next_due = have ? now + (time_t)is->refresh_seconds : now;
+        if (have && jwks_source_is_remote(is->source))
+            is->last_try = now;
+    }
+    if (pthread_create(&db->refresher, NULL, refresher_main, db) != 0)
+        return err_set(ERR_INTERNAL, "cannot start the key refresher thread");
+    db->refresher_running = true;
+    return 0;
+}
+
+static void refresher_stop(authdb *db)
+{
+    if (!db->refresher_running)
+        return;
+    pthread_mutex_lock(&db->refresh_lock);
+    db->stopping = true;
+    pthread_cond_broadcast(&db->refresh_wake);
+    pthread_cond_broadcast(&db->refresh_done);
+    pthread_mutex_unlock(&db->refresh_lock);
+    pthread_join(db->refresher, NULL);
+    db->refresher_running = false;
+}
+
+void authdb_adopt_keys(authdb *fresh, authdb *old)
+{
+    if (fresh == NULL || old == NULL)
+        return;
+    for (size_t i = 0; i < fresh->nissuers; i++) {
+        issuer *is = &fresh->issuers[i];
+        for (size_t j = 0; is->jwks_url != NULL && j < old->nissuers; j++)
+            if (old->issuers[j].jwks_url != NULL &&
+                strcmp(old->issuers[j].jwks_url, is->jwks_url) == 0)
+                jwks_source_adopt(is->source, old->issuers[j].source);
+    }
+}
+
+json_t *authdb_health(authdb *db)
+{
+    if (db == NULL || db->nissuers == 0)
+        return NULL;
+    bool degraded = false;
+    json_t *details = json_object();
+    time_t now = time(NULL);
+    for (size_t i = 0; i < db->nissuers; i++) {
+        issuer *is = &db->issuers[i];
+        jwks_status st;
+        jwks_source_status(is->source, &st);
+        bool bad = st.failing || st.last_ok == 0;
+        degraded = degraded || bad;
+        json_t *one = json_pack("{s:s, s:s, s:I}", "status", bad ? "DEGRADED" : "UP", "issuer",
+                                is->issuer, "keys", (json_int_t)st.keys);
+        if (one == NULL)
+            continue;
+        if (st.last_ok)
+            json_object_set_new(one, "lastRefreshAgeSeconds",
+                                json_integer((json_int_t)(now - st.last_ok)));
+        if (st.last_error[0])
+            json_object_set_new(one, "lastError", json_string(st.last_error));
+        json_object_set_new(details, is->name, one);
+    }
+    return json_pack("{s:s, s:o}", "status", degraded ? "DEGRADED" : "UP", "details", details);
 }
 
 /* ---- online guessing --------------------------------------------------------------------- */

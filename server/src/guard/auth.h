@@ -3,12 +3,17 @@
  * stored as SHA-256, per-entry application globs, an admin role), HTTP Basic and Bearer
  * credentials checked against it, and the swap of a reloaded file under running requests.
  *
- * An authdb is immutable once loaded and reference-counted: a request holds one reference from
+ * Issuers (OIDC, Kubernetes ServiceAccount tokens) authenticate JWT bearer tokens: signatures
+ * and claims by jwt.c, keys by jwks.c; what a subject may read comes from its `subjects:` rule.
+ *
+ * An authdb is immutable once loaded (apart from its issuers' key sets and caches, which have
+ * their own locks) and reference-counted: a request holds one reference from
  * authentication to the end of its handler, so a SIGHUP reload never frees an entry in use.
  */
 #ifndef ALMANAC_AUTH_H
 #define ALMANAC_AUTH_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -22,6 +27,20 @@ typedef struct auth_principal auth_principal;
 int authdb_parse(authdb **out, const char *data, size_t len, const char *name);
 /* Reads and parses path (at most 1 MiB). Errors as authdb_parse. */
 int authdb_load(authdb **out, const char *path);
+/*
+ * Starts the thread that keeps the issuers' keys current (jwks-url fetched at once, files and
+ * URLs again on their schedule and on an unknown kid). Parsing never starts threads or touches
+ * the network, so tests and fuzzers can parse freely; the server calls this after loading.
+ * 0 or ERR_INTERNAL. Nothing to do without issuers. The thread ends with the database.
+ */
+int authdb_start(authdb *db);
+/* Gives fresh the keys old holds for the same jwks-url, before fresh is started. */
+void authdb_adopt_keys(authdb *fresh, authdb *old);
+/*
+ * The issuers' state for /actuator/health: {"status":"UP"|"DEGRADED","details":{NAME:{...}}},
+ * DEGRADED when an issuer's last refresh failed or it has no keys yet. NULL without issuers.
+ */
+json_t *authdb_health(authdb *db);
 /* Users and tokens in the file. */
 size_t authdb_count(const authdb *db);
 

@@ -87,7 +87,7 @@ typedef struct detached_request {
     unsigned status;
     size_t bytes_out;
     bool head_only;
-    char text[]; /* request id, method, url: each NUL-terminated */
+    char text[]; /* request id, method, url, user: each NUL-terminated */
 } detached_request;
 
 /* One HTTP request, from the first access-handler call to the completion callback. */
@@ -104,6 +104,7 @@ typedef struct request_state {
     size_t bytes_out;
     int metrics_route;
     char request_id[64];
+    char user[160];        /* the authenticated caller, for the access log ("" if none) */
     char **decoded;        /* query values decoded on demand, freed at completion */
     size_t ndecoded;
     struct http_server *owner;
@@ -672,7 +673,8 @@ static detached_request *detach(request_state *st)
     size_t id_len = strlen(st->request_id) + 1;
     size_t method_len = strlen(st->req.method) + 1;
     size_t url_len = strlen(st->req.url) + 1;
-    detached_request *d = malloc(sizeof(*d) + id_len + method_len + url_len);
+    size_t user_len = strlen(st->user) + 1;
+    detached_request *d = malloc(sizeof(*d) + id_len + method_len + url_len + user_len);
     if (d == NULL)
         return NULL;
     d->handle.detached = true;
@@ -685,6 +687,7 @@ static detached_request *detach(request_state *st)
     memcpy(d->text, st->request_id, id_len);
     memcpy(d->text + id_len, st->req.method, method_len);
     memcpy(d->text + id_len + method_len, st->req.url, url_len);
+    memcpy(d->text + id_len + method_len + url_len, st->user, user_len);
     int fd = fcntl(fd_info->connect_fd, F_DUPFD_CLOEXEC, 0);
     d->socket = fd < 0 ? NULL : parking_park(h->parking, fd, d);
     if (d->socket == NULL) {
@@ -796,15 +799,15 @@ void request_resume(request_handle *handle, response *res)
 
 /* One access-log line and one metrics sample per answered request, however it was sent. */
 static void record_request(const char *request_id, const char *method, const char *url,
-                           int metrics_route, unsigned status, size_t bytes_out,
-                           const struct timespec *started, bool completed)
+                           const char *user, int metrics_route, unsigned status,
+                           size_t bytes_out, const struct timespec *started, bool completed)
 {
     double elapsed = seconds_since(started);
     if (metrics_route >= 0)
         metrics_request(metrics_route, status, elapsed);
     log_set_request_id(request_id);
-    LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s", method, url, status, bytes_out, elapsed * 1000.0,
-             completed ? "" : " (client gone)");
+    LOG_INFO(MODULE, "%s %s %u %zu %.3fms%s%s%s", method, url, status, bytes_out,
+             elapsed * 1000.0, user[0] ? " user=" : "", user, completed ? "" : " (client gone)");
     log_set_request_id(NULL);
 }
 
@@ -814,10 +817,23 @@ static void detached_done(void *ctx, bool sent)
     const char *request_id = d->text;
     const char *method = request_id + strlen(request_id) + 1;
     const char *url = method + strlen(method) + 1;
-    record_request(request_id, method, url, d->metrics_route, d->status, d->bytes_out,
+    const char *user = url + strlen(url) + 1;
+    record_request(request_id, method, url, user, d->metrics_route, d->status, d->bytes_out,
                    &d->started, sent);
     atomic_fetch_sub_explicit(&d->owner->in_flight, 1, memory_order_relaxed);
     free(d);
+}
+
+void request_note_user(request *req, const char *name)
+{
+    request_state *st = req->http_state;
+    size_t n = 0;
+    /* A subject comes from a token's claims: keep the log line one line of plain text. */
+    for (; name != NULL && name[n] != '\0' && n + 1 < sizeof(st->user); n++) {
+        unsigned char c = (unsigned char)name[n];
+        st->user[n] = c > 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    st->user[n] = '\0';
 }
 
 const char *request_peer(const request *req, char *buf, size_t size)
@@ -851,7 +867,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     if (detached)
         parking_release(st->detached->socket);
     if (st->answered && !detached)
-        record_request(st->request_id, st->req.method, st->req.url, st->metrics_route,
+        record_request(st->request_id, st->req.method, st->req.url, st->user, st->metrics_route,
                        st->status, st->bytes_out, &st->started,
                        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     response_dispose(&st->pending);

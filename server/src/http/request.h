@@ -90,6 +90,10 @@ void response_stream_wake(response_stream_handle *handle);
 response_stream_handle *response_stream_retain(response_stream_handle *handle);
 void response_stream_release(response_stream_handle *handle);
 
+/* Names the authenticated caller in this request's access-log line (a user, a token's name, a
+ * token's subject; never a credential). Copied; control characters and spaces become '?'. */
+void request_note_user(request *req, const char *name);
+
 /* The peer's IP address as text, for per-client limits and logs. */
 const char *request_peer(const request *req, char *buf, size_t size);
 
