@@ -7,28 +7,105 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_KEY };
+enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_KEY, OPT_EXPLAIN };
 
 static void help(void)
 {
-    printf("usage: almanac get APP PROFILES [--label L] [--format F] [--key KEY] [options]\n\n"
+    printf("usage: almanac get APP PROFILES [--label L] [--format F] [--key KEY | --explain KEY] [options]\n\n"
            "Fetches the configuration of application APP for the comma-separated PROFILES and\n"
            "prints it merged, the most specific property source winning for each key.\n\n"
            "  --format F   properties (default), yaml, json or env (FOO_BAR_0=value lines)\n"
-           "  --key KEY    print only the value of KEY (exit code 3 when it is absent)\n\n"
+           "  --key KEY    print only the value of KEY (exit code 3 when it is absent)\n"
+           "  --explain KEY  why KEY has its value: the file, line, column, commit and profile\n"
+           "               layer that set it, and every lower layer it overrode\n\n"
            "%s",
            cli_common_help);
+}
+
+typedef struct explain_state {
+    const char *app;
+    const char *profiles;
+    const char *version;
+    int printed;
+} explain_state;
+
+/*
+ * The profile layer of a source name: "orders-prod.yml" -> "prod" when prod was asked for,
+ * a "(document #N)" of a file -> that file's on-profile document; else the base layer.
+ */
+static void layer_of(char *buf, size_t size, const char *source, const explain_state *st)
+{
+    const char *base = strrchr(source, '/');
+    base = base ? base + 1 : source;
+    const char *doc = strstr(base, " (document #");
+    size_t stem = strcspn(base, ".");
+    char profiles[512];
+    snprintf(profiles, sizeof(profiles), "%s", st->profiles);
+    char *save = NULL;
+    for (char *p = strtok_r(profiles, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        size_t plen = strlen(p);
+        if (stem > plen + 1 && base[stem - plen - 1] == '-' &&
+            strncmp(base + stem - plen, p, plen) == 0) {
+            snprintf(buf, size, "profile %s%s", p, doc ? ", on-profile document" : "");
+            return;
+        }
+    }
+    snprintf(buf, size, "%s", doc ? "on-profile document" : "base (no profile)");
+}
+
+static int print_layer(const alm_config_layer *layer, void *payload)
+{
+    explain_state *st = payload;
+    char layer_name[600];
+    layer_of(layer_name, sizeof(layer_name), layer->source, st);
+    char line[32] = "", column[32] = "";
+    if (layer->origin != NULL)
+        sscanf(layer->origin, "%31[0-9]:%31[0-9]", line, column);
+    if (layer->wins) {
+        printf("%s\n  set by   %s", layer->value, layer->source);
+        if (line[0])
+            printf(", line %s, column %s", line, column);
+        printf("\n  commit   %s\n  layer    %s\n", st->version ? st->version : "(none: dir mode)",
+               layer_name);
+    } else {
+        if (st->printed++ == 0)
+            printf("  overrides\n");
+        printf("    %s", layer->source);
+        if (line[0])
+            printf(", line %s, column %s", line, column);
+        printf(" (%s): %s\n", layer_name, layer->value);
+    }
+    return 0;
+}
+
+/* --explain: the v2 answer keeps each value's origin; every source that sets key is shown. */
+static int explain_key(alm_client *client, const char *key, const char *app, const char *profiles)
+{
+    alm_config *cfg = NULL;
+    int error = alm_client_fetch_explained(&cfg, client);
+    if (error < 0)
+        return cli_fail(error, NULL);
+    explain_state st = {app, profiles, alm_config_version(cfg), 0};
+    printf("%s = ", key);
+    if ((error = alm_config_layers(cfg, key, print_layer, &st)) < 0) {
+        printf("(not set)\n");
+        alm_config_free(cfg);
+        return cli_fail(error, NULL);
+    }
+    alm_config_free(cfg);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
 int cli_cmd_get(int argc, char **argv)
 {
     static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
                                             {"key", required_argument, NULL, OPT_KEY},
+                                            {"explain", required_argument, NULL, OPT_EXPLAIN},
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
     cli_format format = CLI_FORMAT_PROPERTIES;
-    const char *key = NULL;
+    const char *key = NULL, *explain = NULL;
     alm_client *client = NULL;
     alm_config *cfg = NULL;
     int rc = CLI_EXIT_OK, opt;
@@ -52,6 +129,8 @@ int cli_cmd_get(int argc, char **argv)
                                        optarg);
         } else if (opt == OPT_KEY) {
             key = optarg;
+        } else if (opt == OPT_EXPLAIN) {
+            explain = optarg;
         } else if (opt == ':') {
             return cli_usage_error("get", "%s needs a value", argv[optind - 1]);
         } else {
@@ -64,6 +143,10 @@ int cli_cmd_get(int argc, char **argv)
 
     if ((rc = cli_client_new(&client, &common, argv[optind], argv[optind + 1], 0)) != 0)
         goto out;
+    if (explain != NULL) {
+        rc = explain_key(client, explain, argv[optind], argv[optind + 1]);
+        goto out;
+    }
     int error = alm_client_fetch(&cfg, client);
     if (error < 0) {
         rc = cli_fail(error, NULL);

@@ -293,6 +293,23 @@ ALM_EXTERN int alm_config_get_double(double *out, const alm_config *cfg, const c
  */
 ALM_EXTERN int alm_config_get_bool(int *out, const alm_config *cfg, const char *key);
 
+/*
+ * Why `key` has its value: every property source that sets it, most specific first, each with
+ * its value (text form), its origin in the file ("LINE:COL"; NULL unless the snapshot came from
+ * alm_client_fetch_explained() or another v2 answer) and whether it is the one the merged value
+ * came from. All pointers are owned by `cfg` and valid during the call. A nonzero return from
+ * `cb` stops the walk and is returned. Errors: ALM_ENOTFOUND (no such key), ALM_EINVALID.
+ */
+typedef struct alm_config_layer {
+    const char *source;
+    const char *value;
+    const char *origin;
+    int wins;
+} alm_config_layer;
+typedef int (*alm_config_layer_cb)(const alm_config_layer *layer, void *payload);
+ALM_EXTERN int alm_config_layers(const alm_config *cfg, const char *key, alm_config_layer_cb cb,
+                                 void *payload);
+
 /* 1 when the merged view has `key`, 0 when not (or when an argument is NULL). */
 ALM_EXTERN int alm_config_has(const alm_config *cfg, const char *key);
 
@@ -401,6 +418,13 @@ ALM_EXTERN int alm_client_fetch(alm_config **out, alm_client *client);
  * (no such file), and those of alm_client_fetch() but ALM_ECACHE.
  */
 ALM_EXTERN int alm_client_fetch_file(alm_buf *out, alm_client *client, const char *path);
+
+/*
+ * Like alm_client_fetch(), asking for the server's v2 media type so that every value keeps its
+ * origin (file line and column) for alm_config_layers(). Never reads or writes the cache file.
+ * Errors: those of alm_client_fetch() but ALM_ECACHE.
+ */
+ALM_EXTERN int alm_client_fetch_explained(alm_config **out, alm_client *client);
 
 /*
  * The effective change of this client's application and profiles between two labels (commit

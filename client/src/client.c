@@ -751,6 +751,28 @@ int alm_client_fetch(alm_config **out, alm_client *c)
     return error;
 }
 
+int alm_client_fetch_explained(alm_config **out, alm_client *c)
+{
+    int error = 0;
+    response r = {0};
+
+    if (out == NULL || c == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_fetch_explained: NULL argument");
+    *out = NULL;
+    /* The v2 media type carries each value's origin; the cache file keeps v1 answers only. */
+    const target t = {.path = c->path,
+                      .query = "",
+                      .accept = "Accept: application/vnd.spring-cloud.config-server.v2+json"};
+    if ((error = get_with_retry(c, &t, &r)) == 0) {
+        error = alm__config_from_json(out, r.body ? r.body : "", r.len, r.etag[0] ? r.etag : NULL,
+                                      (int64_t)time(NULL), 0);
+        if (error < 0)
+            alm__error_wrap(error, "the server's answer for %s", c->path);
+    }
+    response_dispose(&r);
+    return error;
+}
+
 int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned int timeout_s)
 {
     int error = 0;

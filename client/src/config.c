@@ -379,6 +379,42 @@ int alm_config_source_of(const char **out, const alm_config *cfg, const char *ke
     return 0;
 }
 
+int alm_config_layers(const alm_config *cfg, const char *key, alm_config_layer_cb cb,
+                      void *payload)
+{
+    int error;
+    const alm_config_entry *winner = lookup(cfg, key, &error);
+    if (cb == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_config_layers: NULL callback");
+    if (winner == NULL)
+        return error;
+    for (size_t s = 0; s < cfg->nsources; s++) {
+        const json_t *value = json_object_get(cfg->sources[s].props, key);
+        const json_t *origin = NULL;
+        if (value == NULL)
+            continue;
+        if (json_is_object(value)) {
+            origin = json_object_get(value, "origin");
+            value = json_object_get(value, "value");
+        }
+        alm_config_layer layer = {
+            .source = cfg->sources[s].name,
+            .origin = json_is_string(origin) ? json_string_value(origin) : NULL,
+            .wins = winner->source == cfg->sources[s].name,
+        };
+        char *owned = value ? value_text(value, &layer.value) : NULL;
+        if (owned != NULL)
+            layer.value = owned;
+        if (layer.value == NULL)
+            layer.value = "";
+        int stop = cb(&layer, payload);
+        free(owned);
+        if (stop != 0)
+            return stop;
+    }
+    return 0;
+}
+
 int alm_config_has(const alm_config *cfg, const char *key)
 {
     return cfg != NULL && key != NULL && json_object_get(cfg->index, key) != NULL;

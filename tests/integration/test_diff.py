@@ -236,3 +236,38 @@ class DiffCliTest(ServerTestCase):
         self.assertEqual(rc, 3, err)
         rc, _, err = self.cli("diff", "orders", "dev", "--from", "HEAD")
         self.assertEqual(rc, 2, err)
+
+
+class ExplainTest(DiffCliTest):
+    """almanac get --explain: the winning layer and every layer it overrode, with file, line,
+    column and commit (a key set in three layers)."""
+
+    def line_of(self, path, needle):
+        with open(os.path.join(self.repo.path, path), encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        # the last "layers:" block of the file sets the key, on the line after it
+        return max(i for i, line in enumerate(lines) if line.strip() == needle) + 1
+
+    def test_three_layers(self):
+        rc, out, err = self.cli("get", "orders", "prod", "--explain", "layers.pool")
+        self.assertEqual(rc, 0, err)
+        lines = out.split("\n")
+        self.assertEqual(lines[0], "layers.pool = 60", out)
+        self.assertRegex(lines[1], r"set by +\S+/orders-prod\.yml \(document #\d\), line %d, "
+                         r"column \d+$" % self.line_of("orders-prod.yml", "pool: 60"))
+        self.assertEqual(lines[2].split(), ["commit", self.head])
+        self.assertEqual(lines[3].split(None, 1), ["layer", "profile prod, on-profile document"])
+        self.assertEqual(lines[4].strip(), "overrides")
+        self.assertRegex(lines[5], r"/orders\.yml, line %d, column \d+ \(base \(no profile\)\): 20$"
+                         % self.line_of("orders.yml", "pool: 20"))
+        self.assertRegex(lines[6], r"/application\.yml, line %d, column \d+ .*: 10$"
+                         % self.line_of("application.yml", "pool: 10"))
+        self.assertEqual(lines[7:], [""])
+
+    def test_unknown_key(self):
+        rc, out, err = self.cli("get", "orders", "prod", "--explain", "no.such.key")
+        self.assertEqual(rc, 3, (out, err))
+
+    # the inherited DiffCliTest cases run once, in DiffCliTest
+    test_offline_equals_server = test_text_names_the_winning_layer = None
+    test_whole_repository_offline = test_no_change_exit_zero = test_errors_are_not_exit_one = None
