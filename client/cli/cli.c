@@ -24,6 +24,8 @@ const char cli_common_help[] =
     "  --password PASS      HTTP Basic password (env ALMANAC_PASSWORD, preferred: flags are\n"
     "                       visible to other users in the process list)\n"
     "  --token TOKEN        bearer token instead of user and password (env ALMANAC_TOKEN)\n"
+    "  --token-file FILE    bearer token read from FILE, again whenever FILE changes: a\n"
+    "                       Kubernetes projected ServiceAccount token (env ALMANAC_TOKEN_FILE)\n"
     "  --ca-file FILE       PEM bundle to verify an https server with\n"
     "  --label LABEL        branch, tag or commit (default: the server's default label)\n"
     "  --cache-file FILE    keep the last good configuration in FILE and use it when no\n"
@@ -49,6 +51,7 @@ void cli_common_init(cli_common *common)
     common->user = env_or_null("ALMANAC_USER");
     common->password = env_or_null("ALMANAC_PASSWORD");
     common->token = env_or_null("ALMANAC_TOKEN");
+    common->token_file = env_or_null("ALMANAC_TOKEN_FILE");
     common->cache_file = env_or_null("ALMANAC_CACHE_FILE");
 }
 
@@ -78,6 +81,11 @@ int cli_common_option(cli_common *common, int opt, const char *arg)
         return 1;
     case CLI_OPT_TOKEN:
         common->token = arg;
+        common->token_file = NULL; /* a flag beats the other kind's environment variable */
+        return 1;
+    case CLI_OPT_TOKEN_FILE:
+        common->token_file = arg;
+        common->token = NULL;
         return 1;
     case CLI_OPT_CA_FILE:
         common->ca_file = arg;
@@ -132,6 +140,7 @@ int cli_client_new(alm_client **out, const cli_common *common, const char *app,
     opts.username = common->user;
     opts.password = common->password;
     opts.token = common->token;
+    opts.token_file = common->token_file;
     opts.ca_file = common->ca_file;
     opts.cache_file = common->cache_file;
     opts.fail_fast = common->fail_fast;

@@ -36,6 +36,7 @@ typedef struct cli_common {
     const char *user;
     const char *password;
     const char *token;
+    const char *token_file;
     const char *ca_file;
     const char *cache_file;
     const char *label;
@@ -59,6 +60,7 @@ enum {
     CLI_OPT_TIMEOUT,
     CLI_OPT_RETRIES,
     CLI_OPT_VERBOSE,
+    CLI_OPT_TOKEN_FILE,
     CLI_OPT_HELP,
     CLI_OPT_WAIT,               /* not common: the commands that follow changes add it */
     CLI_OPT_COMMAND_BASE = 1100 /* a command's own options start here */
@@ -69,6 +71,7 @@ enum {
         {"user", required_argument, NULL, CLI_OPT_USER},                                           \
         {"password", required_argument, NULL, CLI_OPT_PASSWORD},                                   \
         {"token", required_argument, NULL, CLI_OPT_TOKEN},                                         \
+        {"token-file", required_argument, NULL, CLI_OPT_TOKEN_FILE},                               \
         {"ca-file", required_argument, NULL, CLI_OPT_CA_FILE},                                     \
         {"cache-file", required_argument, NULL, CLI_OPT_CACHE_FILE},                               \
         {"fail-fast", no_argument, NULL, CLI_OPT_FAIL_FAST},                                       \

@@ -146,7 +146,7 @@ typedef struct alm_retry_policy {
     double jitter;     /* 0.0–1.0; negative for none */
 } alm_retry_policy;
 
-#define ALM_CLIENT_OPTIONS_VERSION 1
+#define ALM_CLIENT_OPTIONS_VERSION 2
 
 /*
  * Options of alm_client_new(). Initialise with ALM_CLIENT_OPTIONS_INIT (or
@@ -198,6 +198,16 @@ typedef struct alm_client_options {
     alm_log_cb log_cb;       /* NULL: diagnostics are dropped */
     void *log_payload;       /* passed to log_cb as is */
     alm_log_level log_level; /* least severe level passed to log_cb; default ALM_LOG_DEBUG (0) */
+
+    /* Version 2. */
+
+    /*
+     * A file holding a bearer token (instead of `token`, `username` and `password`), read
+     * before each request when it changed: a Kubernetes projected ServiceAccount token, which
+     * the kubelet rotates, or a CI system's OIDC token. Trailing newlines are ignored. If the
+     * file cannot be read later on, the last token read is sent.
+     */
+    const char *token_file;
 } alm_client_options;
 
 /*
@@ -207,7 +217,7 @@ typedef struct alm_client_options {
 #define ALM_CLIENT_OPTIONS_INIT                                                                    \
     {                                                                                              \
         ALM_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0.0, 0.0}, 0, 0, 0, \
-            0, 0, ALM_LOG_DEBUG                                                                    \
+            0, 0, ALM_LOG_DEBUG, 0                                                                 \
     }
 
 /*

@@ -42,6 +42,7 @@ struct alm_client {
     char *username;
     char *password;
     char *token;
+    alm__token_file token_file; /* version 2: token read from a file, again when it changes */
     char *ca_file;
     char *cache_file;
     unsigned int connect_timeout_ms;
@@ -121,6 +122,7 @@ void alm_client_free(alm_client *c)
     free(c->username);
     free_secret(c->password);
     free_secret(c->token);
+    alm__token_file_dispose(&c->token_file);
     free(c->ca_file);
     free(c->cache_file);
     if (c->curl != NULL)
@@ -273,6 +275,11 @@ static int check_options(const alm_client_options *opts)
         ((opts->username != NULL && *opts->username != '\0') || opts->password != NULL))
         return alm__error_set(ALM_EINVALID, "alm_client_new: give a username and password or a "
                                             "token, not both");
+    if (opts->version >= 2 && opts->token_file != NULL && *opts->token_file != '\0' &&
+        ((opts->token != NULL && *opts->token != '\0') ||
+         (opts->username != NULL && *opts->username != '\0') || opts->password != NULL))
+        return alm__error_set(ALM_EINVALID, "alm_client_new: a token file replaces the token, "
+                                            "username and password options");
     if (opts->retry.multiplier != 0 && !(opts->retry.multiplier >= 1.0))
         return alm__error_set(ALM_EINVALID, "alm_client_new: retry multiplier must be >= 1");
     if (opts->retry.jitter > 1.0)
@@ -308,7 +315,9 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
         (error = dup_opt(&c->username, opts->username)) < 0 ||
         (error = dup_opt(&c->token, opts->token)) < 0 ||
         (error = dup_opt(&c->ca_file, opts->ca_file)) < 0 ||
-        (error = dup_opt(&c->cache_file, opts->cache_file)) < 0)
+        (error = dup_opt(&c->cache_file, opts->cache_file)) < 0 ||
+        (error = alm__token_file_init(&c->token_file,
+                                      opts->version >= 2 ? opts->token_file : NULL)) < 0)
         goto out;
     /* An empty password is a real password; only NULL means none. */
     if (opts->password != NULL && (c->password = strdup(opts->password)) == NULL) {
@@ -547,8 +556,11 @@ static int request(alm_client *c, const char *server, const target *t, response 
     struct curl_slist *headers = NULL;
     CURL *h = c->curl;
 
+    const char *token = c->token;
     if ((size_t)snprintf(url, sizeof(url), "%s%s%s", server, t->path, t->query) >= sizeof(url))
         return alm__error_set(ALM_EINVALID, "request URL longer than %d bytes", MAX_URL_LEN);
+    if (c->token_file.path != NULL && (error = alm__token_file_current(&c->token_file, &token)) < 0)
+        return error;
     r->max = c->max_response;
     headers = curl_slist_append(NULL, t->accept);
     if (headers != NULL && t->body != NULL) {
@@ -583,9 +595,9 @@ static int request(alm_client *c, const char *server, const target *t, response 
     }
     if (c->ca_file != NULL)
         curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-    if (c->token != NULL) {
+    if (token != NULL) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
-        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, c->token);
+        curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, token);
     } else if (c->username != NULL || c->password != NULL) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERNAME, c->username ? c->username : "");

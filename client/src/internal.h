@@ -46,6 +46,31 @@ void alm__client_cancel(alm_client *c);
 /* Lets `c` run requests again after alm__client_cancel(). */
 void alm__client_uncancel(alm_client *c);
 
+/* token_file.c */
+
+#include <sys/types.h>
+#include <time.h>
+
+/* A bearer token read from a file and read again when the file changes. */
+typedef struct alm__token_file {
+    char *path; /* NULL: no token file */
+    char *token;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} alm__token_file;
+
+/* Copies path (NULL or "": none) and reads the token once. 0, ALM_EINVALID, ALM_ENOMEM. */
+int alm__token_file_init(alm__token_file *tf, const char *path);
+void alm__token_file_dispose(alm__token_file *tf);
+/*
+ * The token to send now (NULL without a token file), read again if the file changed. A file
+ * that cannot be read after a first success keeps the last token (the next request tries
+ * again); before any success it is an error.
+ */
+int alm__token_file_current(alm__token_file *tf, const char **token);
+
 /* config.c */
 
 /*
