@@ -27,6 +27,9 @@
 #include "change/watch.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +38,7 @@
 #include <strings.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MODULE "main"
 #define RESPONSE_CACHE_ENTRIES 65536
@@ -146,6 +150,67 @@ static void reload_auth(server *srv, const char *path)
     authdb_swap(&srv->auth, fresh);
 }
 
+/*
+ * Signals. SIGTERM, SIGINT and SIGHUP are blocked before anything else happens, so that none
+ * can kill the process while it clones (which leaves a half-written clone behind) and every
+ * thread inherits the mask. One thread takes them with sigwait and passes each through a pipe
+ * to the main loop; a SIGHUP during start-up therefore waits in the pipe until the server
+ * runs. SIGTERM also cancels a clone or fetch at once (repo_cancel_fetches), so a stop during
+ * start-up ends the process promptly with the temporary clone removed.
+ */
+static sigset_t stop_signals;
+static int signal_pipe[2] = {-1, -1};
+static atomic_bool stop_requested;
+
+static void block_signals(void)
+{
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static void *signal_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&stop_signals, &sig) != 0)
+            continue;
+        if (sig == SIGTERM || sig == SIGINT) {
+            atomic_store(&stop_requested, true);
+            repo_cancel_fetches();
+        }
+        unsigned char byte = (unsigned char)sig;
+        while (write(signal_pipe[1], &byte, 1) < 0 && errno == EINTR)
+            ;
+    }
+    return NULL;
+}
+
+static int start_signal_thread(void)
+{
+    pthread_t thread;
+    if (pipe2(signal_pipe, O_CLOEXEC) < 0)
+        return err_set(ERR_INTERNAL, "cannot create a pipe: %s", strerror(errno));
+    if (pthread_create(&thread, NULL, signal_thread, NULL) != 0)
+        return err_set(ERR_INTERNAL, "cannot start the signal thread");
+    pthread_detach(thread);
+    return 0;
+}
+
+/* The next signal the signal thread passed on. */
+static int next_signal(void)
+{
+    unsigned char byte = 0;
+    ssize_t n;
+    while ((n = read(signal_pipe[0], &byte, 1)) < 0 && errno == EINTR)
+        ;
+    return n == 1 ? byte : SIGTERM;
+}
+
 static int run(const settings *cfg)
 {
     int status = 1;
@@ -165,7 +230,13 @@ static int run(const settings *cfg)
         .default_label = cfg->default_label,
         .max_file_bytes = cfg->max_file_bytes,
     };
-    if (repo_open(&srv.repo, &ropts) < 0) {
+    int opened = repo_open(&srv.repo, &ropts);
+    if (atomic_load(&stop_requested)) {
+        LOG_INFO(MODULE, "stopped during start-up");
+        status = 0;
+        goto out;
+    }
+    if (opened < 0) {
         LOG_ERROR(MODULE, "cannot open repository: %s", err_message());
         goto out;
     }
@@ -243,15 +314,6 @@ static int run(const settings *cfg)
         goto out;
     }
 
-    /* Signals go to this thread only: block them before the HTTP threads start. */
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     http_options hopts = {
         .listen = cfg->listen,
         .port = cfg->port,
@@ -276,9 +338,7 @@ static int run(const settings *cfg)
              cfg->tls_cert ? "https" : "http", repo_display_uri(srv.repo));
 
     for (;;) {
-        int sig = 0;
-        if (sigwait(&signals, &sig) != 0)
-            continue;
+        int sig = next_signal();
         if (sig == SIGTERM || sig == SIGINT) {
             LOG_INFO(MODULE, "%s received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
@@ -338,8 +398,10 @@ static void raise_descriptor_limit(void)
 
 int main(int argc, char **argv)
 {
+    /* The offline subcommands keep the default signal actions (Ctrl-C stops them). */
     if (argc > 1 && (strcmp(argv[1], "encrypt") == 0 || strcmp(argv[1], "decrypt") == 0))
         return cipher_cli_main(argc - 1, argv + 1);
+    block_signals();
 
     settings cfg;
     char error[512];
@@ -356,6 +418,11 @@ int main(int argc, char **argv)
     raise_descriptor_limit();
     metrics_init();
     routes_init();
+    if (start_signal_thread() < 0) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        settings_dispose(&cfg);
+        return 1;
+    }
     int status = run(&cfg);
     settings_dispose(&cfg);
     return status;

@@ -121,5 +121,61 @@ class PortInUseTest(h.ServerTestCase):
             self.assertEqual(self.first.get("/application/default").status, 200)
 
 
+class SignalsDuringStartupTest(h.ServerTestCase):
+    """Signals that arrive while the first clone runs (a large repository makes it last)."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        files = {"application.yml": "a: 1\n"}
+        for i in range(4):  # incompressible, so that cloning takes a while
+            files["blobs/%d.bin" % i] = os.urandom(3 << 20)
+        cls.repo.commit(files, "big")
+
+    def launch_until_cloning(self):
+        """A server started on an empty cache dir, returned once its temporary clone exists."""
+        server = h.Server(self.repo.uri, self.tmp)
+        self.servers.append(server)
+        server.launch()
+        seen = h.wait_until(lambda: [n for n in os.listdir(server.cache_dir) if ".tmp-" in n]
+                            or not server.alive(), deadline=30, interval=0.002)
+        self.assertTrue(server.alive(), server.log_tail())
+        self.assertTrue(seen, "no temporary clone appeared")
+        self.assertNotIn("listening on", server.log())
+        return server
+
+    def test_sighup_during_clone_is_deferred(self):
+        server = self.launch_until_cloning()
+        server.proc.send_signal(signal.SIGHUP)
+        self.assertTrue(server.wait_for_log(r"SIGHUP received", deadline=60), server.log_tail())
+        log = server.log()
+        self.assertTrue(server.alive(), log)
+        self.assertLess(log.index("listening on"), log.index("SIGHUP received"))
+        self.assertEqual(server.stop(), 0)
+
+    def test_sigterm_during_clone_exits_cleanly_without_leftovers(self):
+        server = self.launch_until_cloning()
+        server.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait_exit(), 0, server.log_tail())
+        self.assertIn("stopped during start-up", server.log())
+        self.assertEqual(os.listdir(server.cache_dir), [])
+
+    def test_leftovers_of_killed_runs_are_removed_at_start(self):
+        server = self.start_server(self.repo.uri)
+        server.stop()
+        (mirror,) = os.listdir(server.cache_dir)
+        stale = os.path.join(server.cache_dir, mirror + ".tmp-Ab12Cd")
+        os.makedirs(os.path.join(stale, "objects"))
+        with open(os.path.join(stale, "objects", "junk"), "wb") as f:
+            f.write(b"x" * 1000)
+        empty_pack = os.path.join(server.cache_dir, mirror, "objects", "pack", "pack_git2_x1Yz")
+        open(empty_pack, "wb").close()
+        again = self.start_server(self.repo.uri, cache_dir=server.cache_dir)
+        self.assertEqual(os.listdir(server.cache_dir), [mirror])
+        self.assertFalse(os.path.exists(empty_pack))
+        self.assertIn("left by an interrupted clone", again.log())
+        self.assertEqual(again.get("/application/default").status, 200)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -309,6 +309,48 @@ static void rm_rf(const char *path)
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/*
+ * What killed runs leave behind. A clone interrupted by SIGKILL or a power cut stays in
+ * "<mirror>.tmp-XXXXXX" (it never became the mirror: see clone_mirror), and a fetch killed
+ * while writing a pack leaves a zero-byte objects/pack/pack_git2_* file. Neither is ever used
+ * again; both cost disk (a clone can be large), so they go at start.
+ */
+static void remove_leftovers(const char *cache, const char *name, const char *mirror_path)
+{
+    size_t name_len = strlen(name);
+    DIR *d = opendir(cache);
+    struct dirent *de;
+    char *packs = concat3(mirror_path, "/objects/pack", "");
+
+    while (d && (de = readdir(d))) {
+        if (strncmp(de->d_name, name, name_len) != 0 ||
+            strncmp(de->d_name + name_len, ".tmp-", 5) != 0)
+            continue;
+        char *path = concat3(cache, "/", de->d_name);
+        if (path) {
+            LOG_INFO(MODULE, "removing %s, left by an interrupted clone", path);
+            rm_rf(path);
+        }
+        free(path);
+    }
+    if (d)
+        closedir(d);
+    d = packs ? opendir(packs) : NULL;
+    while (d && (de = readdir(d))) {
+        struct stat st;
+        if (strncmp(de->d_name, "pack_git2_", 10) != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_size != 0)
+            continue;
+        LOG_INFO(MODULE, "removing %s/%s, an empty pack left by an interrupted fetch", packs,
+                 de->d_name);
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+    free(packs);
+}
+
 /* ---- credentials ---------------------------------------------------------------------------- */
 
 typedef struct cred_state {
@@ -586,6 +628,29 @@ static int drop_non_commit_tags(git_repository *g)
     return error == GIT_ITEROVER ? 0 : error;
 }
 
+static atomic_bool fetches_cancelled;
+
+void repo_cancel_fetches(void)
+{
+    atomic_store(&fetches_cancelled, true);
+}
+
+/* libgit2 calls these as a transfer goes on; non-zero stops it. */
+static int progress_cb(const git_indexer_progress *stats, void *payload)
+{
+    (void)stats;
+    (void)payload;
+    return atomic_load(&fetches_cancelled) ? GIT_EUSER : 0;
+}
+
+static int sideband_cb(const char *str, int len, void *payload)
+{
+    (void)str;
+    (void)len;
+    (void)payload;
+    return atomic_load(&fetches_cancelled) ? GIT_EUSER : 0;
+}
+
 /*
  * Fetches url into g. On failure, why holds libgit2's reason.
  *
@@ -616,12 +681,19 @@ static int fetch_into(git_repository *g, const char *url, bool *changed, char *w
     opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
     opts.callbacks.credentials = credentials_cb;
     opts.callbacks.payload = &creds;
+    opts.callbacks.transfer_progress = progress_cb;
+    opts.callbacks.sideband_progress = sideband_cb;
+    if (atomic_load(&fetches_cancelled)) {
+        snprintf(why, why_size, "cancelled: the server is stopping");
+        return -1;
+    }
 
     if ((error = refs_digest(g, before)) < 0 ||
         (error = git_remote_create_with_opts(&remote, url, &ropts)) < 0 ||
         (error = git_remote_fetch(remote, &refspecs, &opts, "almanac: fetch")) < 0 ||
         (error = drop_non_commit_tags(g)) < 0 || (error = refs_digest(g, after)) < 0) {
-        snprintf(why, why_size, "%s", git_reason());
+        snprintf(why, why_size, "%s",
+                 error == GIT_EUSER ? "cancelled: the server is stopping" : git_reason());
         goto out;
     }
     *changed = memcmp(before, after, sizeof(before)) != 0;
@@ -1008,6 +1080,7 @@ static int open_git(repo *r, const repo_options *opts)
         goto out;
     }
 
+    remove_leftovers(cache, name, r->mirror_path);
     exists = stat(r->mirror_path, &st) == 0;
     if (exists && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
         LOG_WARN(MODULE, "the mirror in %s is unusable (%s); cloning again", r->mirror_path,

@@ -52,6 +52,10 @@ void repo_free(repo *r);
 /* Fetches from the remote. 0 and *changed=true when a ref moved. Failure keeps the old refs. */
 int repo_fetch(repo *r, bool *changed);
 
+/* From any thread or a signal-handling thread: every clone or fetch running or started from
+ * now on stops at its next progress report and fails (the process is stopping). */
+void repo_cancel_fetches(void);
+
 /*
  * label (NULL or "" = default label; "(_)" already replaced by "/") -> full commit id.
  * Branch, tag (peeled to its commit), full or abbreviated commit id. ERR_NOT_FOUND otherwise.
