@@ -474,6 +474,22 @@ ALM_EXTERN int alm_client_decrypt(alm_buf *out, alm_client *client, const char *
 ALM_EXTERN int alm_client_poll(alm_config **out, alm_client *client, const char *etag,
                                unsigned int timeout_s);
 
+/*
+ * One long-poll of a plain file, the way alm_client_poll() follows the configuration: asks the
+ * servers for `path` (same rules and URL as alm_client_fetch_file()) if its rendered bytes
+ * differ from `etag` (the tag an earlier call wrote to `etag_out`; NULL to get the file at
+ * once), waiting up to `timeout_s` seconds (1-3600) for a change. The file's tag is a digest of
+ * the bytes after the server filled its placeholders, so a change of a value the file uses
+ * counts as a change of the file. When it changed, `*out` holds the bytes and `*etag_out` the
+ * new tag without quotes (release both with alm_buf_dispose); when it did not change before the
+ * timeout, both are {NULL, 0}. Returns 0 in both cases. A single attempt over the servers, no
+ * retry, no cache: the caller loops.
+ * Errors: as alm_client_fetch_file(), ALM_EINVALID (timeout), ALM_EPROTOCOL (a server too old
+ * to tag plain files).
+ */
+ALM_EXTERN int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client *client,
+                                    const char *path, const char *etag, unsigned int timeout_s);
+
 /* ---------------------------------------------------------------------------------------------
  * Watching: a background thread that follows the configuration's changes
  * ------------------------------------------------------------------------------------------- */

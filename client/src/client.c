@@ -985,6 +985,70 @@ out:
     return error;
 }
 
+int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client *c, const char *path,
+                         const char *etag, unsigned int timeout_s)
+{
+    int error = 0;
+    char *file_path = NULL, *escaped = NULL;
+    const char *base_query = "";
+    char query[512];
+    response r = {0};
+
+    if (out == NULL || etag_out == NULL || c == NULL || path == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_poll_file: NULL argument");
+    out->ptr = etag_out->ptr = NULL;
+    out->size = etag_out->size = 0;
+    size_t plen = strlen(path);
+    if (plen == 0 || path[0] == '/' || path[plen - 1] == '/' || strstr(path, "//") != NULL)
+        return alm__error_set(ALM_EINVALID,
+                              "file path '%s' must be relative, name a file, and "
+                              "have no empty segment",
+                              path);
+    if (timeout_s == 0 || timeout_s > MAX_POLL_TIMEOUT_S)
+        return alm__error_set(ALM_EINVALID, "alm_client_poll_file: timeout must be 1-%u seconds",
+                              MAX_POLL_TIMEOUT_S);
+    if ((error = file_target(c, path, &file_path, &base_query)) < 0)
+        goto out;
+    snprintf(query, sizeof(query), "%s", base_query);
+    if (etag != NULL) {
+        if ((escaped = curl_easy_escape(c->curl, etag, 0)) == NULL) {
+            error = alm__error_set(ALM_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((size_t)snprintf(query, sizeof(query), "%s%swatch=%s&timeout=%u", base_query,
+                             base_query[0] ? "&" : "?", escaped, timeout_s) >= sizeof(query)) {
+            error = alm__error_set(ALM_EINVALID, "alm_client_poll_file: etag too long");
+            goto out;
+        }
+    }
+    const target t = {.path = file_path,
+                      .query = query,
+                      .accept = "Accept: */*",
+                      .extra_ms = etag != NULL ? timeout_s * 1000ul : 0};
+    if ((error = round_over_servers(c, &t, &r)) < 0 || r.status != 200)
+        goto out;
+    if (r.etag[0] == '\0') {
+        error = alm__error_set(ALM_EPROTOCOL, "the server sent %s without an ETag: it cannot "
+                                              "watch plain files", path);
+        goto out;
+    }
+    if ((etag_out->ptr = strdup(r.etag)) == NULL ||
+        (r.body == NULL && (r.body = calloc(1, 1)) == NULL)) {
+        alm_buf_dispose(etag_out);
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    etag_out->size = strlen(r.etag);
+    out->ptr = r.body;
+    out->size = r.len;
+    r.body = NULL;
+out:
+    curl_free(escaped);
+    free(file_path);
+    response_dispose(&r);
+    return error;
+}
+
 /* POST /encrypt or /decrypt: the text in, the text out (the server's encryption service). */
 static int cipher_call(alm_buf *out, alm_client *c, const char *op, const char *text, size_t len)
 {

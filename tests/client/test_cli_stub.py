@@ -323,15 +323,22 @@ class CliStubTest(unittest.TestCase):
         r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "dir/my file.txt",
                     server=self.stub.url)
         self.assertEqual(r.code, 0, r)
-        self.assertEqual(self.stub.requests[1][0],
-                         "/orders/prod/dir%28_%29my%20file.txt?useDefaultLabel")
+        # Files are read at the commit the Environment came from (its version, "v1"), so one
+        # set never mixes two commits; without a version, at the label asked for.
+        self.assertEqual(self.stub.requests[1][0], "/orders/prod/v1/dir%28_%29my%20file.txt")
         with open(os.path.join(out, "my file.txt")) as f:
             self.assertEqual(f.read(), "file body\n")
+        self.stub.script((200, {}, environment(version=None)), (200, {}, "x"))
+        r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "dir/my file.txt",
+                    server=self.stub.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(self.stub.requests[1][0],
+                         "/orders/prod/dir%28_%29my%20file.txt?useDefaultLabel")
         self.stub.script((200, {}, ENV), (200, {}, "x"))
         r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", "a/b.txt",
                     "--label", "rel/1", server=self.stub.url)
         self.assertEqual(r.code, 0, r)
-        self.assertEqual(self.stub.requests[1][0], "/orders/prod/rel%28_%291/a%28_%29b.txt")
+        self.assertEqual(self.stub.requests[1][0], "/orders/prod/v1/a%28_%29b.txt")
         for bad in ("../etc/passwd", "a/./b", "/abs", "dir/"):
             r = run_cli("render", "orders", "prod", "--out-dir", out, "--file", bad,
                         server=self.stub.url)
