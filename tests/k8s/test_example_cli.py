@@ -1,17 +1,25 @@
 """The example application's use of the CLI: the init container's and the sidecar's commands
 are parsed against the real `almanac render --help` (so the manifests cannot drift from the
 code), the directory they write is the one the application reads, and both commands are run
-for real, with the manifests' own arguments and variables, against a server with an auth file."""
+for real, with the manifests' own arguments and variables, against a server with an auth file
+that trusts a test issuer: the pod's projected ServiceAccount token is minted in the Kubernetes
+shape with the openssl CLI (tests/integration/jwt_tools.py)."""
 
 import base64
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
 import k8s_support as ks
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "integration"))
+from jwt_tools import ISSUER, Key, jwks, k8s_claims, mint  # noqa: E402
 
 PROBLEM = ks.kustomize_problem() or ks.node_problem()
 APP_CONTAINER = "orders"
@@ -96,10 +104,31 @@ class ExampleCommandsTest(unittest.TestCase):
             names = {e["name"] for e in c["env"]}
             self.assertLessEqual(names, documented)
             self.assertIn("ALMANAC_SERVER", names)
-            secrets = [e for e in c["env"] if "valueFrom" in e]
-            self.assertEqual({e["name"] for e in secrets}, {"ALMANAC_USER", "ALMANAC_PASSWORD"})
-            for e in secrets:
-                self.assertIn("secretKeyRef", e["valueFrom"])
+            # No password: nothing comes from a Secret.
+            self.assertEqual([e for e in c["env"] if "valueFrom" in e], [])
+
+    def test_token_file_is_a_projected_service_account_token(self):
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        self.assertEqual(self.pod.get("serviceAccountName"), "orders")
+        self.assertFalse(self.pod.get("automountServiceAccountToken", True))
+        ks.one(self.objs, "ServiceAccount", "orders")
+        for c in (self.init, self.sidecar):
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            path = env["ALMANAC_TOKEN_FILE"]
+            mount = [m for m in c["volumeMounts"]
+                     if path.startswith(m["mountPath"].rstrip("/") + "/")]
+            self.assertEqual(len(mount), 1, c["name"])
+            self.assertTrue(mount[0].get("readOnly"))
+            sources = volumes[mount[0]["name"]]["projected"]["sources"]
+            token = [s["serviceAccountToken"] for s in sources if "serviceAccountToken" in s]
+            self.assertEqual(len(token), 1)
+            self.assertEqual(token[0]["audience"], "almanac")
+            self.assertEqual(token[0]["expirationSeconds"], 3600)
+            rel = path[len(mount[0]["mountPath"].rstrip("/")) + 1:]
+            self.assertEqual(token[0]["path"], rel)
+        # The application's own container does not get the token.
+        self.assertNotIn(mount[0]["name"],
+                         {m["name"] for m in self.app.get("volumeMounts", [])})
 
     def test_server_url_names_the_service(self):
         env = {e["name"]: e.get("value") for e in self.init["env"]}
@@ -139,9 +168,9 @@ def hash_password(password):
 @ks.skip_unless(PROBLEM)
 class ExampleCommandsRunTest(unittest.TestCase):
     """The init container's and the sidecar's args run as they are, paths moved to a temporary
-    directory, against a server that serves orders only to the example's user."""
+    directory, against a server that serves orders only to the example's ServiceAccount."""
 
-    USER, PASSWORD = "orders-svc", "correct horse battery staple"
+    NAMESPACE = "almanac-dev"
     ADMIN, ADMIN_PASSWORD = "ops", "another secret"
 
     @classmethod
@@ -155,13 +184,21 @@ class ExampleCommandsRunTest(unittest.TestCase):
         cls.repo = ks.GitRepo(cls.tmp)
         cls.repo.commit({"orders-prod.yml": "orders:\n  batch-size: 50\n",
                          "application.yml": "shared: yes\n"})
+        cls.key = Key(cls.tmp, "RSA", "cluster-key")
+        keys = os.path.join(cls.tmp, "jwks.json")
+        with open(keys, "w") as f:
+            f.write(jwks(cls.key))
         auth = os.path.join(cls.tmp, "auth.yml")
         with open(auth, "w") as f:
             f.write("users:\n"
-                    f"  {cls.USER}:\n    password: \"{hash_password(cls.PASSWORD)}\"\n"
-                    "    applications: [orders]\n"
                     f"  {cls.ADMIN}:\n    password: \"{hash_password(cls.ADMIN_PASSWORD)}\"\n"
-                    "    admin: true\n")
+                    "    admin: true\n"
+                    "issuers:\n"
+                    f"  - name: cluster\n    issuer: {ISSUER}\n    audiences: [almanac]\n"
+                    f"    jwks-file: {keys}\n"
+                    "    subjects:\n"
+                    f"      - match: \"system:serviceaccount:{cls.NAMESPACE}:orders\"\n"
+                    "        applications: [orders]\n")
         os.chmod(auth, 0o600)
         cls.server = ks.Server(cls.repo.uri, cls.tmp, extra_args=["--auth-file", auth]).start()
 
@@ -170,20 +207,19 @@ class ExampleCommandsRunTest(unittest.TestCase):
         cls.server.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def localise(self, container, root):
-        """The container's args and environment, with absolute paths moved under root and the
-        Secret references filled in from the test's credentials."""
-        secret_values = {("orders-almanac-credentials", "username"): self.USER,
-                         ("orders-almanac-credentials", "password"): self.PASSWORD}
-        args = [a if not a.startswith("/") else os.path.join(root, a.lstrip("/"))
-                for a in container["args"]]
+    def localise(self, container, root, serviceaccount="orders", **claims):
+        """The container's args and environment, with absolute paths moved under root, and the
+        kubelet's part played: a token for the pod's ServiceAccount at ALMANAC_TOKEN_FILE."""
+        def moved(path):
+            return path if not path.startswith("/") else os.path.join(root, path.lstrip("/"))
+        args = [moved(a) for a in container["args"]]
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
         for e in container["env"]:
-            if "value" in e:
-                env[e["name"]] = e["value"]
-            else:
-                ref = e["valueFrom"]["secretKeyRef"]
-                env[e["name"]] = secret_values[(ref["name"], ref["key"])]
+            env[e["name"]] = moved(e["value"])
+        token_file = env["ALMANAC_TOKEN_FILE"]
+        os.makedirs(os.path.dirname(token_file), exist_ok=True)
+        with open(token_file, "w") as f:
+            f.write(mint(self.key, dict(k8s_claims(self.NAMESPACE, serviceaccount), **claims)))
         env["ALMANAC_SERVER"] = f"http://127.0.0.1:{self.server.port}"  # the Service, here
         return [ks.CLI_BIN] + args[1:], env
 
@@ -227,11 +263,12 @@ class ExampleCommandsRunTest(unittest.TestCase):
         root = os.path.join(self.tmp, "pod-denied")
         for mount in self.init["volumeMounts"]:
             os.makedirs(os.path.join(root, mount["mountPath"].lstrip("/")), exist_ok=True)
-        args, env = self.localise(self.init, root)
-        env["ALMANAC_PASSWORD"] = "wrong"
-        out = subprocess.run(args + ["--retries", "1"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, timeout=120)
-        self.assertEqual(out.returncode, 4, out.stderr)  # credentials refused
+        # Another ServiceAccount's token, then an expired one.
+        for sa, claims in (("cart", {}), ("orders", {"exp": int(time.time()) - 3600})):
+            args, env = self.localise(self.init, root, sa, **claims)
+            out = subprocess.run(args + ["--retries", "1"], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+            self.assertEqual(out.returncode, 4, out.stderr)  # credentials refused
 
 
 if __name__ == "__main__":

@@ -79,9 +79,17 @@ class BuildAndSchemaTest(unittest.TestCase):
             objs = ks.objects(name)
             ks.one(objs, "Namespace", namespace)
             for o in objs:
-                if o["kind"] != "Namespace":
+                if o["kind"] == "ClusterRoleBinding":
+                    # Cluster-wide: no namespace of its own, but its ServiceAccount's.
+                    for subject in o["subjects"]:
+                        self.assertEqual(subject["namespace"], namespace, subject)
+                elif o["kind"] != "Namespace":
                     self.assertEqual(o["metadata"].get("namespace"), namespace,
                                      f"{name}: {o['kind']}/{o['metadata']['name']}")
+        # Overlays sharing a cluster do not overwrite each other's cluster-wide objects.
+        names = [{o["metadata"]["name"] for o in ks.of_kind(ks.objects(n), "ClusterRoleBinding")}
+                 for n in ("dev", "prod")]
+        self.assertFalse(names[0] & names[1], names)
         prod_ns = ks.one(ks.objects("prod"), "Namespace", "almanac")
         self.assertEqual(prod_ns["metadata"]["labels"].get("pod-security.kubernetes.io/enforce"),
                          "restricted")
@@ -95,6 +103,34 @@ class ServerDeploymentTest(unittest.TestCase):
             dep = ks.server_deployment(objs)
             pod = dep["spec"]["template"]["spec"]
             yield name, objs, dep, pod, ks.container(pod, "almanac-server")
+
+    def test_can_read_the_cluster_signing_keys(self):
+        """The auth template's jwks-url needs a token and the cluster CA at the paths it names,
+        and RBAC for /openid/v1/jwks (the built-in discovery ClusterRole, nothing more)."""
+        text = next(o for o in secret_templates()
+                    if o["metadata"]["name"] == "almanac-auth")["stringData"]["auth.yml"]
+        auth = dict(re.findall(r"^\s*(jwks-[a-z-]+): (\S+)$", text, re.M))
+        self.assertEqual(auth["jwks-url"], "https://kubernetes.default.svc/openid/v1/jwks")
+        for name, objs, dep, pod, c in self.each():
+            with self.subTest(overlay=name):
+                sa = pod["serviceAccountName"]
+                bindings = [b for b in ks.of_kind(objs, "ClusterRoleBinding")
+                            if b["roleRef"]["name"] == "system:service-account-issuer-discovery"]
+                self.assertEqual(len(bindings), 1)
+                self.assertEqual([(s["kind"], s["name"]) for s in bindings[0]["subjects"]],
+                                 [("ServiceAccount", sa)])
+                self.assertEqual(ks.of_kind(objs, "ClusterRole"), [])
+                volumes = {v["name"]: v for v in pod["volumes"]}
+                for path in (auth["jwks-ca-file"], auth["jwks-token-file"]):
+                    mount = [m for m in c["volumeMounts"]
+                             if path.startswith(m["mountPath"].rstrip("/") + "/")]
+                    self.assertEqual(len(mount), 1, path)
+                    rel = path[len(mount[0]["mountPath"].rstrip("/")) + 1:]
+                    sources = volumes[mount[0]["name"]]["projected"]["sources"]
+                    paths = [s.get("serviceAccountToken", {}).get("path") for s in sources]
+                    paths += [i["path"] for s in sources
+                              for i in s.get("configMap", {}).get("items", [])]
+                    self.assertIn(rel, paths)
 
     def test_probes_on_the_health_endpoint(self):
         for name, _, _, _, c in self.each():
