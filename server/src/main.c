@@ -13,6 +13,7 @@
 #include "compose/environment.h"
 #include "errors.h"
 #include "change/events.h"
+#include "change/peers.h"
 #include "http/http.h"
 #include "log.h"
 #include "metrics.h"
@@ -31,6 +32,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +126,42 @@ static void wipe_free(char *secret)
         OPENSSL_cleanse(secret, strlen(secret));
         free(secret);
     }
+}
+
+/* A secret kept in a file: one line (editors and `echo` leave a newline that is not part of it),
+ * never empty (an empty key would sign for anyone). NULL with the error logged. */
+static char *read_secret_file(const char *path, const char *flag)
+{
+    char *secret = read_text_file(path, flag);
+    if (secret == NULL) {
+        LOG_ERROR(MODULE, "%s", err_message());
+        return NULL;
+    }
+    secret[strcspn(secret, "\r\n")] = '\0';
+    if (secret[0] == '\0') {
+        LOG_ERROR(MODULE, "%s: %s is empty", flag, path);
+        free(secret);
+        return NULL;
+    }
+    return secret;
+}
+
+/* The id this replica's notices and bus events carry as their origin: --bus-id, or Spring's
+ * shape name:port:random, which contains no pattern character. */
+static void make_instance_id(server *srv, const settings *cfg)
+{
+    unsigned char random[8] = {0};
+    char hex[17];
+    if (cfg->bus_id != NULL && cfg->bus_id[0] != '\0') {
+        snprintf(srv->instance_id, sizeof(srv->instance_id), "%s", cfg->bus_id);
+        return;
+    }
+    if (RAND_bytes(random, sizeof(random)) != 1)
+        LOG_WARN(MODULE, "no random bytes for the instance id");
+    for (size_t i = 0; i < sizeof(random); i++)
+        snprintf(hex + 2 * i, 3, "%02x", random[i]);
+    snprintf(srv->instance_id, sizeof(srv->instance_id), "almanac:%u:%s",
+             cfg->port ? cfg->port : 8888, hex);
 }
 
 /* SIGHUP: the new auth file replaces the old one whole, or not at all. */
@@ -279,19 +317,33 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }
-    if (cfg->webhook_secret != NULL) {
-        srv.webhook_secret = read_text_file(cfg->webhook_secret, "--webhook-secret");
-        if (srv.webhook_secret == NULL) {
+    if (cfg->webhook_secret != NULL &&
+        (srv.webhook_secret = read_secret_file(cfg->webhook_secret, "--webhook-secret")) == NULL)
+        goto out;
+    make_instance_id(&srv, cfg);
+    if (cfg->peer_secret != NULL) {
+        char *secret = read_secret_file(cfg->peer_secret, "--peer-secret");
+        peers_options popts = {
+            .targets = cfg->peers,
+            .default_port = cfg->port ? cfg->port : 8888,
+            .https = cfg->tls_cert != NULL,
+            .secret = secret,
+            .self_id = srv.instance_id,
+        };
+        int error = secret ? peers_new(&srv.peers, &popts) : -1;
+        wipe_free(secret);
+        if (error < 0) {
+            if (secret != NULL)
+                LOG_ERROR(MODULE, "%s", err_message());
+            goto out;
+        }
+        /* Peers are told after the local listeners: this replica's watchers first. */
+        if (change_subscribe(srv.changes, peers_on_change, srv.peers) < 0) {
             LOG_ERROR(MODULE, "%s", err_message());
             goto out;
         }
-        /* Editors and `echo` leave a newline: it is not part of the secret. */
-        srv.webhook_secret[strcspn(srv.webhook_secret, "\r\n")] = '\0';
-        /* An empty secret would sign with an empty key, i.e. let anyone in. */
-        if (srv.webhook_secret[0] == '\0') {
-            LOG_ERROR(MODULE, "--webhook-secret: %s is empty", cfg->webhook_secret);
-            goto out;
-        }
+        if (cfg->peers != NULL)
+            LOG_INFO(MODULE, "peers: %s are told of new commits", cfg->peers);
     }
     if (cfg->auth_file != NULL) {
         if (authdb_load(&srv.auth, cfg->auth_file) < 0) {
@@ -373,6 +425,7 @@ out:
     refresher_stop(srv.refresher); /* NULL after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
+    peers_free(srv.peers);
     change_announcer_free(srv.changes);
     free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);

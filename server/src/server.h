@@ -19,6 +19,7 @@ struct watch_registry;
 struct overrides;
 struct event_hub;
 struct refresher;
+struct peers;
 struct change_announcer;
 
 typedef struct server {
@@ -33,6 +34,8 @@ typedef struct server {
     struct event_hub *events;            /* GET /events subscribers */
     struct refresher *refresher;         /* polls, and runs what webhooks ask for */
     struct change_announcer *changes;    /* refresh announces here; see main.c for who listens */
+    struct peers *peers;                 /* --peer-secret: notices to and from replicas */
+    char instance_id[80];                /* almanac:PORT:<random hex>, or --bus-id */
     char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */
     char **search_paths;                 /* NULL-terminated, from --search-paths */
     volatile bool stopping;

@@ -48,6 +48,7 @@ enum {
     SET_NONEMPTY = 1u << 0,    /* a string that may not be empty */
     SET_LIST = 1u << 1,        /* a file may give a YAML list; items are joined with commas */
     SET_NOT_IN_FILE = 1u << 2, /* meaningless inside the config file (`config` itself) */
+    SET_NO_PASSWORD_ARGV = 1u << 3, /* a URL carrying a password is refused on the command line */
 };
 
 typedef struct setting_def {
@@ -113,6 +114,21 @@ static const setting_def setting_defs[] = {
     STR("tls-key", tls_key, "FILE", NULL, 0, "PEM private key of --tls-cert."),
     STR("webhook-secret", webhook_secret, "FILE", NULL, 0,
         "File holding the secret that signs POST /monitor webhooks."),
+    STR("peers", peers, "NAME[:PORT]", NULL, SET_LIST,
+        "Other replicas told to fetch at once after a webhook or a new commit: a headless "
+        "Service's DNS name (resolved for every notice) or a comma-separated list; the port "
+        "defaults to this server's. Needs --peer-secret."),
+    STR("peer-secret", peer_secret, "FILE", NULL, 0,
+        "File holding the secret shared by the replicas; signs and checks peer notices."),
+    STR("bus-amqp-url", bus_amqp_url, "URL", NULL, SET_NO_PASSWORD_ARGV,
+        "Spring Cloud Bus over RabbitMQ: amqp://user:pass@host:port/vhost or amqps://. A URL "
+        "with a password is taken from ALMANAC_BUS_AMQP_URL or the --config file only."),
+    STR("bus-destination", bus_destination, "NAME", "springCloudBus", SET_NONEMPTY,
+        "The bus exchange (Spring's spring.cloud.bus.destination)."),
+    STR("bus-id", bus_id, "ID", NULL, 0,
+        "This replica's bus id (originService); default almanac:PORT:<random hex>."),
+    STR("bus-ca-file", bus_ca_file, "FILE", NULL, 0,
+        "PEM CA certificates that verify an amqps:// broker; default: the system's."),
     STR("overrides-file", overrides_file, "FILE", NULL, 0,
         "YAML or .properties file of properties that override every application's."),
     ENUM("log-format", log_format, "text", log_formats, "Log lines on stderr as text or JSON."),
@@ -635,6 +651,18 @@ typedef struct flag_value {
     const char *value;
 } flag_value;
 
+/* scheme://user:password@host…: userinfo (before the first '/', '?' or '#') holds a ':'. */
+static bool url_has_password(const char *value)
+{
+    const char *start = strstr(value, "://");
+    if (start == NULL)
+        return false;
+    start += 3;
+    size_t authority = strcspn(start, "/?#");
+    const char *at = memchr(start, '@', authority);
+    return at != NULL && memchr(start, ':', (size_t)(at - start)) != NULL;
+}
+
 /* Reads argv into flags[] without applying anything. 1 when --help was asked for. */
 static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, char *errbuf,
                      size_t errsize)
@@ -669,6 +697,13 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
                 return -1;
             }
             value = argv[++i];
+        }
+        if ((d->flags & SET_NO_PASSWORD_ARGV) && url_has_password(value)) {
+            fail(errbuf, errsize,
+                 "--%s: a URL with a password does not belong on the command line (other users "
+                 "see it in the process list); give it in the environment or the --config file",
+                 d->name);
+            return -1;
         }
         flags[*count].def = d;
         flags[*count].value = value;
@@ -741,6 +776,10 @@ int settings_load(settings *out, int argc, char **argv, char **envp, char *errbu
     }
     if ((s.tls_cert == NULL) != (s.tls_key == NULL)) {
         fail(errbuf, errsize, "--tls-cert and --tls-key go together: give both or neither");
+        goto out;
+    }
+    if (s.peers != NULL && s.peer_secret == NULL) {
+        fail(errbuf, errsize, "--peers needs --peer-secret: peer notices are signed");
         goto out;
     }
     error = 0;

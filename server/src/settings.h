@@ -29,6 +29,12 @@ typedef struct settings {
     char *tls_cert;             /* --tls-cert */
     char *tls_key;              /* --tls-key */
     char *webhook_secret;       /* --webhook-secret: path of a file holding the secret */
+    char *peers;                /* --peers NAME[:PORT],...: replicas told to fetch */
+    char *peer_secret;          /* --peer-secret: path of a file holding the shared secret */
+    char *bus_amqp_url;         /* --bus-amqp-url amqp[s]://user:pass@host:port/vhost */
+    char *bus_destination;      /* --bus-destination, the exchange, default springCloudBus */
+    char *bus_id;               /* --bus-id, originService; NULL: almanac:PORT:<random> */
+    char *bus_ca_file;          /* --bus-ca-file: CA certificates for amqps:// */
     char *overrides_file;       /* --overrides-file: YAML or .properties of server-wide overrides */
     char *log_format;           /* --log-format text|json, default text */
     char *log_level;            /* --log-level debug|info|warn|error, default info */

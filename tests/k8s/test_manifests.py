@@ -16,7 +16,7 @@ import k8s_support as ks
 PROBLEM = ks.kustomize_problem() or ks.node_problem()
 SERVER_SELECTOR = {"app.kubernetes.io/name": "almanac", "app.kubernetes.io/component": "server"}
 FILE_VARIABLES = ("ALMANAC_ENCRYPT_KEY_FILE", "ALMANAC_AUTH_FILE", "ALMANAC_WEBHOOK_SECRET",
-                  "ALMANAC_GIT_PASSWORD_FILE", "ALMANAC_CACHE_DIR")
+                  "ALMANAC_GIT_PASSWORD_FILE", "ALMANAC_CACHE_DIR", "ALMANAC_PEER_SECRET")
 
 
 def quantity(text):
@@ -323,8 +323,12 @@ class AroundTheServerTest(unittest.TestCase):
                 self.assertEqual([p["port"] for p in rule["ports"]], [8888])
                 for peer in rule["from"]:
                     self.assertNotIn("ipBlock", peer)
-                    self.assertEqual(peer["podSelector"]["matchLabels"],
-                                     {"almanac.io/client": "true"})
+                    # Labelled clients from anywhere, or the other replicas (same namespace).
+                    if "namespaceSelector" in peer:
+                        self.assertEqual(peer["podSelector"]["matchLabels"],
+                                         {"almanac.io/client": "true"})
+                    else:
+                        self.assertEqual(peer["podSelector"]["matchLabels"], SERVER_SELECTOR)
         # The example application carries the label.
         orders = ks.one(ks.objects("dev"), "Deployment", "orders")
         self.assertEqual(orders["spec"]["template"]["metadata"]["labels"]["almanac.io/client"],

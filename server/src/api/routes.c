@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "placeholder.h"
+#include "change/peers.h"
 #include "change/refresh.h"
 #include "compose/render.h"
 #include "source/repo.h"
@@ -239,6 +240,11 @@ static bool match_key(const request *req)
 static bool match_monitor(const request *req)
 {
     return path_is(req, "monitor", NULL);
+}
+
+static bool match_peer_refresh(const request *req)
+{
+    return path_is(req, "actuator", "peer-refresh");
 }
 
 static bool match_events(const request *req)
@@ -534,8 +540,39 @@ static int handle_monitor(request *req, response *res)
         return response_error(res, req, error, NULL);
     if (req->server->refresher != NULL)
         refresher_request(req->server->refresher);
+    /* The other replicas fetch alongside this one rather than after it. */
+    peers_notify(req->server->peers, NULL);
     LOG_INFO(MODULE, "%s push notification, refresh scheduled", webhook_provider_name(provider));
     return response_json(res, 200, names);
+}
+
+/* POST /actuator/peer-refresh: another replica says "fetch now", signed with --peer-secret. A
+ * notice naming the commit this replica already serves, or sent by this replica itself, is
+ * acknowledged without a fetch. */
+static int handle_peer_refresh(request *req, response *res)
+{
+    server *srv = req->server;
+    if (srv->peers == NULL)
+        return response_error(res, req, ERR_NOT_FOUND, "peer notices need --peer-secret");
+    peer_notice notice;
+    int error = peers_accept(srv->peers, request_header(req, PEERS_SIGNATURE_HEADER), req->body,
+                             req->body_len, &notice);
+    if (error < 0) {
+        char peer[64];
+        LOG_WARN(MODULE, "peer notice from %s refused: %s",
+                 request_peer(req, peer, sizeof(peer)), err_message());
+        return response_error(res, req, error, NULL);
+    }
+    char current[REPO_COMMIT_HEX] = "";
+    bool have = notice.commit[0] != '\0' && repo_resolve(srv->repo, NULL, current) == 0 &&
+                strcmp(current, notice.commit) == 0;
+    bool fetch = !notice.from_self && !have;
+    if (fetch && srv->refresher != NULL)
+        refresher_request(srv->refresher);
+    LOG_INFO(MODULE, "peer notice from %s (commit %s): %s", notice.origin,
+             notice.commit[0] ? notice.commit : "not named",
+             notice.from_self ? "our own, ignored" : have ? "already here" : "fetching");
+    return response_json(res, 200, json_pack("{s:b}", "fetching", fetch));
 }
 
 static route route_table[] = {
@@ -548,6 +585,7 @@ static route route_table[] = {
     {"key", true, M_GET, match_key, route_key, PERM_OPEN, -1},
     {"events", true, M_GET, match_events, handle_events, PERM_ADMIN, -1},
     {"monitor", true, M_POST, match_monitor, handle_monitor, PERM_OPEN, -1},
+    {"peer_refresh", true, M_POST, match_peer_refresh, handle_peer_refresh, PERM_OPEN, -1},
     {"diff_all", true, M_GET, match_diff_all, diff_handle_all, PERM_APPLICATION, -1},
     {"diff", true, M_GET, match_diff_environment, diff_handle_environment, PERM_APPLICATION, -1},
     {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},
