@@ -778,6 +778,11 @@ int settings_load(settings *out, int argc, char **argv, char **envp, char *errbu
         fail(errbuf, errsize, "--tls-cert and --tls-key go together: give both or neither");
         goto out;
     }
+    /* Receivers match originService as a pattern: one of these would make it match others. */
+    if (s.bus_id != NULL && strpbrk(s.bus_id, "*?{}") != NULL) {
+        fail(errbuf, errsize, "--bus-id: no '*', '?', '{' or '}' (it is matched as a pattern)");
+        goto out;
+    }
     if (s.peers != NULL && s.peer_secret == NULL) {
         fail(errbuf, errsize, "--peers needs --peer-secret: peer notices are signed");
         goto out;

@@ -467,6 +467,39 @@ static void test_environment(void **state)
     assert_int_equal(unsetenv("ALMANAC_WATCH_TIMEOUT_MAX"), 0);
 }
 
+/* A broker URL with a password would show in `ps`: only the environment or the file give one. */
+static void test_bus_and_peers(void **state)
+{
+    (void)state;
+    settings s;
+    expect_error(empty_env, ARGS("--repo", "r", "--bus-amqp-url", "amqp://u:secret@h:5672/v"),
+                 "--bus-amqp-url: a URL with a password does not belong on the command line "
+                 "(other users see it in the process list); give it in the environment or the "
+                 "--config file");
+    expect_error_prefix(empty_env, ARGS("--repo", "r", "--bus-amqp-url=amqps://u:p@h/"),
+                        "--bus-amqp-url: a URL with a password");
+    assert_int_equal(load_args(&s, ENV("ALMANAC_BUS_AMQP_URL=amqp://u:secret@h:5672/v"),
+                               ARGS("--repo", "r", "--bus-id", "almanac:1:ab")),
+                     0);
+    assert_string_equal(s.bus_amqp_url, "amqp://u:secret@h:5672/v");
+    assert_string_equal(s.bus_destination, "springCloudBus");
+    assert_string_equal(s.bus_id, "almanac:1:ab");
+    settings_dispose(&s);
+    /* No password, or an '@' only in the path: fine on the command line. */
+    assert_int_equal(load_args(&s, empty_env,
+                               ARGS("--repo", "r", "--bus-amqp-url", "amqp://guest@h/v@x:y")),
+                     0);
+    settings_dispose(&s);
+    const char *file = write_file("bus.yml", "repo: r\nbus-amqp-url: amqp://u:p@h/\n");
+    assert_int_equal(load_args(&s, empty_env, ARGS("--config", file)), 0);
+    assert_string_equal(s.bus_amqp_url, "amqp://u:p@h/");
+    settings_dispose(&s);
+    expect_error(empty_env, ARGS("--repo", "r", "--bus-id", "a:*"),
+                 "--bus-id: no '*', '?', '{' or '}' (it is matched as a pattern)");
+    expect_error(empty_env, ARGS("--repo", "r", "--peers", "a,b"),
+                 "--peers needs --peer-secret: peer notices are signed");
+}
+
 static void test_required_repo(void **state)
 {
     (void)state;
@@ -789,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_strings_and_limits),
         cmocka_unit_test(test_flag_errors),
         cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_bus_and_peers),
         cmocka_unit_test(test_required_repo),
         cmocka_unit_test(test_file_values),
         cmocka_unit_test(test_file_errors),
