@@ -23,6 +23,7 @@
 #include "api/routes.h"
 #include "server.h"
 #include "settings.h"
+#include "springconf.h"
 #include "compose/snapshot.h"
 #include "http/tls.h"
 #include "change/watch.h"
@@ -41,6 +42,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define MODULE "main"
 #define RESPONSE_CACHE_ENTRIES 65536
@@ -298,6 +301,15 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "out of memory");
         goto out;
     }
+    /* Spring Boot judges on-cloud-platform documents against the process it runs in. */
+    srv.cloud_platform = cfg->cloud_platform == NULL || strcmp(cfg->cloud_platform, "auto") == 0
+                             ? springconf_detect_platform(environ)
+                             : springconf_platform(cfg->cloud_platform);
+    LOG_INFO(MODULE, "cloud platform for spring.config.activate.on-cloud-platform: %s%s",
+             srv.cloud_platform,
+             cfg->cloud_platform == NULL || strcmp(cfg->cloud_platform, "auto") == 0
+                 ? " (detected)"
+                 : "");
     watch_limits wlimits = {
         .max_timeout = cfg->watch_timeout_max,
         .max_watchers = cfg->max_connections,

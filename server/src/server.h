@@ -38,6 +38,7 @@ typedef struct server {
     char instance_id[80];                /* almanac:PORT:<random hex>, or --bus-id */
     char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */
     char **search_paths;                 /* NULL-terminated, from --search-paths */
+    const char *cloud_platform;          /* --cloud-platform or detected; NULL: none */
     volatile bool stopping;
 } server;
 

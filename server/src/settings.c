@@ -66,6 +66,9 @@ typedef struct setting_def {
 static const char *const encrypt_formats[] = {"almanac", "spring", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+static const char *const cloud_platforms[] = {
+    "auto", "none", "kubernetes", "cloud-foundry", "heroku", "sap", "nomad", "azure-app-service",
+    "aws-ecs", NULL};
 
 #define KIB 1024ull
 #define MIB (1024ull * KIB)
@@ -129,6 +132,10 @@ static const setting_def setting_defs[] = {
         "This replica's bus id (originService); default almanac:PORT:<random hex>."),
     STR("bus-ca-file", bus_ca_file, "FILE", NULL, 0,
         "PEM CA certificates that verify an amqps:// broker; default: the system's."),
+    ENUM("cloud-platform", cloud_platform, "auto", cloud_platforms,
+         "Platform that spring.config.activate.on-cloud-platform documents are judged against "
+         "(Spring's spring.main.cloud-platform); auto detects it from the environment as "
+         "Spring Boot does (KUBERNETES_SERVICE_HOST/_PORT, VCAP_APPLICATION, ...)."),
     STR("overrides-file", overrides_file, "FILE", NULL, 0,
         "YAML or .properties file of properties that override every application's."),
     ENUM("log-format", log_format, "text", log_formats, "Log lines on stderr as text or JSON."),

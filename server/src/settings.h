@@ -35,6 +35,7 @@ typedef struct settings {
     char *bus_destination;      /* --bus-destination, the exchange, default springCloudBus */
     char *bus_id;               /* --bus-id, originService; NULL: almanac:PORT:<random> */
     char *bus_ca_file;          /* --bus-ca-file: CA certificates for amqps:// */
+    char *cloud_platform;       /* --cloud-platform auto|none|kubernetes|…, default auto */
     char *overrides_file;       /* --overrides-file: YAML or .properties of server-wide overrides */
     char *log_format;           /* --log-format text|json, default text */
     char *log_level;            /* --log-level debug|info|warn|error, default info */

@@ -4,17 +4,19 @@
  * server-wide overrides on top, and `{cipher}` values decrypted on a private copy.
  *
  * Owns: search locations (placeholders, wildcards, and the rule that no substituted value may
- * leave the repository), file and document order, on-profile filtering, decryption while
- * composing, the merged map of the document endpoints, and the overrides file. Does not own:
- * parsing (snapshot.c and the parsers), keys and cipher formats (cipher.c), rendering
- * (render.c). Snapshots are shared and immutable: nothing here writes to their maps.
+ * leave the repository), source names, decryption while composing, the merged map of the
+ * document endpoints, and the overrides file. Does not own: which documents of which files a
+ * request reads and in which order (configdata.c: profiles, include, group, import,
+ * activation), parsing (snapshot.c and the parsers), keys and cipher formats (cipher.c),
+ * rendering (render.c). Snapshots are shared and immutable: nothing here writes to their maps.
  */
 #include "compose/environment.h"
+
+#include "compose/configdata.h"
 
 #include "guard/cipher.h"
 #include "errors.h"
 #include "log.h"
-#include "profile_expr.h"
 #include "propfile.h"
 #include "source/repo.h"
 #include "scalar.h"
@@ -37,8 +39,6 @@ struct overrides {
 
 #define OVERRIDES_ORIGIN "Config server overrides"
 
-static const char *const EXTENSIONS[] = {"properties", "yml", "yaml"}; /* highest first */
-
 /* A list of borrowed or owned strings, in order, without duplicates. */
 typedef struct strlist {
     char **items;
@@ -56,7 +56,6 @@ typedef struct compose_ctx {
     strlist names;     /* "application" then apps: lowest precedence first */
     strlist profiles;  /* duplicates dropped */
     strlist locations; /* "" (root) first, then the search paths: lowest first */
-    json_t *used;      /* paths already added (a file is read once per request) */
 } compose_ctx;
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -475,63 +474,26 @@ static int add_document(compose_ctx *ctx, const char *path, const confdoc *doc, 
     return 0;
 }
 
-/* Adds the applicable documents of path, if the snapshot has it; later documents first. */
-static int add_file(compose_ctx *ctx, const char *path)
+/* The documents configdata worked out, in its order, as property sources. */
+static int add_documents(compose_ctx *ctx)
 {
-    const snapshot_file *f = snapshot_find(ctx->p->snapshot, path);
-    int error = 0;
+    configdata_request rq = {
+        .snapshot = ctx->p->snapshot,
+        .locations = (const char *const *)ctx->locations.items,
+        .nlocations = ctx->locations.count,
+        .names = (const char *const *)ctx->names.items,
+        .nnames = ctx->names.count,
+        .profiles = (const char *const *)ctx->profiles.items,
+        .nprofiles = ctx->profiles.count,
+        .cloud_platform = ctx->p->cloud_platform,
+        .applications = ctx->q->applications,
+    };
+    configdata_result r;
+    int error = configdata_compose(&r, &rq);
 
-    if (f == NULL || json_object_get(ctx->used, path) != NULL)
-        return 0;
-    if (json_object_set_new(ctx->used, path, json_true()) < 0)
-        return err_set(ERR_NOMEM, "out of memory");
-    if (f->failed) {
-        if (f->error.line > 0)
-            return err_set(ERR_CONFIG, "%s:%u:%u: %s", path, f->error.line, f->error.col,
-                           f->error.message);
-        return err_set(ERR_CONFIG, "%s: %s", path, f->error.message);
-    }
-    for (size_t i = f->docs.count; error == 0 && i > 0; i--) {
-        const confdoc *doc = &f->docs.docs[i - 1];
-        if (json_object_size(doc->props) == 0)
-            continue;
-        if (doc->on_profile != NULL) {
-            char msg[256];
-            int m = profile_expr_match(doc->on_profile, (const char *const *)ctx->profiles.items,
-                                       ctx->profiles.count, msg, sizeof(msg));
-            if (m < 0)
-                return err_set(ERR_CONFIG, "%s: %s", path, msg);
-            if (m == 0)
-                continue;
-        }
-        error = add_document(ctx, path, doc, f->docs.count > 1);
-    }
-    return error;
-}
-
-static int add_files(compose_ctx *ctx, const char *profile)
-{
-    char *path = NULL;
-    int error = 0;
-
-    for (size_t li = ctx->locations.count; error == 0 && li > 0; li--) {
-        const char *loc = ctx->locations.items[li - 1];
-        const char *slash = loc[0] != '\0' ? "/" : "";
-        for (size_t ni = ctx->names.count; error == 0 && ni > 0; ni--) {
-            const char *name = ctx->names.items[ni - 1];
-            for (size_t ei = 0; error == 0 && ei < sizeof(EXTENSIONS) / sizeof(*EXTENSIONS); ei++) {
-                int rc =
-                    profile != NULL
-                        ? asprintf(&path, "%s%s%s-%s.%s", loc, slash, name, profile, EXTENSIONS[ei])
-                        : asprintf(&path, "%s%s%s.%s", loc, slash, name, EXTENSIONS[ei]);
-                if (rc < 0)
-                    return err_set(ERR_NOMEM, "out of memory");
-                error = add_file(ctx, path);
-                free(path);
-                path = NULL;
-            }
-        }
-    }
+    for (size_t i = 0; error == 0 && i < r.count; i++)
+        error = add_document(ctx, r.docs[i].path, r.docs[i].doc, r.docs[i].multi);
+    configdata_result_dispose(&r);
     return error;
 }
 
@@ -562,10 +524,6 @@ int environment_compose_snapshot(environment *out, const env_compose_params *p, 
     out->snapshot = snapshot_retain(p->snapshot);
     snprintf(out->version, sizeof(out->version), "%s", snapshot_commit(p->snapshot));
 
-    if ((ctx.used = json_object()) == NULL) {
-        error = err_set(ERR_NOMEM, "out of memory");
-        goto out;
-    }
     error = split_list(&ctx.apps, q->applications);
     if (error == 0)
         error = split_list(&ctx.profiles, q->profiles);
@@ -586,11 +544,9 @@ int environment_compose_snapshot(environment *out, const env_compose_params *p, 
         err_set(ERR_NOMEM, "out of memory");
     if (error == 0)
         error = add_overrides(&ctx);
-    /* Profile-specific files, the last profile first, above every plain file. */
-    for (size_t i = ctx.profiles.count; error == 0 && i > 0; i--)
-        error = add_files(&ctx, ctx.profiles.items[i - 1]);
+    /* Profile-specific files above every plain one, imports, includes and groups. */
     if (error == 0)
-        error = add_files(&ctx, NULL);
+        error = add_documents(&ctx);
 
     if (error == 0) {
         /* The plain-file endpoint searches the same locations. */
@@ -605,7 +561,6 @@ out:
     strlist_dispose(&ctx.names);
     strlist_dispose(&ctx.profiles);
     strlist_dispose(&ctx.locations);
-    json_decref(ctx.used);
     return error < 0 ? error : 0;
 }
 
@@ -633,6 +588,7 @@ int environment_params(env_compose_params *p, struct server *srv, const char *la
     p->search_paths = (const char *const *)srv->search_paths;
     p->overrides = srv->overrides;
     p->keyring = srv->keyring;
+    p->cloud_platform = srv->cloud_platform;
     if (label != NULL && label[0] != '\0') {
         p->label_name = label;
     } else if (uses_label(p->search_paths)) {

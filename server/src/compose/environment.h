@@ -55,7 +55,8 @@ const json_t *overrides_props(const overrides *o);
 
 /*
  * Resolves label via srv->repo, gets the snapshot from srv->snapshots, composes. Uses
- * srv->search_paths, srv->overrides, srv->keyring, repo_display_uri(srv->repo).
+ * srv->search_paths, srv->overrides, srv->keyring, srv->cloud_platform,
+ * repo_display_uri(srv->repo).
  * ERR_NOT_FOUND for an unknown label; ERR_CONFIG "<path>:<line>:<col>: <reason>" when a file the
  * request needs failed to parse (other files/applications keep working). On failure *out is
  * left empty (environment_dispose is still safe).
@@ -76,6 +77,8 @@ typedef struct env_compose_params {
     const struct keyring *keyring;   /* or NULL (then every {cipher} value is invalid) */
     const char *label_name;          /* for {label} in search paths; NULL: such paths skipped */
     char label_storage[256];         /* environment_params' copy of the default label */
+    const char *cloud_platform;      /* for on-cloud-platform: springconf's canonical name
+                                      * ("kubernetes", …); NULL: "none" */
 } env_compose_params;
 int environment_compose_snapshot(environment *out, const env_compose_params *p, const env_query *q);
 

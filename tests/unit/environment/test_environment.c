@@ -23,6 +23,7 @@ typedef struct scenario {
     const overrides *ovr;
     const keyring *keys;
     const char *label;
+    const char *cloud_platform;
 } scenario;
 
 /* files: path, content, path, content, ..., NULL */
@@ -52,7 +53,8 @@ static int compose(environment *env, const scenario *sc, const char *apps, const
                             .search_paths = sc->search_paths,
                             .overrides = sc->ovr,
                             .keyring = sc->keys,
-                            .label_name = sc->label != NULL ? sc->label : "main"};
+                            .label_name = sc->label != NULL ? sc->label : "main",
+                            .cloud_platform = sc->cloud_platform};
     env_query q = {.applications = apps, .profiles = profiles, .decrypt = decrypt};
     return environment_compose_snapshot(env, &p, &q);
 }
@@ -745,7 +747,7 @@ static void test_concurrent_compose(void **state)
 
 /* ---- cases as data: tests/resources/environment/NAME.json -------------------------------- */
 
-static void check_query(const scenario *sc, const char *casename, json_t *query)
+static void check_query(scenario *sc, const char *casename, json_t *query)
 {
     const char *apps = json_string_value(json_object_get(query, "applications"));
     const char *profiles = json_string_value(json_object_get(query, "profiles"));
@@ -761,7 +763,9 @@ static void check_query(const scenario *sc, const char *casename, json_t *query)
 
     assert_non_null(apps);
     assert_non_null(profiles);
+    sc->cloud_platform = json_string_value(json_object_get(query, "cloud_platform"));
     rc = compose(&env, sc, apps, profiles, true);
+    sc->cloud_platform = NULL;
     if (error != NULL) {
         if (rc != ERR_CONFIG || strncmp(err_message(), error, strlen(error)) != 0)
             fail_msg("%s: %s/%s: expected ERR_CONFIG \"%s...\", got %d \"%s\"", casename, apps,
@@ -864,7 +868,7 @@ static void test_cases_as_data(void **state)
         ran++;
     }
     closedir(dir);
-    assert_true(ran >= 4);
+    assert_true(ran >= 11);
 }
 
 /* Search paths that match more directories than the cap fail as a configuration error. */
