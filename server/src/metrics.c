@@ -54,6 +54,8 @@ static struct {
     counter fetch_ok, fetch_failed, fetch_ns;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
+    atomic_long broken_files;
+    counter stale_answers;
     counter start_time; /* bits of a double */
 } m = {.register_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -184,6 +186,16 @@ void metrics_git_fetch(bool ok, double seconds)
 void metrics_set_last_fetch_ok(double unix_seconds)
 {
     store_double(&m.last_fetch_ok, isfinite(unix_seconds) ? unix_seconds : 0);
+}
+
+void metrics_set_broken_files(long count)
+{
+    atomic_store_explicit(&m.broken_files, count, memory_order_relaxed);
+}
+
+void metrics_stale_answer(void)
+{
+    add(&m.stale_answers, 1);
 }
 
 void metrics_set_watchers(long count)
@@ -317,6 +329,13 @@ char *metrics_render(size_t *len)
                    "Time spent fetching from the remote repository.", get(&m.fetch_ns));
     render_timestamp(f, "almanac_git_last_fetch_success_timestamp_seconds",
                      "Unix time of the last successful fetch; 0 if none yet.", &m.last_fetch_ok);
+    family(f, "almanac_broken_files", "gauge",
+           "Configuration files of the default label's commit that do not parse.");
+    fprintf(f, "almanac_broken_files %ld\n",
+            atomic_load_explicit(&m.broken_files, memory_order_relaxed));
+    render_counter(f, "almanac_stale_answers_total",
+                   "Answers composed from an earlier commit because a file they need is broken.",
+                   &m.stale_answers);
     family(f, "almanac_watchers", "gauge", "Long-poll watch requests waiting for a change.");
     fprintf(f, "almanac_watchers %ld\n", atomic_load_explicit(&m.watchers, memory_order_relaxed));
     render_timestamp(f, "process_start_time_seconds",

@@ -19,6 +19,10 @@ void metrics_snapshot_build(bool ok, double seconds);
 void metrics_git_fetch(bool ok, double seconds);
 void metrics_set_last_fetch_ok(double unix_seconds);
 void metrics_set_watchers(long count);
+/* Files of the default label's commit that do not parse (a gauge). */
+void metrics_set_broken_files(long count);
+/* One answer composed from a last-good commit (--broken-file last-good). */
+void metrics_stale_answer(void);
 /* The whole exposition text; caller frees. NULL on OOM. */
 char *metrics_render(size_t *len);
 

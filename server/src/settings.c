@@ -65,6 +65,7 @@ typedef struct setting_def {
 
 static const char *const encrypt_formats[] = {"almanac", "spring", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const broken_file_modes[] = {"last-good", "error", NULL};
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const cloud_platforms[] = {
     "auto", "none", "kubernetes", "cloud-foundry", "heroku", "sap", "nomad", "azure-app-service",
@@ -139,6 +140,9 @@ static const setting_def setting_defs[] = {
     STR("overrides-file", overrides_file, "FILE", NULL, 0,
         "YAML or .properties file of properties that override every application's."),
     ENUM("log-format", log_format, "text", log_formats, "Log lines on stderr as text or JSON."),
+    ENUM("broken-file", broken_file, "last-good", broken_file_modes,
+         "A file that does not parse: serve its Environment from the last commit where it composed "
+         "(last-good) or answer 500 (error)."),
     ENUM("log-level", log_level, "info", log_levels, "Least severe level logged."),
     STR("config", config_file, "FILE", NULL, SET_NOT_IN_FILE,
         "YAML file of settings (keys are the flag names); the environment and flags override it."),

@@ -38,6 +38,7 @@ typedef struct settings {
     char *cloud_platform;       /* --cloud-platform auto|none|kubernetes|…, default auto */
     char *overrides_file;       /* --overrides-file: YAML or .properties of server-wide overrides */
     char *log_format;           /* --log-format text|json, default text */
+    char *broken_file;          /* --broken-file last-good|error, default last-good */
     char *log_level;            /* --log-level debug|info|warn|error, default info */
     char *config_file;          /* --config FILE */
     unsigned threads;           /* --threads, HTTP worker threads, default: number of CPUs */

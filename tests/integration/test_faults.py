@@ -177,5 +177,81 @@ class SignalsDuringStartupTest(h.ServerTestCase):
         self.assertEqual(again.get("/application/default").status, 200)
 
 
+class BrokenFileTest(h.ServerTestCase):
+    """A push with invalid YAML in orders-prod.yml must not crash-loop the orders pods."""
+
+    GOOD = {"application.yml": "shared: 1\n", "orders.yml": "pool: 5\n",
+            "orders-prod.yml": "db:\n  url: jdbc:pg://prod\n"}
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.good = cls.repo.commit(cls.GOOD, "good")
+        cls.server = cls.start_server(cls.repo.uri)
+        cls.strict = cls.start_server(cls.repo.uri, extra_args=["--broken-file", "error"])
+
+    def metric(self, name):
+        status, _, _ = self.server.get_json("/actuator/health")  # keeps the gauge current
+        text = self.server.get("/metrics").text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail("no %s in /metrics" % name)
+
+    def test_broken_file_serves_last_good_commit_then_heals(self):
+        bad = self.repo.commit({"orders-prod.yml": "db:\n  url: [unclosed\n"}, "broken")
+        # a later commit that leaves the file broken and changes another one
+        worse = self.repo.commit({"orders.yml": "pool: 6\n"}, "unrelated")
+        for s in (self.server, self.strict):
+            s.refresh()
+
+        r = self.server.get("/orders/prod")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["version"], self.good)
+        names = [ps["name"] for ps in r.json()["propertySources"]]
+        self.assertIn(self.repo.uri + "/orders-prod.yml", names)
+        stale = r.header("X-Almanac-Stale")
+        self.assertIsNotNone(stale, r.headers)
+        self.assertIn("orders-prod.yml:3", stale)
+        self.assertIn(worse, stale)
+        self.assertIn("serving " + self.good, stale)
+        # the same again comes from the response cache, header and all
+        self.assertEqual(self.server.get("/orders/prod").header("X-Almanac-Stale"), stale)
+        doc = self.server.get("/orders-prod.yml")
+        self.assertEqual(doc.status, 200, doc)
+        self.assertIn("jdbc:pg://prod", doc.text)
+        self.assertIsNotNone(doc.header("X-Almanac-Stale"))
+        # what does not need the broken file is current
+        r = self.server.get("/orders/dev")
+        self.assertEqual((r.status, r.json()["version"]), (200, worse))
+        self.assertIsNone(r.header("X-Almanac-Stale"))
+        # naming the broken commit asks about it: the error, naming file and line
+        body = self.assertErrorBody(self.server.get("/orders/prod/" + bad), 500)
+        self.assertIn("orders-prod.yml:3", body["message"])
+        # --broken-file error: today's 500
+        self.assertErrorBody(self.strict.get("/orders/prod"), 500)
+
+        repo = health(self.server)["components"]["repository"]
+        self.assertEqual(repo["status"], "DEGRADED", repo)
+        self.assertEqual(len(repo["details"]["brokenFiles"]), 1, repo)
+        self.assertTrue(repo["details"]["brokenFiles"][0].startswith("orders-prod.yml:3:"), repo)
+        self.assertEqual(self.metric("almanac_broken_files"), 1)
+        self.assertGreaterEqual(self.metric("almanac_stale_answers_total"), 1)
+
+        fixed = self.repo.commit({"orders-prod.yml": "db:\n  url: jdbc:pg://fixed\n"}, "fix")
+        self.server.refresh()
+        r = self.server.get("/orders/prod")
+        self.assertEqual((r.status, r.json()["version"]), (200, fixed))
+        self.assertIsNone(r.header("X-Almanac-Stale"))
+        self.assertEqual(health(self.server)["components"]["repository"]["status"], "UP")
+        self.assertEqual(self.metric("almanac_broken_files"), 0)
+
+    def test_broken_since_the_first_commit_is_an_error(self):
+        repo = self.make_repo("born-broken")
+        repo.commit({"svc.yml": "a: [\n"}, "broken from the start")
+        server = self.start_server(repo.uri)
+        self.assertErrorBody(server.get("/svc/default"), 500)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -460,11 +460,34 @@ static int handle_plain_file(request *req, response *res)
     return 0;
 }
 
+/* The files of the default label's commit that do not parse ("path:line:col: reason"); also
+ * the almanac_broken_files gauge, so that it is current whenever health or metrics is read. */
+static json_t *broken_files(struct server *srv)
+{
+    char commit[REPO_COMMIT_HEX];
+    snapshot *snap = NULL;
+    json_t *list = json_array();
+    if (list != NULL && srv->snapshots != NULL && repo_resolve(srv->repo, NULL, commit) == 0 &&
+        snapcache_get(&snap, srv->snapshots, srv->repo, commit) == 0) {
+        for (size_t i = 0; i < snapshot_file_count(snap); i++) {
+            const snapshot_file *f = snapshot_file_at(snap, i);
+            if (f->failed)
+                json_array_append_new(list, json_sprintf("%s:%u:%u: %s", f->path, f->error.line,
+                                                         f->error.col, f->error.message));
+        }
+    }
+    snapshot_release(snap);
+    metrics_set_broken_files((long)json_array_size(list));
+    return list;
+}
+
 static int handle_health(request *req, response *res)
 {
     repo_status st;
     repo_get_status(req->server->repo, &st);
-    const char *repo_state = st.degraded || st.default_gone[0] ? "DEGRADED" : "UP";
+    json_t *broken = broken_files(req->server);
+    const char *repo_state =
+        st.degraded || st.default_gone[0] || json_array_size(broken) > 0 ? "DEGRADED" : "UP";
     json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(req->server->repo),
                                 "defaultLabel", st.default_label);
     if (details != NULL && st.is_git) {
@@ -477,6 +500,9 @@ static int handle_health(request *req, response *res)
         if (st.default_gone[0])
             json_object_set_new(details, "defaultLabelGone", json_string(st.default_gone));
     }
+    if (details != NULL && json_array_size(broken) > 0)
+        json_object_set(details, "brokenFiles", broken);
+    json_decref(broken);
     json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
                              "status", repo_state, "details", details);
     /* Issuers whose keys cannot be refreshed degrade, not fail: the cached keys still work. */
@@ -492,6 +518,7 @@ static int handle_health(request *req, response *res)
 
 static int handle_metrics(request *req, response *res)
 {
+    json_decref(broken_files(req->server));
     size_t len = 0;
     char *text = metrics_render(&len);
     if (text == NULL)

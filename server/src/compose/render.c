@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MODULE "render"
 
@@ -384,9 +385,78 @@ static char *cache_key(const env_query *q, render_format fmt, bool resolve, cons
     return key;
 }
 
+/*
+ * A broken file (--broken-file last-good). A commit with a file that does not parse must not
+ * take down the Environments that need it: pods restarting while the repository is being fixed
+ * would crash-loop. Instead the Environment is composed from the nearest first-parent ancestor
+ * at which it composes, and the answer says so in X-Almanac-Stale. Branches and tags get this;
+ * a request naming the broken commit by its id asked about that commit, and gets the error.
+ */
+#define LAST_GOOD_DEPTH 100 /* ancestors tried before giving up and answering the error */
+#define STALE_HEADER "X-Almanac-Stale"
+
+static bool wants_last_good(const struct server *srv, const env_query *q, const char *commit)
+{
+    const char *mode = srv->settings ? srv->settings->broken_file : NULL;
+    if (mode != NULL && strcmp(mode, "error") == 0)
+        return false;
+    if (q->label == NULL || q->label[0] == '\0')
+        return true;
+    size_t n = strlen(q->label);
+    if (n < 4 || n > 40 || strspn(q->label, "0123456789abcdefABCDEF") != n)
+        return true;
+    return strncasecmp(q->label, commit, n) != 0; /* a branch that happens to look like hex */
+}
+
+/* "path:line:col: reason" at commit, as a header value: printable ASCII, bounded. */
+static void stale_note(char *out, size_t size, const char *why, const char *bad,
+                       const char *good)
+{
+    snprintf(out, size, "%.300s (commit %s); serving %s", why, bad, good);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+            *p = '?';
+}
+
+/* Composes q from the nearest ancestor of commit at which it composes; note says what broke. */
+static int compose_last_good(environment *env, struct server *srv, const env_query *q,
+                             const char *commit, char *note, size_t note_size)
+{
+    char why[512], cur[REPO_COMMIT_HEX], parent[REPO_COMMIT_HEX];
+    env_compose_params p;
+    int error;
+
+    snprintf(why, sizeof(why), "%s", err_message());
+    if ((error = environment_params(&p, srv, q->label)) < 0)
+        return error;
+    memcpy(cur, commit, sizeof(cur));
+    error = ERR_CONFIG;
+    for (int depth = 0; depth < LAST_GOOD_DEPTH && error == ERR_CONFIG; depth++) {
+        snapshot *older = NULL;
+        if (repo_first_parent(srv->repo, cur, parent) < 0 ||
+            snapcache_get(&older, srv->snapshots, srv->repo, parent) < 0)
+            break;
+        snapshot_release(p.snapshot);
+        p.snapshot = older;
+        memset(env, 0, sizeof(*env));
+        error = environment_compose_snapshot(env, &p, q);
+        memcpy(cur, parent, sizeof(cur));
+    }
+    snapshot_release(p.snapshot);
+    if (error < 0) {
+        memset(env, 0, sizeof(*env));
+        return err_set(ERR_CONFIG, "%s", why); /* the first failure is the one to fix */
+    }
+    stale_note(note, note_size, why, commit, env->version);
+    LOG_WARN(MODULE, "%s %s: %s", q->applications, q->profiles, note);
+    metrics_stale_answer();
+    return 0;
+}
+
 int render_get(render_result *out, struct server *srv, const env_query *q, render_format fmt,
                bool resolve_placeholders, const char *label_echo)
 {
+    char stale[512] = "";
     int error;
     char commit[REPO_COMMIT_HEX] = "";
     char *key = NULL;
@@ -411,8 +481,11 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
     }
     metrics_response_cache(false);
 
-    if ((error = environment_compose(&env, srv, q)) < 0)
-        goto out;
+    if ((error = environment_compose(&env, srv, q)) < 0) {
+        if (error != ERR_CONFIG || !wants_last_good(srv, q, commit) ||
+            (error = compose_last_good(&env, srv, q, commit, stale, sizeof(stale))) < 0)
+            goto out;
+    }
     composed = true;
     if (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) {
         render_environment_etag(&env, fmt, out->etag);
@@ -430,13 +503,16 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
     out->ok = prepared_response_new(200, content_type(fmt), out->etag, body, len);
     body = NULL;
     out->not_modified = prepared_response_new(304, NULL, out->etag, NULL, 0);
-    if (out->ok == NULL || out->not_modified == NULL) {
+    if (out->ok == NULL || out->not_modified == NULL ||
+        (stale[0] && (prepared_response_add_header(out->ok, STALE_HEADER, stale) < 0 ||
+                      prepared_response_add_header(out->not_modified, STALE_HEADER, stale) < 0))) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
     if (srv->responses != NULL) {
-        /* Key by the commit actually composed: a fetch may have moved the label meanwhile. */
-        char *composed_key = strcmp(commit, env.version) == 0
+        /* Key by the commit actually composed: a fetch may have moved the label meanwhile. A
+         * stale answer stands for the broken commit, so it is kept under that one's key. */
+        char *composed_key = stale[0] || strcmp(commit, env.version) == 0
                                  ? NULL
                                  : cache_key(q, fmt, resolve_placeholders, label_echo, env.version);
         cache_insert(srv->responses, composed_key ? composed_key : key, out);

@@ -363,6 +363,20 @@ prepared_response *prepared_response_new(unsigned status, const char *content_ty
     return p;
 }
 
+int prepared_response_add_header(prepared_response *p, const char *name, const char *value)
+{
+    char *fields = NULL;
+    if (asprintf(&fields, "%s%s: %s\r\n", p->fields, name, value) < 0)
+        return -1;
+    if (MHD_add_response_header(p->mhd, name, value) != MHD_YES) {
+        free(fields);
+        return -1;
+    }
+    free(p->fields);
+    p->fields = fields;
+    return 0;
+}
+
 prepared_response *prepared_response_retain(prepared_response *p)
 {
     if (p != NULL)

@@ -58,6 +58,8 @@ typedef struct prepared_response prepared_response;
 /* Takes ownership of body. etag may be NULL. NULL on OOM. */
 prepared_response *prepared_response_new(unsigned status, const char *content_type,
                                          const char *etag, char *body, size_t len);
+/* Adds a header before p is first sent (value: printable ASCII). -1 on OOM. */
+int prepared_response_add_header(prepared_response *p, const char *name, const char *value);
 prepared_response *prepared_response_retain(prepared_response *p);
 void prepared_response_release(prepared_response *p); /* NULL ok */
 size_t prepared_response_size(const prepared_response *p);

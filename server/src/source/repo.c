@@ -1491,6 +1491,34 @@ static int copy_out(const void *src, size_t len, char **data)
     return 0;
 }
 
+int repo_first_parent(repo *r, const char *commit, char parent_out[REPO_COMMIT_HEX])
+{
+    git_repository *g = NULL;
+    git_commit *c = NULL;
+    git_oid id;
+    size_t hexlen;
+    int error;
+
+    parent_out[0] = '\0';
+    if (!r->is_git)
+        return err_set(ERR_NOT_FOUND, "a directory has no history");
+    if (!commit || !is_hex(commit, &hexlen) || hexlen != GIT_OID_HEXSZ ||
+        git_oid_fromstr(&id, commit) < 0)
+        return err_set(ERR_NOT_FOUND, "no such commit");
+    if ((error = thread_git(r, &g)) < 0)
+        return error;
+    if ((error = git_commit_lookup(&c, g, &id)) < 0)
+        return error == GIT_ENOTFOUND ? err_set(ERR_NOT_FOUND, "no such commit: %s", commit)
+                                      : err_set(ERR_GIT, "cannot read commit %s: %s", commit,
+                                                git_reason());
+    if (git_commit_parentcount(c) == 0)
+        error = err_set(ERR_NOT_FOUND, "%s has no parent", commit);
+    else
+        git_oid_tostr(parent_out, REPO_COMMIT_HEX, git_commit_parent_id(c, 0));
+    git_commit_free(c);
+    return error;
+}
+
 /* ---- walking -------------------------------------------------------------------------------- */
 
 typedef struct walk_ctx {

@@ -63,6 +63,10 @@ void repo_cancel_fetches(void);
  */
 int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX]);
 
+/* The first parent of commit (a full id). ERR_NOT_FOUND for a root commit or an unknown one;
+ * ERR_NOT_FOUND in dir mode too (a directory has no history). */
+int repo_first_parent(repo *r, const char *commit, char parent_out[REPO_COMMIT_HEX]);
+
 /* Called for each file the filter accepts, in path order ("sub/dir/file.yml", no leading /). */
 typedef bool (*repo_filter_fn)(const char *path, void *payload);
 typedef int (*repo_file_fn)(const char *path, const char *data, size_t len, void *payload);
