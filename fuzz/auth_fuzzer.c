@@ -5,6 +5,10 @@
  * application names asked for). Checks what must hold for any input: a rejected file leaves no
  * database and names its place, an accepted header yields a principal, and a principal never
  * reads an application its globs do not cover.
+ *
+ * The fixed database also trusts an issuer whose keys (one RSA, one P-256) are inline: the
+ * corpus holds tokens those keys signed (jwt_*, valid until 2100) for the fuzzer to mutate, so
+ * Bearer inputs reach the JWT decoder, the signature check, the claims and the subject rules.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,7 +29,24 @@ static const char fixed_file[] =
     "    applications: [orders, 'orders-*']\n"
     "tokens:\n"
     "  - sha256: 33cc09ba35314d19e32ed9a5a30fca56eebbfab5faec7247fd0403cd26e155b5\n"
-    "    applications: ['[a-c]?x']\n";
+    "    applications: ['[a-c]?x']\n"
+    "issuers:\n"
+    "  - name: fuzz\n"
+    "    issuer: https://fuzz.issuer\n"
+    "    audiences: [almanac]\n"
+    "    subjects:\n"
+    "      - match: 'system:serviceaccount:fuzz:*'\n"
+    "        applications: ['[a-c]?x']\n"
+    "    jwks: '"
+    "{\"keys\":[{\"use\":\"sig\",\"kty\":\"RSA\",\"kid\":\"fuzz-rsa\",\"alg\":\"RS256\",\"n\":\"tjQvYGMNKv"
+    "taVQxVsww2c1sNxuBXE6uzRZ0M9p2_nqZJ6wp8Gy31wgu-ZcejN7fY9tnqF0OMHXt8bgmW7DlgwvQYIb"
+    "EY_2BzjZO-_djB8e3-GojYU4JEqpoMFdp-6EZjHUstvx4lRbRYT7ZQSPlTkVskCPCRPetboeuymK-rVq"
+    "50XyFuQ3W4mSlMWj361ClLkJMF5OgIL7wBAxsDAP0TS-ABbecGM3T5sMu9NH_Uo1Qjr2T1W7h_9eE2zD"
+    "UPKKJNyYQgUSRL6Btc5gE0mxAgSereyRee5LhVXNtq5Iibuk3Kz3hqNSxWQzFufVKsrgierp3k1qzujH"
+    "QjQiPy9FjsLQ\",\"e\":\"AQAB\"},{\"use\":\"sig\",\"kty\":\"EC\",\"crv\":\"P-256\",\"kid\":\"fuzz-ec\","
+    "\"alg\":\"ES256\",\"x\":\"GpxulCZycf71a3kQ3DxBAyB3GkO_aUejp0zUpUvOyp0\",\"y\":\"inEQ55B43lx"
+    "DarNV7Vfb7iO-x7Z5CHZ2xV9LF5m5p7o\"}]}"
+    "'\n";
 
 static authdb *fixed(void)
 {
