@@ -2,8 +2,10 @@
 against a JWKS file and an HTTPS JWKS endpoint (a test CA), subjects mapped to applications,
 every way a token can be wrong, key rotation, and the issuer going away."""
 
+import hashlib
 import json
 import os
+import re
 import time
 
 from almanac_harness import ServerTestCase, wait_until
@@ -17,6 +19,9 @@ FILES = {
     "payments.yml": "pay: 1\n",
     "team-a-web.yml": "web: 1\n",
 }
+
+
+ADMIN_TOKEN = "jwt-itest-admin-6a1f"
 
 
 def bearer(token):
@@ -49,11 +54,15 @@ class JwtFileTest(ServerTestCase):
             f.write(jwks(cls.rsa, cls.ec))
         auth = os.path.join(cls.tmp, "auth.yml")
         with open(auth, "w") as f:
-            f.write("issuers:\n"
+            f.write("tokens:\n"
+                    "  - sha256: %s\n"
+                    "    admin: true\n"
+                    "issuers:\n"
                     "  - name: cluster\n"
                     "    issuer: %s\n"
                     "    audiences: [almanac]\n"
-                    "    jwks-file: %s\n" % (ISSUER, keys) + subjects_yaml())
+                    "    jwks-file: %s\n" % (hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest(),
+                                          ISSUER, keys) + subjects_yaml())
         os.chmod(auth, 0o600)
         cls.server = cls.start_server(cls.repo.uri, refresh_interval=0, extra_args=[
             "--auth-file", auth, "--auth-failures-per-minute", "0"])
@@ -144,6 +153,29 @@ class JwtFileTest(ServerTestCase):
         self.assertEqual(self.status("/orders-eu/dev", token), 200)
         self.server.wait_for_log(r"GET /orders-eu/dev 200 .*user=system:serviceaccount:shop:orders")
         self.assertNotIn(token.split(".")[2], self.server.log())
+
+    def test_metrics_name_subject_not_token(self):
+        def metric(text, pattern):
+            m = re.search(r"^%s (\d+)$" % re.escape(pattern), text, re.M)
+            return int(m.group(1)) if m else None
+
+        token = mint(self.ec, k8s_claims("team-a", "metrics"))
+        expired = mint(self.ec, k8s_claims("team-a", "metrics", now=int(time.time()) - 7200))
+        before = self.server.get("/metrics", bearer(ADMIN_TOKEN))
+        self.assertEqual(before.status, 200, before)
+        expired_before = metric(before.text,
+                                'almanac_auth_jwt_total{issuer="cluster",result="expired"}')
+        for _ in range(3):
+            self.assertEqual(self.status("/team-a-web/dev", token), 200)
+        self.assertEqual(self.status("/team-a-web/dev", expired), 401)
+        text = self.server.get("/metrics", bearer(ADMIN_TOKEN)).text
+        self.assertEqual(metric(text, 'almanac_auth_subject_requests_total{issuer="cluster",'
+                                      'subject="system:serviceaccount:team-a:metrics"}'), 3, text)
+        self.assertEqual(metric(text, 'almanac_auth_jwt_total{issuer="cluster",'
+                                      'result="expired"}'), expired_before + 1)
+        self.assertEqual(metric(text, 'almanac_auth_issuer_keys{issuer="cluster"}'), 2)
+        self.assertNotIn(token.split(".")[2], text)
+        self.assertNotIn(token.split(".")[1], text)
 
     def test_health_lists_issuer(self):
         health = self.server.get("/actuator/health").json()

@@ -523,6 +523,19 @@ static int handle_metrics(request *req, response *res)
     char *text = metrics_render(&len);
     if (text == NULL)
         return response_error(res, req, ERR_NOMEM, "out of memory");
+    authdb *db = authdb_acquire(&req->server->auth);
+    size_t auth_len = 0;
+    char *auth_text = authdb_metrics(db, &auth_len);
+    authdb_release(db);
+    if (auth_text != NULL) {
+        char *both = realloc(text, len + auth_len + 1);
+        if (both != NULL) {
+            memcpy(both + len, auth_text, auth_len + 1);
+            text = both;
+            len += auth_len;
+        }
+        free(auth_text);
+    }
     return response_set(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 

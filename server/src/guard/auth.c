@@ -62,6 +62,7 @@
 #define JWT_REFRESH_DEFAULT 300
 #define JWT_MIN_REFRESH_DEFAULT 30
 #define JWT_REFRESH_WAIT_SECONDS 5
+#define JWT_RESULTS 11 /* JWT_OK .. -JWT_CLAIMS */
 
 struct auth_principal {
     char *key;  /* "users.NAME" or "tokens[N]": groups the flattened keys */
@@ -72,6 +73,8 @@ struct auth_principal {
     bool is_token;
     bool admin;
     bool borrowed; /* a JWT subject: globs belong to its subject rule */
+    size_t issuer; /* a JWT subject: index of its issuer */
+    atomic_uint_least64_t uses; /* a JWT subject: requests it authenticated, for /metrics */
     char **globs;
     size_t nglobs;
     unsigned line, col; /* where the entry starts, for "has no password" errors */
@@ -103,6 +106,7 @@ typedef struct issuer {
     time_t last_try;     /* CLOCK_MONOTONIC seconds, 0: never */
     unsigned long tries; /* completed refreshes, for callers waiting on one */
     bool wanted;         /* an unknown kid arrived */
+    atomic_uint_least64_t results[JWT_RESULTS]; /* tokens checked, by -jwt_result */
     unsigned line, col;
 } issuer;
 
@@ -1068,7 +1072,7 @@ static const subject_rule *find_rule(const issuer *is, const jwt *t, size_t *ind
  * kept until the database is dropped, so a principal handed out stays valid while the caller
  * holds its reference (the contract of auth_authenticate). Caller holds jwt_lock.
  */
-static const auth_principal *intern_principal(authdb *db, size_t is_index, size_t rule_index,
+static auth_principal *intern_principal(authdb *db, size_t is_index, size_t rule_index,
                                               const subject_rule *r, const char *sub,
                                               size_t *index)
 {
@@ -1096,6 +1100,7 @@ static const auth_principal *intern_principal(authdb *db, size_t is_index, size_
     }
     p->borrowed = true;
     p->is_token = true;
+    p->issuer = is_index;
     p->admin = r->grant.admin;
     p->globs = r->grant.globs;
     p->nglobs = r->grant.nglobs;
@@ -1120,9 +1125,9 @@ static void hex_digest(const unsigned char *digest, char *hex)
 }
 
 /* A token verified before, still unexpired, under the same keys: its principal, or NULL. */
-static const auth_principal *jwt_cache_lookup(authdb *db, const char *hex)
+static auth_principal *jwt_cache_lookup(authdb *db, const char *hex)
 {
-    const auth_principal *who = NULL;
+    auth_principal *who = NULL;
     time_t now = time(NULL);
     pthread_mutex_lock(&db->jwt_lock);
     json_t *hit = json_object_get(db->jwt_cache, hex);
@@ -1191,8 +1196,22 @@ static bool refresh_for_unknown_kid(authdb *db, issuer *is)
     return asked;
 }
 
-static int refuse_jwt(int why, const issuer *is)
+/* Counts one checked token for /metrics. */
+static void count_jwt(issuer *is, int result)
 {
+    if (is != NULL && result <= 0 && result > -JWT_RESULTS)
+        atomic_fetch_add_explicit(&is->results[-result], 1, memory_order_relaxed);
+}
+
+static void count_use(authdb *db, auth_principal *who)
+{
+    atomic_fetch_add_explicit(&who->uses, 1, memory_order_relaxed);
+    count_jwt(&db->issuers[who->issuer], JWT_OK);
+}
+
+static int refuse_jwt(int why, issuer *is)
+{
+    count_jwt(is, why);
     /* Only what the caller may see: the reason and, once known, which issuer. Never the token,
      * and never an unverified claim (it could carry anything into the log). */
     if (is != NULL)
@@ -1208,8 +1227,9 @@ static int check_jwt(authdb *db, const char *token, size_t len, const char *hex,
     jwt t;
     jwks *keys = NULL;
     issuer *is = NULL;
-    const auth_principal *who = jwt_cache_lookup(db, hex);
+    auth_principal *who = jwt_cache_lookup(db, hex);
     if (who != NULL) {
+        count_use(db, who);
         *out = who;
         return 0;
     }
@@ -1257,6 +1277,7 @@ static int check_jwt(authdb *db, const char *token, size_t len, const char *hex,
     size_t rule_index = 0;
     const subject_rule *rule = find_rule(is, &t, &rule_index);
     if (rule == NULL) {
+        count_jwt(is, JWT_CLAIMS);
         error = err_set(ERR_UNAUTHORIZED, "valid token of issuer %s, but its subject is not "
                                           "listed in the auth file",
                         is->name);
@@ -1278,6 +1299,7 @@ static int check_jwt(authdb *db, const char *token, size_t len, const char *hex,
                  JWT_PRINCIPALS_MAX);
         goto out;
     }
+    count_use(db, who);
     *out = who;
 out:
     jwks_release(keys);
@@ -1459,6 +1481,75 @@ json_t *authdb_health(authdb *db)
         json_object_set_new(details, is->name, one);
     }
     return json_pack("{s:s, s:o}", "status", degraded ? "DEGRADED" : "UP", "details", details);
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped. */
+static void print_label(FILE *f, const char *value)
+{
+    for (const char *c = value; *c; c++) {
+        if (*c == '\\' || *c == '"')
+            fputc('\\', f);
+        if (*c == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*c, f);
+    }
+}
+
+char *authdb_metrics(authdb *db, size_t *len)
+{
+    static const char *const results[JWT_RESULTS] = {
+        "ok",      "malformed", "too_big", "algorithm", "unknown_key", "signature",
+        "expired", "not_yet",   "issuer",  "audience",  "claims"};
+    char *text = NULL;
+    *len = 0;
+    if (db == NULL || db->nissuers == 0)
+        return NULL;
+    FILE *f = open_memstream(&text, len);
+    if (f == NULL)
+        return NULL;
+    fputs("# HELP almanac_auth_jwt_total Bearer JWTs checked, by issuer and outcome (subject "
+          "not listed counts as claims).\n# TYPE almanac_auth_jwt_total counter\n",
+          f);
+    for (size_t i = 0; i < db->nissuers; i++)
+        for (size_t r = 0; r < JWT_RESULTS; r++) {
+            fputs("almanac_auth_jwt_total{issuer=\"", f);
+            print_label(f, db->issuers[i].name);
+            fprintf(f, "\",result=\"%s\"} %llu\n", results[r],
+                    (unsigned long long)atomic_load_explicit(&db->issuers[i].results[r],
+                                                             memory_order_relaxed));
+        }
+    fputs("# HELP almanac_auth_issuer_keys Usable keys held for each issuer.\n"
+          "# TYPE almanac_auth_issuer_keys gauge\n",
+          f);
+    for (size_t i = 0; i < db->nissuers; i++) {
+        jwks_status st;
+        jwks_source_status(db->issuers[i].source, &st);
+        fputs("almanac_auth_issuer_keys{issuer=\"", f);
+        print_label(f, db->issuers[i].name);
+        fprintf(f, "\"} %zu\n", st.keys);
+    }
+    fputs("# HELP almanac_auth_subject_requests_total Requests authenticated by a JWT, by issuer "
+          "and subject (since the auth file was loaded).\n"
+          "# TYPE almanac_auth_subject_requests_total counter\n",
+          f);
+    pthread_mutex_lock(&db->jwt_lock);
+    for (size_t i = 0; i < db->njwt; i++) {
+        auth_principal *p = db->jwt_principals[i];
+        fputs("almanac_auth_subject_requests_total{issuer=\"", f);
+        print_label(f, db->issuers[p->issuer].name);
+        fputs("\",subject=\"", f);
+        print_label(f, p->name);
+        fprintf(f, "\"} %llu\n",
+                (unsigned long long)atomic_load_explicit(&p->uses,
+                                                         memory_order_relaxed));
+    }
+    pthread_mutex_unlock(&db->jwt_lock);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 /* ---- online guessing --------------------------------------------------------------------- */

@@ -41,6 +41,12 @@ void authdb_adopt_keys(authdb *fresh, authdb *old);
  * DEGRADED when an issuer's last refresh failed or it has no keys yet. NULL without issuers.
  */
 json_t *authdb_health(authdb *db);
+/*
+ * Prometheus text for the issuers: tokens checked by issuer and outcome, keys held, requests
+ * by subject (the subjects that presented a valid token; never a token). Caller frees; NULL
+ * without issuers.
+ */
+char *authdb_metrics(authdb *db, size_t *len);
 /* Users and tokens in the file. */
 size_t authdb_count(const authdb *db);
 
