@@ -12,7 +12,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake pkg-config \
         libgit2-dev libmicrohttpd-dev libyaml-dev libssl-dev libjansson-dev \
-        libcurl4-openssl-dev libcrypt-dev libgnutls28-dev \
+        libcurl4-openssl-dev libcrypt-dev libgnutls28-dev librabbitmq-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads: no tests, benchmarks or build trees (see .dockerignore).
@@ -37,7 +37,8 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates tini \
-        libcrypt1 libcurl4 libgit2-1.5 libgnutls30 libjansson4 libmicrohttpd12 libssl3 libyaml-0-2 \
+        libcrypt1 libcurl4 libgit2-1.5 libgnutls30 libjansson4 libmicrohttpd12 librabbitmq4 libssl3 \
+        libyaml-0-2 \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 almanac \
     && useradd --system --uid 10001 --gid almanac --no-create-home \

@@ -13,6 +13,7 @@
 #include "compose/environment.h"
 #include "errors.h"
 #include "change/events.h"
+#include "change/bus.h"
 #include "change/peers.h"
 #include "http/http.h"
 #include "log.h"
@@ -165,6 +166,14 @@ static void make_instance_id(server *srv, const settings *cfg)
         snprintf(hex + 2 * i, 3, "%02x", random[i]);
     snprintf(srv->instance_id, sizeof(srv->instance_id), "almanac:%u:%s",
              cfg->port ? cfg->port : 8888, hex);
+}
+
+/* A refresh event from another bus participant: fetch now. */
+static void bus_refresh_requested(void *ctx)
+{
+    server *srv = ctx;
+    if (srv->refresher != NULL)
+        refresher_request(srv->refresher);
 }
 
 /* SIGHUP: the new auth file replaces the old one whole, or not at all. */
@@ -394,6 +403,24 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }
+    /* After the refresher (its events ask it to fetch), before the first request. */
+    if (cfg->bus_amqp_url != NULL) {
+        bus_options bopts = {
+            .url = cfg->bus_amqp_url,
+            .destination = cfg->bus_destination,
+            .id = srv.instance_id,
+            .ca_file = cfg->bus_ca_file,
+            .on_refresh = bus_refresh_requested,
+            .ctx = &srv,
+        };
+        if (bus_new(&srv.bus, &bopts) < 0 ||
+            change_subscribe(srv.changes, bus_on_change, srv.bus) < 0) {
+            LOG_ERROR(MODULE, "%s", err_message());
+            goto out;
+        }
+        LOG_INFO(MODULE, "Spring Cloud Bus on exchange %s as %s", cfg->bus_destination,
+                 srv.instance_id);
+    }
     if (http_start(&http, &srv, &hopts, routes_dispatch) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
@@ -421,6 +448,7 @@ static int run(const settings *cfg)
         }
     }
     srv.stopping = true;
+    bus_stop(srv.bus); /* its events call the refresher */
     refresher_stop(srv.refresher);
     srv.refresher = NULL;
     /* Stop accepting, answer every parked watcher, let in-flight requests finish. */
@@ -434,9 +462,11 @@ static int run(const settings *cfg)
     status = 0;
 out:
     http_stop(http);
+    bus_stop(srv.bus);
     refresher_stop(srv.refresher); /* NULL after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
+    bus_free(srv.bus);
     peers_free(srv.peers);
     change_announcer_free(srv.changes);
     free_search_paths(srv.search_paths);

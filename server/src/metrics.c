@@ -52,6 +52,7 @@ static struct {
     counter cache_hits, cache_misses;
     counter snapshot_ok, snapshot_failed, snapshot_ns;
     counter fetch_ok, fetch_failed, fetch_ns;
+    counter bus_published, bus_received, bus_failed;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
     atomic_long broken_files;
@@ -109,7 +110,8 @@ void metrics_init(void)
         atomic_store(&m.routes[r].duration_ns, 0);
     }
     counter *scalars[] = {&m.cache_hits,  &m.cache_misses, &m.snapshot_ok,  &m.snapshot_failed,
-                          &m.snapshot_ns, &m.fetch_ok,     &m.fetch_failed, &m.fetch_ns};
+                          &m.snapshot_ns, &m.fetch_ok,     &m.fetch_failed, &m.fetch_ns,
+                          &m.bus_published, &m.bus_received, &m.bus_failed};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         atomic_store(scalars[i], 0);
     struct timespec now;
@@ -181,6 +183,14 @@ void metrics_git_fetch(bool ok, double seconds)
 {
     add(ok ? &m.fetch_ok : &m.fetch_failed, 1);
     add(&m.fetch_ns, to_ns(seconds));
+}
+
+void metrics_bus(metrics_bus_event what)
+{
+    add(what == METRICS_BUS_PUBLISHED  ? &m.bus_published
+        : what == METRICS_BUS_RECEIVED ? &m.bus_received
+                                       : &m.bus_failed,
+        1);
 }
 
 void metrics_set_last_fetch_ok(double unix_seconds)
@@ -325,6 +335,14 @@ char *metrics_render(size_t *len)
                    get(&m.snapshot_ns));
     render_results(f, "almanac_git_fetch_total", "Fetches from the remote repository, by result.",
                    &m.fetch_ok, &m.fetch_failed);
+    family(f, "almanac_bus_events_total", "counter",
+           "Spring Cloud Bus events published, received from others (refresh events), and "
+           "failed to publish (broker down or refusing).");
+    fprintf(f, "almanac_bus_events_total{result=\"published\"} %llu\n"
+               "almanac_bus_events_total{result=\"received\"} %llu\n"
+               "almanac_bus_events_total{result=\"failed\"} %llu\n",
+            (unsigned long long)get(&m.bus_published), (unsigned long long)get(&m.bus_received),
+            (unsigned long long)get(&m.bus_failed));
     render_seconds(f, "almanac_git_fetch_seconds_total",
                    "Time spent fetching from the remote repository.", get(&m.fetch_ns));
     render_timestamp(f, "almanac_git_last_fetch_success_timestamp_seconds",

@@ -18,6 +18,8 @@ void metrics_response_cache(bool hit);
 void metrics_snapshot_build(bool ok, double seconds);
 void metrics_git_fetch(bool ok, double seconds);
 void metrics_set_last_fetch_ok(double unix_seconds);
+typedef enum { METRICS_BUS_PUBLISHED, METRICS_BUS_RECEIVED, METRICS_BUS_FAILED } metrics_bus_event;
+void metrics_bus(metrics_bus_event what);
 void metrics_set_watchers(long count);
 /* Files of the default label's commit that do not parse (a gauge). */
 void metrics_set_broken_files(long count);

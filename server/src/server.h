@@ -20,6 +20,7 @@ struct overrides;
 struct event_hub;
 struct refresher;
 struct peers;
+struct bus;
 struct change_announcer;
 
 typedef struct server {
@@ -34,6 +35,7 @@ typedef struct server {
     struct event_hub *events;            /* GET /events subscribers */
     struct refresher *refresher;         /* polls, and runs what webhooks ask for */
     struct change_announcer *changes;    /* refresh announces here; see main.c for who listens */
+    struct bus *bus;                     /* --bus-amqp-url: Spring Cloud Bus; NULL: off */
     struct peers *peers;                 /* --peer-secret: notices to and from replicas */
     char instance_id[80];                /* almanac:PORT:<random hex>, or --bus-id */
     char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "placeholder.h"
+#include "change/bus.h"
 #include "change/peers.h"
 #include "change/refresh.h"
 #include "compose/render.h"
@@ -240,6 +241,13 @@ static bool match_key(const request *req)
 static bool match_monitor(const request *req)
 {
     return path_is(req, "monitor", NULL);
+}
+
+/* /actuator/busrefresh and /actuator/busrefresh/{destination} */
+static bool match_busrefresh(const request *req)
+{
+    return (req->nsegments == 2 || req->nsegments == 3) &&
+           strcmp(req->segments[0], "actuator") == 0 && strcmp(req->segments[1], "busrefresh") == 0;
 }
 
 static bool match_peer_refresh(const request *req)
@@ -513,6 +521,17 @@ static int handle_health(request *req, response *res)
         json_object_set_new(json_object_get(body, "components"), "issuers", issuers);
     else
         json_decref(issuers);
+    /* The bus is a hint: a broker outage shows here and changes nothing else. */
+    if (body != NULL && req->server->bus != NULL) {
+        bus_status bs;
+        bus_get_status(req->server->bus, &bs);
+        json_t *component = json_pack("{s:s, s:{s:s}}", "status", bs.connected ? "UP" : "DOWN",
+                                "details", "destination", bs.destination);
+        if (component != NULL && !bs.connected && bs.last_error[0])
+            json_object_set_new(json_object_get(component, "details"), "lastError",
+                                json_string(bs.last_error));
+        json_object_set_new(json_object_get(body, "components"), "bus", component);
+    }
     return response_json(res, 200, body);
 }
 
@@ -586,6 +605,29 @@ static int handle_monitor(request *req, response *res)
     return response_json(res, 200, names);
 }
 
+/* POST /actuator/busrefresh[/{destination}]: as Spring's endpoint, publish a refresh event for
+ * the destination (everyone by default) and refresh here too (our own event is not heard). */
+static int handle_busrefresh(request *req, response *res)
+{
+    server *srv = req->server;
+    if (srv->bus == NULL)
+        return response_error(res, req, ERR_NOT_FOUND, "the bus is off (no --bus-amqp-url)");
+    const char *destination = req->nsegments == 3 ? req->segments[2] : NULL;
+    if (destination != NULL) {
+        size_t len = strlen(destination);
+        bool printable = len > 0 && len < 128;
+        for (const char *p = destination; printable && *p; p++)
+            printable = *p > ' ' && *p < 0x7f;
+        if (!printable)
+            return response_error(res, req, ERR_BAD_REQUEST,
+                                  "destination: 1 to 127 printable characters");
+    }
+    bus_publish_refresh(srv->bus, destination);
+    if (srv->refresher != NULL)
+        refresher_request(srv->refresher);
+    return response_set(res, 204, NULL, NULL, 0);
+}
+
 /* POST /actuator/peer-refresh: another replica says "fetch now", signed with --peer-secret. A
  * notice naming the commit this replica already serves, or sent by this replica itself, is
  * acknowledged without a fetch. */
@@ -626,6 +668,7 @@ static route route_table[] = {
     {"events", true, M_GET, match_events, handle_events, PERM_ADMIN, -1},
     {"monitor", true, M_POST, match_monitor, handle_monitor, PERM_OPEN, -1},
     {"peer_refresh", true, M_POST, match_peer_refresh, handle_peer_refresh, PERM_OPEN, -1},
+    {"busrefresh", true, M_POST, match_busrefresh, handle_busrefresh, PERM_ADMIN, -1},
     {"diff_all", true, M_GET, match_diff_all, diff_handle_all, PERM_APPLICATION, -1},
     {"diff", true, M_GET, match_diff_environment, diff_handle_environment, PERM_APPLICATION, -1},
     {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},
