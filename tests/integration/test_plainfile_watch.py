@@ -4,6 +4,9 @@ caller until the rendered file changes: an edit of the file itself, or of a valu
 placeholders uses. A commit that leaves the rendered file as it was wakes nobody."""
 
 import http.client
+import json
+import re
+import socket
 import threading
 import unittest
 
@@ -154,6 +157,31 @@ class PlainFileEtagTest(ServerTestCase):
             self.server.port, "/gw/prod/nginx.conf?useDefaultLabel&watch=%s&timeout=1"
             % current.header("ETag").strip('"'), 1)
         self.assertEqual((status, headers["etag"], body), (304, current.header("ETag"), b""))
+
+    def test_events_name_the_changed_plain_files(self):
+        sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=20)
+        try:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+            received = b""
+            while b"retry:" not in received:
+                received += sock.recv(4096)
+            plain = self.commit_and_refresh({"nginx.conf": NGINX.replace("v1", "v9"),
+                                             "static.txt": "changed\n"}, "two plain files")
+            config = self.commit_and_refresh({"other.yml": "unrelated: 9\n"}, "a config file")
+            events = []
+            while len(events) < 2:
+                chunk = sock.recv(4096)
+                self.assertTrue(chunk, "stream closed")
+                received += chunk
+                events = [json.loads(m) for m in
+                          re.findall(r"event: refresh\r?\ndata: (\{.*\})", received.decode())]
+                events = [e for e in events if e["commit"] in (plain, config)]
+        finally:
+            sock.close()
+        self.assertEqual(events[0], {"commit": plain, "applications": [],
+                                     "files": ["nginx.conf", "static.txt"]})
+        # Configuration files are named through their applications, as before.
+        self.assertEqual(events[1], {"commit": config, "applications": ["other"]})
 
     def test_watch_errors(self):
         r = self.server.get("/gw/prod/main/missing.conf?watch=abc&timeout=5")

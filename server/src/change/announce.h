@@ -24,7 +24,14 @@ typedef struct change_notice {
     const json_t *applications; /* array of the names of the applications whose files differ
                                  * between from and to ("*": all of them), no duplicates; NULL
                                  * when the label did not move (only some other ref did) */
+    const json_t *files;        /* array of the plain files (repository paths that are not
+                                 * configuration files) changed between from and to, at most
+                                 * CHANGE_MAX_FILES; NULL when not known (dir mode, or the label
+                                 * did not move). A file whose rendering changed only through a
+                                 * placeholder is not listed: its application is. */
 } change_notice;
+
+#define CHANGE_MAX_FILES 100
 
 /* Called for every announcement; ctx is what was given to change_subscribe. */
 typedef void (*change_listener)(void *ctx, const change_notice *notice);

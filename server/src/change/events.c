@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,13 +165,17 @@ void event_hub_free(event_hub *hub)
 void event_hub_on_change(void *ctx, const change_notice *notice)
 {
     if (notice->applications != NULL)
-        event_hub_publish_refresh(ctx, notice->to, notice->applications);
+        event_hub_publish_refresh(ctx, notice->to, notice->applications, notice->files);
 }
 
-int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications)
+int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications,
+                              const json_t *files)
 {
     json_t *data = json_pack("{s:s?, s:O}", "commit", commit && commit[0] ? commit : NULL,
                              "applications", applications);
+    /* Only when there are some: a commit to configuration files reads as it always did. */
+    if (data != NULL && files != NULL && json_array_size(files) > 0)
+        json_object_set(data, "files", (json_t *)(uintptr_t)files);
     char *json = data ? json_dumps(data, JSON_COMPACT) : NULL;
     json_decref(data);
     if (json == NULL)

@@ -18,8 +18,10 @@ int event_hub_new(event_hub **out, unsigned heartbeat_seconds, size_t max_subscr
 void event_hub_shutdown(event_hub *hub);
 void event_hub_free(event_hub *hub);
 
-/* Publishes one refresh event; applications is a JSON array of names (borrowed). */
-int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications);
+/* Publishes one refresh event; applications is a JSON array of names, files one of changed
+ * plain files or NULL (both borrowed; "files" is written only when there are some). */
+int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications,
+                              const json_t *files);
 /* A change listener (announce.h), ctx the hub: publishes a refresh event naming the changed
  * applications whenever the default label moved. */
 void event_hub_on_change(void *ctx, const change_notice *notice);

@@ -60,6 +60,34 @@ static json_t *changed_applications(const snapshot *before, const snapshot *afte
     return names;
 }
 
+/*
+ * The plain files the commit changed: paths that differ between the commits and are no
+ * configuration file of either snapshot. NULL when they cannot be listed (logged).
+ */
+static json_t *changed_plain_files(struct server *srv, const char *from, const char *to,
+                                   const snapshot *before, const snapshot *after)
+{
+    json_t *all = json_array(), *plain = json_array();
+    size_t i;
+    json_t *path;
+    if (all == NULL || plain == NULL ||
+        repo_changed_paths(srv->repo, from, to, all, CHANGE_MAX_FILES) < 0) {
+        LOG_WARN(MODULE, "cannot list the files changed by %s: %s", to, err_message());
+        json_decref(all);
+        json_decref(plain);
+        return NULL;
+    }
+    json_array_foreach(all, i, path)
+    {
+        const char *p = json_string_value(path);
+        if ((before == NULL || snapshot_find(before, p) == NULL) &&
+            (after == NULL || snapshot_find(after, p) == NULL))
+            json_array_append(plain, path);
+    }
+    json_decref(all);
+    return plain;
+}
+
 static snapshot *current_snapshot(struct server *srv, char commit[REPO_COMMIT_HEX])
 {
     snapshot *snap = NULL;
@@ -78,7 +106,7 @@ int refresh_now(struct server *srv, refresh_result *out)
     pthread_mutex_lock(&refresh_lock);
     snapshot *before = current_snapshot(srv, before_commit);
     snapshot *after = NULL;
-    json_t *names = NULL;
+    json_t *names = NULL, *files = NULL;
 
     /* Unchanged, the answer still names the commit served (Spring's clients log it). */
     memcpy(out->version, before_commit, sizeof(out->version));
@@ -101,8 +129,11 @@ int refresh_now(struct server *srv, refresh_result *out)
     /* Events describe the default label; watchers may watch any label, so any moved ref
      * (or any edit in dir mode) is worth a look. */
     bool default_moved = git ? strcmp(before_commit, after_commit) != 0 : true;
-    if (default_moved)
+    if (default_moved) {
         names = changed_applications(before, after);
+        if (git)
+            files = changed_plain_files(srv, before_commit, after_commit, before, after);
+    }
     out->changed = git || (names != NULL && json_array_size(names) > 0);
     if (!out->changed)
         goto out;
@@ -114,10 +145,12 @@ int refresh_now(struct server *srv, refresh_result *out)
         .to = after_commit,
         .versioned = git,
         .applications = names,
+        .files = files,
     };
     change_announce(srv->changes, &notice);
 out:
     json_decref(names);
+    json_decref(files);
     snapshot_release(before);
     snapshot_release(after);
     pthread_mutex_unlock(&refresh_lock);

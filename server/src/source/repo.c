@@ -1606,6 +1606,69 @@ out:
     return error;
 }
 
+/* ---- what changed between two commits ------------------------------------------------------- */
+
+typedef struct changed_ctx {
+    json_t *paths;
+    size_t max;
+    size_t added;
+    bool truncated;
+} changed_ctx;
+
+static int add_changed(changed_ctx *c, const char *path)
+{
+    if (path == NULL)
+        return 0;
+    if (c->added == c->max) {
+        c->truncated = true;
+        return 1; /* stops the walk */
+    }
+    if (json_array_append_new(c->paths, json_string(path)) != 0)
+        return -1;
+    c->added++;
+    return 0;
+}
+
+static int on_changed_file(const git_diff_delta *delta, float progress, void *payload)
+{
+    (void)progress;
+    changed_ctx *c = payload;
+    int rc = add_changed(c, delta->new_file.path);
+    if (rc == 0 && delta->old_file.path != NULL &&
+        (delta->new_file.path == NULL || strcmp(delta->old_file.path, delta->new_file.path) != 0))
+        rc = add_changed(c, delta->old_file.path);
+    return rc;
+}
+
+int repo_changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max)
+{
+    git_repository *g = NULL;
+    git_tree *old_tree = NULL, *new_tree = NULL;
+    git_diff *diff = NULL;
+    changed_ctx c = {.paths = paths, .max = max};
+    int error;
+
+    if (!r->is_git)
+        return 0;
+    if ((error = thread_git(r, &g)) < 0 || (from[0] && (error = commit_tree(g, from, &old_tree)) < 0) ||
+        (error = commit_tree(g, to, &new_tree)) < 0)
+        goto out;
+    if (git_diff_tree_to_tree(&diff, g, old_tree, new_tree, NULL) < 0) {
+        error = err_set(ERR_GIT, "cannot compare %s and %s: %s", from, to, git_reason());
+        goto out;
+    }
+    error = git_diff_foreach(diff, on_changed_file, NULL, NULL, NULL, &c);
+    if (error < 0 && !c.truncated)
+        error = err_set(ERR_NOMEM, "out of memory listing changed files");
+    else
+        error = c.truncated ? 1 : 0;
+out:
+    git_diff_free(diff);
+    git_tree_free(old_tree);
+    git_tree_free(new_tree);
+    return error;
+}
+
 /* ---- reading one file ----------------------------------------------------------------------- */
 
 int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)

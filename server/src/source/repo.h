@@ -11,6 +11,7 @@
 #ifndef ALMANAC_REPO_H
 #define ALMANAC_REPO_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -76,6 +77,14 @@ int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn f
 
 /* Reads one file at commit. ERR_NOT_FOUND if absent or a directory; *data is NUL-terminated. */
 int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len);
+
+/*
+ * Appends to paths (a JSON array) every path whose blob differs between the commits from and
+ * to (added, modified, deleted; both names of a rename), in path order, at most max of them;
+ * from "" means an empty tree. Returns 1 when there were more than max, 0 otherwise. Git only:
+ * in dir mode appends nothing and returns 0.
+ */
+int repo_changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max);
 
 /* The URI as shown in property source names ("file:///srv/config", "https://..."). */
 const char *repo_display_uri(const repo *r);
