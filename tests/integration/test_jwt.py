@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import time
 
 from almanac_harness import ServerTestCase, wait_until
@@ -274,6 +275,11 @@ class JwtUrlTest(ServerTestCase):
             fresh = mint(self.key2, k8s_claims("shop", "orders"))  # never seen: verified now
             self.assertEqual(self.status(fresh), 200)
             self.assertEqual(self.status(old), 401)
+            # A reload of the auth file while the issuer is down keeps the fetched keys.
+            self.server.proc.send_signal(signal.SIGHUP)
+            self.server.wait_for_log(r"--auth-file reloaded")
+            self.assertEqual(self.status(mint(self.key2, k8s_claims("shop", "orders"))), 200)
+            self.assertEqual(self.issuer_health(self.server)["details"]["cluster"]["keys"], 1)
         finally:
             self.endpoint.start()
         # Back: the next refresh succeeds and health recovers.
