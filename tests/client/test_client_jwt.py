@@ -99,6 +99,12 @@ class TokenFileTest(h.ServerTestCase):
         r = run_cli("get", "orders", "default", "--token-file", empty, server=self.url)
         self.assertNotEqual(r.code, 0, r)
         self.assertIn("does not hold one token", r.err, r)
+        # A token file replaces every other credential; both at once is a usage error.
+        self.rotate("shop", "orders")
+        r = run_cli("get", "orders", "default", "--token-file", self.token_file, "--user", "u",
+                    "--password", "p", server=self.url)
+        self.assertNotEqual(r.code, 0, r)
+        self.assertIn("token file replaces", r.err, r)
 
     def test_watch_reads_the_rotated_token_in_the_same_process(self):
         self.rotate("shop", "orders")
