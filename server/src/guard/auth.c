@@ -1403,7 +1403,10 @@ static void *refresher_main(void *arg)
         }
         pthread_mutex_lock(&db->refresh_lock);
         due->last_try = now_seconds();
-        due->next_due = due->last_try + (time_t)due->refresh_seconds;
+        /* After a failure, try again within half a minute: health should recover soon after
+         * the issuer does, without waiting for a token with an unknown kid. */
+        unsigned wait = error < 0 && due->refresh_seconds > 30 ? 30 : due->refresh_seconds;
+        due->next_due = due->last_try + (time_t)wait;
         due->tries++;
         pthread_cond_broadcast(&db->refresh_done);
     }
