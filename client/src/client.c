@@ -35,6 +35,7 @@ struct alm_client {
     char **servers; /* base URLs without a trailing slash */
     size_t nservers;
     size_t preferred; /* the server that answered last; tried first */
+    int server_left;  /* the last poll ended because its server went away (see poll_gone) */
     char *application;
     char *profiles;
     char *label;
@@ -77,6 +78,7 @@ typedef struct response {
     int too_big;
     long status;
     char etag[256];
+    int dropped; /* the connection was made, then lost before a whole answer */
 } response;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -612,6 +614,8 @@ static int request(alm_client *c, const char *server, const target *t, response 
         goto out;
     }
     if (rc != CURLE_OK) {
+        r->dropped = rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
+                     rc == CURLE_PARTIAL_FILE || rc == CURLE_SEND_ERROR;
         error = curl_error(url, rc, errbuf, r);
         goto out;
     }
@@ -631,6 +635,24 @@ int alm__retryable(int error)
     return error == ALM_ENETWORK || error == ALM_ETIMEOUT || error == ALM_ESERVER;
 }
 
+/*
+ * A held long poll that ends with the server going away: 503 (a server shutting down answers
+ * its watchers so, with Retry-After: 0) or a connection lost after it was made. Every watcher of
+ * that server learns it at the same instant; the watch loop spreads their next polls (see
+ * alm__client_server_left) instead of sending them all to the next server at once.
+ */
+static int poll_gone(const target *t, const response *r)
+{
+    return t->extra_ms > 0 && (r->status == 503 || r->dropped);
+}
+
+int alm__client_server_left(alm_client *c)
+{
+    int left = c->server_left;
+    c->server_left = 0;
+    return left;
+}
+
 /* One round over the servers, starting with the one that answered last. */
 static int round_over_servers(alm_client *c, const target *t, response *r)
 {
@@ -645,6 +667,12 @@ static int round_over_servers(alm_client *c, const target *t, response *r)
         }
         if (!alm__retryable(error))
             return error;
+        if (poll_gone(t, r)) {
+            c->preferred = (s + 1) % c->nservers; /* the next poll asks the next server */
+            c->server_left = 1;
+            alm__client_log(c, ALM_LOG_INFO, "%s", alm_error_last()->message);
+            return error;
+        }
         alm__client_log(c, ALM_LOG_WARN, "%s", alm_error_last()->message);
     }
     return error;

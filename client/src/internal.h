@@ -41,6 +41,9 @@ void alm__client_log(const alm_client *c, alm_log_level level, const char *fmt, 
 int alm__retryable(int error);
 /* The client's retry policy with defaults filled in. */
 void alm__client_retry_policy(const alm_client *c, alm_retry_policy *out);
+/* 1 once after a long poll ended because its server went away (shutting down, connection
+ * lost): the caller should poll the next server soon, after a small random pause. */
+int alm__client_server_left(alm_client *c);
 /* Makes the request `c` runs (or its next one) fail at once with ALM__ECANCELLED; thread-safe. */
 void alm__client_cancel(alm_client *c);
 /* Lets `c` run requests again after alm__client_cancel(). */

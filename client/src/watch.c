@@ -17,8 +17,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -187,11 +189,23 @@ static void note_contact(alm_watch *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+#define FAILOVER_SPREAD_MS 2000
+
+/* 0 to max_ms, uniformly (OpenSSL's generator, as the retry jitter). */
+static unsigned long random_ms(unsigned long max_ms)
+{
+    uint32_t rnd = 0;
+    if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+        return max_ms / 2;
+    return (unsigned long)((double)rnd / 4294967295.0 * (double)max_ms);
+}
+
 static void *watch_main(void *arg)
 {
     alm_watch *w = arg;
     alm_retry_policy retry = {0};
     unsigned long backoff = 0;
+    bool failed_over = false; /* one quick failover per outage; then the retry policy */
 
     alm__client_retry_policy(w->client, &retry);
     while (!is_stopping(w)) {
@@ -211,6 +225,7 @@ static void *watch_main(void *arg)
         if (error == 0) {
             note_contact(w);
             backoff = 0;
+            failed_over = false;
             bool changed = false;
             if (next != NULL && !unchanged_etag)
                 changed = deliver(w, next);
@@ -222,6 +237,18 @@ static void *watch_main(void *arg)
              */
             int64_t left = (int64_t)w->opts.poll_timeout_s * 1000 - elapsed_ms(&started);
             if (!changed && left > 0 && pause_or_stop(w, (unsigned long)left))
+                break;
+            continue;
+        }
+        if (alm__retryable(error) && alm__client_server_left(w->client) && !failed_over) {
+            /* The server went away (restart, failover): ask the next one now, but not in the
+             * same instant as every other watcher it had. */
+            failed_over = true;
+            unsigned long spread = random_ms(FAILOVER_SPREAD_MS);
+            alm__client_log(w->client, ALM_LOG_INFO,
+                            "watch: %s; asking the next server in %lu ms",
+                            alm_error_last()->message, spread);
+            if (pause_or_stop(w, spread))
                 break;
             continue;
         }

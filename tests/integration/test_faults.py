@@ -253,5 +253,34 @@ class BrokenFileTest(h.ServerTestCase):
         self.assertErrorBody(server.get("/svc/default"), 500)
 
 
+class ShutdownAnswersWatchersTest(h.ServerTestCase):
+    """At SIGTERM a parked watcher hears "ask again elsewhere", not "unchanged"."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"svc.yml": "a: 1\n"}, "one")
+
+    def test_parked_watcher_gets_503_retry_after_0(self):
+        server = self.start_server(self.repo.uri)
+        etag = server.get("/svc/default").header("ETag")
+        conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        conn.sendall(("GET /svc/default?watch=%s&timeout=300 HTTP/1.1\r\nHost: x\r\n\r\n"
+                      % etag.strip('"')).encode())
+        self.assertTrue(h.wait_until(lambda: "almanac_watchers 1" in server.get("/metrics").text))
+        server.proc.send_signal(signal.SIGTERM)
+        data = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        conn.close()
+        head = data.split(b"\r\n\r\n")[0].decode().lower()
+        self.assertTrue(head.startswith("http/1.1 503"), data)
+        self.assertIn("retry-after: 0", head)
+        self.assertEqual(server.proc.wait(timeout=15), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

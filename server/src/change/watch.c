@@ -210,6 +210,24 @@ static void answer_not_modified(watch_registry *w, waiter *x)
     waiter_finish(w, x, &res);
 }
 
+/*
+ * At shutdown a parked watcher must not read "unchanged": a client would then wait out the
+ * rest of its window (most of a minute) before asking again, while another replica holds the
+ * news. 503 with Retry-After: 0 says "this server is going; ask again now, elsewhere".
+ */
+static void answer_stopping(watch_registry *w, waiter *x)
+{
+    response res;
+    memset(&res, 0, sizeof(res));
+    json_t *doc = json_pack("{s:i, s:s, s:s}", "status", 503, "error", "Service Unavailable",
+                            "message", "the server is shutting down; ask again (another server)");
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    response_set(&res, 503, body ? "application/json" : NULL, body, body ? strlen(body) : 0);
+    response_add_header(&res, "Retry-After", "0");
+    waiter_finish(w, x, &res);
+}
+
 static void *deadline_thread(void *arg)
 {
     watch_registry *w = arg;
@@ -280,7 +298,7 @@ void watch_registry_shutdown(watch_registry *w)
     pthread_mutex_lock(&w->lock);
     w->stopping = true;
     while (w->ngroups > 0)
-        answer_not_modified(w, w->groups[w->ngroups - 1]->head);
+        answer_stopping(w, w->groups[w->ngroups - 1]->head);
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     if (w->thread_started) {
