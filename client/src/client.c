@@ -637,13 +637,15 @@ int alm__retryable(int error)
 
 /*
  * A held long poll that ends with the server going away: 503 (a server shutting down answers
- * its watchers so, with Retry-After: 0) or a connection lost after it was made. Every watcher of
- * that server learns it at the same instant; the watch loop spreads their next polls (see
- * alm__client_server_left) instead of sending them all to the next server at once.
+ * its watchers so, with Retry-After: 0) or a connection lost (libcurl may retry a dropped
+ * reused connection once with a fresh connect, which then fails: a network error of any kind
+ * counts). Every watcher of that server learns it at the same instant; the watch loop spreads
+ * their next polls (see alm__client_server_left) instead of sending them all to the next
+ * server at once.
  */
-static int poll_gone(const target *t, const response *r)
+static int poll_gone(const target *t, const response *r, int error)
 {
-    return t->extra_ms > 0 && (r->status == 503 || r->dropped);
+    return t->extra_ms > 0 && (r->status == 503 || r->dropped || error == ALM_ENETWORK);
 }
 
 int alm__client_server_left(alm_client *c)
@@ -667,7 +669,7 @@ static int round_over_servers(alm_client *c, const target *t, response *r)
         }
         if (!alm__retryable(error))
             return error;
-        if (poll_gone(t, r)) {
+        if (poll_gone(t, r, error)) {
             c->preferred = (s + 1) % c->nservers; /* the next poll asks the next server */
             c->server_left = 1;
             alm__client_log(c, ALM_LOG_INFO, "%s", alm_error_last()->message);
