@@ -279,6 +279,9 @@ static int run(const settings *cfg)
         .cache_dir = cfg->cache_dir,
         .default_label = cfg->default_label,
         .max_file_bytes = cfg->max_file_bytes,
+        .git_timeout = cfg->git_timeout,
+        /* this program again, as `git-fetch`: a fetch that hangs can be killed */
+        .fetch_program = "/proc/self/exe",
     };
     int opened = repo_open(&srv.repo, &ropts);
     if (atomic_load(&stop_requested)) {
@@ -496,6 +499,8 @@ int main(int argc, char **argv)
     /* The offline subcommands keep the default signal actions (Ctrl-C stops them). */
     if (argc > 1 && (strcmp(argv[1], "encrypt") == 0 || strcmp(argv[1], "decrypt") == 0))
         return cipher_cli_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "git-fetch") == 0)
+        return repo_fetch_child_main(argc - 1, argv + 1);
     block_signals();
 
     settings cfg;

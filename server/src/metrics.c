@@ -51,7 +51,7 @@ static struct {
     route_stats routes[MAX_ROUTES];
     counter cache_hits, cache_misses;
     counter snapshot_ok, snapshot_failed, snapshot_ns;
-    counter fetch_ok, fetch_failed, fetch_ns;
+    counter fetch_ok, fetch_failed, fetch_timeout, fetch_ns;
     counter bus_published, bus_received, bus_failed;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
@@ -109,8 +109,9 @@ void metrics_init(void)
             atomic_store(&m.routes[r].buckets[i], 0);
         atomic_store(&m.routes[r].duration_ns, 0);
     }
-    counter *scalars[] = {&m.cache_hits,  &m.cache_misses, &m.snapshot_ok,  &m.snapshot_failed,
-                          &m.snapshot_ns, &m.fetch_ok,     &m.fetch_failed, &m.fetch_ns,
+    counter *scalars[] = {&m.cache_hits,    &m.cache_misses,  &m.snapshot_ok,
+                          &m.snapshot_failed, &m.snapshot_ns, &m.fetch_ok,
+                          &m.fetch_failed,  &m.fetch_timeout, &m.fetch_ns,
                           &m.bus_published, &m.bus_received, &m.bus_failed};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         atomic_store(scalars[i], 0);
@@ -182,6 +183,12 @@ void metrics_snapshot_build(bool ok, double seconds)
 void metrics_git_fetch(bool ok, double seconds)
 {
     add(ok ? &m.fetch_ok : &m.fetch_failed, 1);
+    add(&m.fetch_ns, to_ns(seconds));
+}
+
+void metrics_git_fetch_timeout(double seconds)
+{
+    add(&m.fetch_timeout, 1);
     add(&m.fetch_ns, to_ns(seconds));
 }
 
@@ -335,6 +342,8 @@ char *metrics_render(size_t *len)
                    get(&m.snapshot_ns));
     render_results(f, "almanac_git_fetch_total", "Fetches from the remote repository, by result.",
                    &m.fetch_ok, &m.fetch_failed);
+    fprintf(f, "almanac_git_fetch_total{result=\"timeout\"} %llu\n",
+            (unsigned long long)get(&m.fetch_timeout));
     family(f, "almanac_bus_events_total", "counter",
            "Spring Cloud Bus events published, received from others (refresh events), and "
            "failed to publish (broker down or refusing).");

@@ -17,6 +17,8 @@ void metrics_request(int route_id, unsigned status, double seconds);
 void metrics_response_cache(bool hit);
 void metrics_snapshot_build(bool ok, double seconds);
 void metrics_git_fetch(bool ok, double seconds);
+/* A fetch abandoned at --git-timeout: counted as result="timeout", not "failed". */
+void metrics_git_fetch_timeout(double seconds);
 void metrics_set_last_fetch_ok(double unix_seconds);
 typedef enum { METRICS_BUS_PUBLISHED, METRICS_BUS_RECEIVED, METRICS_BUS_FAILED } metrics_bus_event;
 void metrics_bus(metrics_bus_event what);

@@ -98,6 +98,9 @@ static const setting_def setting_defs[] = {
         "{application}, {profile} and {label}. Default: the repository root."),
     UINT("refresh-interval", refresh_interval, "SECONDS", "30", 0, 86400,
          "How often the remote is polled for new commits; 0 never polls."),
+    UINT("git-timeout", git_timeout, "SECONDS", "60", 1, 3600,
+         "Longest a fetch from the remote may take, connecting included; a fetch past it is "
+         "abandoned and retried at the next refresh."),
     STR("encrypt-key-file", encrypt_key_file, "FILE", NULL, 0,
         "File holding the symmetric key for {cipher} values."),
     {"encrypt-salt", SET_HEX, FIELD(encrypt_salt), "HEX", "deadbeef", 0, 0, NULL, 0,

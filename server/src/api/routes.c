@@ -558,8 +558,14 @@ static int handle_metrics(request *req, response *res)
     return response_set(res, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+/* The fetch runs on the refresher's thread; this request is parked until it ends (or 202). */
 static int handle_refresh(request *req, response *res)
 {
+    if (req->server->refresher != NULL) {
+        if (refresher_answer(req->server->refresher, req) < 0)
+            return response_error(res, req, err_last_code(), NULL);
+        return 0;
+    }
     refresh_result result;
     int error = refresh_now(req->server, &result);
     if (error < 0)

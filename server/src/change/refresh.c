@@ -8,6 +8,11 @@
  *
  * It does not know who listens: the watch registry, the SSE hub and the response cache
  * subscribe in main.c.
+ *
+ * No request waits on Git: every fetch runs on the refresher's thread. POST /actuator/refresh
+ * parks its connection (refresher_answer) and is answered when a fetch that started after it
+ * ends, or with 202 at REFRESH_WAIT_MS, whichever comes first; a small answering thread keeps
+ * those deadlines, since the refresher's own thread may be inside a fetch.
  */
 #include "change/refresh.h"
 
@@ -18,6 +23,7 @@
 #include "log.h"
 #include "server.h"
 #include "source/repo.h"
+#include "http/request.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -26,6 +32,7 @@
 #include <time.h>
 
 #define MODULE "refresh"
+#define REFRESH_WAIT_MS 2000 /* longest POST /actuator/refresh waits for its fetch */
 
 static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -159,6 +166,15 @@ out:
 
 #define MAX_BACKOFF_SECONDS 600
 
+/* A parked POST /actuator/refresh. */
+typedef struct refresh_waiter {
+    request_handle *handle;
+    char *url;              /* as received, for an error body */
+    unsigned long target;   /* answered once this many fetches have ended */
+    struct timespec deadline;
+    struct refresh_waiter *next;
+} refresh_waiter;
+
 struct refresher {
     struct server *srv;
     pthread_t thread;
@@ -170,8 +186,61 @@ struct refresher {
     struct timespec last_start; /* when the last requested fetch began */
     unsigned interval;
     unsigned min_gap_ms;
-    unsigned long runs;
+    unsigned long runs;     /* refreshes ended */
+    unsigned long started;  /* refreshes begun */
+    /* the last refresh's outcome, for waiters */
+    int last_error;
+    char last_message[300];
+    refresh_result last_result;
+    refresh_waiter *waiters;
+    pthread_cond_t answer_wake;
+    pthread_t answer_thread;
+    bool answer_thread_ok;
 };
+
+static void waiter_answer(refresh_waiter *w, int error, const char *message,
+                          const refresh_result *result, bool pending)
+{
+    response res;
+    request fake;
+    memset(&res, 0, sizeof(res));
+    memset(&fake, 0, sizeof(fake));
+    fake.url = w->url;
+    if (pending)
+        response_json(&res, 202,
+                      json_pack("{s:b, s:s}", "pending", 1, "message",
+                                "the refresh is still running; its outcome will show in "
+                                "/actuator/health"));
+    else if (error < 0)
+        response_error(&res, &fake, error, message);
+    else
+        response_json(&res, 200, json_pack("{s:b, s:s}", "changed", result->changed, "version",
+                                           result->version));
+    request_resume(w->handle, &res);
+    free(w->url);
+    free(w);
+}
+
+/* Unlinks (lock held) the waiters that match: done ones (runs reached) or expired ones. */
+static refresh_waiter *take_waiters(refresher *r, bool done, const struct timespec *now)
+{
+    refresh_waiter *taken = NULL, **link = &r->waiters;
+    while (*link != NULL) {
+        refresh_waiter *w = *link;
+        bool match = done ? r->runs >= w->target
+                          : (now == NULL || !(w->deadline.tv_sec > now->tv_sec ||
+                                              (w->deadline.tv_sec == now->tv_sec &&
+                                               w->deadline.tv_nsec > now->tv_nsec)));
+        if (match) {
+            *link = w->next;
+            w->next = taken;
+            taken = w;
+        } else {
+            link = &w->next;
+        }
+    }
+    return taken;
+}
 
 static struct timespec add_ms(struct timespec t, long long ms)
 {
@@ -226,9 +295,11 @@ static void *refresher_thread(void *arg)
             r->fetched_once = true;
         }
         r->pending = false;
+        r->started++;
         pthread_mutex_unlock(&r->lock);
 
         refresh_result result;
+        err_clear();
         int error = refresh_now(r->srv, &result);
         failures = error < 0 ? failures + 1 : 0;
         long long delay = (long long)r->interval;
@@ -241,6 +312,48 @@ static void *refresher_thread(void *arg)
 
         pthread_mutex_lock(&r->lock);
         r->runs++;
+        r->last_error = error;
+        r->last_result = result;
+        snprintf(r->last_message, sizeof(r->last_message), "%s", err_message());
+        char message[sizeof(r->last_message)];
+        memcpy(message, r->last_message, sizeof(message));
+        refresh_waiter *done = take_waiters(r, true, NULL);
+        pthread_mutex_unlock(&r->lock);
+        while (done != NULL) {
+            refresh_waiter *next = done->next;
+            waiter_answer(done, error, message, &result, false);
+            done = next;
+        }
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+/* Answers with 202 the waiters whose fetch outlived REFRESH_WAIT_MS. */
+static void *answer_thread(void *arg)
+{
+    refresher *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        struct timespec now, until;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        refresh_waiter *expired = take_waiters(r, false, &now);
+        if (expired != NULL) {
+            pthread_mutex_unlock(&r->lock);
+            while (expired != NULL) {
+                refresh_waiter *next = expired->next;
+                waiter_answer(expired, 0, NULL, NULL, true);
+                expired = next;
+            }
+            pthread_mutex_lock(&r->lock);
+            continue;
+        }
+        until = add_ms(now, 3600LL * 1000);
+        for (refresh_waiter *w = r->waiters; w != NULL; w = w->next)
+            if (later(&until, &w->deadline))
+                until = w->deadline;
+        pthread_cond_timedwait(&r->answer_wake, &r->lock, &until);
     }
     pthread_mutex_unlock(&r->lock);
     return NULL;
@@ -258,17 +371,20 @@ int refresher_start(refresher **out, struct server *srv, unsigned interval, unsi
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     int rc = pthread_cond_init(&r->wake, &attr);
+    int rc2 = pthread_cond_init(&r->answer_wake, &attr);
     pthread_condattr_destroy(&attr);
-    if (rc != 0 || pthread_mutex_init(&r->lock, NULL) != 0) {
+    if (rc != 0 || rc2 != 0 || pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r);
         return err_set(ERR_NOMEM, "cannot set up the refresher");
     }
     if (pthread_create(&r->thread, NULL, refresher_thread, r) != 0) {
         pthread_cond_destroy(&r->wake);
+        pthread_cond_destroy(&r->answer_wake);
         pthread_mutex_destroy(&r->lock);
         free(r);
         return err_set(ERR_INTERNAL, "cannot start the refresher thread");
     }
+    r->answer_thread_ok = pthread_create(&r->answer_thread, NULL, answer_thread, r) == 0;
     *out = r;
     return 0;
 }
@@ -279,6 +395,38 @@ void refresher_request(refresher *r)
     r->pending = true;
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
+}
+
+int refresher_answer(refresher *r, request *req)
+{
+    refresh_waiter *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->url = strdup(req->url ? req->url : "")) == NULL) {
+        free(w);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&r->lock);
+    if (r->stopping || !r->answer_thread_ok) {
+        pthread_mutex_unlock(&r->lock);
+        free(w->url);
+        free(w);
+        return err_set(ERR_UNAVAILABLE, "the server is stopping");
+    }
+    pthread_mutex_unlock(&r->lock);
+    /* Suspended before the handle is shared, so no answer can come before the suspension. */
+    w->handle = request_suspend(req);
+    w->deadline = add_ms(now, REFRESH_WAIT_MS);
+    pthread_mutex_lock(&r->lock);
+    /* the next refresh to begin is the first that began after this request */
+    w->target = r->started + 1;
+    w->next = r->waiters;
+    r->waiters = w;
+    r->pending = true;
+    pthread_cond_signal(&r->wake);
+    pthread_cond_signal(&r->answer_wake);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
 }
 
 unsigned long refresher_runs(refresher *r)
@@ -296,8 +444,22 @@ void refresher_stop(refresher *r)
     pthread_mutex_lock(&r->lock);
     r->stopping = true;
     pthread_cond_signal(&r->wake);
+    pthread_cond_signal(&r->answer_wake);
     pthread_mutex_unlock(&r->lock);
+    /* a fetch stuck on a silent remote must not hold up the exit */
+    repo_cancel_fetches();
     pthread_join(r->thread, NULL);
+    if (r->answer_thread_ok)
+        pthread_join(r->answer_thread, NULL);
+    /* whoever still waits is answered before the HTTP server stops */
+    refresh_waiter *left = r->waiters;
+    r->waiters = NULL;
+    while (left != NULL) {
+        refresh_waiter *next = left->next;
+        waiter_answer(left, ERR_UNAVAILABLE, "the server is stopping", NULL, false);
+        left = next;
+    }
+    pthread_cond_destroy(&r->answer_wake);
     pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);
     free(r);

@@ -30,6 +30,13 @@ typedef struct refresher refresher;
 int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned min_gap_ms);
 /* Asks for a refresh soon; never blocks. */
 void refresher_request(refresher *r);
+/*
+ * POST /actuator/refresh: parks req and answers it once a refresh begun after this call ends
+ * (200 {"changed","version"}, or the fetch's error), or with 202 {"pending":true} if that takes
+ * longer than 2 s. Never blocks on Git. <0 (nothing parked) when stopping or out of memory.
+ */
+struct request;
+int refresher_answer(refresher *r, struct request *req);
 /* Fetches completed since start (for tests and metrics). */
 unsigned long refresher_runs(refresher *r);
 void refresher_stop(refresher *r);

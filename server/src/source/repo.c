@@ -16,9 +16,18 @@
  * directory and renamed into place, and is repacked once fetches have left many packs.
  * Only branches and tags are mirrored (refs/heads/ and refs/tags/; not the refs/pull/ and
  * the like of hosted forges, which can be huge and are never labels); deleted ones are pruned,
- * and tags of a tree or blob are dropped (see drop_non_commit_tags). libgit2 1.5 has no network
- * timeout: a remote that accepts a connection and then stalls holds up the fetching thread
- * (never a reader).
+ * and tags of a tree or blob are dropped (see drop_non_commit_tags).
+ *
+ * Bounded fetches. libgit2 1.5 has no network timeout: a remote that accepts a connection and
+ * then says nothing holds a fetch in recv() for as long as the socket lives. So every fetch
+ * (the first clone too) runs in a child process, this same program started again as
+ * `git-fetch` (repo_fetch_child_main), and the parent kills it once --git-timeout has passed,
+ * whatever it was doing: connecting, waiting for the first byte or in the middle of a pack.
+ * libgit2 writes objects before it moves refs, and each ref through a lock file renamed into
+ * place, so a killed fetch leaves whole refs pointing at whole commits; what it can leave is
+ * lock files and temporary pack files, which are removed before the next fetch (and when a
+ * mirror is opened, for a process that was killed itself). See docs/architecture.md for why a
+ * child rather than a custom libgit2 stream.
  *
  * Display URI (the prefix of property-source names): the URI as given without userinfo and
  * without a trailing slash; a plain path shows as file://<absolute path>; dir:PATH shows as
@@ -61,13 +70,20 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define MODULE "repo"
 #define LABEL_MAX 255    /* longer labels are never branch, tag or commit names */
@@ -75,6 +91,8 @@
 #define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
 #define REMOTE_NAME "origin"
 #define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
+#define DEFAULT_GIT_TIMEOUT 60u
+#define CHILD_REPORT_MAX 1024 /* the child's one-line report */
 
 /* One thread's own handle on the mirror. */
 typedef struct repo_slot {
@@ -96,6 +114,8 @@ struct repo {
 
     pthread_mutex_t fetch_lock; /* serialises fetches; readers never take it */
     git_repository *fetch_git;  /* used only under fetch_lock */
+    unsigned git_timeout;       /* seconds */
+    char *fetch_program;        /* NULL: fetch in this process */
 
     pthread_key_t slot_key;
     bool slot_key_ok;
@@ -492,7 +512,8 @@ static bool branch_exists(git_repository *g, const char *name)
     return found;
 }
 
-static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *why, time_t when)
+static void status_after_fetch(repo *r, git_repository *g, bool ok, bool timed_out,
+                               const char *why, time_t when)
 {
     const char *label = r->default_label;
     if (!label && g) { /* without a handle (see repo_fetch) the old value stays */
@@ -506,6 +527,7 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, const char *
 
     pthread_mutex_lock(&r->status_lock);
     r->status.last_fetch_attempt = when;
+    r->status.timed_out = !ok && timed_out;
     if (ok) {
         r->status.last_fetch_ok = when;
         r->status.degraded = false;
@@ -630,9 +652,19 @@ static int drop_non_commit_tags(git_repository *g)
 
 static atomic_bool fetches_cancelled;
 
+/* The fetch processes running now (one per repository at most), for repo_cancel_fetches. */
+#define CHILDREN_MAX 64
+static pthread_mutex_t children_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t children[CHILDREN_MAX];
+
 void repo_cancel_fetches(void)
 {
     atomic_store(&fetches_cancelled, true);
+    pthread_mutex_lock(&children_lock);
+    for (size_t i = 0; i < CHILDREN_MAX; i++)
+        if (children[i] > 0)
+            kill(children[i], SIGKILL);
+    pthread_mutex_unlock(&children_lock);
 }
 
 /* libgit2 calls these as a transfer goes on; non-zero stops it. */
@@ -702,6 +734,264 @@ out:
     return error;
 }
 
+/* ---- bounded fetches: the child process ----------------------------------------------------- */
+
+/*
+ * What a killed fetch can leave in a mirror: lock files (FETCH_HEAD.lock, packed-refs.lock,
+ * refs/heads/x.lock) that would make every later fetch fail, and temporary files of a pack being
+ * received. Removing them is safe only while no fetch runs, which fetch_lock (or, at open, the
+ * fact that nobody else knows the mirror yet) ensures.
+ */
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int leftover_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    const char *name = path + ftw->base;
+    bool in_objects = strstr(path, "/objects/") != NULL;
+    (void)st;
+    if (type != FTW_F)
+        return 0;
+    /* packs are pack-<hex>.{pack,idx,rev,...}; libgit2's indexer receives into other names */
+    if (ends_with(name, ".lock") ||
+        (in_objects && (strncmp(name, "tmp_", 4) == 0 || strstr(name, "_git2_") != NULL ||
+                        (strstr(path, "/objects/pack/") && strncmp(name, "pack-", 5) != 0)))) {
+        if (unlink(path) == 0)
+            LOG_INFO(MODULE, "removed %s, left by an abandoned fetch", path);
+    }
+    return 0;
+}
+
+static void remove_fetch_leftovers(const char *git_dir)
+{
+    nftw(git_dir, leftover_entry, 16, FTW_PHYS);
+}
+
+static void child_report(FILE *out, const char *word, const char *text)
+{
+    char line[CHILD_REPORT_MAX];
+    snprintf(line, sizeof(line), "%s %s", word, text);
+    /* one line: the parent reads up to the first newline */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(out, "%s\n", line);
+    fflush(out);
+}
+
+int repo_fetch_child_main(int argc, char **argv)
+{
+    const char *git_dir = NULL, *url = NULL;
+    unsigned long timeout = DEFAULT_GIT_TIMEOUT;
+    long parent = 0;
+    git_repository *g = NULL;
+    char why[256] = "";
+    bool changed = false;
+    int status = 1;
+
+    /* The parent's descriptors (client sockets among them) are not ours to keep open. */
+    closefrom(3);
+    /* A parent that dies (even by SIGKILL) takes its fetch along. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--git-dir") == 0)
+            git_dir = argv[i + 1];
+        else if (strcmp(argv[i], "--url") == 0)
+            url = argv[i + 1];
+        else if (strcmp(argv[i], "--timeout") == 0)
+            timeout = strtoul(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--parent") == 0)
+            parent = strtol(argv[i + 1], NULL, 10);
+    }
+    if (!git_dir || !url || (parent > 0 && getppid() != (pid_t)parent)) {
+        child_report(stdout, "error", "git-fetch: bad arguments or no parent");
+        return 2;
+    }
+    /* The parent kills this process at the deadline; this covers a parent that cannot. */
+    alarm((unsigned)(timeout + 5));
+    git_libgit2_init();
+    if (git_repository_open_bare(&g, git_dir) < 0) {
+        snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", git_dir, git_reason());
+        child_report(stdout, "error", why);
+    } else if (fetch_into(g, url, &changed, why, sizeof(why)) < 0) {
+        child_report(stdout, "error", why);
+    } else {
+        child_report(stdout, "ok", changed ? "1" : "0");
+        status = 0;
+    }
+    git_repository_free(g);
+    git_libgit2_shutdown();
+    return status;
+}
+
+/* ---- bounded fetches: the parent ------------------------------------------------------------ */
+
+static long ms_until(double deadline)
+{
+    double left = deadline - now_monotonic();
+    return left <= 0 ? 0 : (long)(left * 1000.0) + 1;
+}
+
+/* Waits (at most until deadline) for pid to exit without reaping it; false at the deadline. */
+static bool child_exited_by(pid_t pid, double deadline)
+{
+    for (;;) {
+        siginfo_t info;
+        memset(&info, 0, sizeof(info));
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | WNOHANG) < 0)
+            return errno != EINTR;
+        if (info.si_pid == pid)
+            return true;
+        if (ms_until(deadline) == 0)
+            return false;
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+/*
+ * Runs one fetch of r->url into git_dir in a child process, killed at r->git_timeout. *timed_out
+ * tells a deadline apart from any other failure (why says which).
+ */
+static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t why_size,
+                       bool *timed_out)
+{
+    char cmd[] = "git-fetch", o_dir[] = "--git-dir", o_url[] = "--url", o_timeout[] = "--timeout",
+         o_parent[] = "--parent", timeout_text[24], parent_text[24];
+    char *args[] = {r->fetch_program, cmd, o_dir, git_dir, o_url, r->url, o_timeout,
+                    timeout_text, o_parent, parent_text, NULL};
+    char report[CHILD_REPORT_MAX + 1];
+    size_t got = 0;
+    int fds[2] = {-1, -1}, wstatus = 0, rc, error = -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    double deadline = now_monotonic() + r->git_timeout;
+    bool killed = false, cancelled;
+    size_t slot = CHILDREN_MAX;
+    pid_t pid = 0;
+
+    *changed = false;
+    *timed_out = false;
+    snprintf(timeout_text, sizeof(timeout_text), "%u", r->git_timeout);
+    snprintf(parent_text, sizeof(parent_text), "%ld", (long)getpid());
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(why, why_size, "cannot start a fetch: %s", strerror(errno));
+        return -1;
+    }
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawnattr_init(&attr);
+    /* the server blocks its signals in every thread (main.c waits for them): the child must not */
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGHUP);
+    sigaddset(&defaults, SIGALRM);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    pthread_mutex_lock(&children_lock);
+    cancelled = atomic_load(&fetches_cancelled);
+    for (size_t i = 0; i < CHILDREN_MAX && slot == CHILDREN_MAX; i++)
+        if (children[i] == 0)
+            slot = i;
+    rc = cancelled ? 0
+         : slot == CHILDREN_MAX
+             ? EAGAIN
+             : posix_spawn(&pid, r->fetch_program, &actions, &attr, args, environ);
+    if (!cancelled && rc == 0)
+        children[slot] = pid;
+    pthread_mutex_unlock(&children_lock);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    close(fds[1]);
+    if (cancelled) {
+        snprintf(why, why_size, "cancelled: the server is stopping");
+        goto out;
+    }
+    if (rc != 0) {
+        snprintf(why, why_size, "cannot start %s: %s", r->fetch_program, strerror(rc));
+        goto out;
+    }
+
+    /* Read the report until the child closes its end (it exits) or the deadline passes. */
+    for (;;) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        long wait_ms = ms_until(deadline);
+        if (wait_ms == 0)
+            break;
+        rc = poll(&pfd, 1, wait_ms > 1000000 ? 1000000 : (int)wait_ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            continue; /* the deadline is checked above */
+        ssize_t n = read(fds[0], report + got, got < CHILD_REPORT_MAX ? CHILD_REPORT_MAX - got : 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 && got < CHILD_REPORT_MAX)
+            break; /* end of file */
+        if (n > 0)
+            got += (size_t)n;
+        else
+            break; /* the report is full: anything more is noise */
+    }
+    if (!child_exited_by(pid, deadline)) {
+        kill(pid, SIGKILL);
+        killed = true;
+        child_exited_by(pid, now_monotonic() + 3600);
+    }
+    /* not reaped yet (WNOWAIT), so the pid cannot have been reused when this is cleared */
+    pthread_mutex_lock(&children_lock);
+    children[slot] = 0;
+    cancelled = atomic_load(&fetches_cancelled);
+    pthread_mutex_unlock(&children_lock);
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    report[got] = '\0';
+    report[strcspn(report, "\n")] = '\0';
+
+    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && strncmp(report, "ok ", 3) == 0) {
+        *changed = report[3] == '1';
+        error = 0;
+    } else if (WIFEXITED(wstatus) && strncmp(report, "error ", 6) == 0) {
+        size_t n = strnlen(report + 6, why_size - 1); /* a long reason is cut short */
+        memcpy(why, report + 6, n);
+        why[n] = '\0';
+    } else if (killed && !cancelled) {
+        *timed_out = true;
+        snprintf(why, why_size, "fetch timed out after %u s", r->git_timeout);
+    } else if (cancelled) {
+        snprintf(why, why_size, "cancelled: the server is stopping");
+    } else {
+        snprintf(why, why_size, "the fetch process ended abnormally (%s %d)",
+                 WIFSIGNALED(wstatus) ? "signal" : "status",
+                 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
+    }
+    if (!WIFEXITED(wstatus))
+        remove_fetch_leftovers(git_dir);
+out:
+    close(fds[0]);
+    return error;
+}
+
+/* One fetch of r->url into g (whose directory is git_dir), bounded when a program is set. */
+static int run_fetch(repo *r, git_repository *g, char *git_dir, bool *changed, char *why,
+                     size_t why_size, bool *timed_out)
+{
+    *timed_out = false;
+    if (r->fetch_program)
+        return fetch_child(r, git_dir, changed, why, why_size, timed_out);
+    return fetch_into(g, r->url, changed, why, why_size);
+}
+
+
 /* Records the remote in the mirror's config, so that the git CLI can inspect and fetch it. */
 static int describe_remote(git_repository *g, const char *url)
 {
@@ -720,7 +1010,7 @@ static int describe_remote(git_repository *g, const char *url)
 
 /* First run: initialise a bare repository beside the final path, fetch, then rename it into
  * place, so an interrupted clone never looks like a mirror. */
-static int clone_mirror(repo *r, char *why, size_t why_size)
+static int clone_mirror(repo *r, char *why, size_t why_size, bool *timed_out)
 {
     git_repository_init_options init;
     git_repository *g = NULL;
@@ -743,7 +1033,7 @@ static int clone_mirror(repo *r, char *why, size_t why_size)
         snprintf(why, why_size, "%s", git_reason());
         goto out;
     }
-    if (fetch_into(g, r->url, &changed, why, why_size) < 0)
+    if (run_fetch(r, g, tmp, &changed, why, why_size, timed_out) < 0)
         goto out;
     git_repository_free(g);
     g = NULL;
@@ -899,7 +1189,7 @@ out:
 int repo_fetch(repo *r, bool *changed)
 {
     char why[256] = "";
-    bool moved = false, was_degraded;
+    bool moved = false, was_degraded, timed_out = false;
     double started;
     int error = 0;
 
@@ -919,11 +1209,21 @@ int repo_fetch(repo *r, bool *changed)
         snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", r->mirror_path,
                  git_reason());
         error = ERR_GIT;
-    } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
+    } else if (run_fetch(r, r->fetch_git, r->mirror_path, &moved, why, sizeof(why),
+                         &timed_out) < 0) {
         error = ERR_UNAVAILABLE;
+    } else if (moved && r->fetch_program) {
+        /* another process wrote the new packs and refs: start from a fresh view of them */
+        git_repository_free(r->fetch_git);
+        r->fetch_git = NULL;
+        if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0)
+            LOG_WARN(MODULE, "cannot reopen the mirror in %s: %s", r->mirror_path, git_reason());
     }
-    metrics_git_fetch(error == 0, now_monotonic() - started);
-    status_after_fetch(r, r->fetch_git, error == 0, why, time(NULL));
+    if (timed_out)
+        metrics_git_fetch_timeout(now_monotonic() - started);
+    else
+        metrics_git_fetch(error == 0, now_monotonic() - started);
+    status_after_fetch(r, r->fetch_git, error == 0, timed_out, why, time(NULL));
 
     /* a remote that stays down is logged when it goes, not on every poll */
     if (error < 0 && !was_degraded)
@@ -940,7 +1240,8 @@ int repo_fetch(repo *r, bool *changed)
     if (moved) {
         atomic_fetch_add(&r->generation, 1);
         LOG_INFO(MODULE, "fetched new refs from %s", r->display_uri);
-        maybe_repack(r);
+        if (r->fetch_git)
+            maybe_repack(r);
     }
     pthread_mutex_unlock(&r->fetch_lock);
 
@@ -1038,7 +1339,7 @@ static int open_git(repo *r, const repo_options *opts)
     char why[256] = "";
     char *name = NULL, *cache = NULL, *fetch_head = NULL;
     struct stat st;
-    bool exists, moved = false;
+    bool exists, moved = false, timed_out = false;
     double started;
     int error = 0;
 
@@ -1082,6 +1383,8 @@ static int open_git(repo *r, const repo_options *opts)
 
     remove_leftovers(cache, name, r->mirror_path);
     exists = stat(r->mirror_path, &st) == 0;
+    if (exists)
+        remove_fetch_leftovers(r->mirror_path); /* a process killed mid-fetch */
     if (exists && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
         LOG_WARN(MODULE, "the mirror in %s is unusable (%s); cloning again", r->mirror_path,
                  git_reason());
@@ -1092,8 +1395,11 @@ static int open_git(repo *r, const repo_options *opts)
     started = now_monotonic();
     if (!exists) {
         LOG_INFO(MODULE, "cloning %s into %s", r->display_uri, r->mirror_path);
-        if (clone_mirror(r, why, sizeof(why)) < 0) {
-            metrics_git_fetch(false, now_monotonic() - started);
+        if (clone_mirror(r, why, sizeof(why), &timed_out) < 0) {
+            if (timed_out)
+                metrics_git_fetch_timeout(now_monotonic() - started);
+            else
+                metrics_git_fetch(false, now_monotonic() - started);
             error = err_set(ERR_UNAVAILABLE, "cannot reach %s: %s, and no cached mirror in %s",
                             r->display_uri, why, opts->cache_dir);
             goto out;
@@ -1104,14 +1410,18 @@ static int open_git(repo *r, const repo_options *opts)
             goto out;
         }
         metrics_git_fetch(true, now_monotonic() - started);
-        status_after_fetch(r, r->fetch_git, true, "", time(NULL));
+        status_after_fetch(r, r->fetch_git, true, false, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
         pin_default(r, r->fetch_git);
-    } else if (fetch_into(r->fetch_git, r->url, &moved, why, sizeof(why)) < 0) {
-        metrics_git_fetch(false, now_monotonic() - started);
+    } else if (run_fetch(r, r->fetch_git, r->mirror_path, &moved, why, sizeof(why),
+                         &timed_out) < 0) {
+        if (timed_out)
+            metrics_git_fetch_timeout(now_monotonic() - started);
+        else
+            metrics_git_fetch(false, now_monotonic() - started);
         LOG_WARN(MODULE, "cannot reach %s (%s): serving the cached mirror in %s (degraded)",
                  r->display_uri, why, r->mirror_path);
-        status_after_fetch(r, r->fetch_git, false, why, time(NULL));
+        status_after_fetch(r, r->fetch_git, false, timed_out, why, time(NULL));
         /* what the mirror holds is as old as its last good fetch, even an earlier run's */
         if (!(fetch_head = concat3(r->mirror_path, "/FETCH_HEAD", ""))) {
             error = err_set(ERR_NOMEM, "out of memory");
@@ -1120,8 +1430,17 @@ static int open_git(repo *r, const repo_options *opts)
         if (stat(fetch_head, &st) == 0)
             r->status.last_fetch_ok = st.st_mtime; /* no other thread knows r yet */
     } else {
+        if (moved && r->fetch_program) {
+            git_repository_free(r->fetch_git);
+            r->fetch_git = NULL;
+            if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
+                error = err_set(ERR_GIT, "cannot open the mirror in %s: %s", r->mirror_path,
+                                git_reason());
+                goto out;
+            }
+        }
         metrics_git_fetch(true, now_monotonic() - started);
-        status_after_fetch(r, r->fetch_git, true, "", time(NULL));
+        status_after_fetch(r, r->fetch_git, true, false, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
         pin_default(r, r->fetch_git);
         LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
@@ -1147,6 +1466,11 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->fetch_lock, NULL);
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
+    r->git_timeout = opts->git_timeout ? opts->git_timeout : DEFAULT_GIT_TIMEOUT;
+    if (opts->fetch_program && !(r->fetch_program = dup_str(opts->fetch_program))) {
+        error = err_set(ERR_NOMEM, "out of memory");
+        goto out;
+    }
     atomic_init(&r->generation, 0);
     pthread_rwlock_init(&r->labels_lock, NULL);
     r->labels = json_object();
@@ -1235,6 +1559,7 @@ void repo_free(repo *r)
     free(r->mirror_path);
     free(r->root);
     free(r->default_label);
+    free(r->fetch_program);
     free(r);
 }
 

@@ -28,6 +28,13 @@ typedef struct repo_options {
     size_t max_file_bytes;     /* files larger than this are refused by repo_read_file/walk */
     bool in_place;             /* uri is a local Git directory (".git" or bare) read as it is:
                                 * no mirror, never fetched (offline tools: `almanac diff`) */
+    unsigned git_timeout;      /* seconds a fetch may take, connecting included; 0: 60 */
+    /*
+     * The program that runs a fetch in a child process (called as `PROGRAM git-fetch ...`, see
+     * repo_fetch_child_main), killed when it outlives git_timeout. NULL: fetch in this process,
+     * unbounded (libgit2 1.5 has no network timeout); only for tests of local remotes.
+     */
+    const char *fetch_program;
 } repo_options;
 
 typedef struct repo_status {
@@ -35,6 +42,7 @@ typedef struct repo_status {
     bool degraded;              /* the last fetch failed: serving what the mirror has */
     time_t last_fetch_ok;       /* 0: never */
     time_t last_fetch_attempt;  /* 0: never */
+    bool timed_out;             /* the last fetch was abandoned after git_timeout */
     char last_error[256];       /* "" when the last fetch succeeded */
     char default_label[256];    /* the label that "no label" resolves to */
     /* The default branch is gone from the remote (deleted or renamed): "no label" resolves to
@@ -50,12 +58,22 @@ typedef struct repo_status {
 int repo_open(repo **out, const repo_options *opts);
 void repo_free(repo *r);
 
-/* Fetches from the remote. 0 and *changed=true when a ref moved. Failure keeps the old refs. */
+/*
+ * Fetches from the remote. 0 and *changed=true when a ref moved. Failure keeps the old refs.
+ * A fetch that outlives git_timeout is abandoned (ERR_UNAVAILABLE, "fetch timed out ...").
+ */
 int repo_fetch(repo *r, bool *changed);
 
-/* From any thread or a signal-handling thread: every clone or fetch running or started from
- * now on stops at its next progress report and fails (the process is stopping). */
+/* From any thread or a signal-handling thread, never blocking: every clone or fetch running
+ * (its child process is killed) or started from now on fails at once (the process is stopping). */
 void repo_cancel_fetches(void);
+
+/*
+ * The child side of a bounded fetch: `git-fetch --git-dir DIR --url URL --timeout SECONDS`.
+ * Fetches into DIR and writes one line to stdout ("ok 0", "ok 1" when refs moved, or
+ * "error MESSAGE"). Returns the process exit status.
+ */
+int repo_fetch_child_main(int argc, char **argv);
 
 /*
  * label (NULL or "" = default label; "(_)" already replaced by "/") -> full commit id.

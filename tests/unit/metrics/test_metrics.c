@@ -171,6 +171,7 @@ static void test_counts_and_labels(void **state)
     metrics_snapshot_build(true, 0.25);
     metrics_git_fetch(true, 1.5);
     metrics_git_fetch(false, 30);
+    metrics_git_fetch_timeout(60);
     metrics_set_last_fetch_ok(1700000000.25);
     metrics_set_watchers(17);
 
@@ -189,7 +190,8 @@ static void test_counts_and_labels(void **state)
     assert_sample(text, "almanac_snapshot_build_seconds_total", 1.0);
     assert_sample(text, "almanac_git_fetch_total{result=\"ok\"}", 1);
     assert_sample(text, "almanac_git_fetch_total{result=\"failed\"}", 1);
-    assert_sample(text, "almanac_git_fetch_seconds_total", 31.5);
+    assert_sample(text, "almanac_git_fetch_total{result=\"timeout\"}", 1);
+    assert_sample(text, "almanac_git_fetch_seconds_total", 91.5);
     assert_non_null(strstr(text, "\nalmanac_git_last_fetch_success_timestamp_seconds "
                                  "1700000000.250\n"));
     assert_sample(text, "almanac_watchers", 17);
