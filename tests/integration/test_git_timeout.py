@@ -21,7 +21,7 @@ import unittest
 
 from almanac_harness import ServerTestCase, GitRepo, Server, wait_until
 
-GIT_TIMEOUT = 6  # longer than the 2 s POST /actuator/refresh waits, so that it answers 202
+GIT_TIMEOUT = 15  # longer than the 10 s POST /actuator/refresh waits, so that it answers 202
 
 
 class StallingProxy:

@@ -32,7 +32,7 @@
 #include <time.h>
 
 #define MODULE "refresh"
-#define REFRESH_WAIT_MS 2000 /* longest POST /actuator/refresh waits for its fetch */
+#define REFRESH_WAIT_MS 10000 /* longest POST /actuator/refresh waits for its fetch */
 
 static pthread_mutex_t refresh_lock = PTHREAD_MUTEX_INITIALIZER;
 

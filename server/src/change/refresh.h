@@ -33,7 +33,7 @@ void refresher_request(refresher *r);
 /*
  * POST /actuator/refresh: parks req and answers it once a refresh begun after this call ends
  * (200 {"changed","version"}, or the fetch's error), or with 202 {"pending":true} if that takes
- * longer than 2 s. Never blocks on Git. <0 (nothing parked) when stopping or out of memory.
+ * longer than 10 s. Never blocks on Git. <0 (nothing parked) when stopping or out of memory.
  */
 struct request;
 int refresher_answer(refresher *r, struct request *req);
