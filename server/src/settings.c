@@ -42,6 +42,7 @@ typedef enum {
     SET_SIZE,   /* bytes, optionally with a k, M or G (binary) suffix, within [min, max] */
     SET_ENUM,   /* one of `choices`, case-insensitive, stored as spelled in the table */
     SET_HEX,    /* non-empty, even-length hexadecimal text */
+    SET_BOOL,   /* true/false (yes/no, on/off, 1/0); `--name` alone is true, `--no-name` false */
 } setting_type;
 
 enum {
@@ -81,6 +82,7 @@ static const char *const cloud_platforms[] = {
 #define UINT(n, f, mv, d, lo, hi, h) {n, SET_UINT, FIELD(f), mv, d, lo, hi, NULL, 0, h}
 #define SIZE(n, f, d, lo, hi, h) {n, SET_SIZE, FIELD(f), "BYTES", d, lo, hi, NULL, 0, h}
 #define ENUM(n, f, d, c, h) {n, SET_ENUM, FIELD(f), NULL, d, 0, 0, c, 0, h}
+#define BOOL(n, f, d, h) {n, SET_BOOL, FIELD(f), NULL, d, 0, 0, NULL, 0, h}
 /* clang-format on */
 
 static const setting_def setting_defs[] = {
@@ -142,6 +144,7 @@ static const setting_def setting_defs[] = {
          "Spring Boot does (KUBERNETES_SERVICE_HOST/_PORT, VCAP_APPLICATION, ...)."),
     STR("overrides-file", overrides_file, "FILE", NULL, 0,
         "YAML or .properties file of properties that override every application's."),
+    BOOL("ui", ui, "true", "The read-only web console at /ui/ (--no-ui turns it off)."),
     ENUM("log-format", log_format, "text", log_formats, "Log lines on stderr as text or JSON."),
     ENUM("broken-file", broken_file, "last-good", broken_file_modes,
          "A file that does not parse: serve its Environment from the last commit where it composed "
@@ -433,6 +436,19 @@ static int setting_set(settings *s, const setting_def *d, const char *value, cha
         choice_list(d, ", ", list, sizeof(list));
         fail(why, whysize, "\"%s\" is not one of %s", shown, list);
         return -1;
+    case SET_BOOL:
+        if (strcasecmp(value, "true") == 0 || strcasecmp(value, "yes") == 0 ||
+            strcasecmp(value, "on") == 0 || strcmp(value, "1") == 0) {
+            *(bool *)field_of(s, d) = true;
+            return 0;
+        }
+        if (strcasecmp(value, "false") == 0 || strcasecmp(value, "no") == 0 ||
+            strcasecmp(value, "off") == 0 || strcmp(value, "0") == 0) {
+            *(bool *)field_of(s, d) = false;
+            return 0;
+        }
+        fail(why, whysize, "\"%s\" is not true or false", shown);
+        return -1;
     case SET_HEX:
         if (len == 0 || len % 2 != 0 || len > 256 ||
             strspn(value, "0123456789abcdefABCDEF") != len) {
@@ -695,6 +711,14 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t namelen = eq != NULL ? (size_t)(eq - name) : strlen(name);
         const setting_def *d = find_def(name, namelen);
+        const char *negated = NULL;
+        if (d == NULL && eq == NULL && strncmp(name, "no-", 3) == 0) {
+            d = find_def(name + 3, namelen - 3);
+            if (d != NULL && d->type == SET_BOOL)
+                negated = "false";
+            else
+                d = NULL;
+        }
         if (d == NULL) {
             if (eq != NULL && (size_t)(eq - arg) < sizeof(shown))
                 shown[eq - arg] = '\0';
@@ -703,7 +727,9 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
             fail(errbuf, errsize, "unknown flag %s%s", shown, maybe);
             return -1;
         }
-        const char *value = eq != NULL ? eq + 1 : NULL;
+        const char *value = eq != NULL ? eq + 1 : negated;
+        if (value == NULL && d->type == SET_BOOL)
+            value = "true";
         if (value == NULL) {
             /* A following flag is not taken for a value: `--repo --port 1` is a mistake. */
             if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
@@ -894,7 +920,10 @@ void settings_usage(FILE *to)
             choice_list(d, "|", choices, sizeof(choices));
             metavar = choices;
         }
-        snprintf(left, sizeof(left), "--%s %s", d->name, metavar);
+        if (d->type == SET_BOOL)
+            snprintf(left, sizeof(left), "--[no-]%s", d->name);
+        else
+            snprintf(left, sizeof(left), "--%s %s", d->name, metavar);
         env_name(d, name, sizeof(name));
         usage_default(d, extra, sizeof(extra));
         usage_wrapped(to, left, d->help);

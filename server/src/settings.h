@@ -14,6 +14,7 @@
 
 typedef struct settings {
     char *repo;                 /* --repo URI (required) */
+    bool ui;                    /* --ui / --no-ui: the console at /ui/, default on */
     unsigned port;              /* --port, default 8888; 0 picks a free port */
     char *listen;               /* --listen address, default 0.0.0.0 */
     char *cache_dir;            /* --cache-dir: $XDG_CACHE_HOME/almanac, ~/.cache/almanac, /tmp */
