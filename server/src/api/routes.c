@@ -8,6 +8,7 @@
  */
 #include "api/routes.h"
 
+#include "api/console.h"
 #include "api/diff.h"
 
 #include "change/appnames.h"
@@ -270,6 +271,32 @@ static bool match_diff_all(const request *req)
 static bool match_diff_environment(const request *req)
 {
     return req->nsegments == 3 && strcmp(req->segments[0], "diff") == 0;
+}
+
+/* The console: /ui, /ui/ and /ui/{file}; /ui/api/... for its read models. Off with --no-ui
+ * (an application named "ui" then keeps /ui/{profiles}). */
+static bool console_on(const request *req)
+{
+    return req->nsegments >= 1 && strcmp(req->segments[0], "ui") == 0 &&
+           req->server->settings != NULL && req->server->settings->ui;
+}
+
+static bool match_console_asset(const request *req)
+{
+    return console_on(req) &&
+           (req->nsegments == 1 || (req->nsegments == 2 && strcmp(req->segments[1], "api") != 0));
+}
+
+static bool match_console_overview(const request *req)
+{
+    return console_on(req) && req->nsegments == 3 && strcmp(req->segments[1], "api") == 0 &&
+           strcmp(req->segments[2], "overview") == 0;
+}
+
+static bool match_console_environment(const request *req)
+{
+    return console_on(req) && req->nsegments == 5 && strcmp(req->segments[1], "api") == 0 &&
+           strcmp(req->segments[2], "environment") == 0;
 }
 
 static bool match_document(const request *req)
@@ -675,6 +702,11 @@ static route route_table[] = {
     {"monitor", true, M_POST, match_monitor, handle_monitor, PERM_OPEN, -1},
     {"peer_refresh", true, M_POST, match_peer_refresh, handle_peer_refresh, PERM_OPEN, -1},
     {"busrefresh", true, M_POST, match_busrefresh, handle_busrefresh, PERM_ADMIN, -1},
+    {"ui", true, M_GET, match_console_asset, console_handle_asset, PERM_APPLICATION, -1},
+    {"ui_overview", true, M_GET, match_console_overview, console_handle_overview,
+     PERM_APPLICATION, -1},
+    {"ui_environment", true, M_GET, match_console_environment, console_handle_environment,
+     PERM_APPLICATION, -1},
     {"diff_all", true, M_GET, match_diff_all, diff_handle_all, PERM_APPLICATION, -1},
     {"diff", true, M_GET, match_diff_environment, diff_handle_environment, PERM_APPLICATION, -1},
     {"document", false, M_GET, match_document, handle_document, PERM_APPLICATION, -1},

@@ -328,6 +328,27 @@ size_t watch_count(watch_registry *w)
     return n;
 }
 
+json_t *watch_counts_by_application(watch_registry *w)
+{
+    json_t *counts = json_object();
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; counts != NULL && i < w->ngroups; i++) {
+        size_t n = 0;
+        for (const waiter *x = w->groups[i]->head; x != NULL; x = x->next)
+            n++;
+        if (n == 0)
+            continue;
+        const char *apps = w->groups[i]->applications;
+        json_int_t before = json_integer_value(json_object_get(counts, apps));
+        if (json_object_set_new(counts, apps, json_integer(before + (json_int_t)n)) < 0) {
+            json_decref(counts);
+            counts = NULL;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return counts;
+}
+
 /* Accepts `"abc"`, `abc` and `W/"abc"`; writes the quoted form. */
 static void normalise_etag(const char *given, char out[RENDER_ETAG_SIZE])
 {

@@ -2043,3 +2043,44 @@ out:
     git_tree_free(tree);
     return error;
 }
+
+int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload)
+{
+    git_repository *g = NULL;
+    git_revwalk *walk = NULL;
+    git_oid id;
+    int error = 0;
+
+    if (!r->is_git || max == 0)
+        return 0;
+    if ((error = thread_git(r, &g)) < 0)
+        return error;
+    if (git_oid_fromstr(&id, commit) < 0)
+        return err_set(ERR_NOT_FOUND, "not a commit id");
+    if (git_revwalk_new(&walk, g) < 0 || git_revwalk_push(walk, &id) < 0) {
+        error = err_set(ERR_GIT, "cannot walk the history of %s: %s", r->display_uri,
+                        git_reason());
+        goto out;
+    }
+    git_revwalk_simplify_first_parent(walk);
+    for (size_t n = 0; n < max && error == 0 && git_revwalk_next(&id, walk) == 0; n++) {
+        git_commit *c = NULL;
+        if (git_commit_lookup(&c, g, &id) < 0) {
+            error = err_set(ERR_GIT, "cannot read a commit of %s: %s", r->display_uri,
+                            git_reason());
+            break;
+        }
+        const git_signature *author = git_commit_author(c);
+        repo_commit_info info = {
+            .time = (int64_t)git_commit_time(c),
+            .summary = git_commit_summary(c) ? git_commit_summary(c) : "",
+            .author = author && author->name ? author->name : "",
+        };
+        git_oid_tostr(info.id, sizeof(info.id), &id);
+        error = fn(&info, payload);
+        git_commit_free(c);
+    }
+out:
+    git_revwalk_free(walk);
+    return error;
+}

@@ -104,6 +104,20 @@ int repo_read_file(repo *r, const char *commit, const char *path, char **data, s
  */
 int repo_changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max);
 
+/* One commit of the history, newest first (repo_log). */
+typedef struct repo_commit_info {
+    char id[REPO_COMMIT_HEX];
+    int64_t time;        /* committer time, seconds since the Epoch */
+    const char *summary; /* first line of the message; valid during the callback */
+    const char *author;  /* author name; valid during the callback */
+} repo_commit_info;
+typedef int (*repo_log_fn)(const repo_commit_info *info, void *payload);
+/*
+ * Walks the first-parent history from commit (a full id), newest first, at most max commits.
+ * A callback's non-zero return stops the walk and is returned. ERR_GIT; nothing in dir mode.
+ */
+int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload);
+
 /* The URI as shown in property source names ("file:///srv/config", "https://..."). */
 const char *repo_display_uri(const repo *r);
 bool repo_is_git(const repo *r);
