@@ -694,11 +694,11 @@ static int check_issuer(parse_ctx *ctx, issuer *is)
     if ((is->ca_file || is->token_file) && is->jwks_url == NULL)
         return fail(ctx, "issuer %s: jwks-ca-file and jwks-token-file go with jwks-url",
                     is->name);
-    for (size_t i = 0; i < ctx->db->nissuers; i++) {
-        const issuer *other = &ctx->db->issuers[i];
-        if (other != is && other->name && strcmp(other->name, is->name) == 0)
+    /* Compared with the issuers above it, so the error points at the second of a pair. */
+    for (const issuer *other = ctx->db->issuers; other < is; other++) {
+        if (strcmp(other->name, is->name) == 0)
             return fail(ctx, "two issuers are named %s", is->name);
-        if (other != is && other->issuer && strcmp(other->issuer, is->issuer) == 0)
+        if (strcmp(other->issuer, is->issuer) == 0)
             return fail(ctx, "two issuers have the issuer %s", is->issuer);
     }
     for (size_t i = 0; i < is->nsubjects; i++) {

@@ -510,8 +510,12 @@ int jwks_source_refresh(jwks_source *src)
         error = buffer_add(&body, src->inline_doc, strlen(src->inline_doc)) < 0
                     ? err_set(ERR_CONFIG, "inline jwks larger than %u bytes", JWKS_MAX_BYTES)
                     : 0;
-    if (error == 0 && (error = jwks_parse(&fresh, body.data ? body.data : "", body.len)) < 0)
-        error = err_set(error, "%s: %s", what, err_message());
+    if (error == 0 && (error = jwks_parse(&fresh, body.data ? body.data : "", body.len)) < 0) {
+        /* err_message() is the buffer err_set writes: copy it before formatting into it. */
+        char why[256];
+        snprintf(why, sizeof(why), "%s", err_message());
+        error = err_set(error, "%s: %s", what, why);
+    }
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)(body.data ? body.data : ""), body.len, digest);
 
