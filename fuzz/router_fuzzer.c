@@ -6,7 +6,7 @@
  */
 #include "errors.h"
 #include "http/http.h"
-#include "api/routes.h"
+#include "names.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,14 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (http_split_path(path, segments, REQUEST_MAX_SEGMENTS, &count) == 0) {
         char out[1024];
         for (size_t i = 0; i < count; i++) {
-            if (routes_decode_name(segments[i], "name", out, sizeof(out)) == 0) {
+            if (names_decode(segments[i], "name", out, sizeof(out)) == 0) {
                 check_no_parent(out);
                 if (out[0] == '/')
                     abort();
             }
-            routes_check_profiles(segments[i]);
+            names_check_profiles(segments[i]);
         }
-        if (count > 0 && routes_join_path(segments, count, out, sizeof(out)) == 0) {
+        if (count > 0 && names_join_path(segments, count, out, sizeof(out)) == 0) {
             check_no_parent(out);
             if (out[0] == '/' || strchr(out, '\\') != NULL)
                 abort();

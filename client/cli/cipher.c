@@ -5,26 +5,24 @@
  * too, so either side reads what the other wrote). The text comes from the argument or, better
  * for secrets (arguments show in the process list), from standard input.
  *
- * Offline, this file owns reading the key files, deriving the keys and choosing one for a
- * ciphertext by its shape; the formats themselves are cipher_format's. Key material is wiped
+ * Offline, this file owns deriving the keys and choosing one for a ciphertext by its shape;
+ * key files are read by common/'s keyfile (as the server's keyring reads them), the formats
+ * are cipher_format's. Key material is wiped
  * with OPENSSL_cleanse and never printed; error messages name files, never their contents.
  */
 #include "cli.h"
 #include "cipher_format.h"
+#include "err.h"
+#include "fileread.h"
+#include "keyfile.h"
 
-#include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 enum { OPT_PREFIX = CLI_OPT_COMMAND_BASE, OPT_KEY_FILE, OPT_RSA_KEY_FILE, OPT_SALT, OPT_FORMAT };
 
@@ -75,109 +73,42 @@ static void help(const char *command)
 /* Standard input, at most CIPHER_MAX_INPUT bytes, without one trailing newline. */
 static char *read_stdin(size_t *len)
 {
-    char *buf = malloc(CIPHER_MAX_INPUT + 1);
-    if (buf == NULL)
+    file_contents in = {0};
+    if (file_read_stream(&in, stdin, "standard input", CIPHER_MAX_INPUT, FILE_READ_SECRET) < 0)
         return NULL;
-    size_t n = fread(buf, 1, CIPHER_MAX_INPUT + 1, stdin);
-    if (n > CIPHER_MAX_INPUT || ferror(stdin)) {
-        free(buf);
-        return NULL;
-    }
-    if (n > 0 && buf[n - 1] == '\n')
+    size_t n = in.len;
+    if (n > 0 && in.data[n - 1] == '\n')
         n--;
-    if (n > 0 && buf[n - 1] == '\r')
+    if (n > 0 && in.data[n - 1] == '\r')
         n--;
-    buf[n] = '\0';
+    in.data[n] = '\0';
     *len = n;
-    return buf;
+    return in.data;
 }
 
-/* A whole key file (see cipher_read_key_file); *buf is wiped by the caller. */
-static int read_key_file(const char *command, const char *path, char **buf, size_t *len,
-                         bool *open_mode)
+/* keyfile's warnings, said the way every CLI warning is said. */
+static void warn_to_stderr(void *ctx, const char *message)
 {
-    char message[512];
-    if (cipher_read_key_file(path, buf, len, open_mode, message, sizeof(message)) != CIPHER_OK) {
-        fprintf(stderr, "almanac %s: %s\n", command, message);
+    fprintf(stderr, "almanac %s: warning: %s\n", *(const char **)ctx, message);
+}
+
+/* The RSA key of a PEM file (keyfile.h): the private key, or for encryption a public one. */
+static int load_rsa(EVP_PKEY **out, const char *command, const char *path, bool need_private)
+{
+    bool has_private = false;
+    if (keyfile_load_rsa(out, &has_private, path, need_private, warn_to_stderr, &command) < 0) {
+        fprintf(stderr, "almanac %s: %s\n", command, err_message());
         return CLI_EXIT_ERROR;
     }
     return CLI_EXIT_OK;
-}
-
-static void warn_open_mode(const char *command, const char *path, bool open_mode)
-{
-    if (open_mode)
-        fprintf(stderr,
-                "almanac %s: warning: key file %s is accessible to group or others "
-                "(chmod 600 it)\n",
-                command, path);
-}
-
-/* Never asks for a passphrase: an encrypted PEM is refused like the server refuses it. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
-}
-
-/* The RSA key of a PEM file: the private key, or for encryption a public key alone. */
-static int load_rsa(EVP_PKEY **out, const char *command, const char *path, bool need_private)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
-    EVP_PKEY *pkey = NULL;
-    bool open_mode = false;
-    int rc = read_key_file(command, path, &buf, &len, &open_mode);
-
-    *out = NULL;
-    if (rc != CLI_EXIT_OK)
-        goto out;
-    rc = CLI_EXIT_ERROR;
-    if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
-        goto out;
-    pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    if (pkey != NULL)
-        warn_open_mode(command, path, open_mode);
-    if (pkey == NULL && !need_private) {
-        BIO_free(bio);
-        if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
-            goto out;
-        pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-    }
-    if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA")) {
-        fprintf(stderr, "almanac %s: %s: not an unencrypted PEM RSA %s key\n", command, path,
-                need_private ? "private" : "public or private");
-        goto out;
-    }
-    *out = pkey;
-    pkey = NULL;
-    rc = CLI_EXIT_OK;
-out:
-    ERR_clear_error();
-    EVP_PKEY_free(pkey);
-    BIO_free(bio);
-    cipher_free_secret(buf, len);
-    return rc;
 }
 
 /* The secret of --key-file, final newlines dropped exactly as the server drops them. */
 static int load_secret(char **secret, size_t *len, size_t *size, const char *command,
                        const char *path)
 {
-    bool open_mode = false;
-    int rc = read_key_file(command, path, secret, len, &open_mode);
-    *size = *len;
-    if (rc != CLI_EXIT_OK)
-        return rc;
-    warn_open_mode(command, path, open_mode);
-    while (*len > 0 && ((*secret)[*len - 1] == '\n' || (*secret)[*len - 1] == '\r'))
-        (*len)--;
-    if (*len == 0) {
-        fprintf(stderr, "almanac %s: key file %s is empty\n", command, path);
+    if (keyfile_load_secret(secret, len, size, path, warn_to_stderr, &command) < 0) {
+        fprintf(stderr, "almanac %s: %s\n", command, err_message());
         return CLI_EXIT_ERROR;
     }
     return CLI_EXIT_OK;

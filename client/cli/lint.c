@@ -12,6 +12,8 @@
  */
 #include "cli.h"
 #include "confdoc.h"
+#include "err.h"
+#include "fileread.h"
 #include "profile_expr.h"
 #include "propfile.h"
 #include "yamlconf.h"
@@ -151,25 +153,19 @@ static void lint_file(lint_state *st, const char *path, const char *name)
     confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
     confdoc_list docs = {0};
     confdoc_error err = {0};
-    char *data = NULL;
-    FILE *f = fopen(path, "rb");
-    struct stat sb;
-    if (f == NULL || fstat(fileno(f), &sb) < 0) {
-        fprintf(stderr, "almanac: cannot read %s: %s\n", path, strerror(errno));
-        st->failed = 1;
-        goto out;
-    }
-    if ((size_t)sb.st_size > limits.max_bytes) {
+    file_contents file = {0};
+    int read = file_read(&file, path, limits.max_bytes, 0);
+    if (read == ERR_TOO_LARGE) {
         report(st, path, 1, 1, "larger than the server's limit of %zu bytes", limits.max_bytes);
         goto out;
     }
-    data = malloc((size_t)sb.st_size + 1);
-    size_t len = data != NULL ? fread(data, 1, (size_t)sb.st_size, f) : 0;
-    if (data == NULL || ferror(f)) {
-        fprintf(stderr, "almanac: cannot read %s\n", path);
+    if (read < 0) {
+        fprintf(stderr, "almanac: %s\n", err_message());
         st->failed = 1;
         goto out;
     }
+    char *data = file.data;
+    size_t len = file.len;
     int rc = yaml ? yamlconf_parse(&docs, data, len, &limits, &err)
                   : propfile_parse(&docs, data, len, &limits, &err);
     if (rc < 0) {
@@ -185,9 +181,7 @@ static void lint_file(lint_state *st, const char *path, const char *name)
     }
 out:
     confdoc_list_dispose(&docs);
-    free(data);
-    if (f != NULL)
-        fclose(f);
+    file_contents_dispose(&file);
 }
 
 static void lint_dir(lint_state *st, const char *dir, int depth)

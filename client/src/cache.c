@@ -12,6 +12,9 @@
  */
 #include "internal.h"
 
+#include "err.h"
+#include "fileread.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -137,53 +140,21 @@ out:
     return error;
 }
 
-/* Reads at most `max` bytes of `path` into a new buffer. */
+/* Reads at most `max` bytes of `path` into a new buffer (common/'s reader, its error said in
+ * the library's terms). */
 static int read_file(char **out, size_t *len, const char *path, size_t max)
 {
-    int error = 0;
-    char *buf = NULL;
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return alm__error_set(ALM_ENOTFOUND, "no cache file at %s", path);
-        return alm__error_set(ALM_ECACHE, "cannot open cache file %s: %s", path, strerror(errno));
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s is not a regular file", path);
-        goto out;
-    }
-    if ((size_t)st.st_size > max) {
-        error = alm__error_set(ALM_ECACHE, "cache file %s is larger than %zu bytes", path, max);
-        goto out;
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    buf = malloc(size + 1);
-    if (buf == NULL) {
-        error = alm__error_set(ALM_ENOMEM, "out of memory reading cache file %s", path);
-        goto out;
-    }
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            error =
-                alm__error_set(ALM_ECACHE, "cannot read cache file %s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
-    return error;
+    file_contents file = {0};
+    int error = file_read(&file, path, max, FILE_READ_REGULAR_ONLY);
+    if (error == ERR_NOT_FOUND)
+        return alm__error_set(ALM_ENOTFOUND, "no cache file at %s", path);
+    if (error == ERR_NOMEM)
+        return alm__error_set(ALM_ENOMEM, "out of memory reading cache file %s", path);
+    if (error < 0)
+        return alm__error_set(ALM_ECACHE, "cache file %s", err_message());
+    *out = file.data;
+    *len = file.len;
+    return 0;
 }
 
 static int same_string(const json_t *v, const char *expected)

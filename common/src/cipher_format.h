@@ -121,18 +121,6 @@ int cipher_ssh_public_key(EVP_PKEY *pkey, const char *comment, char **out);
 /* Wipes and frees a plaintext returned here. NULL is fine. */
 void cipher_free_secret(char *secret, size_t len);
 
-#define CIPHER_KEY_FILE_MAX (64u * 1024u)
-
-/*
- * Reads a whole key file (a regular file of at most CIPHER_KEY_FILE_MAX bytes) into *buf,
- * NUL-terminated; the caller wipes it with cipher_free_secret(*buf, *len + 1). *group_readable
- * tells whether group or others may read it, which matters for private material only. On
- * failure CIPHER_EINVALID (or CIPHER_ENOMEM) with "PATH: reason" in errbuf. Shared by the
- * server's keyring and the CLI's offline encrypt/decrypt, so both accept the same files.
- */
-int cipher_read_key_file(const char *path, char **buf, size_t *len, bool *group_readable,
-                         char *errbuf, size_t errsize);
-
 /* Strict base64 (standard alphabet, padding optional as Java's decoder), for the keyring too. */
 int cipher_base64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len);
 

@@ -1,39 +1,10 @@
 /*
- * errors — per-thread error message and the one table from error code to HTTP status.
+ * errors — the one table from error code to HTTP status (the codes and the per-thread message
+ * are common/src/err.c).
  */
 #include "errors.h"
 
-#include <stdarg.h>
-#include <stdio.h>
-
-static _Thread_local char last_message[512];
-static _Thread_local int last_code;
-
-int err_set(int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(last_message, sizeof(last_message), fmt, ap);
-    va_end(ap);
-    last_code = code;
-    return code;
-}
-
-const char *err_message(void)
-{
-    return last_message;
-}
-
-int err_last_code(void)
-{
-    return last_code;
-}
-
-void err_clear(void)
-{
-    last_message[0] = '\0';
-    last_code = 0;
-}
+#include <stddef.h>
 
 static const struct {
     int code;

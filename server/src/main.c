@@ -12,6 +12,7 @@
 #include "guard/jwks.h"
 #include "compose/environment.h"
 #include "errors.h"
+#include "fileread.h"
 #include "change/events.h"
 #include "change/bus.h"
 #include "change/peers.h"
@@ -48,28 +49,9 @@ extern char **environ;
 
 #define MODULE "main"
 #define RESPONSE_CACHE_ENTRIES 65536
+#define SECRET_FILE_MAX (64u << 10) /* a secret is a few dozen bytes */
 /* Between two requested fetches: ten webhooks in a second cost at most two fetches. */
 #define REFRESH_MIN_GAP_MS 1000
-
-static char *read_text_file(const char *path, const char *what)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        err_set(ERR_NOT_FOUND, "%s %s: %s", what, path, strerror(errno));
-        return NULL;
-    }
-    char *data = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&data, &len);
-    char buf[4096];
-    size_t n;
-    while (mem != NULL && (n = fread(buf, 1, sizeof(buf), f)) > 0)
-        fwrite(buf, 1, n, mem);
-    fclose(f);
-    if (mem != NULL)
-        fclose(mem);
-    return data;
-}
 
 /* --search-paths "a,{application}/b" -> NULL-terminated array of trimmed entries. */
 static char **split_search_paths(const char *value)
@@ -136,15 +118,16 @@ static void wipe_free(char *secret)
  * never empty (an empty key would sign for anyone). NULL with the error logged. */
 static char *read_secret_file(const char *path, const char *flag)
 {
-    char *secret = read_text_file(path, flag);
-    if (secret == NULL) {
-        LOG_ERROR(MODULE, "%s", err_message());
+    file_contents file = {0};
+    if (file_read(&file, path, SECRET_FILE_MAX, FILE_READ_SECRET) < 0) {
+        LOG_ERROR(MODULE, "%s: %s", flag, err_message());
         return NULL;
     }
+    char *secret = file.data; /* callers wipe it (wipe_free) */
     secret[strcspn(secret, "\r\n")] = '\0';
     if (secret[0] == '\0') {
         LOG_ERROR(MODULE, "%s: %s is empty", flag, path);
-        free(secret);
+        wipe_free(secret);
         return NULL;
     }
     return secret;

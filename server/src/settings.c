@@ -14,6 +14,8 @@
 #include "settings.h"
 
 #include "confdoc.h"
+#include "err.h"
+#include "fileread.h"
 #include "scalar.h"
 #include "yamlconf.h"
 
@@ -499,51 +501,24 @@ static int apply_defaults(settings *s, char **envp, char *errbuf, size_t errsize
     return 0;
 }
 
+/* The settings file whole; messages name it as shown (escaped), not as given. */
 static int read_file(const char *path, char **data, size_t *len, char *errbuf, size_t errsize)
 {
     char shown[PATH_ECHO_MAX + 4];
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int error = -1;
-    FILE *f = fopen(path, "rb");
+    file_contents file = {0};
+    size_t plen = strlen(path);
 
-    echo(shown, sizeof(shown), path);
-    if (f == NULL || fstat(fileno(f), &st) < 0) {
-        fail(errbuf, errsize, "%s: cannot open: %s", shown, strerror(errno));
-        goto out;
+    if (file_read(&file, path, CONFIG_FILE_MAX, FILE_READ_REGULAR_ONLY) < 0) {
+        const char *why = err_message();
+        if (strncmp(why, path, plen) == 0 && strncmp(why + plen, ": ", 2) == 0)
+            why += plen + 2;
+        echo(shown, sizeof(shown), path);
+        fail(errbuf, errsize, "%s: %s", shown, why);
+        return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
-        fail(errbuf, errsize, "%s: not a regular file", shown);
-        goto out;
-    }
-    if (st.st_size > (off_t)CONFIG_FILE_MAX) {
-        fail(errbuf, errsize, "%s: larger than %u bytes", shown, CONFIG_FILE_MAX);
-        goto out;
-    }
-    /* One byte more than allowed, so a file that grew since fstat is noticed. */
-    if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
-        fail(errbuf, errsize, "out of memory");
-        goto out;
-    }
-    got = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
-    if (ferror(f)) {
-        fail(errbuf, errsize, "%s: cannot read: %s", shown, strerror(errno));
-        goto out;
-    }
-    if (got > CONFIG_FILE_MAX) {
-        fail(errbuf, errsize, "%s: larger than %u bytes", shown, CONFIG_FILE_MAX);
-        goto out;
-    }
-    *data = buf;
-    *len = got;
-    buf = NULL;
-    error = 0;
-out:
-    free(buf);
-    if (f != NULL)
-        fclose(f);
-    return error;
+    *data = file.data;
+    *len = file.len;
+    return 0;
 }
 
 /* "LINE:COL" of a key in doc, or "?:?" if the parser recorded none. */

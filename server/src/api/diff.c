@@ -8,7 +8,7 @@
  */
 #include "api/diff.h"
 
-#include "api/routes.h"
+#include "names.h"
 #include "compose/diff.h"
 #include "compose/environment.h"
 #include "errors.h"
@@ -17,7 +17,6 @@
 
 #include <string.h>
 
-#define NAME_MAX_LEN 512
 
 /* The from= and to= labels, decoded like a label segment ("(_)" -> "/"). */
 static int diff_labels(const request *req, char *from, char *to, size_t size)
@@ -26,7 +25,7 @@ static int diff_labels(const request *req, char *from, char *to, size_t size)
     if (f == NULL || t == NULL || *f == '\0' || *t == '\0')
         return err_set(ERR_BAD_REQUEST, "from= and to= are both needed (commit ids, tags or "
                                         "branches)");
-    if (routes_decode_name(f, "from", from, size) < 0 || routes_decode_name(t, "to", to, size) < 0)
+    if (names_decode(f, "from", from, size) < 0 || names_decode(t, "to", to, size) < 0)
         return ERR_BAD_REQUEST;
     return 0;
 }
@@ -40,7 +39,7 @@ static bool caller_may_read(const char *applications, void *ctx)
 /* Runs fn on the job for from= and to=; answers errors itself. apps NULL: the whole repo. */
 static int run_diff(request *req, response *res, const char *apps, const char *profiles)
 {
-    char from[NAME_MAX_LEN], to[NAME_MAX_LEN];
+    char from[NAMES_MAX_LEN], to[NAMES_MAX_LEN];
     env_compose_params a, b;
     json_t *body = NULL;
     int error = diff_labels(req, from, to, sizeof(from));
@@ -77,10 +76,10 @@ out:
 
 int diff_handle_environment(request *req, response *res)
 {
-    char apps[NAME_MAX_LEN];
+    char apps[NAMES_MAX_LEN];
     const char *profiles = req->segments[2];
-    if (routes_decode_name(req->segments[1], "application name", apps, sizeof(apps)) < 0 ||
-        routes_check_profiles(profiles) < 0)
+    if (names_decode(req->segments[1], "application name", apps, sizeof(apps)) < 0 ||
+        names_check_profiles(profiles) < 0)
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
     if (!caller_may_read(apps, req))
         return response_error(res, req, ERR_FORBIDDEN, NULL);

@@ -19,6 +19,7 @@
 #include "flatrender.h"
 #include "log.h"
 #include "metrics.h"
+#include "names.h"
 #include "placeholder.h"
 #include "change/bus.h"
 #include "change/peers.h"
@@ -38,7 +39,6 @@
 #include <time.h>
 
 #define MODULE "routes"
-#define NAME_MAX_LEN 512
 #define PATH_MAX_LEN 1024
 
 enum { M_GET = 1, M_POST = 2 };
@@ -54,114 +54,6 @@ typedef struct route {
     permission perm;
     int metrics_id;
 } route;
-
-/* ---- validation ------------------------------------------------------------------------- */
-
-static bool has_control_chars(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return true;
-    return false;
-}
-
-int routes_decode_name(const char *segment, const char *what, char *out, size_t outsize)
-{
-    if (segment[0] == '\0')
-        return err_set(ERR_BAD_REQUEST, "empty %s", what);
-    if (strncmp(segment, "(_)", 3) == 0)
-        return err_set(ERR_BAD_REQUEST, "%s must not start with (_)", what);
-    if (strstr(segment, "..") || strchr(segment, '#') || strchr(segment, '\\') ||
-        has_control_chars(segment))
-        return err_set(ERR_BAD_REQUEST, "invalid %s: must not contain '..', '#', '\\' or control "
-                                        "characters", what);
-    size_t j = 0;
-    for (size_t i = 0; segment[i];) {
-        if (j + 1 >= outsize)
-            return err_set(ERR_BAD_REQUEST, "%s too long", what);
-        if (strncmp(segment + i, "(_)", 3) == 0) {
-            out[j++] = '/';
-            i += 3;
-        } else {
-            out[j++] = segment[i++];
-        }
-    }
-    out[j] = '\0';
-    /* After "(_)" became "/": no absolute path, no empty or "." segment. */
-    if (out[0] == '/' || out[j - 1] == '/' || strstr(out, "//") || strcmp(out, ".") == 0 ||
-        strncmp(out, "./", 2) == 0 || strstr(out, "/./") ||
-        (j >= 2 && strcmp(out + j - 2, "/.") == 0))
-        return err_set(ERR_BAD_REQUEST, "invalid %s", what);
-    return 0;
-}
-
-static bool is_alnum(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-int routes_check_profiles(const char *profiles)
-{
-    const char *p = profiles;
-    if (strlen(profiles) > NAME_MAX_LEN)
-        return err_set(ERR_BAD_REQUEST, "profiles too long");
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 0)
-            return err_set(ERR_BAD_REQUEST, "empty profile in \"%s\"", profiles);
-        if (!is_alnum(p[0]) || !is_alnum(p[len - 1]))
-            return err_set(ERR_BAD_REQUEST, "invalid profile \"%.*s\": must start and end with a "
-                                            "letter or digit", (int)len, p);
-        for (size_t i = 0; i < len; i++)
-            if (!is_alnum(p[i]) && !strchr("-_.+@", p[i]))
-                return err_set(ERR_BAD_REQUEST, "invalid character in profile \"%.*s\"",
-                               (int)len, p);
-        if (end == NULL)
-            return 0;
-        p = end + 1;
-    }
-}
-
-int routes_join_path(char *const *segments, size_t count, char *out, size_t outsize)
-{
-    size_t j = 0;
-    if (count == 0)
-        return err_set(ERR_BAD_REQUEST, "empty path");
-    for (size_t s = 0; s < count; s++) {
-        const char *seg = segments[s];
-        if (s > 0) {
-            if (j + 1 >= outsize)
-                return err_set(ERR_BAD_REQUEST, "path too long");
-            out[j++] = '/';
-        }
-        for (size_t i = 0; seg[i];) {
-            if (j + 1 >= outsize)
-                return err_set(ERR_BAD_REQUEST, "path too long");
-            if (strncmp(seg + i, "(_)", 3) == 0) {
-                out[j++] = '/';
-                i += 3;
-            } else {
-                out[j++] = seg[i++];
-            }
-        }
-    }
-    out[j] = '\0';
-    if (has_control_chars(out) || strchr(out, '\\') || strchr(out, '#'))
-        return err_set(ERR_BAD_REQUEST, "invalid path");
-    /* Check every segment of the final path: "(_)" and %2F may have made new ones. */
-    const char *p = out;
-    for (;;) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
-            return err_set(ERR_BAD_REQUEST, "invalid path");
-        if (end == NULL)
-            break;
-        p = end + 1;
-    }
-    return 0;
-}
 
 /* ---- path shapes ------------------------------------------------------------------------ */
 
@@ -301,7 +193,7 @@ static bool match_console_environment(const request *req)
 
 static bool match_document(const request *req)
 {
-    char a[NAME_MAX_LEN], b[NAME_MAX_LEN], c[16];
+    char a[NAMES_MAX_LEN], b[NAMES_MAX_LEN], c[16];
     if (req->nsegments == 1)
         return split_document(req->segments[0], a, b, sizeof(a), c, sizeof(c));
     if (req->nsegments == 2)
@@ -405,11 +297,11 @@ static void answer_rendered(const request *req, response *res, render_result *r)
 static int serve_rendered(request *req, response *res, const char *name_segment,
                           const char *profiles, const char *label_segment, render_format fmt)
 {
-    char name[NAME_MAX_LEN];
-    char label[NAME_MAX_LEN];
-    if (routes_decode_name(name_segment, "application name", name, sizeof(name)) < 0 ||
-        routes_check_profiles(profiles) < 0 ||
-        (label_segment && routes_decode_name(label_segment, "label", label, sizeof(label)) < 0))
+    char name[NAMES_MAX_LEN];
+    char label[NAMES_MAX_LEN];
+    if (names_decode(name_segment, "application name", name, sizeof(name)) < 0 ||
+        names_check_profiles(profiles) < 0 ||
+        (label_segment && names_decode(label_segment, "label", label, sizeof(label)) < 0))
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
     if (check_applications(req, name) < 0)
         return response_error(res, req, ERR_FORBIDDEN, NULL);
@@ -445,7 +337,7 @@ static int handle_environment(request *req, response *res)
 
 static int handle_document(request *req, response *res)
 {
-    char name[NAME_MAX_LEN], profiles[NAME_MAX_LEN], ext[16];
+    char name[NAMES_MAX_LEN], profiles[NAMES_MAX_LEN], ext[16];
     const char *doc = req->segments[req->nsegments - 1];
     if (!split_document(doc, name, profiles, sizeof(name), ext, sizeof(ext)))
         return response_error(res, req, ERR_NOT_FOUND, "not found");
@@ -463,16 +355,16 @@ static int handle_document(request *req, response *res)
  */
 static int handle_plain_file(request *req, response *res)
 {
-    char name[NAME_MAX_LEN], label[NAME_MAX_LEN], path[PATH_MAX_LEN];
+    char name[NAMES_MAX_LEN], label[NAMES_MAX_LEN], path[PATH_MAX_LEN];
     /* Spring: /{name}/{profile}/{path...}?useDefaultLabel, the path nested or not. */
     bool default_label = request_query(req, "useDefaultLabel") != NULL;
     size_t first_path_segment = default_label ? 2 : 3;
     const char *profiles = req->segments[1];
 
-    if (routes_decode_name(req->segments[0], "application name", name, sizeof(name)) < 0 ||
-        routes_check_profiles(profiles) < 0 ||
-        (!default_label && routes_decode_name(req->segments[2], "label", label, sizeof(label)) < 0) ||
-        routes_join_path(req->segments + first_path_segment, req->nsegments - first_path_segment,
+    if (names_decode(req->segments[0], "application name", name, sizeof(name)) < 0 ||
+        names_check_profiles(profiles) < 0 ||
+        (!default_label && names_decode(req->segments[2], "label", label, sizeof(label)) < 0) ||
+        names_join_path(req->segments + first_path_segment, req->nsegments - first_path_segment,
                          path, sizeof(path)) < 0)
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
     if (check_applications(req, name) < 0 || check_plain_file(req, path) < 0)

@@ -14,7 +14,7 @@
 #include "cipher_format.h"
 #include "errors.h"
 #include "log.h"
-#include "api/routes.h"
+#include "names.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -53,8 +53,8 @@ static int check_location(const request *req, response *res, bool *ok)
     if (req->nsegments == 1)
         return 0;
     if (req->nsegments != 3 ||
-        routes_decode_name(req->segments[1], "application name", name, sizeof(name)) < 0 ||
-        routes_check_profiles(req->segments[2]) < 0) {
+        names_decode(req->segments[1], "application name", name, sizeof(name)) < 0 ||
+        names_check_profiles(req->segments[2]) < 0) {
         *ok = false;
         return response_error(res, req, ERR_BAD_REQUEST, "Invalid request");
     }

@@ -16,6 +16,7 @@
 
 #include "guard/cipher.h"
 #include "errors.h"
+#include "fileread.h"
 #include "log.h"
 #include "propfile.h"
 #include "source/repo.h"
@@ -707,57 +708,13 @@ static char *unescape_override(const char *value)
 
 #define OVERRIDES_MAX_BYTES (4u << 20)
 
-static int read_whole_file(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int error = 0;
-
-    *data = NULL;
-    if (f == NULL)
-        return err_set(ERR_CONFIG, "%s: cannot open", path);
-    for (;;) {
-        if (n == cap) {
-            char *grown;
-            if (cap >= OVERRIDES_MAX_BYTES) {
-                error = err_set(ERR_CONFIG, "%s: larger than %u bytes", path, OVERRIDES_MAX_BYTES);
-                goto out;
-            }
-            cap = cap != 0 ? cap * 2 : 4096;
-            if ((grown = realloc(buf, cap + 1)) == NULL) {
-                error = err_set(ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        error = err_set(ERR_CONFIG, "%s: read error", path);
-        goto out;
-    }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
-    buf = NULL;
-out:
-    free(buf);
-    fclose(f);
-    return error;
-}
-
 int overrides_load(overrides **out, const char *path)
 {
     confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
     confdoc_list docs = {0};
     confdoc_error perr = {0};
     overrides *o = NULL;
-    char *data = NULL;
-    size_t len = 0;
+    file_contents file = {0};
     size_t plen = strlen(path);
     bool props_file = plen >= 11 && strcmp(path + plen - 11, ".properties") == 0;
     bool yaml_file = (plen >= 4 && strcmp(path + plen - 4, ".yml") == 0) ||
@@ -769,9 +726,13 @@ int overrides_load(overrides **out, const char *path)
         error = err_set(ERR_CONFIG, "%s: must end with .yml, .yaml or .properties", path);
         goto out;
     }
-    if ((error = read_whole_file(path, &data, &len)) < 0)
+    if ((error = file_read(&file, path, OVERRIDES_MAX_BYTES, 0)) < 0) {
+        if (error != ERR_NOMEM)
+            error = err_set(ERR_CONFIG, "%s", err_message());
         goto out;
-    if ((props_file ? propfile_parse : yamlconf_parse)(&docs, data, len, &limits, &perr) < 0) {
+    }
+    if ((props_file ? propfile_parse : yamlconf_parse)(&docs, file.data, file.len, &limits,
+                                                        &perr) < 0) {
         error = err_set(ERR_CONFIG, "%s:%u:%u: %s", path, perr.line, perr.col, perr.message);
         goto out;
     }
@@ -803,7 +764,7 @@ int overrides_load(overrides **out, const char *path)
 out:
     overrides_free(o);
     confdoc_list_dispose(&docs);
-    free(data);
+    file_contents_dispose(&file);
     return error;
 }
 

@@ -19,6 +19,7 @@
 
 #include "confdoc.h"
 #include "errors.h"
+#include "fileread.h"
 #include "guard/jwt.h"
 #include "log.h"
 #include "yamlconf.h"
@@ -874,51 +875,22 @@ out:
 
 int authdb_load(authdb **out, const char *path)
 {
-    int error = 0;
-    char *data = NULL;
-    size_t len = 0, cap = 0;
-    struct stat st;
-    FILE *f = fopen(path, "rb");
+    file_contents file = {0};
+    int error;
 
     *out = NULL;
-    if (f == NULL) {
-        error = err_set(ERR_CONFIG, "%s: %s", path, strerror(errno));
+    error = file_read(&file, path, AUTH_FILE_MAX, FILE_READ_SECRET);
+    if (error < 0) {
+        /* Whatever kept the file from being read, it is a broken setting. */
+        if (error != ERR_NOMEM)
+            error = err_set(ERR_CONFIG, "%s", err_message());
         goto out;
     }
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH))
+    if (file.mode & S_IROTH)
         LOG_WARN(MODULE, "%s is readable by every user of this machine (chmod 600 it)", path);
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 4096;
-            if (cap > AUTH_FILE_MAX + 1)
-                cap = AUTH_FILE_MAX + 1;
-            char *grown = realloc(data, cap);
-            if (grown == NULL) {
-                error = err_set(ERR_NOMEM, "out of memory");
-                goto out;
-            }
-            data = grown;
-        }
-        size_t n = fread(data + len, 1, cap - len, f);
-        len += n;
-        if (len > AUTH_FILE_MAX) {
-            error = err_set(ERR_CONFIG, "%s: larger than %u bytes", path, AUTH_FILE_MAX);
-            goto out;
-        }
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        error = err_set(ERR_CONFIG, "%s: read error", path);
-        goto out;
-    }
-    error = authdb_parse(out, data ? data : "", len, path);
+    error = authdb_parse(out, file.data, file.len, path);
 out:
-    if (f != NULL)
-        fclose(f);
-    if (data != NULL)
-        OPENSSL_cleanse(data, len);
-    free(data);
+    file_contents_dispose(&file);
     return error;
 }
 

@@ -13,6 +13,8 @@
 
 #include "cipher_format.h"
 #include "errors.h"
+#include "fileread.h"
+#include "keyfile.h"
 #include "log.h"
 #include "settings.h"
 
@@ -97,19 +99,10 @@ static int map_error(int cipher_error, int invalid_as)
     }
 }
 
-/* A whole key file (see cipher_read_key_file); *buf is wiped by the caller. */
-static int read_key_file(const char *path, char **buf, size_t *len)
+static void warn_to_log(void *ctx, const char *message)
 {
-    char message[512];
-    bool group_readable = false;
-    int rc = cipher_read_key_file(path, buf, len, &group_readable, message, sizeof(message));
-    if (rc == CIPHER_ENOMEM)
-        return err_set(ERR_NOMEM, "out of memory");
-    if (rc != CIPHER_OK)
-        return err_set(ERR_CONFIG, "%s", message);
-    if (group_readable)
-        LOG_WARN("cipher", "%s: key file is accessible to group or others (chmod 600)", path);
-    return 0;
+    (void)ctx;
+    LOG_WARN("cipher", "%s", message);
 }
 
 static int init_symmetric(keyring_key *key, const keyring *k, const char *secret, size_t len,
@@ -131,60 +124,18 @@ static int init_symmetric(keyring_key *key, const keyring *k, const char *secret
 
 static int load_symmetric_file(keyring_key *key, const keyring *k, const char *path)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    int error = read_key_file(path, &buf, &len);
+    char *secret = NULL;
+    size_t len = 0, size = 0;
+    int error = keyfile_load_secret(&secret, &len, &size, path, warn_to_log, NULL);
     if (error == 0)
-        error = init_symmetric(key, k, buf, len, path);
-    cipher_free_secret(buf, len);
+        error = init_symmetric(key, k, secret, len, path);
+    cipher_free_secret(secret, size);
     return error;
-}
-
-/* Never prompts for a passphrase: the server has no terminal to ask on. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return -1;
 }
 
 static int load_rsa_file(keyring_key *key, const char *path)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    BIO *bio = NULL;
-    int error = read_key_file(path, &buf, &len);
-    if (error < 0)
-        goto out;
-    error = ERR_NOMEM;
-    if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
-        goto out;
-    key->pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    key->can_decrypt = key->pkey != NULL;
-    if (key->pkey == NULL) {
-        /* A public key alone can encrypt: a site may keep the private half elsewhere. */
-        BIO_free(bio);
-        if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL)
-            goto out;
-        key->pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-    }
-    if (key->pkey == NULL || !EVP_PKEY_is_a(key->pkey, "RSA")) {
-        error = err_set(ERR_CONFIG, "%s: not an unencrypted PEM RSA key", path);
-        goto out;
-    }
-    if (EVP_PKEY_get_bits(key->pkey) < 2048)
-        LOG_WARN("cipher", "%s: RSA key of %d bits; use 2048 or more", path,
-                 EVP_PKEY_get_bits(key->pkey));
-    error = 0;
-out:
-    if (error == ERR_NOMEM)
-        err_set(ERR_NOMEM, "out of memory");
-    ERR_clear_error();
-    BIO_free(bio);
-    cipher_free_secret(buf, len);
-    return error;
+    return keyfile_load_rsa(&key->pkey, &key->can_decrypt, path, false, warn_to_log, NULL);
 }
 
 static int load_keys_dir(keyring *k, const char *dir_path)
@@ -441,54 +392,6 @@ static int cli_fail(const char *command, const char *message)
     return 1;
 }
 
-/* Reads stdin up to CIPHER_MAX_TEXT bytes; *buf is wiped by the caller. */
-static int read_stdin(char **buf, size_t *len)
-{
-    size_t cap = 4096, got = 0;
-    char *data = malloc(cap + 1);
-    *buf = NULL;
-    *len = 0;
-    if (data == NULL)
-        return -1;
-    for (;;) {
-        if (got == cap) {
-            if (cap >= CIPHER_MAX_TEXT) {
-                cipher_free_secret(data, cap + 1);
-                return -2;
-            }
-            char *grown = malloc(2 * cap + 1);
-            if (grown == NULL) {
-                cipher_free_secret(data, cap + 1);
-                return -1;
-            }
-            memcpy(grown, data, got);
-            cipher_free_secret(data, cap + 1);
-            data = grown;
-            cap *= 2;
-        }
-        size_t n = fread(data + got, 1, cap - got, stdin);
-        if (n == 0)
-            break;
-        got += n;
-    }
-    data[got] = '\0';
-    *buf = data;
-    *len = got;
-    return ferror(stdin) ? -3 : 0;
-}
-
-/* True when the file starts like a PEM document. */
-static bool file_is_pem(const char *path)
-{
-    char head[11] = {0};
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return false;
-    size_t n = fread(head, 1, sizeof(head) - 1, f);
-    fclose(f);
-    return n == 10 && memcmp(head, "-----BEGIN", 10) == 0;
-}
-
 int cipher_cli_main(int argc, char **argv)
 {
     const char *command = argc > 0 ? argv[0] : "encrypt";
@@ -529,7 +432,7 @@ int cipher_cli_main(int argc, char **argv)
         else
             return cli_fail(command, "unknown option or value (see --help)");
     }
-    if (key_file != NULL && file_is_pem(key_file))
+    if (key_file != NULL && keyfile_is_pem(key_file))
         opts.rsa_key_file = key_file;
     else if (key_file != NULL)
         opts.key_file = key_file;
@@ -543,10 +446,12 @@ int cipher_cli_main(int argc, char **argv)
         cli_fail(command, "no key: give --key-file or set ALMANAC_ENCRYPT_KEY");
         goto out;
     }
-    int r = read_stdin(&input, &input_len);
-    input_size = input_len;
+    file_contents in = {0};
+    int r = file_read_stream(&in, stdin, "standard input", CIPHER_MAX_TEXT, FILE_READ_SECRET);
+    input = in.data; /* wiped at out with cipher_free_secret */
+    input_len = input_size = in.len;
     if (r < 0) {
-        cli_fail(command, r == -2 ? "input too large" : "cannot read standard input");
+        cli_fail(command, r == ERR_TOO_LARGE ? "input too large" : "cannot read standard input");
         goto out;
     }
     if (encrypt) {

@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "errors.h"
-#include "api/routes.h"
+#include "names.h"
 
 #include <string.h>
 
@@ -17,11 +17,11 @@ static void decodes_underscore_marker_to_slash(void **state)
 {
     (void)state;
     char out[128];
-    assert_int_equal(routes_decode_name("feature(_)x", "label", out, sizeof(out)), 0);
+    assert_int_equal(names_decode("feature(_)x", "label", out, sizeof(out)), 0);
     assert_string_equal(out, "feature/x");
-    assert_int_equal(routes_decode_name("orders", "name", out, sizeof(out)), 0);
+    assert_int_equal(names_decode("orders", "name", out, sizeof(out)), 0);
     assert_string_equal(out, "orders");
-    assert_int_equal(routes_decode_name("orders,billing", "name", out, sizeof(out)), 0);
+    assert_int_equal(names_decode("orders,billing", "name", out, sizeof(out)), 0);
     assert_string_equal(out, "orders,billing");
 }
 
@@ -35,7 +35,7 @@ static void rejects_traversal_in_names(void **state)
         "\x01",         "a\nb",      "",         "..(_)x",    "(_)",        "a(_)..",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        int rc = routes_decode_name(bad[i], "name", out, sizeof(out));
+        int rc = names_decode(bad[i], "name", out, sizeof(out));
         if (rc != ERR_BAD_REQUEST)
             fail_msg("accepted hostile name \"%s\"", bad[i]);
     }
@@ -45,7 +45,7 @@ static void rejects_names_too_long_for_buffer(void **state)
 {
     (void)state;
     char out[8];
-    assert_int_equal(routes_decode_name("abcdefghij", "name", out, sizeof(out)), ERR_BAD_REQUEST);
+    assert_int_equal(names_decode("abcdefghij", "name", out, sizeof(out)), ERR_BAD_REQUEST);
 }
 
 static void accepts_spring_profiles(void **state)
@@ -54,7 +54,7 @@ static void accepts_spring_profiles(void **state)
     static const char *const good[] = {"dev", "dev,mysql", "a", "prod-eu.1", "x+y", "a@b",
                                        "default", "k8s_prod", "1"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        if (routes_check_profiles(good[i]) != 0)
+        if (names_check_profiles(good[i]) != 0)
             fail_msg("rejected valid profiles \"%s\"", good[i]);
 }
 
@@ -65,7 +65,7 @@ static void rejects_bad_profiles(void **state)
                                       "de v",  "a/b",  "..",    "a\\b",   "dev,,x", "%2e",
                                       "dev#1", ".dev", "dev.",  "a;b",    "(_)"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        if (routes_check_profiles(bad[i]) != ERR_BAD_REQUEST)
+        if (names_check_profiles(bad[i]) != ERR_BAD_REQUEST)
             fail_msg("accepted invalid profiles \"%s\"", bad[i]);
 }
 
@@ -74,10 +74,10 @@ static void joins_resource_paths(void **state)
     (void)state;
     char out[256];
     char *segments[] = {"templates", "nginx.conf"};
-    assert_int_equal(routes_join_path(segments, 2, out, sizeof(out)), 0);
+    assert_int_equal(names_join_path(segments, 2, out, sizeof(out)), 0);
     assert_string_equal(out, "templates/nginx.conf");
     char *marked[] = {"templates(_)sub(_)file.txt"};
-    assert_int_equal(routes_join_path(marked, 1, out, sizeof(out)), 0);
+    assert_int_equal(names_join_path(marked, 1, out, sizeof(out)), 0);
     assert_string_equal(out, "templates/sub/file.txt");
 }
 
@@ -95,7 +95,7 @@ static void rejects_traversal_in_paths(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *segments[2] = {(char *)(uintptr_t)bad[i][0], (char *)(uintptr_t)bad[i][1]};
         size_t count = bad[i][1] ? 2 : 1;
-        if (routes_join_path(segments, count, out, sizeof(out)) != ERR_BAD_REQUEST)
+        if (names_join_path(segments, count, out, sizeof(out)) != ERR_BAD_REQUEST)
             fail_msg("accepted hostile path \"%s\" \"%s\"", bad[i][0],
                      bad[i][1] ? bad[i][1] : "");
     }
