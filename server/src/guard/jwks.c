@@ -11,6 +11,7 @@
 #include "guard/jwks.h"
 
 #include "errors.h"
+#include "fileread.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -397,25 +398,17 @@ static int buffer_add(buffer *b, const void *bytes, size_t n)
     return 0;
 }
 
+/* The whole file into an empty b, under b->max (common/'s reader; messages say what it is). */
 static int read_file(buffer *b, const char *path, const char *what)
 {
-    int error = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return err_set(ERR_CONFIG, "%s %s: %s", what, path, strerror(errno));
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        if (buffer_add(b, chunk, n) < 0) {
-            error = b->too_big ? err_set(ERR_CONFIG, "%s %s: larger than %zu bytes", what, path,
-                                         b->max)
-                               : err_set(ERR_NOMEM, "out of memory");
-            break;
-        }
-    if (error == 0 && ferror(f))
-        error = err_set(ERR_CONFIG, "%s %s: read error", what, path);
-    fclose(f);
-    return error;
+    file_contents file = {0};
+    int error = file_read(&file, path, b->max, 0);
+    if (error < 0)
+        return err_set(error == ERR_NOMEM ? ERR_NOMEM : ERR_CONFIG, "%s %s", what, err_message());
+    free(b->data);
+    b->data = file.data;
+    b->len = file.len;
+    return 0;
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
