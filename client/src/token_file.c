@@ -9,6 +9,9 @@
  */
 #include "internal.h"
 
+#include "err.h"
+#include "fileread.h"
+
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -47,21 +50,16 @@ void alm__token_file_dispose(alm__token_file *tf)
 static int read_token(const char *path, char **out)
 {
     int error = 0;
-    char *buf = NULL;
-    FILE *f = fopen(path, "rb");
+    file_contents file = {0};
     *out = NULL;
-    if (f == NULL)
-        return alm__error_set(ALM_EINVALID, "token file %s: %s", path, strerror(errno));
-    if ((buf = malloc(TOKEN_FILE_MAX + 1)) == NULL) {
-        error = alm__error_set(ALM_ENOMEM, "out of memory");
+    if (file_read(&file, path, TOKEN_FILE_MAX, FILE_READ_SECRET) < 0) {
+        error = err_last_code() == ERR_NOMEM
+                    ? alm__error_set(ALM_ENOMEM, "out of memory")
+                    : alm__error_set(ALM_EINVALID, "token file %s", err_message());
         goto out;
     }
-    size_t n = fread(buf, 1, TOKEN_FILE_MAX + 1, f);
-    if (ferror(f) || n > TOKEN_FILE_MAX) {
-        error = alm__error_set(ALM_EINVALID, "token file %s: %s", path,
-                               n > TOKEN_FILE_MAX ? "larger than 16 KiB" : "read error");
-        goto out;
-    }
+    char *buf = file.data;
+    size_t n = file.len;
     /* Editors and `echo` add a newline; it is not part of the token. */
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                      buf[n - 1] == '\t'))
@@ -72,13 +70,9 @@ static int read_token(const char *path, char **out)
         goto out;
     }
     *out = buf;
-    buf = NULL;
+    file.data = NULL;
 out:
-    if (buf != NULL) {
-        OPENSSL_cleanse(buf, TOKEN_FILE_MAX + 1);
-        free(buf);
-    }
-    fclose(f);
+    file_contents_dispose(&file);
     return error;
 }
 
