@@ -146,3 +146,41 @@ class ConsoleTest(ServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ConsoleServingTest(ServerTestCase):
+    """What needs no browser: the headers, authentication, and --no-ui."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit(sample_files(), "sample")
+        auth = os.path.join(cls.tmp, "auth.yml")
+        with open(auth, "w") as f:
+            f.write("users:\n  ops:\n    password: \"%s\"\n    admin: true\n"
+                    % crypt_sha512("ops-pw", "opssalt1"))
+        os.chmod(auth, 0o600)
+        cls.secured = cls.start_server(cls.repo.uri, extra_args=["--auth-file", auth])
+        cls.off = cls.start_server(cls.repo.uri, extra_args=["--no-ui"])
+
+    def test_files_need_credentials_and_carry_a_strict_policy(self):
+        self.assertEqual(self.secured.get("/ui/").status, 401)
+        self.assertEqual(self.secured.get("/ui/api/overview").status, 401)
+        import base64
+        auth = {"Authorization": "Basic " + base64.b64encode(b"ops:ops-pw").decode()}
+        r = self.secured.get("/ui/", headers=auth)
+        self.assertEqual(r.status, 200, r)
+        self.assertIn("script-src 'self'", r.header("Content-Security-Policy"))
+        self.assertEqual(r.header("X-Content-Type-Options"), "nosniff")
+        self.assertNotIn(b"<script>", r.body)  # no inline script: the policy would block it
+        self.assertEqual(self.secured.get("/ui", headers=auth).header("Location"), "/ui/")
+        js = self.secured.get("/ui/console.js", headers=auth)
+        self.assertEqual(js.header("Content-Type"), "text/javascript; charset=utf-8")
+        self.assertNotIn(b"innerHTML", js.body)  # values reach the page as text only
+        self.assertEqual(self.secured.get("/ui/nosuch.js", headers=auth).status, 404)
+
+    def test_no_ui(self):
+        self.assertEqual(self.off.get("/ui/").status, 404)
+        self.assertEqual(self.off.get("/ui/api/overview").status, 404)
+        # the name is an application's again
+        self.assertEqual(self.off.get("/ui/dev").json()["name"], "ui")
