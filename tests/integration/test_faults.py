@@ -4,6 +4,7 @@ leftovers of killed clones, and odd bytes in a request path. What each test show
 in docs/operations.md ("What Almanac does when…").
 """
 
+import json
 import os
 import signal
 import socket
@@ -280,6 +281,32 @@ class ShutdownAnswersWatchersTest(h.ServerTestCase):
         self.assertTrue(head.startswith("http/1.1 503"), data)
         self.assertIn("retry-after: 0", head)
         self.assertEqual(server.proc.wait(timeout=15), 0)
+
+
+class OddRequestsTest(h.ServerTestCase):
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"application.yml": "a: 1\n", "conf/big.txt": "x" * (5 << 20),
+                         "conf/small.txt": "a=${a}\n"}, "one")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def test_raw_non_ascii_bytes_in_the_path_are_a_client_error(self):
+        for path in (b"/\xff\xfe/x", b"/app\xff/default", b"/app/default/\xc3"):
+            answer = self.server.raw(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                     b"Connection: close\r\n\r\n")
+            head, _, body = answer.partition(b"\r\n\r\n")
+            status = int(head.split(b" ")[1])
+            self.assertTrue(400 <= status < 500, answer[:300])
+            doc = json.loads(body)
+            self.assertEqual(doc["status"], status)
+            self.assertNotIn("\\u00ff", doc["path"])  # bytes shown as %XX, not as characters
+
+    def test_plain_file_over_the_cap_is_refused_naming_it(self):
+        body = self.assertErrorBody(self.server.get("/app/default/main/conf/big.txt"), 500)
+        self.assertIn("conf/big.txt is larger than", body["message"])
+        r = self.server.get("/app/default/main/conf/small.txt")
+        self.assertEqual((r.status, r.text), (200, "a=1\n"))
 
 
 if __name__ == "__main__":

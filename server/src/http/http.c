@@ -275,6 +275,34 @@ int response_json(response *res, unsigned status, json_t *json)
     return response_set(res, status, "application/json", text, strlen(text));
 }
 
+/*
+ * A JSON string for text that may not be UTF-8 (a raw byte in a request path, or a message
+ * quoting one): as is when valid, else with every byte outside printable ASCII written as %XX.
+ * Without this the error body could not be built and the answer was an empty 500.
+ */
+static json_t *json_text(const char *text)
+{
+    if (text == NULL)
+        return json_null();
+    json_t *j = json_string(text);
+    if (j != NULL)
+        return j;
+    size_t len = strlen(text);
+    char *out = malloc(3 * len + 1), *w = out;
+    if (out == NULL)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f)
+            *w++ = (char)*p;
+        else
+            w += sprintf(w, "%%%02X", *p);
+    }
+    *w = '\0';
+    j = json_string(out);
+    free(out);
+    return j;
+}
+
 int response_error(response *res, const request *req, int code, const char *message)
 {
     unsigned status = err_http_status(code);
@@ -286,9 +314,10 @@ int response_error(response *res, const request *req, int code, const char *mess
     size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp + n, sizeof(stamp) - n, ".%03ld+00:00", now.tv_nsec / 1000000L);
     /* The path as received: never the decoded form, which may hold what the caller smuggled. */
-    json_t *body = json_pack("{s:s, s:i, s:s, s:s, s:s?}", "timestamp", stamp, "status",
+    json_t *body = json_pack("{s:s, s:i, s:s, s:o, s:o*}", "timestamp", stamp, "status",
                              (int)status, "error", err_http_reason(status), "message",
-                             message ? message : err_message(), "path", req ? req->url : NULL);
+                             json_text(message ? message : err_message()), "path",
+                             req ? json_text(req->url) : NULL);
     response_json(res, status, body);
     return 0;
 }

@@ -2002,9 +2002,11 @@ int repo_read_file(repo *r, const char *commit, const char *path, char **data, s
     git_tree *tree = NULL;
     git_tree_entry *entry = NULL;
     git_blob *blob = NULL;
-    git_filemode_t mode;
-    size_t size;
+    git_odb *odb = NULL;
+    git_object_t type;
+    size_t size, header_size = 0;
     int error;
+    git_filemode_t mode;
 
     *data = NULL;
     *len = 0;
@@ -2026,18 +2028,27 @@ int repo_read_file(repo *r, const char *commit, const char *path, char **data, s
         error = err_set(ERR_NOT_FOUND, "no such file: %s", path); /* tree, symlink, submodule */
         goto out;
     }
+    /* The size from the object's header first: a blob over the cap is never inflated (eight
+     * requests for a 50 MB file used to stall other reads for a second). A file too large to
+     * serve is the repository's problem, not the request's: 500, as every broken file. */
+    if (git_repository_odb(&odb, g) < 0 ||
+        git_odb_read_header(&header_size, &type, odb, git_tree_entry_id(entry)) < 0) {
+        error = err_set(ERR_GIT, "cannot read %s: %s", path, git_reason());
+        goto out;
+    }
+    if (header_size > r->max_file_bytes) {
+        error = err_set(ERR_CONFIG, "%s is larger than %zu bytes", path, r->max_file_bytes);
+        goto out;
+    }
     if (git_blob_lookup(&blob, g, git_tree_entry_id(entry)) < 0) {
         error = err_set(ERR_GIT, "cannot read %s: %s", path, git_reason());
         goto out;
     }
     size = (size_t)git_blob_rawsize(blob);
-    if (size > r->max_file_bytes) {
-        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", path, r->max_file_bytes);
-        goto out;
-    }
     if ((error = copy_out(git_blob_rawcontent(blob), size, data)) == 0)
         *len = size;
 out:
+    git_odb_free(odb);
     git_blob_free(blob);
     git_tree_entry_free(entry);
     git_tree_free(tree);

@@ -274,7 +274,7 @@ int repo_dir_read(const char *root, size_t max, const char *path, char **data, s
         goto out;
     }
     if ((size_t)st.st_size > max) {
-        error = err_set(ERR_TOO_LARGE, "%s is larger than %zu bytes", path, max);
+        error = err_set(ERR_CONFIG, "%s is larger than %zu bytes", path, max);
         goto out;
     }
     error = read_fd(fd, max, path, data, len);
