@@ -15,7 +15,7 @@
  */
 #include "api/console.h"
 
-#include "api/routes.h"
+#include "names.h"
 #include "api/ui_assets.h"
 #include "change/watch.h"
 #include "compose/diff.h"
@@ -272,9 +272,9 @@ int console_handle_environment(request *req, response *res)
     environment env = {0};
     json_t *merged = NULL, *keys = json_array(), *body = NULL;
     int error;
-    if (routes_decode_name(req->segments[3], "application name", app, sizeof(app)) < 0 ||
-        routes_check_profiles(profiles) < 0 ||
-        (label_q && *label_q && routes_decode_name(label_q, "label", label, sizeof(label)) < 0))
+    if (names_decode(req->segments[3], "application name", app, sizeof(app)) < 0 ||
+        names_check_profiles(profiles) < 0 ||
+        (label_q && *label_q && names_decode(label_q, "label", label, sizeof(label)) < 0))
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
     if (!may_read(app, req))
         return response_error(res, req, ERR_FORBIDDEN, NULL);
