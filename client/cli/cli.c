@@ -124,9 +124,11 @@ int cli_common_option(cli_common *common, int opt, const char *arg)
 static void on_library_log(alm_log_level level, const char *message, void *payload)
 {
     (void)payload;
-    static const log_level map[] = {LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN,
-                                    LOG_LEVEL_ERROR};
-    log_write(map[level <= ALM_LOG_ERROR ? level : ALM_LOG_ERROR], "client", "%s", message);
+    log_level mapped = level <= ALM_LOG_DEBUG  ? LOG_LEVEL_DEBUG
+                       : level == ALM_LOG_INFO ? LOG_LEVEL_INFO
+                       : level == ALM_LOG_WARN ? LOG_LEVEL_WARN
+                                               : LOG_LEVEL_ERROR;
+    log_write(mapped, "client", "%s", message);
 }
 
 int cli_client_new(alm_client **out, const cli_common *common, const char *app,
@@ -149,6 +151,7 @@ int cli_client_new(alm_client **out, const cli_common *common, const char *app,
     if (common->verbose) {
         log_configure(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
         opts.log_cb = on_library_log;
+        opts.log_level = ALM_LOG_DEBUG;
     } else if (warnings) {
         log_configure(LOG_LEVEL_WARN, LOG_FORMAT_TEXT);
         opts.log_cb = on_library_log;

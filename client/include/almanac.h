@@ -114,29 +114,50 @@ ALM_EXTERN const char *alm_strerror(int code);
  * Client options
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Severity of a diagnostic. Zero is not a level: in the options it means "the default", INFO,
+ * so a zeroed options struct does not ask for debug chatter. (Options of versions 1 and 2 used
+ * the older numbering, DEBUG = 0 … ERROR = 3; the library still reads and calls back that way
+ * for a caller that says version 1 or 2.)
+ */
 typedef enum alm_log_level {
-    ALM_LOG_DEBUG = 0,
-    ALM_LOG_INFO = 1,
-    ALM_LOG_WARN = 2,
-    ALM_LOG_ERROR = 3
+    ALM_LOG_DEFAULT = 0, /* options only: ALM_LOG_INFO */
+    ALM_LOG_DEBUG = 1,   /* each request and each attempt */
+    ALM_LOG_INFO = 2,    /* a change of configuration, an outage ending */
+    ALM_LOG_WARN = 3,    /* an outage beginning, a fallback to the cache, a cache not written */
+    ALM_LOG_ERROR = 4    /* a failure the library cannot ride out by itself */
 } alm_log_level;
 
 /*
  * Receives the library's diagnostics (retries, fallbacks to the cache, cache write failures).
- * `message` is one line without a trailing newline, valid only during the call. Called on the
- * thread that called into the library; it must not call back into the same client.
+ * `message` is one line without a trailing newline, valid only during the call. It must not
+ * call back into the same client or watch. Called on the thread that called into the library;
+ * a watch's own diagnostics come from the watch thread, or, with manual_dispatch, from
+ * alm_watch_dispatch() on the caller's thread (see alm_watch_options).
  */
 typedef void (*alm_log_cb)(alm_log_level level, const char *message, void *payload);
 
 /*
- * Retry of a failed fetch: up to `max_attempts` rounds over all servers, sleeping between
- * rounds for `initial_backoff_ms`, multiplied by `multiplier` after each round and capped at
- * `max_backoff_ms`, each sleep moved at random by up to `jitter` (a fraction, 0.0–1.0) of itself.
- * Only failures that may pass are retried: network errors, timeouts and 5xx answers; a 401,
- * 403 or 404, a certificate that cannot be verified, a malformed or oversized answer are
- * returned at once.
+ * Retry of a failed request, for the boot fetch (`retry` in the options) and, separately, for
+ * the watch (`watch_retry`): pauses that start at `initial_backoff_ms`, grow by `multiplier`
+ * after each failed round and are capped at `max_backoff_ms`, each moved at random by up to
+ * `jitter` (a fraction, 0.0–1.0) of itself. A server's `Retry-After` (on 429 and 503) is a
+ * floor under the pause.
+ *
+ * Boot fetch: up to `max_attempts` rounds over all servers. Only failures that may pass are
+ * retried: network errors, timeouts, 429 and 5xx answers; a 401, 403 or 404, a certificate that
+ * cannot be verified, a malformed or oversized answer are returned at once, and so is a
+ * Retry-After longer than `max_backoff_ms` (the server asks for more patience than a boot has).
  * A zero field takes its default: 6 attempts, 1000 ms, ×1.1, 2000 ms (Spring Cloud Config's
  * client defaults), jitter 0.1. Set max_attempts to 1 for no retry.
+ *
+ * Watch: never gives up (`max_attempts` is ignored). Defaults 1000 ms, ×2, 300000 ms (five
+ * minutes), jitter 0.2. Answers that waiting will not fix soon (401, 403, 404) start at ten
+ * times `initial_backoff_ms`, so that a watch with rotated-away credentials does not use up a
+ * server's allowance of failed logins for its address.
+ *
+ * This struct is frozen (it is embedded by value in the options): new retry settings will come as
+ * new fields of the options, never as fields here.
  */
 typedef struct alm_retry_policy {
     unsigned int max_attempts;
@@ -146,7 +167,7 @@ typedef struct alm_retry_policy {
     double jitter;     /* 0.0–1.0; negative for none */
 } alm_retry_policy;
 
-#define ALM_CLIENT_OPTIONS_VERSION 2
+#define ALM_CLIENT_OPTIONS_VERSION 3
 
 /*
  * Options of alm_client_new(). Initialise with ALM_CLIENT_OPTIONS_INIT (or
@@ -179,7 +200,7 @@ typedef struct alm_client_options {
     unsigned int connect_timeout_ms; /* per connection attempt; default 5000 */
     unsigned int request_timeout_ms; /* whole request, long-poll time excluded; default 30000 */
 
-    alm_retry_policy retry;
+    alm_retry_policy retry; /* boot: fetch, fetch_file, encrypt, decrypt */
 
     /*
      * When every attempt failed: nonzero returns the error; zero falls back to `cache_file`
@@ -197,7 +218,7 @@ typedef struct alm_client_options {
 
     alm_log_cb log_cb;       /* NULL: diagnostics are dropped */
     void *log_payload;       /* passed to log_cb as is */
-    alm_log_level log_level; /* least severe level passed to log_cb; default ALM_LOG_DEBUG (0) */
+    alm_log_level log_level; /* least severe level passed to log_cb; ALM_LOG_DEFAULT: INFO */
 
     /* Version 2. */
 
@@ -208,6 +229,20 @@ typedef struct alm_client_options {
      * file cannot be read later on, the last token read is sent.
      */
     const char *token_file;
+
+    /* Version 3. */
+
+    /* The watch's retry policy (see alm_retry_policy); NULL for the watch defaults. Copied. */
+    const alm_retry_policy *watch_retry;
+
+    /*
+     * Nonzero: values as the property sources hold them, `${…}` placeholders left as written.
+     * By default every string value of the merged view has its placeholders resolved against
+     * the merged view, the way the server resolves them for its `.yml`/`.properties`/`.json`
+     * documents and Spring's Environment does (`${key}`, `${key:default}`, nested, `\${` for a
+     * literal `${`; one that cannot be resolved, or is part of a cycle, stays as written).
+     */
+    int keep_placeholders;
 } alm_client_options;
 
 /*
@@ -217,7 +252,7 @@ typedef struct alm_client_options {
 #define ALM_CLIENT_OPTIONS_INIT                                                                    \
     {                                                                                              \
         ALM_CLIENT_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, {0, 0, 0, 0.0, 0.0}, 0, 0, 0, \
-            0, 0, ALM_LOG_DEBUG, 0                                                                 \
+            0, 0, ALM_LOG_DEFAULT, 0, 0, 0                                                         \
     }
 
 /*
@@ -394,8 +429,12 @@ ALM_EXTERN void alm_buf_dispose(alm_buf *buf);
 
 /*
  * Creates a client. `opts` is copied; NULL is not allowed because `application` is required.
- * Nothing is sent to the network yet. Errors: ALM_EINVALID (no application, a URL that is not
- * http(s)://, both a password and a token, an unknown options version), ALM_ENOMEM.
+ * Nothing is sent to the network yet. Profiles are normalised: blanks around each name are
+ * dropped ("prod, eu" is "prod,eu"). Errors: ALM_EINVALID, with a message naming the option, for
+ * no application; an application or profile with a "/" or a control character;
+ * an empty profile ("prod,,eu"); a server URL that is not http(s)://, has no host, a bad port,
+ * credentials, a query or a fragment; a username without a password; both credentials and a
+ * token; a retry multiplier below 1 or jitter over 1; an unknown options version. ALM_ENOMEM.
  */
 ALM_EXTERN int alm_client_new(alm_client **out, const alm_client_options *opts);
 
@@ -511,46 +550,83 @@ typedef struct alm_diff {
 } alm_diff;
 
 /*
- * Called on the watch thread after each change, with no lock of the library held: it may call
- * alm_watch_current() and any alm_config function, retain either snapshot, and take its own
- * locks. It must not call alm_watch_stop() or alm_watch_free() on its own watch, nor use the
- * client. `old_cfg` is the snapshot replaced, `new_cfg` the one now current.
+ * Called after each change, with no lock of the library held: on the watch thread, or with
+ * manual_dispatch on the thread calling alm_watch_dispatch(). It may call alm_watch_current()
+ * (which returns `new_cfg` or a later snapshot) and any alm_config function, retain either
+ * snapshot, and take its own locks. It must not call alm_watch_stop() or alm_watch_free() on
+ * its own watch, nor use the client. `old_cfg` is the snapshot replaced, `new_cfg` the one now
+ * current.
  */
 typedef void (*alm_watch_cb)(const alm_config *old_cfg, const alm_config *new_cfg,
                              const alm_diff *diff, void *payload);
 
-#define ALM_WATCH_OPTIONS_VERSION 1
+/*
+ * The health of a watch, as its last exchange with the servers left it. Reported to
+ * `on_status` each time it changes and readable at any time with alm_watch_status().
+ */
+typedef enum alm_watch_status {
+    ALM_WATCH_FRESH = 0,        /* a server answered within the heartbeat deadline */
+    ALM_WATCH_STALE = 1,        /* no server answered within the heartbeat deadline, or the
+                                   watch started on a snapshot from the cache and no server has
+                                   answered yet */
+    ALM_WATCH_UNREACHABLE = 2,  /* the last attempt failed: network, timeout, TLS, 429 or 5xx */
+    ALM_WATCH_AUTH_REFUSED = 3, /* the last attempt was answered 401 or 403 */
+    ALM_WATCH_REFUSED = 4       /* the last attempt was answered otherwise not usable (404: the
+                                   label is gone; a malformed or oversized answer) */
+} alm_watch_status;
 
-/* Options of alm_watch_start(); zero fields take their defaults. */
+/*
+ * Called when the watch's status changes, with the new status and one sentence saying why
+ * (valid during the call only). Same thread and the same rules as on_change (see there). Also
+ * called when a heartbeat expires during a long-poll the server holds without answering.
+ */
+typedef void (*alm_watch_status_cb)(alm_watch_status status, const char *reason, void *payload);
+
+#define ALM_WATCH_OPTIONS_VERSION 2
+
+/*
+ * Options of alm_watch_start(); zero fields take their defaults. Fields are only appended;
+ * `version` says which the caller knows.
+ */
 typedef struct alm_watch_options {
     unsigned int version;        /* ALM_WATCH_OPTIONS_VERSION */
     alm_watch_cb on_change;      /* required */
-    void *payload;               /* passed to on_change as is */
+    void *payload;               /* passed to on_change and on_status as is */
     unsigned int poll_timeout_s; /* how long one long-poll waits on the server; default 60 */
     /*
-     * alm_watch_is_stale() turns 1 when no server has answered for this long; default three
+     * The watch turns ALM_WATCH_STALE when no server has answered for this long; default three
      * poll timeouts. A healthy server answers each long-poll by its timeout, even unchanged.
      */
     unsigned int heartbeat_ms;
     /*
-     * Nonzero: for programs with their own event loop. on_change is not called on the watch
-     * thread; instead alm_watch_fd() becomes readable when changes are waiting, and the caller
-     * runs them on its own thread with alm_watch_dispatch().
+     * Nonzero: for programs with their own event loop. Nothing is called on the watch thread:
+     * alm_watch_fd() becomes readable when changes, status changes or log lines of the watch
+     * are waiting, and the caller runs them on its own thread with alm_watch_dispatch(), in the
+     * order they happened. alm_watch_current() moves to a new snapshot only when its change is
+     * dispatched.
      */
     int manual_dispatch;
+
+    /* ---- version 2 ---- */
+
+    alm_watch_status_cb on_status; /* NULL: no status calls */
 } alm_watch_options;
 
 #define ALM_WATCH_OPTIONS_INIT                                                                     \
     {                                                                                              \
-        ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0, 0                                                   \
+        ALM_WATCH_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0                                                \
     }
 
 /*
  * Starts a thread that long-polls the servers for changes to `initial` (normally the snapshot
  * alm_client_fetch() returned; a stale one is fine) and calls `opts->on_change` with each new
- * snapshot. Outages are ridden out with the client's retry backoff, never ending the watch;
- * answers that waiting will not fix (401, 403, 404) are logged and retried at the maximum
- * backoff. Each new snapshot is also written to the client's cache file.
+ * snapshot. Outages are ridden out with the client's watch retry policy (`watch_retry`, see
+ * alm_retry_policy), never ending the watch, and honouring Retry-After; the log gets one line
+ * when an outage begins or changes kind (warning), one when it ends with its length and number
+ * of attempts (info), and each attempt only at debug level. After any failure, and when
+ * `initial` is stale, the next request asks for the configuration at once instead of
+ * long-polling, so the watch is fresh again as soon as a server answers. Each new snapshot is
+ * also written to the client's cache file.
  *
  * The watch takes a reference to `initial` and uses `client` exclusively until it is stopped:
  * the caller must not use the client meanwhile, and frees it only after alm_watch_free().
@@ -567,10 +643,20 @@ ALM_EXTERN int alm_watch_start(alm_watch **out, alm_client *client, alm_config *
 ALM_EXTERN alm_config *alm_watch_current(alm_watch *watch);
 
 /*
- * 1 when no server answered within the heartbeat deadline (or the current snapshot came from
- * the cache file and no server has answered since), 0 otherwise. Any thread.
+ * The watch's status now (ALM_WATCH_FRESH for NULL). Any thread. The heartbeat deadline is
+ * checked at the call, so this can turn ALM_WATCH_STALE before on_status hears of it.
  */
+ALM_EXTERN alm_watch_status alm_watch_get_status(alm_watch *watch);
+
+/* 1 when alm_watch_get_status() is anything but ALM_WATCH_FRESH, 0 otherwise. Any thread. */
 ALM_EXTERN int alm_watch_is_stale(alm_watch *watch);
+
+/*
+ * Blocks until the watch is fresh (a server has answered), for up to `timeout_ms`. Returns 0
+ * when it is fresh, ALM_ETIMEOUT when it is not by then (the error says what the watch last
+ * saw), ALM_EINVALID for NULL. Any thread but the watch's callbacks; it needs no dispatch.
+ */
+ALM_EXTERN int alm_watch_wait_fresh(alm_watch *watch, unsigned int timeout_ms);
 
 /*
  * With manual_dispatch: a descriptor to watch for reading (poll, epoll, select, or an event
@@ -580,10 +666,12 @@ ALM_EXTERN int alm_watch_is_stale(alm_watch *watch);
 ALM_EXTERN int alm_watch_fd(alm_watch *watch);
 
 /*
- * With manual_dispatch: calls on_change on the calling thread for each change waiting, oldest
- * first (each with its own old/new snapshots and diff), and empties alm_watch_fd(). Never
- * blocks. Returns the number of changes dispatched (0 is fine: a spurious wake-up), or
- * ALM_EINVALID for a watch without manual_dispatch. Call it from one thread at a time.
+ * With manual_dispatch: runs on the calling thread what the watch has queued, oldest first:
+ * each change (alm_watch_current() moves to its snapshot, then on_change with its own old/new
+ * snapshots and diff), each status change (on_status) and each diagnostic (the client's
+ * log_cb), and empties alm_watch_fd(). Never blocks. Returns the number of changes dispatched
+ * (0 is fine: a spurious wake-up, or only status and log), or ALM_EINVALID for a watch without
+ * manual_dispatch. Call it from one thread at a time.
  */
 ALM_EXTERN int alm_watch_dispatch(alm_watch *watch);
 

@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -48,15 +49,24 @@ struct alm_client {
     char *cache_file;
     unsigned int connect_timeout_ms;
     unsigned int request_timeout_ms;
-    alm_retry_policy retry;
+    alm_retry_policy retry;       /* boot */
+    alm_retry_policy watch_retry; /* the watch's; max_attempts unused */
+    int keep_placeholders;
     int fail_fast;
     size_t max_response;
     alm_log_cb log_cb;
     void *log_payload;
     alm_log_level log_level;
+    int v1_levels; /* the caller's options are version 1: levels numbered from DEBUG = 0 */
+    alm__log_sink sink; /* while a watch runs: where its diagnostics go instead */
+    void *sink_arg;
+    void (*tick)(void *); /* while a watch runs: called about once a second during a request */
+    void *tick_arg;
     CURL *curl;
     CURLM *multi;
     atomic_int cancel; /* set by alm__client_cancel from another thread */
+    unsigned long retry_after_ms; /* of the last answer */
+    long last_status;             /* of the last answer, 0 for none */
 };
 
 /* What one GET asks for, whichever server it goes to. */
@@ -79,6 +89,7 @@ typedef struct response {
     long status;
     char etag[256];
     int dropped; /* the connection was made, then lost before a whole answer */
+    unsigned long retry_after_ms; /* the answer's Retry-After, 0 without one */
 } response;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -99,7 +110,28 @@ void alm__client_log(const alm_client *c, alm_log_level level, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    c->log_cb(level, line, c->log_payload);
+    if (c->sink != NULL)
+        c->sink(c->sink_arg, level, line);
+    else
+        alm__client_log_deliver(c, level, line);
+}
+
+void alm__client_log_deliver(const alm_client *c, alm_log_level level, const char *line)
+{
+    if (c->log_cb != NULL)
+        c->log_cb(c->v1_levels ? (alm_log_level)(level - 1) : level, line, c->log_payload);
+}
+
+void alm__client_set_tick(alm_client *c, void (*tick)(void *), void *arg)
+{
+    c->tick = tick;
+    c->tick_arg = arg;
+}
+
+void alm__client_set_log_sink(alm_client *c, alm__log_sink sink, void *arg)
+{
+    c->sink = sink;
+    c->sink_arg = arg;
 }
 
 static void free_secret(char *s)
@@ -151,6 +183,33 @@ static int dup_opt(char **dst, const char *src)
     return *dst != NULL ? 0 : alm__error_set(ALM_ENOMEM, "out of memory");
 }
 
+/* libcurl's own URL parser on one server URL: a host, a port that is a port, no blank. */
+static int check_url(const char *url, size_t len)
+{
+    int error = 0;
+    char *copy = strndup(url, len), *host = NULL;
+    CURLU *u = curl_url();
+    if (copy == NULL || u == NULL) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (strpbrk(copy, " \t\r\n") != NULL) {
+        error = alm__error_set(ALM_EINVALID, "server URL '%s' holds a blank", copy);
+        goto out;
+    }
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, copy, 0);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_HOST, &host, 0);
+    if (rc != CURLUE_OK || host == NULL || *host == '\0')
+        error = alm__error_set(ALM_EINVALID, "server URL '%s' is not a valid URL: %s", copy,
+                               rc != CURLUE_OK ? curl_url_strerror(rc) : "no host");
+out:
+    curl_free(host);
+    curl_url_cleanup(u);
+    free(copy);
+    return error;
+}
+
 /* Adds one server URL (`len` bytes of `url`), trimmed of blanks and of trailing slashes. */
 static int add_server(alm_client *c, const char *url, size_t len)
 {
@@ -181,6 +240,9 @@ static int add_server(alm_client *c, const char *url, size_t len)
     if (memchr(url, '?', len) != NULL || memchr(url, '#', len) != NULL)
         return alm__error_set(ALM_EINVALID, "server URL '%.*s' has a query or fragment", (int)len,
                               url);
+    int error = check_url(url, len);
+    if (error < 0)
+        return error;
     char **grown = realloc(c->servers, (c->nservers + 1) * sizeof(*grown));
     if (grown == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
@@ -261,8 +323,18 @@ static int build_path(alm_client *c)
     return error;
 }
 
+static int check_policy(const alm_retry_policy *p, const char *name)
+{
+    if (p->multiplier != 0 && !(p->multiplier >= 1.0))
+        return alm__error_set(ALM_EINVALID, "alm_client_new: %s multiplier must be >= 1", name);
+    if (p->jitter > 1.0)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: %s jitter must be within 0-1", name);
+    return 0;
+}
+
 static int check_options(const alm_client_options *opts)
 {
+    int error = 0;
     if (opts == NULL)
         return alm__error_set(ALM_EINVALID, "alm_client_new: options are required (at least "
                                             "the application)");
@@ -282,11 +354,77 @@ static int check_options(const alm_client_options *opts)
          (opts->username != NULL && *opts->username != '\0') || opts->password != NULL))
         return alm__error_set(ALM_EINVALID, "alm_client_new: a token file replaces the token, "
                                             "username and password options");
-    if (opts->retry.multiplier != 0 && !(opts->retry.multiplier >= 1.0))
-        return alm__error_set(ALM_EINVALID, "alm_client_new: retry multiplier must be >= 1");
-    if (opts->retry.jitter > 1.0)
-        return alm__error_set(ALM_EINVALID, "alm_client_new: retry jitter must be within 0-1");
+    /* Found at once rather than as a 401 at the first request, which reads like a server fault. */
+    if (opts->username != NULL && *opts->username != '\0' && opts->password == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: username '%s' has no password",
+                              opts->username);
+    if ((error = check_policy(&opts->retry, "retry")) < 0)
+        return error;
+    if (opts->version >= 3 && opts->watch_retry != NULL &&
+        (error = check_policy(opts->watch_retry, "watch_retry")) < 0)
+        return error;
+    if ((int)opts->log_level < 0 || opts->log_level > ALM_LOG_ERROR)
+        return alm__error_set(ALM_EINVALID, "alm_client_new: unknown log level %d",
+                              (int)opts->log_level);
     return 0;
+}
+
+/*
+ * A copy of a comma-separated list of names (`what`: "application", "profiles") with the blanks
+ * around each name dropped. A name that would be sent as something else, or not understood by
+ * the server ("/" or control characters inside, empty), is refused here, with the name.
+ */
+static int normalise_names(char **out, const char *list, const char *what)
+{
+    size_t n = strlen(list);
+    char *w = malloc(n + 1), *p = w;
+    if (w == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    const char *s = list;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        const char *end = comma != NULL ? comma : s + strlen(s);
+        while (s < end && (*s == ' ' || *s == '\t'))
+            s++;
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end == s) {
+            free(w);
+            return alm__error_set(ALM_EINVALID, "alm_client_new: %s '%s' has an empty name",
+                                  what, list);
+        }
+        for (const char *q = s; q < end; q++) {
+            if (*q == '/' || (unsigned char)*q < 0x20 || *q == 0x7f) {
+                free(w);
+                return alm__error_set(ALM_EINVALID,
+                                      "alm_client_new: %s '%s': a name may not hold '/' or "
+                                      "control characters",
+                                      what, list);
+            }
+        }
+        if (p != w)
+            *p++ = ',';
+        memcpy(p, s, (size_t)(end - s));
+        p += end - s;
+        if (comma == NULL)
+            break;
+        s = comma + 1;
+    }
+    *p = '\0';
+    *out = w;
+    return 0;
+}
+
+/* Fills the zero fields of `p` with `defaults`' (a negative jitter means none). */
+static void fill_policy(alm_retry_policy *out, const alm_retry_policy *p,
+                        const alm_retry_policy *defaults)
+{
+    out->max_attempts = p->max_attempts ? p->max_attempts : defaults->max_attempts;
+    out->initial_backoff_ms =
+        p->initial_backoff_ms ? p->initial_backoff_ms : defaults->initial_backoff_ms;
+    out->max_backoff_ms = p->max_backoff_ms ? p->max_backoff_ms : defaults->max_backoff_ms;
+    out->multiplier = p->multiplier != 0 ? p->multiplier : defaults->multiplier;
+    out->jitter = p->jitter == 0 ? defaults->jitter : p->jitter < 0 ? 0 : p->jitter;
 }
 
 int alm_client_new(alm_client **out, const alm_client_options *opts)
@@ -311,8 +449,10 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
         goto out;
     }
     if ((error = read_servers(c, opts)) < 0 ||
-        (error = dup_opt(&c->application, opts->application)) < 0 ||
-        (error = dup_opt(&c->profiles, opts->profiles ? opts->profiles : "default")) < 0 ||
+        (error = normalise_names(&c->application, opts->application, "application")) < 0 ||
+        (error = normalise_names(&c->profiles,
+                                 opts->profiles && *opts->profiles ? opts->profiles : "default",
+                                 "profiles")) < 0 ||
         (error = dup_opt(&c->label, opts->label)) < 0 ||
         (error = dup_opt(&c->username, opts->username)) < 0 ||
         (error = dup_opt(&c->token, opts->token)) < 0 ||
@@ -326,10 +466,6 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
         error = alm__error_set(ALM_ENOMEM, "out of memory");
         goto out;
     }
-    if (c->profiles == NULL) {
-        error = alm__error_set(ALM_EINVALID, "alm_client_new: profiles must not be empty");
-        goto out;
-    }
     if ((error = build_path(c)) < 0)
         goto out;
 
@@ -337,20 +473,25 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
         opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     c->request_timeout_ms =
         opts->request_timeout_ms ? opts->request_timeout_ms : DEFAULT_REQUEST_TIMEOUT_MS;
-    c->retry.max_attempts = opts->retry.max_attempts ? opts->retry.max_attempts : 6;
-    c->retry.initial_backoff_ms =
-        opts->retry.initial_backoff_ms ? opts->retry.initial_backoff_ms : 1000;
-    c->retry.max_backoff_ms = opts->retry.max_backoff_ms ? opts->retry.max_backoff_ms : 2000;
-    c->retry.multiplier = opts->retry.multiplier != 0 ? opts->retry.multiplier : 1.1;
-    c->retry.jitter = opts->retry.jitter == 0  ? 0.1
-                      : opts->retry.jitter < 0 ? 0
-                                               : opts->retry.jitter;
+    static const alm_retry_policy boot_defaults = {6, 1000, 2000, 1.1, 0.1};
+    static const alm_retry_policy watch_defaults = {0, 1000, 300000, 2.0, 0.2};
+    static const alm_retry_policy none = {0, 0, 0, 0, 0};
+    fill_policy(&c->retry, &opts->retry, &boot_defaults);
+    fill_policy(&c->watch_retry,
+                opts->version >= 3 && opts->watch_retry != NULL ? opts->watch_retry : &none,
+                &watch_defaults);
+    if (opts->version >= 3)
+        c->keep_placeholders = opts->keep_placeholders != 0;
     c->fail_fast = opts->fail_fast != 0;
     c->max_response =
         opts->max_response_bytes ? opts->max_response_bytes : ALM__DEFAULT_MAX_RESPONSE;
     c->log_cb = opts->log_cb;
     c->log_payload = opts->log_payload;
-    c->log_level = opts->log_level;
+    /* Versions 1 and 2 numbered the levels from DEBUG = 0: read and call back that way. */
+    c->v1_levels = opts->version < 3;
+    c->log_level = c->v1_levels                          ? (alm_log_level)(opts->log_level + 1)
+                   : opts->log_level == ALM_LOG_DEFAULT ? ALM_LOG_INFO
+                                                        : opts->log_level;
     *out = c;
     c = NULL;
 out:
@@ -382,13 +523,52 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* Retry-After's value: delta-seconds, or an HTTP date (read by libcurl); capped at an hour. */
+static unsigned long parse_retry_after(const char *v, size_t n)
+{
+    char text[128];
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    while (n > 0 && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
+        n--;
+    if (n == 0 || n >= sizeof(text))
+        return 0;
+    memcpy(text, v, n);
+    text[n] = '\0';
+    unsigned long long seconds = 0;
+    if (text[0] >= '0' && text[0] <= '9') {
+        char *end = NULL;
+        errno = 0;
+        seconds = strtoull(text, &end, 10);
+        if (*end != '\0')
+            return 0;
+        if (errno == ERANGE)
+            seconds = ULLONG_MAX;
+    } else {
+        time_t at = curl_getdate(text, NULL), now = time(NULL);
+        if (at == (time_t)-1 || at <= now)
+            return 0;
+        seconds = (unsigned long long)(at - now);
+    }
+    return seconds >= ALM__MAX_RETRY_AFTER_MS / 1000 ? ALM__MAX_RETRY_AFTER_MS
+                                                    : (unsigned long)seconds * 1000ul;
+}
+
 /* Keeps the ETag of the final answer, without W/ and quotes. */
 static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
 {
     response *r = userp;
     size_t n = size * nmemb;
-    if (n > 5 && strncasecmp(data, "HTTP/", 5) == 0)
+    if (n > 5 && strncasecmp(data, "HTTP/", 5) == 0) {
         r->etag[0] = '\0'; /* a new answer begins (after a 100 Continue, say) */
+        r->retry_after_ms = 0;
+    }
+    if (n > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
+        r->retry_after_ms = parse_retry_after(data + 12, n - 12);
+        return n;
+    }
     if (n < 5 || strncasecmp(data, "etag:", 5) != 0)
         return n;
     const char *v = data + 5, *end = data + n;
@@ -453,6 +633,8 @@ static int status_error(const char *url, const response *r)
                               "application%s",
                               url, detail);
     case 429:
+        return alm__error_set(ALM_ESERVER, "%s answered 429: too many requests%s%s", url,
+                              r->retry_after_ms ? "; it asks to wait" : "", detail);
     case 502:
     case 503:
     case 504:
@@ -502,6 +684,21 @@ void alm__client_retry_policy(const alm_client *c, alm_retry_policy *out)
     *out = c->retry;
 }
 
+void alm__client_watch_policy(const alm_client *c, alm_retry_policy *out)
+{
+    *out = c->watch_retry;
+}
+
+unsigned long alm__client_retry_after(const alm_client *c)
+{
+    return c->retry_after_ms;
+}
+
+long alm__client_last_status(const alm_client *c)
+{
+    return c->last_status;
+}
+
 void alm__client_cancel(alm_client *c)
 {
     atomic_store(&c->cancel, 1);
@@ -532,6 +729,8 @@ static CURLcode perform(alm_client *c, int *cancelled)
             *cancelled = 1;
             break;
         }
+        if (c->tick != NULL)
+            c->tick(c->tick_arg);
         /* Woken early by curl_multi_wakeup from alm__client_cancel. */
         if (curl_multi_poll(c->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
             result = CURLE_OUT_OF_MEMORY;
@@ -608,6 +807,8 @@ static int request(alm_client *c, const char *server, const target *t, response 
 
     alm__client_log(c, ALM_LOG_DEBUG, "%s %s", t->body != NULL ? "POST" : "GET", url);
     int cancelled = 0;
+    c->retry_after_ms = 0;
+    c->last_status = 0;
     CURLcode rc = perform(c, &cancelled);
     if (cancelled) {
         error = alm__error_set(ALM__ECANCELLED, "%s: cancelled", url);
@@ -620,6 +821,8 @@ static int request(alm_client *c, const char *server, const target *t, response 
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    c->last_status = r->status;
+    c->retry_after_ms = r->retry_after_ms;
     if (r->status != 200 && r->status != 304)
         error = status_error(url, r);
 out:
@@ -655,8 +858,11 @@ int alm__client_server_left(alm_client *c)
     return left;
 }
 
-/* One round over the servers, starting with the one that answered last. */
-static int round_over_servers(alm_client *c, const target *t, response *r)
+/*
+ * One round over the servers, starting with the one that answered last. Each failing server
+ * is logged at `level`: a warning at boot, debug for a watch's poll (the watch logs outages).
+ */
+static int round_over_servers(alm_client *c, const target *t, response *r, alm_log_level level)
 {
     int error = ALM_ERROR;
     for (size_t i = 0; i < c->nservers; i++) {
@@ -675,7 +881,7 @@ static int round_over_servers(alm_client *c, const target *t, response *r)
             alm__client_log(c, ALM_LOG_INFO, "%s", alm_error_last()->message);
             return error;
         }
-        alm__client_log(c, ALM_LOG_WARN, "%s", alm_error_last()->message);
+        alm__client_log(c, level, "%s", alm_error_last()->message);
     }
     return error;
 }
@@ -687,18 +893,18 @@ static void sleep_ms(unsigned long ms)
         ;
 }
 
-/* The pause before round `round` + 1: exponential, capped, moved by up to ±jitter. */
-static unsigned long backoff_ms(const alm_client *c, unsigned int round)
+unsigned long alm__backoff_ms(const alm_retry_policy *p, unsigned long initial_ms,
+                              unsigned int round)
 {
-    double delay = c->retry.initial_backoff_ms;
-    for (unsigned int i = 1; i < round && delay < c->retry.max_backoff_ms; i++)
-        delay *= c->retry.multiplier;
-    if (delay > c->retry.max_backoff_ms)
-        delay = c->retry.max_backoff_ms;
+    double delay = (double)initial_ms;
+    for (unsigned int i = 1; i < round && delay < p->max_backoff_ms; i++)
+        delay *= p->multiplier;
+    if (delay > p->max_backoff_ms)
+        delay = p->max_backoff_ms;
     uint32_t rnd = 0;
-    if (c->retry.jitter > 0 && RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
+    if (p->jitter > 0 && RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) == 1) {
         double unit = (double)rnd / 4294967295.0 * 2.0 - 1.0; /* -1 .. 1 */
-        delay += delay * c->retry.jitter * unit;
+        delay += delay * p->jitter * unit;
     }
     return delay < 0 ? 0 : (unsigned long)delay;
 }
@@ -761,13 +967,23 @@ static int get_with_retry(alm_client *c, const target *t, response *r)
 {
     int error = 0;
     for (unsigned int round = 1;; round++) {
-        error = round_over_servers(c, t, r);
+        error = round_over_servers(c, t, r, ALM_LOG_WARN);
         if (error == 0 && r->status != 200)
             error =
                 alm__error_set(ALM_EPROTOCOL, "the server answered %ld to a plain GET", r->status);
         if (error == 0 || !alm__retryable(error) || round >= c->retry.max_attempts)
             return error;
-        unsigned long pause = backoff_ms(c, round);
+        unsigned long pause = alm__backoff_ms(&c->retry, c->retry.initial_backoff_ms, round);
+        if (c->retry_after_ms > c->retry.max_backoff_ms) {
+            /* Waiting that long is the cache's job (or the caller's), not a boot's. */
+            alm__client_log(c, ALM_LOG_WARN,
+                            "the server asks to retry in %lu s, more than the %u ms this "
+                            "client waits between attempts; giving up",
+                            c->retry_after_ms / 1000, c->retry.max_backoff_ms);
+            return error;
+        }
+        if (pause < c->retry_after_ms)
+            pause = c->retry_after_ms;
         alm__client_log(c, ALM_LOG_INFO, "attempt %u of %u failed; retrying in %lu ms", round,
                         c->retry.max_attempts, pause);
         sleep_ms(pause);
@@ -842,7 +1058,7 @@ int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned 
                       .query = query,
                       .accept = "Accept: application/json",
                       .extra_ms = etag != NULL ? timeout_s * 1000ul : 0};
-    error = round_over_servers(c, &t, &r);
+    error = round_over_servers(c, &t, &r, ALM_LOG_DEBUG);
     if (error == 0 && r.status == 200)
         error = accept_answer(out, c, &r);
 out:
@@ -1055,7 +1271,7 @@ int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client *c, const c
                       .query = query,
                       .accept = "Accept: */*",
                       .extra_ms = etag != NULL ? timeout_s * 1000ul : 0};
-    if ((error = round_over_servers(c, &t, &r)) < 0 || r.status != 200)
+    if ((error = round_over_servers(c, &t, &r, ALM_LOG_DEBUG)) < 0 || r.status != 200)
         goto out;
     if (r.etag[0] == '\0') {
         error = alm__error_set(ALM_EPROTOCOL, "the server sent %s without an ETag: it cannot "

@@ -37,13 +37,40 @@ int alm__error_wrap(int code, const char *fmt, ...);
 __attribute__((format(printf, 3, 4)))
 #endif
 void alm__client_log(const alm_client *c, alm_log_level level, const char *fmt, ...);
-/* Whether a failure may pass by itself: network errors, timeouts, 5xx. */
+/* Sends one formatted line to the caller's log_cb, in the numbering the caller's options use. */
+void alm__client_log_deliver(const alm_client *c, alm_log_level level, const char *line);
+/*
+ * While set, the client's diagnostics (above its log level) go to `sink` instead of log_cb: a
+ * watch with manual dispatch queues them for the caller's thread. Set and cleared only while no
+ * request runs on another thread.
+ */
+typedef void (*alm__log_sink)(void *arg, alm_log_level level, const char *line);
+void alm__client_set_log_sink(alm_client *c, alm__log_sink sink, void *arg);
+/* While set, `tick` runs about once a second while a request waits (for a watch's heartbeat). */
+void alm__client_set_tick(alm_client *c, void (*tick)(void *), void *arg);
+/* Whether a failure may pass by itself: network errors, timeouts, 429 and 5xx. */
 int alm__retryable(int error);
-/* The client's retry policy with defaults filled in. */
+/* The client's boot retry policy with defaults filled in. */
 void alm__client_retry_policy(const alm_client *c, alm_retry_policy *out);
 /* 1 once after a long poll ended because its server went away (shutting down, connection
  * lost): the caller should poll the next server soon, after a small random pause. */
 int alm__client_server_left(alm_client *c);
+/* The watch's retry policy with defaults filled in. */
+void alm__client_watch_policy(const alm_client *c, alm_retry_policy *out);
+/*
+ * The Retry-After of the last answer the client received, in milliseconds (delta-seconds or an
+ * HTTP date), 0 when it had none; at most ALM__MAX_RETRY_AFTER_MS.
+ */
+#define ALM__MAX_RETRY_AFTER_MS (3600ul * 1000ul)
+unsigned long alm__client_retry_after(const alm_client *c);
+/* The HTTP status of the last answer (0 when no answer came). */
+long alm__client_last_status(const alm_client *c);
+/*
+ * The pause before round `round` + 1 (from 1) under policy `p`: exponential from
+ * `initial_ms`, capped at p->max_backoff_ms, moved by up to ±jitter.
+ */
+unsigned long alm__backoff_ms(const alm_retry_policy *p, unsigned long initial_ms,
+                              unsigned int round);
 /* Makes the request `c` runs (or its next one) fail at once with ALM__ECANCELLED; thread-safe. */
 void alm__client_cancel(alm_client *c);
 /* Lets `c` run requests again after alm__client_cancel(). */

@@ -1,16 +1,19 @@
 /*
  * watch — alm_watch: a thread that long-polls through the client, swaps in each new snapshot,
- * computes the diff and calls the user back, and keeps a heartbeat so a quiet server shows as
- * stale.
+ * computes the diff and calls the user back; keeps the watch's health (fresh, stale, outage
+ * kinds) with a heartbeat so a quiet server shows as stale; paces retries with the client's
+ * watch policy and logs outages by state change, not by attempt.
  *
- * Locking: one mutex guards the current snapshot, the heartbeat time and the queue of changes
- * awaiting alm_watch_dispatch, and is never held while the callback runs or a request is in
- * flight. With manual dispatch the thread queues each change and writes a byte to a pipe the
- * caller's event loop polls; the callback then runs on the caller's thread.
+ * Locking: one mutex guards the current snapshot, the status, the heartbeat time and the queue
+ * of events awaiting alm_watch_dispatch, and is never held while a callback runs or a request
+ * is in flight. With manual dispatch the thread queues each event (change, status, log line)
+ * and writes a byte to a pipe the caller's event loop polls; the callbacks then run on the
+ * caller's thread, and the public current snapshot moves when its change is dispatched. The
+ * thread keeps its own `latest` snapshot to poll and diff against.
  *
  * Stopping sets a flag, cancels the client's request in flight (curl_multi_wakeup) and signals
  * the condition the thread sleeps on between retries, so alm_watch_stop returns within a
- * moment, not a poll timeout.
+ * moment, not a poll timeout. The HTTP exchange is client.c's.
  */
 #include "internal.h"
 
@@ -21,6 +24,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,6 +32,9 @@
 
 #define DEFAULT_POLL_TIMEOUT_S 60u
 #define MIN_RETRY_MS 100u
+#define MAX_QUEUED_LOG_LINES 256u
+/* A refusal (401, 403, 404) will not pass by itself: the first pause is this many times longer. */
+#define REFUSAL_BACKOFF_FACTOR 10u
 
 struct alm_watch {
     alm_client *client;
@@ -36,13 +43,17 @@ struct alm_watch {
     bool started;
     bool stopping;
     pthread_mutex_t lock;
-    pthread_cond_t wake; /* signalled by alm_watch_stop */
-    alm_config *current;
+    pthread_cond_t wake;  /* signalled by alm_watch_stop */
+    pthread_cond_t fresh; /* broadcast when the status changes */
+    alm_config *current;  /* what alm_watch_current() hands out */
+    alm_config *latest;   /* the watch thread's own: the last snapshot received (thread only) */
+    alm_watch_status status;
     struct timespec last_contact; /* CLOCK_MONOTONIC of the last answer from a server */
-    bool contact;                 /* a server answered since the watch started */
-    int pipe_fd[2];               /* manual dispatch: readable while changes are queued */
-    struct pending *queue;        /* manual dispatch: changes not yet dispatched, oldest first */
+    int pipe_fd[2];               /* manual dispatch: readable while events are queued */
+    struct pending *queue;        /* manual dispatch: events not yet dispatched, oldest first */
     struct pending **queue_tail;
+    unsigned int queued_log_lines;
+    unsigned long dropped_log_lines;
 };
 
 static int64_t elapsed_ms(const struct timespec *since)
@@ -65,12 +76,19 @@ static void diff_dispose(diff_lists *d)
     free(d->removed);
 }
 
-/* A change queued for alm_watch_dispatch: both snapshots retained, so the diff stays valid. */
+/*
+ * An event queued for alm_watch_dispatch. A change retains both snapshots, so the diff stays
+ * valid; a status or log line carries its text.
+ */
+typedef enum { EV_CHANGE, EV_STATUS, EV_LOG } event_kind;
 typedef struct pending {
     struct pending *next;
+    event_kind kind;
     alm_config *old_cfg;
     alm_config *new_cfg;
     diff_lists diff;
+    int level; /* EV_STATUS: the status; EV_LOG: the level */
+    char text[];
 } pending;
 
 static int diff_compute(diff_lists *d, const alm_config *old_cfg, const alm_config *new_cfg)
@@ -129,64 +147,184 @@ static bool is_stopping(alm_watch *w)
     return stopping;
 }
 
+/* Queues `p` for alm_watch_dispatch and wakes the caller's loop. */
+static void enqueue(alm_watch *w, pending *p)
+{
+    pthread_mutex_lock(&w->lock);
+    *w->queue_tail = p;
+    w->queue_tail = &p->next;
+    pthread_mutex_unlock(&w->lock);
+    /* A full pipe already says "events are waiting"; the byte itself carries nothing. */
+    ssize_t n = write(w->pipe_fd[1], "", 1);
+    (void)n;
+}
+
+static pending *pending_new(event_kind kind, int level, const char *text)
+{
+    size_t len = text != NULL ? strlen(text) : 0;
+    pending *p = calloc(1, sizeof(*p) + len + 1);
+    if (p == NULL)
+        return NULL;
+    p->kind = kind;
+    p->level = level;
+    if (text != NULL)
+        memcpy(p->text, text, len + 1);
+    return p;
+}
+
+/*
+ * The client's diagnostics while the watch runs (the sink of alm__client_set_log_sink): with
+ * manual dispatch queued for the caller's thread, a bounded number of them between dispatches.
+ */
+static void log_sink(void *arg, alm_log_level level, const char *line)
+{
+    alm_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    bool room = w->queued_log_lines < MAX_QUEUED_LOG_LINES;
+    if (room)
+        w->queued_log_lines++;
+    else
+        w->dropped_log_lines++;
+    pthread_mutex_unlock(&w->lock);
+    pending *p = room ? pending_new(EV_LOG, (int)level, line) : NULL;
+    if (p != NULL)
+        enqueue(w, p);
+}
+
+static const char *status_name(alm_watch_status s)
+{
+    switch (s) {
+    case ALM_WATCH_FRESH: return "fresh";
+    case ALM_WATCH_STALE: return "stale";
+    case ALM_WATCH_UNREACHABLE: return "server unreachable";
+    case ALM_WATCH_AUTH_REFUSED: return "credentials refused";
+    case ALM_WATCH_REFUSED: return "request refused";
+    }
+    return "?";
+}
+
+/*
+ * Records a new status (and, for FRESH, the contact) and tells the caller if it changed. With
+ * manual dispatch the event is queued under the same lock that publishes the status, so a
+ * thread woken by the change (alm_watch_wait_fresh) finds the event already queued.
+ */
+static void set_status(alm_watch *w, alm_watch_status status, const char *reason)
+{
+    bool queue = w->opts.manual_dispatch && w->opts.on_status != NULL;
+    pending *p = queue ? pending_new(EV_STATUS, (int)status, reason) : NULL;
+    pthread_mutex_lock(&w->lock);
+    bool changed = w->status != status;
+    w->status = status;
+    if (status == ALM_WATCH_FRESH)
+        clock_gettime(CLOCK_MONOTONIC, &w->last_contact);
+    if (changed && p != NULL) {
+        *w->queue_tail = p;
+        w->queue_tail = &p->next;
+        p = NULL;
+    }
+    if (changed)
+        pthread_cond_broadcast(&w->fresh);
+    pthread_mutex_unlock(&w->lock);
+    if (!changed || w->opts.on_status == NULL) {
+        free(p);
+        return;
+    }
+    if (queue) {
+        if (p != NULL) {
+            free(p);
+            alm__client_log(w->client, ALM_LOG_ERROR, "out of memory queueing a status");
+            return;
+        }
+        ssize_t n = write(w->pipe_fd[1], "", 1);
+        (void)n;
+        return;
+    }
+    w->opts.on_status(status, reason, w->opts.payload);
+}
+
+/* The status with the heartbeat applied; called with the lock held. */
+static alm_watch_status status_locked(alm_watch *w)
+{
+    if (w->status == ALM_WATCH_FRESH &&
+        elapsed_ms(&w->last_contact) > (int64_t)w->opts.heartbeat_ms)
+        return ALM_WATCH_STALE;
+    return w->status;
+}
+
+/* Runs during a request: a server that holds the long-poll past the heartbeat turns stale. */
+static void heartbeat_tick(void *arg)
+{
+    alm_watch *w = arg;
+    pthread_mutex_lock(&w->lock);
+    bool expired = w->status == ALM_WATCH_FRESH && status_locked(w) == ALM_WATCH_STALE;
+    pthread_mutex_unlock(&w->lock);
+    if (expired)
+        set_status(w, ALM_WATCH_STALE, "no answer from the server within the heartbeat");
+}
+
 /* Swaps `next` in and calls back when the merged view changed; returns whether it did. */
 static bool deliver(alm_watch *w, alm_config *next)
 {
-    bool changed = false;
     diff_lists d;
-    pthread_mutex_lock(&w->lock);
-    alm_config *old_cfg = w->current;
-    w->current = next;
-    pthread_mutex_unlock(&w->lock);
+    alm_config *old_cfg = w->latest;
+    w->latest = next;
 
     if (diff_compute(&d, old_cfg, next) < 0) {
         alm__client_log(w->client, ALM_LOG_ERROR, "%s", alm_error_last()->message);
-        alm_config_free(old_cfg);
-        return true;
+        d.nadded = d.nchanged = d.nremoved = 0;
+        d.added = d.changed = d.removed = NULL;
     }
     if (d.nadded + d.nchanged + d.nremoved == 0) {
+        /* Same merged view: the public snapshot follows quietly (a newer version, same keys). */
+        if (!w->opts.manual_dispatch) {
+            pthread_mutex_lock(&w->lock);
+            alm_config *prev = w->current;
+            w->current = alm_config_retain(next);
+            pthread_mutex_unlock(&w->lock);
+            alm_config_free(prev);
+        }
         diff_dispose(&d);
         alm_config_free(old_cfg);
         return false;
     }
-    changed = true;
     alm__client_log(w->client, ALM_LOG_INFO,
                     "configuration changed to version %s: %zu added, %zu changed, %zu removed",
                     alm_config_version(next) ? alm_config_version(next) : "?", d.nadded, d.nchanged,
                     d.nremoved);
     if (w->opts.manual_dispatch) {
-        pending *p = calloc(1, sizeof(*p));
+        pending *p = pending_new(EV_CHANGE, 0, NULL);
         if (p == NULL) {
             alm__client_log(w->client, ALM_LOG_ERROR, "out of memory queueing a change");
             diff_dispose(&d);
             alm_config_free(old_cfg);
-            return changed;
+            return true;
         }
         p->old_cfg = old_cfg;
         p->new_cfg = alm_config_retain(next);
         p->diff = d;
-        pthread_mutex_lock(&w->lock);
-        *w->queue_tail = p;
-        w->queue_tail = &p->next;
-        pthread_mutex_unlock(&w->lock);
-        /* A full pipe already says "changes are waiting"; the byte itself carries nothing. */
-        ssize_t n = write(w->pipe_fd[1], "", 1);
-        (void)n;
-        return changed;
+        enqueue(w, p);
+        return true;
     }
+    pthread_mutex_lock(&w->lock);
+    alm_config *prev = w->current;
+    w->current = alm_config_retain(next);
+    pthread_mutex_unlock(&w->lock);
+    alm_config_free(prev);
     alm_diff diff = {d.added, d.nadded, d.changed, d.nchanged, d.removed, d.nremoved};
     w->opts.on_change(old_cfg, next, &diff, w->opts.payload);
     diff_dispose(&d);
     alm_config_free(old_cfg);
-    return changed;
+    return true;
 }
 
-static void note_contact(alm_watch *w)
+/* What a failed request says about the watch's health. */
+static alm_watch_status failure_status(int error)
 {
-    pthread_mutex_lock(&w->lock);
-    clock_gettime(CLOCK_MONOTONIC, &w->last_contact);
-    w->contact = true;
-    pthread_mutex_unlock(&w->lock);
+    if (error == ALM_EAUTH)
+        return ALM_WATCH_AUTH_REFUSED;
+    if (alm__retryable(error) || error == ALM_ETLS)
+        return ALM_WATCH_UNREACHABLE;
+    return ALM_WATCH_REFUSED;
 }
 
 #define FAILOVER_SPREAD_MS 2000
@@ -200,31 +338,45 @@ static unsigned long random_ms(unsigned long max_ms)
     return (unsigned long)((double)rnd / 4294967295.0 * (double)max_ms);
 }
 
+/* An outage as the log tells it: one line when it begins or changes kind, one when it ends. */
+typedef struct outage {
+    unsigned int attempts; /* failed attempts so far; 0: no outage */
+    struct timespec since;
+    alm_watch_status kind;
+} outage;
+
 static void *watch_main(void *arg)
 {
     alm_watch *w = arg;
-    alm_retry_policy retry = {0};
-    unsigned long backoff = 0;
+    alm_retry_policy policy = {0};
+    outage out = {0};
+    /* A stale start (from the cache) asks at once rather than waiting on a long-poll. */
+    bool ask_now = alm_config_is_stale(w->latest) != 0;
     bool failed_over = false; /* one quick failover per outage; then the retry policy */
 
-    alm__client_retry_policy(w->client, &retry);
+    alm__client_watch_policy(w->client, &policy);
     while (!is_stopping(w)) {
-        alm_config *cur = alm_watch_current(w);
-        const char *etag = alm_config_etag(cur);
+        const char *etag = ask_now ? NULL : alm_config_etag(w->latest);
         alm_config *next = NULL;
         struct timespec started;
         clock_gettime(CLOCK_MONOTONIC, &started);
         int error = alm_client_poll(&next, w->client, etag, w->opts.poll_timeout_s);
-        bool unchanged_etag = next != NULL && etag != NULL && alm_config_etag(next) != NULL &&
-                              strcmp(etag, alm_config_etag(next)) == 0;
-        alm_config_free(cur);
+        const char *latest_etag = alm_config_etag(w->latest);
+        bool unchanged_etag = next != NULL && latest_etag != NULL && alm_config_etag(next) != NULL &&
+                              strcmp(latest_etag, alm_config_etag(next)) == 0;
         if (error == ALM__ECANCELLED || is_stopping(w)) {
             alm_config_free(next);
             break;
         }
         if (error == 0) {
-            note_contact(w);
-            backoff = 0;
+            if (out.attempts > 0)
+                alm__client_log(w->client, ALM_LOG_INFO,
+                                "watch: the server answers again after %lld s (%s) and %u failed "
+                                "attempt%s",
+                                (long long)(elapsed_ms(&out.since) / 1000), status_name(out.kind),
+                                out.attempts, out.attempts == 1 ? "" : "s");
+            memset(&out, 0, sizeof(out));
+            set_status(w, ALM_WATCH_FRESH, "the server answered");
             failed_over = false;
             bool changed = false;
             if (next != NULL && !unchanged_etag)
@@ -233,10 +385,13 @@ static void *watch_main(void *arg)
                 alm_config_free(next);
             /*
              * A server that did not hold the request (no ETag, or one that ignores ?watch=, as
-             * Spring's does) would be polled in a tight loop: keep to one poll per window.
+             * Spring's does) would be polled in a tight loop: keep to one poll per window. An
+             * immediate request (after a failure) is followed by a long-poll at once.
              */
             int64_t left = (int64_t)w->opts.poll_timeout_s * 1000 - elapsed_ms(&started);
-            if (!changed && left > 0 && pause_or_stop(w, (unsigned long)left))
+            bool was_now = ask_now;
+            ask_now = false;
+            if (!was_now && !changed && left > 0 && pause_or_stop(w, (unsigned long)left))
                 break;
             continue;
         }
@@ -248,20 +403,42 @@ static void *watch_main(void *arg)
             alm__client_log(w->client, ALM_LOG_INFO,
                             "watch: %s; asking the next server in %lu ms",
                             alm_error_last()->message, spread);
+            ask_now = true; /* the next server says at once what it has */
             if (pause_or_stop(w, spread))
                 break;
             continue;
         }
-        if (backoff == 0)
-            backoff =
-                retry.initial_backoff_ms > MIN_RETRY_MS ? retry.initial_backoff_ms : MIN_RETRY_MS;
+
+        char reason[512];
+        snprintf(reason, sizeof(reason), "%s", alm_error_last()->message);
+        alm_watch_status kind = failure_status(error);
+        unsigned long retry_after = alm__client_retry_after(w->client);
+        bool refusal = kind == ALM_WATCH_AUTH_REFUSED || kind == ALM_WATCH_REFUSED;
+        unsigned long initial = policy.initial_backoff_ms;
+        if (refusal)
+            initial *= REFUSAL_BACKOFF_FACTOR;
+        if (initial < MIN_RETRY_MS)
+            initial = MIN_RETRY_MS;
+        if (out.attempts == 0)
+            clock_gettime(CLOCK_MONOTONIC, &out.since);
+        out.attempts++;
+        unsigned long pause = alm__backoff_ms(&policy, initial, out.attempts);
+        if (pause < retry_after)
+            pause = retry_after;
+        if (pause < MIN_RETRY_MS)
+            pause = MIN_RETRY_MS;
+        if (out.attempts == 1 || kind != out.kind)
+            alm__client_log(w->client, refusal ? ALM_LOG_ERROR : ALM_LOG_WARN,
+                            "watch: %s: %s; retrying with backoff up to %u s%s", status_name(kind),
+                            reason, policy.max_backoff_ms / 1000,
+                            retry_after ? " (the server's Retry-After honoured)" : "");
         else
-            backoff = (unsigned long)((double)backoff * retry.multiplier);
-        if (backoff > retry.max_backoff_ms || !alm__retryable(error))
-            backoff = retry.max_backoff_ms > MIN_RETRY_MS ? retry.max_backoff_ms : MIN_RETRY_MS;
-        alm__client_log(w->client, alm__retryable(error) ? ALM_LOG_WARN : ALM_LOG_ERROR,
-                        "watch: %s; next attempt in %lu ms", alm_error_last()->message, backoff);
-        if (pause_or_stop(w, backoff))
+            alm__client_log(w->client, ALM_LOG_DEBUG, "watch: attempt %u failed: %s; next in %lu ms",
+                            out.attempts, reason, pause);
+        out.kind = kind;
+        set_status(w, kind, reason);
+        ask_now = true;
+        if (pause_or_stop(w, pause))
             break;
     }
     return NULL;
@@ -291,13 +468,16 @@ int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
                               strerror(errno));
     }
     w->client = client;
-    w->opts = *opts;
+    /* Copy only what the caller's version has; the rest stays zero (defaults). */
+    memcpy(&w->opts, opts,
+           opts->version >= 2 ? sizeof(w->opts) : offsetof(alm_watch_options, on_status));
     if (w->opts.poll_timeout_s == 0)
         w->opts.poll_timeout_s = DEFAULT_POLL_TIMEOUT_S;
     if (w->opts.heartbeat_ms == 0)
         w->opts.heartbeat_ms = 3u * w->opts.poll_timeout_s * 1000u;
     w->current = alm_config_retain(initial);
-    w->contact = !alm_config_is_stale(initial);
+    w->latest = alm_config_retain(initial);
+    w->status = alm_config_is_stale(initial) ? ALM_WATCH_STALE : ALM_WATCH_FRESH;
     clock_gettime(CLOCK_MONOTONIC, &w->last_contact);
 
     pthread_condattr_t attr;
@@ -305,9 +485,15 @@ int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&w->wake, &attr);
+    pthread_cond_init(&w->fresh, &attr);
     pthread_condattr_destroy(&attr);
     alm__client_uncancel(client);
+    if (w->opts.manual_dispatch)
+        alm__client_set_log_sink(client, log_sink, w);
+    alm__client_set_tick(client, heartbeat_tick, w);
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
+        alm__client_set_log_sink(client, NULL, NULL);
+        alm__client_set_tick(client, NULL, NULL);
         alm_watch_free(w);
         return alm__error_set(ALM_ERROR, "alm_watch_start: cannot start a thread");
     }
@@ -326,14 +512,47 @@ alm_config *alm_watch_current(alm_watch *w)
     return cfg;
 }
 
-int alm_watch_is_stale(alm_watch *w)
+alm_watch_status alm_watch_get_status(alm_watch *w)
 {
     if (w == NULL)
-        return 0;
+        return ALM_WATCH_FRESH;
     pthread_mutex_lock(&w->lock);
-    int stale = !w->contact || elapsed_ms(&w->last_contact) > (int64_t)w->opts.heartbeat_ms;
+    alm_watch_status s = status_locked(w);
     pthread_mutex_unlock(&w->lock);
-    return stale;
+    return s;
+}
+
+int alm_watch_is_stale(alm_watch *w)
+{
+    return w != NULL && alm_watch_get_status(w) != ALM_WATCH_FRESH;
+}
+
+int alm_watch_wait_fresh(alm_watch *w, unsigned int timeout_ms)
+{
+    if (w == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_watch_wait_fresh: NULL watch");
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(timeout_ms / 1000);
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->lock);
+    alm_watch_status s = status_locked(w);
+    while (s != ALM_WATCH_FRESH) {
+        if (pthread_cond_timedwait(&w->fresh, &w->lock, &until) == ETIMEDOUT) {
+            s = status_locked(w);
+            break;
+        }
+        s = status_locked(w);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (s == ALM_WATCH_FRESH)
+        return 0;
+    return alm__error_set(ALM_ETIMEOUT, "the watch is not fresh after %u ms: %s", timeout_ms,
+                          status_name(s));
 }
 
 void alm_watch_stop(alm_watch *w)
@@ -347,6 +566,8 @@ void alm_watch_stop(alm_watch *w)
     alm__client_cancel(w->client);
     pthread_join(w->thread, NULL);
     w->started = false;
+    alm__client_set_log_sink(w->client, NULL, NULL);
+    alm__client_set_tick(w->client, NULL, NULL);
     alm__client_uncancel(w->client);
 }
 
@@ -372,20 +593,41 @@ int alm_watch_dispatch(alm_watch *w)
     char sink[64];
     if (w == NULL || !w->opts.manual_dispatch)
         return alm__error_set(ALM_EINVALID, "alm_watch_dispatch: not a manual-dispatch watch");
-    /* Drain first: a change queued after this read leaves a byte for the next wake-up. */
+    /* Drain first: an event queued after this read leaves a byte for the next wake-up. */
     while (read(w->pipe_fd[0], sink, sizeof(sink)) > 0)
         ;
     pthread_mutex_lock(&w->lock);
     pending *list = w->queue;
     w->queue = NULL;
     w->queue_tail = &w->queue;
+    w->queued_log_lines = 0;
+    unsigned long dropped = w->dropped_log_lines;
+    w->dropped_log_lines = 0;
     pthread_mutex_unlock(&w->lock);
 
     int count = 0;
-    for (pending *p = list; p != NULL; p = p->next, count++) {
-        alm_diff diff = {p->diff.added,    p->diff.nadded,  p->diff.changed,
-                         p->diff.nchanged, p->diff.removed, p->diff.nremoved};
-        w->opts.on_change(p->old_cfg, p->new_cfg, &diff, w->opts.payload);
+    for (pending *p = list; p != NULL; p = p->next) {
+        if (p->kind == EV_LOG) {
+            alm__client_log_deliver(w->client, (alm_log_level)p->level, p->text);
+        } else if (p->kind == EV_STATUS) {
+            w->opts.on_status((alm_watch_status)p->level, p->text, w->opts.payload);
+        } else {
+            pthread_mutex_lock(&w->lock);
+            alm_config *prev = w->current;
+            w->current = alm_config_retain(p->new_cfg);
+            pthread_mutex_unlock(&w->lock);
+            alm_config_free(prev);
+            alm_diff diff = {p->diff.added,    p->diff.nadded,  p->diff.changed,
+                             p->diff.nchanged, p->diff.removed, p->diff.nremoved};
+            w->opts.on_change(p->old_cfg, p->new_cfg, &diff, w->opts.payload);
+            count++;
+        }
+    }
+    if (dropped > 0) {
+        char line[128];
+        snprintf(line, sizeof(line), "watch: %lu log lines dropped between two dispatches",
+                 dropped);
+        alm__client_log_deliver(w->client, ALM_LOG_WARN, line);
     }
     pending_free(list);
     return count;
@@ -402,7 +644,9 @@ void alm_watch_free(alm_watch *w)
     if (w->pipe_fd[1] >= 0)
         close(w->pipe_fd[1]);
     alm_config_free(w->current);
+    alm_config_free(w->latest);
     pthread_cond_destroy(&w->wake);
+    pthread_cond_destroy(&w->fresh);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

@@ -32,6 +32,8 @@ static void closed_port_url(char *buf, size_t size)
 typedef struct log_capture {
     int warnings;
     int infos;
+    int debugs;
+    int lowest; /* the lowest level value received */
     char last[1024];
 } log_capture;
 
@@ -42,6 +44,10 @@ static void capture_log(alm_log_level level, const char *message, void *payload)
         c->warnings++;
     if (level == ALM_LOG_INFO)
         c->infos++;
+    if (level == ALM_LOG_DEBUG)
+        c->debugs++;
+    if (c->warnings + c->infos + c->debugs == 1 || (int)level < c->lowest)
+        c->lowest = (int)level;
     snprintf(c->last, sizeof(c->last), "%s", message);
 }
 
@@ -83,6 +89,30 @@ static void test_options(void **state)
     opts.retry.multiplier = 0.5;
     expect_invalid(&opts, "multiplier");
     opts.retry.multiplier = 0;
+    alm_retry_policy bad_watch = {0, 0, 0, 0.5, 0};
+    opts.watch_retry = &bad_watch;
+    expect_invalid(&opts, "watch_retry multiplier");
+    opts.watch_retry = NULL;
+
+    /* Found when the client is made, not as a 401 or a 404 at the first request. */
+    opts.username = "svc";
+    expect_invalid(&opts, "username 'svc' has no password");
+    opts.username = NULL;
+    opts.profiles = "prod,,eu";
+    expect_invalid(&opts, "empty name");
+    opts.profiles = "prod/eu";
+    expect_invalid(&opts, "'/'");
+    opts.profiles = NULL;
+    opts.server = "http://:8888";
+    expect_invalid(&opts, "not a valid URL");
+    opts.server = "http://config:88x8";
+    expect_invalid(&opts, "not a valid URL");
+    opts.server = "http://con fig:8888";
+    expect_invalid(&opts, "blank");
+    opts.server = NULL;
+    opts.log_level = (alm_log_level)9;
+    expect_invalid(&opts, "log level");
+    opts.log_level = ALM_LOG_DEFAULT;
     opts.version = 99;
     expect_invalid(&opts, "unknown options version 99");
 
@@ -187,6 +217,43 @@ static void test_unreachable_without_cache(void **state)
     assert_non_null(strstr(alm_error_last()->message, "no cache file"));
 }
 
+/* Profiles travel normalised: "prod, eu" is requested as prod,eu (seen in the error's URL). */
+static void test_profiles_are_normalised(void **state)
+{
+    fixture *f = *state;
+    alm_config *cfg = NULL;
+    f->opts.profiles = " prod , eu ";
+    f->opts.retry.max_attempts = 1;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    if (strstr(alm_error_last()->message, "/orders/prod%2Ceu") == NULL)
+        fail_msg("%s", alm_error_last()->message);
+}
+
+/* Zero is not DEBUG: a zeroed level gives INFO and above; DEBUG has to be asked for. */
+static void test_default_log_level_is_info(void **state)
+{
+    fixture *f = *state;
+    alm_config *cfg = NULL;
+    f->opts.retry.max_attempts = 2;
+    assert_int_equal(f->opts.log_level, ALM_LOG_DEFAULT);
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_int_equal(f->log.debugs, 0);
+    assert_true(f->log.infos > 0);
+
+    memset(&f->log, 0, sizeof(f->log));
+    f->opts.log_level = ALM_LOG_DEBUG;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_true(f->log.debugs > 0); /* "GET http://…" per request */
+
+    /* A caller built against version-1 options keeps its numbering: 0 was DEBUG, and the
+     * callback receives 0 for a debug line. */
+    memset(&f->log, 0, sizeof(f->log));
+    f->opts.version = 1;
+    f->opts.log_level = (alm_log_level)0;
+    assert_int_equal(fetch(f, &cfg), ALM_ENETWORK);
+    assert_int_equal(f->log.lowest, 0);
+}
+
 static void test_unreachable_with_cache(void **state)
 {
     fixture *f = *state;
@@ -245,6 +312,8 @@ int client_client_tests(void)
         cmocka_unit_test(test_options),
         cmocka_unit_test_setup_teardown(test_unreachable_without_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_with_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profiles_are_normalised, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_log_level_is_info, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_fast_ignores_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_cache_is_reported, setup, teardown),
     };

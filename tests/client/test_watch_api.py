@@ -150,6 +150,48 @@ class WatchApiTest(unittest.TestCase):
         self.assertEqual(self.probe.ask("fresh"), "fresh")
         self.assertEqual(self.probe.ask("stop"), "stopped")
 
+    def test_manual_dispatch_keeps_current_and_every_callback_for_the_dispatch(self):
+        # A change has arrived (the descriptor is readable) but is not dispatched yet: the
+        # current snapshot must still be the one on_change last told the program about.
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (200, {"ETag": '"e2"'}, V2),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000, manual=True)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("pending"), "pending v1")
+        kind, _, payload = self.probe.ask("change").partition(" ")
+        self.assertEqual(kind, "change")
+        self.assertEqual(json.loads(payload)["new"], "v2")
+        self.assertEqual(self.probe.ask("current"), "current v2")
+        # An outage and its end: status calls and the watch's debug log lines all arrive
+        # through the dispatch, on the main thread.
+        self.stub.script((503, {}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        self.stub.script((304, {"ETag": '"e2"'}, ""))
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.assertEqual(self.probe.ask("statuses"), "statuses unreachable,fresh")
+        self.assertEqual(self.probe.ask("threads"), "threads ok")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+
+    def test_status_events_around_an_outage_and_a_refusal(self):
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (304, {"ETag": '"e1"'}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.stub.script((503, {}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        # Fresh again on the first answer, not a poll timeout later: the request after a
+        # failure asks at once (no ?watch=).
+        self.stub.script((304, {"ETag": '"e1"'}, ""))
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.assertNotIn("watch=", self.stub.requests[0][0])
+        self.stub.script((401, {}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        self.stub.script((304, {"ETag": '"e1"'}, ""))
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.assertEqual(self.probe.ask("statuses"),
+                         "statuses unreachable,fresh,auth_refused,fresh")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+
 
 if __name__ == "__main__":
     unittest.main()

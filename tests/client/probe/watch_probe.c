@@ -7,10 +7,17 @@
  *   current — prints alm_watch_current()'s version       -> "current <version>"
  *   stop    — alm_watch_free() then exit 0                -> "stopped"
  *   stalecfg — whether the snapshot booted on is stale      -> "stalecfg 0|1"
+ *   statuses — the on_status calls so far, then forgets them -> "statuses fresh,unreachable,…"
+ *   pending — manual dispatch: waits until alm_watch_fd() is readable, dispatches nothing
+ *             -> "pending <version of alm_watch_current()>"
+ *   waitfresh — alm_watch_wait_fresh(20 s)                  -> "waitfresh <return code>"
+ *   threads — whether every callback and log line ran on the main thread (manual dispatch)
+ *             -> "threads ok" or "threads wrong: <what>"
  * Each wait has a 20 s deadline ("timeout" and exit 1). Usage: watch_probe URL APP PROFILES
  * HEARTBEAT_MS POLL_S [CACHE_FILE]. With ALMANAC_PROBE_MANUAL=1 in the environment the watch
  * uses manual dispatch: "change" polls alm_watch_fd() and calls alm_watch_dispatch() on the
- * main thread, and the callback checks that it runs there.
+ * main thread, and the callbacks (on_change, on_status, log_cb at debug level) check that
+ * they run there.
  */
 #include "almanac.h"
 
@@ -30,6 +37,41 @@ static alm_watch *watch;
 static int manual;
 static pthread_t main_thread;
 static int wrong_thread;
+static char wrong_what[64];
+static char statuses[1024];
+
+static void check_thread(const char *what)
+{
+    if (manual && !pthread_equal(pthread_self(), main_thread) && !wrong_thread) {
+        wrong_thread = 1;
+        snprintf(wrong_what, sizeof(wrong_what), "%s", what);
+    }
+}
+
+static void on_status(alm_watch_status status, const char *reason, void *payload)
+{
+    static const char *const names[] = {"fresh", "stale", "unreachable", "auth_refused",
+                                        "refused"};
+    (void)payload;
+    (void)reason;
+    pthread_mutex_lock(&lock);
+    check_thread("on_status");
+    size_t used = strlen(statuses);
+    snprintf(statuses + used, sizeof(statuses) - used, "%s%s", used ? "," : "",
+             (unsigned)status < 5 ? names[status] : "?");
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&lock);
+}
+
+static void on_log(alm_log_level level, const char *message, void *payload)
+{
+    (void)level;
+    (void)message;
+    (void)payload;
+    pthread_mutex_lock(&lock);
+    check_thread("log_cb");
+    pthread_mutex_unlock(&lock);
+}
 
 static json_t *key_list(const char *const *keys, size_t n)
 {
@@ -54,8 +96,7 @@ static void on_change(const alm_config *old_cfg, const alm_config *new_cfg, cons
     pthread_mutex_lock(&lock);
     if (cur != new_cfg)
         current_matches = 0;
-    if (manual && !pthread_equal(pthread_self(), main_thread))
-        wrong_thread = 1;
+    check_thread("on_change");
     free(last_diff);
     last_diff = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     pthread_cond_broadcast(&changed);
@@ -130,14 +171,20 @@ int main(int argc, char **argv)
     opts.retry.initial_backoff_ms = 50;
     opts.retry.max_backoff_ms = 200;
     opts.retry.max_attempts = 2;
+    /* Quick retries keep the tests short; the policy itself is tested against a real server. */
+    alm_retry_policy watch_retry = {0, 50, 200, 2.0, -1};
+    opts.watch_retry = &watch_retry;
+    opts.log_cb = on_log;
+    opts.log_level = ALM_LOG_DEBUG;
+    main_thread = pthread_self();
     if (alm_client_new(&client, &opts) < 0 || alm_client_fetch(&cfg, client) < 0) {
         printf("error %s\n", alm_error_last()->message);
         return 1;
     }
     alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
     wopts.on_change = on_change;
+    wopts.on_status = on_status;
     manual = getenv("ALMANAC_PROBE_MANUAL") != NULL;
-    main_thread = pthread_self();
     wopts.manual_dispatch = manual;
     wopts.heartbeat_ms = (unsigned int)atoi(argv[4]);
     wopts.poll_timeout_s = (unsigned int)atoi(argv[5]);
@@ -166,11 +213,32 @@ int main(int argc, char **argv)
         } else if (strcmp(line, "change") == 0) {
             status = (manual ? dispatch_until_change() : wait_until(has_change)) ? 0 : 1;
             pthread_mutex_lock(&lock);
-            printf("change %s%s%s\n", last_diff ? last_diff : "timeout",
+            printf("change %s%s%s%s\n", last_diff ? last_diff : "timeout",
                    current_matches ? "" : " (current mismatch)",
-                   wrong_thread ? " (wrong thread)" : "");
+                   wrong_thread ? " (wrong thread) " : "", wrong_what);
             free(last_diff);
             last_diff = NULL;
+            pthread_mutex_unlock(&lock);
+        } else if (strcmp(line, "statuses") == 0) {
+            if (manual)
+                alm_watch_dispatch(watch);
+            pthread_mutex_lock(&lock);
+            printf("statuses %s\n", statuses);
+            statuses[0] = '\0';
+            pthread_mutex_unlock(&lock);
+        } else if (strcmp(line, "pending") == 0) {
+            struct pollfd pfd = {.fd = alm_watch_fd(watch), .events = POLLIN};
+            int ready = poll(&pfd, 1, 20000);
+            alm_config *cur = alm_watch_current(watch);
+            printf("pending %s\n", ready <= 0                 ? "timeout"
+                                   : alm_config_version(cur) ? alm_config_version(cur)
+                                                             : "-");
+            alm_config_free(cur);
+        } else if (strcmp(line, "waitfresh") == 0) {
+            printf("waitfresh %d\n", alm_watch_wait_fresh(watch, 20000));
+        } else if (strcmp(line, "threads") == 0) {
+            pthread_mutex_lock(&lock);
+            printf("threads %s%s\n", wrong_thread ? "wrong: " : "ok", wrong_what);
             pthread_mutex_unlock(&lock);
         } else if (strcmp(line, "stalecfg") == 0) {
             printf("stalecfg %d\n", booted_stale);
