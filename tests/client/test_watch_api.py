@@ -168,7 +168,7 @@ class WatchApiTest(unittest.TestCase):
         self.assertEqual(self.probe.ask("stale"), "stale")
         self.stub.script((304, {"ETag": '"e2"'}, ""))
         self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
-        self.assertEqual(self.probe.ask("statuses"), "statuses unreachable,fresh")
+        self.assertEqual(self.probe.ask("statuses 2"), "statuses unreachable,fresh")
         self.assertEqual(self.probe.ask("threads"), "threads ok")
         self.assertEqual(self.probe.ask("stop"), "stopped")
 
@@ -188,7 +188,7 @@ class WatchApiTest(unittest.TestCase):
         self.assertEqual(self.probe.ask("stale"), "stale")
         self.stub.script((304, {"ETag": '"e1"'}, ""))
         self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
-        self.assertEqual(self.probe.ask("statuses"),
+        self.assertEqual(self.probe.ask("statuses 4"),
                          "statuses unreachable,fresh,auth_refused,fresh")
         self.assertEqual(self.probe.ask("stop"), "stopped")
 

@@ -7,7 +7,8 @@
  *   current — prints alm_watch_current()'s version       -> "current <version>"
  *   stop    — alm_watch_free() then exit 0                -> "stopped"
  *   stalecfg — whether the snapshot booted on is stale      -> "stalecfg 0|1"
- *   statuses — the on_status calls so far, then forgets them -> "statuses fresh,unreachable,…"
+ *   statuses N — waits for N on_status calls, prints them and forgets them
+ *             -> "statuses fresh,unreachable,…"
  *   pending — manual dispatch: waits until alm_watch_fd() is readable, dispatches nothing
  *             -> "pending <version of alm_watch_current()>"
  *   waitfresh — alm_watch_wait_fresh(20 s)                  -> "waitfresh <return code>"
@@ -139,6 +140,16 @@ static int is_fresh(void)
     return !alm_watch_is_stale(watch);
 }
 
+static size_t want_statuses;
+
+static int has_statuses(void)
+{
+    size_t n = statuses[0] != '\0';
+    for (const char *p = statuses; *p; p++)
+        n += *p == ',';
+    return n >= want_statuses;
+}
+
 static int has_change(void)
 {
     return last_diff != NULL;
@@ -219,9 +230,18 @@ int main(int argc, char **argv)
             free(last_diff);
             last_diff = NULL;
             pthread_mutex_unlock(&lock);
-        } else if (strcmp(line, "statuses") == 0) {
-            if (manual)
-                alm_watch_dispatch(watch);
+        } else if (strncmp(line, "statuses ", 9) == 0) {
+            /* The status is published before its callback runs: wait for the calls. */
+            want_statuses = (size_t)atoi(line + 9);
+            if (manual) {
+                struct pollfd pfd = {.fd = alm_watch_fd(watch), .events = POLLIN};
+                for (int waited = 0; waited < 20000 && !has_statuses(); waited += 100) {
+                    if (poll(&pfd, 1, 100) > 0)
+                        alm_watch_dispatch(watch);
+                }
+            } else {
+                wait_until(has_statuses);
+            }
             pthread_mutex_lock(&lock);
             printf("statuses %s\n", statuses);
             statuses[0] = '\0';
