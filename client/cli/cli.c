@@ -148,6 +148,7 @@ int cli_client_new(alm_client **out, const cli_common *common, const char *app,
     opts.fail_fast = common->fail_fast;
     opts.request_timeout_ms = common->timeout_ms;
     opts.retry.max_attempts = common->retries;
+    opts.keep_placeholders = common->keep_placeholders;
     if (common->verbose) {
         log_configure(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
         opts.log_cb = on_library_log;
@@ -245,12 +246,113 @@ int cli_parse_format(cli_format *out, const char *name)
     return -1;
 }
 
-/* The merged view as the flat, typed map flatrender takes. */
+/* What one property source contributes to the document order (see document_order). */
+typedef struct order_walk {
+    json_t *order;   /* plain keys, first seen from the least specific source */
+    json_t *current; /* this source's lists: name -> array of its element keys */
+    int oom;
+} order_walk;
+
+static int note_key(const char *key, void *payload)
+{
+    order_walk *w = payload;
+    const char *bracket = strchr(key, '[');
+    if (bracket == NULL) {
+        /* Setting a key that is there keeps its place, as in the server's merge. */
+        if (json_object_get(w->order, key) == NULL &&
+            json_object_set_new(w->order, key, json_true()) < 0)
+            w->oom = 1;
+        return w->oom;
+    }
+    char *name = strndup(key, (size_t)(bracket - key));
+    json_t *group = name != NULL ? json_object_get(w->current, name) : NULL;
+    if (name != NULL && group == NULL &&
+        json_object_set_new(w->current, name, group = json_array()) < 0)
+        group = NULL;
+    if (group == NULL || json_array_append_new(group, json_string(key)) < 0)
+        w->oom = 1;
+    free(name);
+    return w->oom;
+}
+
+/*
+ * The merged keys in the order the server's documents (`/{app}-{profiles}.yml`, …) list them,
+ * so `get --format` prints the same bytes: plain keys where the least specific source first
+ * has them, then each list, whole, from the most specific source that has it, placed where the
+ * first source with that list put it; `spring.profiles` is not part of a document. A JSON
+ * array of keys, or NULL when out of memory.
+ */
+static json_t *document_order(const alm_config *cfg)
+{
+    order_walk w = {json_object(), NULL, 0};
+    json_t *lists = json_object(), *keys = json_array();
+    const char *name;
+    json_t *group;
+    w.oom = w.order == NULL || lists == NULL || keys == NULL;
+    for (size_t i = alm_config_source_count(cfg); !w.oom && i > 0; i--) {
+        if ((w.current = json_object()) == NULL) {
+            w.oom = 1;
+            break;
+        }
+        alm_config_source_keys(cfg, i - 1, note_key, &w);
+        json_object_foreach(w.current, name, group)
+        {
+            if (!w.oom && json_object_set(lists, name, group) < 0)
+                w.oom = 1;
+        }
+        json_decref(w.current);
+        w.current = NULL;
+    }
+    json_t *v;
+    json_object_foreach(w.order, name, v)
+    {
+        if (!w.oom && strcmp(name, "spring.profiles") != 0 &&
+            json_array_append_new(keys, json_string(name)) < 0)
+            w.oom = 1;
+    }
+    json_object_foreach(lists, name, group)
+    {
+        size_t j;
+        json_array_foreach(group, j, v)
+        {
+            if (!w.oom && json_array_append(keys, v) < 0)
+                w.oom = 1;
+        }
+    }
+    json_decref(w.order);
+    json_decref(lists);
+    if (w.oom) {
+        json_decref(keys);
+        return NULL;
+    }
+    return keys;
+}
+
+/* The merged view as the flat, typed map flatrender takes, in the server's document order. */
 static json_t *flat_map(const alm_config *cfg)
 {
-    json_t *flat = json_object();
-    for (size_t i = 0; flat != NULL && i < alm_config_entrycount(cfg); i++) {
-        const alm_config_entry *e = alm_config_entry_byindex(cfg, i);
+    json_t *flat = json_object(), *keys = document_order(cfg), *index = json_object(), *k;
+    size_t i;
+    for (i = 0; index != NULL && i < alm_config_entrycount(cfg); i++) {
+        if (json_object_set_new(index, alm_config_entry_byindex(cfg, i)->key,
+                                json_integer((json_int_t)i)) < 0) {
+            json_decref(index);
+            index = NULL;
+        }
+    }
+    if (keys == NULL || index == NULL) {
+        json_decref(flat);
+        flat = NULL;
+    }
+    json_array_foreach(keys, i, k)
+    {
+        const char *key = json_string_value(k);
+        const json_t *at = json_object_get(index, key);
+        if (flat == NULL)
+            break;
+        if (at == NULL || json_object_get(flat, key) != NULL)
+            continue;
+        const alm_config_entry *e = alm_config_entry_byindex(cfg, (size_t)json_integer_value(at));
         json_t *v = NULL;
         int64_t n;
         double d;
@@ -277,10 +379,24 @@ static json_t *flat_map(const alm_config *cfg)
             flat = NULL;
         }
     }
+    json_decref(keys);
+    json_decref(index);
     return flat;
 }
 
+static int render_to(FILE *out, const alm_config *cfg, cli_format format, int final_newline);
+
 int cli_render(FILE *out, const alm_config *cfg, cli_format format)
+{
+    return render_to(out, cfg, format, 1);
+}
+
+int cli_render_document(FILE *out, const alm_config *cfg, cli_format format)
+{
+    return render_to(out, cfg, format, 0);
+}
+
+static int render_to(FILE *out, const alm_config *cfg, cli_format format, int final_newline)
 {
     char err[256] = "";
     flatrender_buf buf = {0};
@@ -311,7 +427,7 @@ int cli_render(FILE *out, const alm_config *cfg, cli_format format)
         return CLI_EXIT_PROTOCOL;
     }
     fwrite(buf.data, 1, buf.len, out);
-    if (buf.len > 0 && buf.data[buf.len - 1] != '\n')
+    if (final_newline && buf.len > 0 && buf.data[buf.len - 1] != '\n')
         fputc('\n', out);
     free(buf.data);
     if (fflush(out) != 0) {

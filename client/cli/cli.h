@@ -44,6 +44,7 @@ typedef struct cli_common {
     unsigned int retries;
     int fail_fast;
     int verbose;
+    int keep_placeholders; /* `get --raw`: values as the sources hold them */
 } cli_common;
 
 /* Long options shared by the commands; their `val`s start at CLI_OPT_BASE. */
@@ -121,6 +122,11 @@ int cli_parse_format(cli_format *out, const char *name);
 /* Writes the merged configuration in `format` to `out`; prints the error and returns an exit
  * code on failure. */
 int cli_render(FILE *out, const alm_config *cfg, cli_format format);
+/*
+ * The same bytes as the server's `/{app}-{profiles}.{yml,properties,json}` document: no
+ * final newline added (the server's JSON and properties have none).
+ */
+int cli_render_document(FILE *out, const alm_config *cfg, cli_format format);
 
 /* Prints the stale-copy warning when `cfg` came from the cache file. */
 void cli_warn_if_stale(const alm_config *cfg, const cli_common *common);

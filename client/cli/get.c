@@ -6,8 +6,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_KEY, OPT_EXPLAIN };
+enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_KEY, OPT_EXPLAIN, OPT_RAW };
 
 static void help(void)
 {
@@ -17,7 +18,9 @@ static void help(void)
            "  --format F   properties (default), yaml, json or env (FOO_BAR_0=value lines)\n"
            "  --key KEY    print only the value of KEY (exit code 3 when it is absent)\n"
            "  --explain KEY  why KEY has its value: the file, line, column, commit and profile\n"
-           "               layer that set it, and every lower layer it overrode\n\n"
+           "               layer that set it, and every lower layer it overrode\n"
+           "  --raw        keep ${...} placeholders as written (by default they are resolved,\n"
+           "               as in the server's /APP-PROFILES.yml documents)\n\n"
            "%s",
            cli_common_help);
 }
@@ -101,6 +104,7 @@ int cli_cmd_get(int argc, char **argv)
     static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
                                             {"key", required_argument, NULL, OPT_KEY},
                                             {"explain", required_argument, NULL, OPT_EXPLAIN},
+                                            {"raw", no_argument, NULL, OPT_RAW},
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
@@ -131,6 +135,8 @@ int cli_cmd_get(int argc, char **argv)
             key = optarg;
         } else if (opt == OPT_EXPLAIN) {
             explain = optarg;
+        } else if (opt == OPT_RAW) {
+            common.keep_placeholders = 1;
         } else if (opt == ':') {
             return cli_usage_error("get", "%s needs a value", argv[optind - 1]);
         } else {
@@ -162,7 +168,9 @@ int cli_cmd_get(int argc, char **argv)
         printf("%s\n", value);
         rc = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
     } else {
-        rc = cli_render(stdout, cfg, format);
+        /* On a terminal a final newline keeps the prompt off the last line. */
+        rc = isatty(STDOUT_FILENO) ? cli_render(stdout, cfg, format)
+                                   : cli_render_document(stdout, cfg, format);
     }
 out:
     alm_config_free(cfg);

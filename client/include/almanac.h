@@ -269,6 +269,11 @@ ALM_EXTERN int alm_client_options_init(alm_client_options *opts, unsigned int ve
  * One Environment as the server composed it: an ordered list of property sources (most
  * specific first) and the merged view of them. Immutable and reference-counted.
  *
+ * The merged view's string values have their `${key}` / `${key:default}` placeholders resolved
+ * against the merged view, as the server's `.yml`/`.properties` documents and Spring's
+ * Environment resolve them (the Environment JSON itself carries them as written); a client
+ * with keep_placeholders keeps them raw. alm_config_parse() always resolves.
+ *
  * The merged view follows Spring: a key takes its value from the most specific source that
  * defines it, except that a list (keys `name[0]`, `name[1].x`, …) is taken whole from the most
  * specific source that defines any element of it, so a shorter list in a profile file replaces
@@ -311,7 +316,8 @@ ALM_EXTERN alm_config *alm_config_retain(const alm_config *cfg);
 ALM_EXTERN void alm_config_free(alm_config *cfg);
 
 /*
- * The merged value of `key` as text: strings as they are, other types in Spring's text form.
+ * The merged value of `key` as text: strings as they are (placeholders resolved, unless the
+ * client's keep_placeholders option is set), other types in Spring's text form.
  * `*out` is owned by `cfg`. Errors: ALM_ENOTFOUND, ALM_EINVALID.
  */
 ALM_EXTERN int alm_config_get_string(const char **out, const alm_config *cfg, const char *key);
@@ -385,6 +391,17 @@ ALM_EXTERN int alm_config_foreach(const alm_config *cfg, alm_config_foreach_cb c
  */
 ALM_EXTERN size_t alm_config_source_count(const alm_config *cfg);
 ALM_EXTERN const char *alm_config_source_name(const alm_config *cfg, size_t idx);
+
+/*
+ * Calls `cb` with each key of raw property source `source` (0 is the most specific), in the
+ * order the server sent them; `key` is owned by `cfg`. What each source contributes is how a
+ * program rebuilds the server's document order (the CLI does, to print what the server's
+ * `/{app}-{profiles}.yml` prints). A nonzero return from `cb` stops the walk and is returned;
+ * otherwise 0. Errors: ALM_EINVALID (NULL argument, no such source).
+ */
+typedef int (*alm_config_key_cb)(const char *key, void *payload);
+ALM_EXTERN int alm_config_source_keys(const alm_config *cfg, size_t source, alm_config_key_cb cb,
+                                      void *payload);
 
 /*
  * What the server said about this snapshot; each is owned by `cfg` and NULL when the server

@@ -915,6 +915,10 @@ static int accept_answer(alm_config **out, alm_client *c, const response *r)
     int64_t now = (int64_t)time(NULL);
     int error = alm__config_from_json(out, r->body ? r->body : "", r->len,
                                       r->etag[0] ? r->etag : NULL, now, 0);
+    if (error == 0 && !c->keep_placeholders && (error = alm__config_resolve(*out)) < 0) {
+        alm_config_free(*out);
+        *out = NULL;
+    }
     if (error < 0) {
         alm__error_wrap(error, "the server's answer for %s", c->path);
         return error;
@@ -936,6 +940,10 @@ static int use_cache(alm_config **out, alm_client *c, int error)
     snprintf(reason, sizeof(reason), "%s", alm_error_last()->message);
     alm__cache_key key = {c->application, c->profiles, c->label};
     int cerr = alm__cache_read(out, c->cache_file, &key);
+    if (cerr == 0 && !c->keep_placeholders && (cerr = alm__config_resolve(*out)) < 0) {
+        alm_config_free(*out);
+        *out = NULL;
+    }
     if (cerr == ALM_ENOTFOUND)
         return alm__error_set(error, "%s (and no cache file at %s to fall back to)", reason,
                               c->cache_file);

@@ -6,8 +6,13 @@
  * jansson object used as the hash index from key to entry. Nothing is modified after
  * alm__config_from_json() returns, which is what makes sharing across threads safe; only the
  * reference count changes, atomically. Fetching and caching live in client.c and cache.c.
+ *
+ * Placeholders (`${key}`, `${key:default}`) are resolved against the merged view by common/'s
+ * resolver, the one the server uses for its documents, so both sides agree on every value; the
+ * resolved strings live in a map of their own beside the original JSON.
  */
 #include "internal.h"
+#include "placeholder.h"
 #include "scalar.h"
 
 #include <ctype.h>
@@ -28,6 +33,7 @@ struct alm_config {
     atomic_uint refcount;
     json_t *root;  /* the Environment as received; owns the strings below */
     json_t *index; /* merged key -> integer index into entries */
+    json_t *resolved; /* key -> value with placeholders resolved; owns those strings */
     alm_config_entry *entries;
     char **owned_text;     /* per entry: the text form when the value is not a JSON string */
     const json_t **values; /* per entry: the JSON scalar, for the typed getters */
@@ -58,6 +64,7 @@ static void config_destroy(alm_config *cfg)
     free(cfg->profiles);
     free(cfg->etag);
     json_decref(cfg->index);
+    json_decref(cfg->resolved);
     json_decref(cfg->root);
     free(cfg);
 }
@@ -322,9 +329,46 @@ out:
     return error;
 }
 
+int alm__config_resolve(alm_config *cfg)
+{
+    int error = 0;
+    json_t *flat = json_object();
+    if (flat == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cfg->count; i++) {
+        if (json_object_set(flat, cfg->entries[i].key, (json_t *)(uintptr_t)cfg->values[i]) < 0) {
+            error = alm__error_set(ALM_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    if (placeholder_resolve_map(flat) < 0) {
+        error = alm__error_set(ALM_ENOMEM, "out of memory resolving placeholders");
+        goto out;
+    }
+    /* Only strings with a placeholder were replaced; the rest are the same JSON values. */
+    for (size_t i = 0; i < cfg->count; i++) {
+        const json_t *v = json_object_get(flat, cfg->entries[i].key);
+        if (v == NULL || v == cfg->values[i])
+            continue;
+        cfg->values[i] = v;
+        cfg->entries[i].value = json_string_value(v);
+    }
+    json_decref(cfg->resolved);
+    cfg->resolved = flat;
+    flat = NULL;
+out:
+    json_decref(flat);
+    return error;
+}
+
 int alm_config_parse(alm_config **out, const char *json, size_t len)
 {
-    return alm__config_from_json(out, json, len, NULL, 0, 0);
+    int error = alm__config_from_json(out, json, len, NULL, 0, 0);
+    if (error == 0 && (error = alm__config_resolve(*out)) < 0) {
+        alm_config_free(*out);
+        *out = NULL;
+    }
+    return error;
 }
 
 static const alm_config_entry *lookup(const alm_config *cfg, const char *key, int *error)
@@ -589,6 +633,24 @@ size_t alm_config_source_count(const alm_config *cfg)
 const char *alm_config_source_name(const alm_config *cfg, size_t idx)
 {
     return cfg != NULL && idx < cfg->nsources ? cfg->sources[idx].name : NULL;
+}
+
+int alm_config_source_keys(const alm_config *cfg, size_t source, alm_config_key_cb cb,
+                           void *payload)
+{
+    const char *key;
+    json_t *value;
+    if (cfg == NULL || cb == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_config_source_keys: NULL argument");
+    if (source >= cfg->nsources)
+        return alm__error_set(ALM_EINVALID, "alm_config_source_keys: no source %zu", source);
+    json_object_foreach(cfg->sources[source].props, key, value)
+    {
+        int rc = cb(key, payload);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 const char *alm_config_version(const alm_config *cfg)

@@ -110,6 +110,12 @@ int alm__token_file_current(alm__token_file *tf, const char **token);
 int alm__config_from_json(alm_config **out, const char *json, size_t len, const char *etag,
                           int64_t fetched_at, int stale);
 
+/*
+ * Resolves the `${…}` placeholders of the merged view's string values against the merged view
+ * (common/'s resolver, as the server's documents). Only before the snapshot is shared.
+ */
+int alm__config_resolve(alm_config *cfg);
+
 /* The merged entry of `key`, or NULL; sets no error (for lookups where absence is normal). */
 const alm_config_entry *alm__config_entry_bykey(const alm_config *cfg, const char *key);
 

@@ -620,6 +620,50 @@ class ClientServerTest(h.ServerTestCase):
         return buf.decode()
 
 
+class SampleDocumentsTest(h.ServerTestCase):
+    """`almanac get --format yaml|properties|json` prints the very bytes of the server's own
+    merged documents (`/{app}-{profiles}.yml|properties|json`, placeholders resolved) for every
+    application and profile of config-repo-sample: the library resolves `${…}` with the
+    server's resolver, and the CLI lists keys in the server's document order."""
+
+    APPS = ["orders", "payments", "gateway", "application", "unknown-app"]
+    PROFILES = ["default", "dev", "stage", "prod", "dev,prod", "prod,us"]
+    FORMATS = {"yml": "yaml", "properties": "properties", "json": "json"}
+
+    @classmethod
+    def setUpServers(cls):
+        require_cli_bin()
+        sample = os.path.join(os.path.dirname(os.path.dirname(HERE)), "config-repo-sample")
+        cls.server = cls.start_server("dir:" + sample)
+        cls.url = "http://127.0.0.1:%d" % cls.server.port
+
+    def test_every_document_byte_for_byte(self):
+        compared = 0
+        for app in self.APPS:
+            for profiles in self.PROFILES:
+                for ext, fmt in self.FORMATS.items():
+                    with self.subTest(app=app, profiles=profiles, format=fmt):
+                        doc = self.server.get("/%s-%s.%s" % (app, profiles, ext))
+                        self.assertEqual(doc.status, 200)
+                        r = run_cli("get", app, profiles, "--format", fmt, server=self.url)
+                        self.assertEqual(r.code, 0, r)
+                        self.assertEqual(r.out, doc.text)
+                        compared += 1
+        self.assertEqual(compared, len(self.APPS) * len(self.PROFILES) * len(self.FORMATS))
+
+    def test_values_resolved_by_default_raw_on_request(self):
+        r = run_cli("get", "orders", "dev", "--format", "properties", server=self.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertNotIn("${", r.out)
+        r = run_cli("get", "orders", "dev", "--raw", "--format", "properties", server=self.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("${", r.out)
+        # exec exports what get prints: resolved values, no literal ${…}.
+        r = run_cli("exec", "orders", "dev", "--", "env", server=self.url)
+        self.assertEqual(r.code, 0, r)
+        self.assertNotIn("${", r.out)
+
+
 def crypt_sha512(password, salt):
     out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, password], check=True,
                          stdout=subprocess.PIPE)
