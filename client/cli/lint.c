@@ -7,7 +7,14 @@
  *   - a `{cipher}` value quoted in .properties, where the quotes become part of the value;
  *   - a file name that no request can select (`orders-.yml`, an empty profile);
  *   - a malformed `spring.config.activate.on-profile` (or legacy `spring.profiles`) expression,
- *     checked with the server's own profile_expr, which fails the whole file on one.
+ *     checked with the server's own profile_expr, which fails the whole file on one;
+ *   - what Spring Boot refuses with a 500 and Almanac serves anyway (springconf.c names the
+ *     keys): the legacy `spring.profiles` key, `spring.profiles.include`/`active`/`default` in
+ *     a profile-specific file or an on-profile document, an unknown on-cloud-platform;
+ *   - a `spring.config.import` that Almanac will not read (outside the repository).
+ * A file counts as profile-specific when its name is `application-*` or starts with the name of
+ * a sibling configuration file and a `-` (`orders-dev.yml` beside `orders.yml`): that is how a
+ * request reads it. A `foo-bar.yml` alone is the plain file of application `foo-bar`.
  * It needs no server and uses no part of libalmanac.
  */
 #include "cli.h"
@@ -16,6 +23,7 @@
 #include "fileread.h"
 #include "profile_expr.h"
 #include "propfile.h"
+#include "springconf.h"
 #include "yamlconf.h"
 
 #include <dirent.h>
@@ -46,7 +54,11 @@ static void help(void)
            "  - {cipher} values quoted in .properties (the quotes become part of the value);\n"
            "  - file names no request can select (an empty application or profile);\n"
            "  - malformed spring.config.activate.on-profile (or spring.profiles) expressions\n"
-           "    such as 'dev & prod | test' (the server rejects the whole file).\n\n"
+           "    such as 'dev & prod | test' (the server rejects the whole file);\n"
+           "  - what Spring Boot refuses and Almanac serves anyway: the legacy spring.profiles\n"
+           "    key, spring.profiles.include/active/default in a profile-specific file or an\n"
+           "    on-profile document, an unknown spring.config.activate.on-cloud-platform;\n"
+           "  - spring.config.import locations outside the repository (never read).\n\n"
            "Exit codes: 0 no problem, 1 problems found or a file could not be read,\n"
            "2 bad command line.\n");
 }
@@ -131,6 +143,134 @@ static void check_profiles(lint_state *st, const char *path, const confdoc_list 
     }
 }
 
+/* Whether a configuration file named stem.{properties,yml,yaml} exists in dir. */
+static int sibling_exists(const char *dir, const char *stem, size_t len)
+{
+    static const char *const exts[] = {".properties", ".yml", ".yaml"};
+    for (size_t i = 0; i < sizeof(exts) / sizeof(*exts); i++) {
+        char path[4096];
+        struct stat sb;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%.*s%s", dir, (int)len, stem, exts[i]) <
+                sizeof(path) &&
+            stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+            return 1;
+    }
+    return 0;
+}
+
+/* A request reads name as a profile variant: application-*, or <sibling>-*. */
+static int is_profile_specific(const char *path, const char *name, size_t stem_len)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (slash == NULL || (size_t)(slash - path) >= sizeof(dir))
+        return 0;
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    for (size_t i = 1; i < stem_len; i++) {
+        if (name[i] != '-')
+            continue;
+        if ((i == 11 && strncmp(name, "application", 11) == 0) || sibling_exists(dir, name, i))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether a relative import from a file `depth` folders below the root climbs out of it. */
+static int import_escapes(const char *loc, unsigned depth)
+{
+    long level = (long)depth;
+    for (const char *s = loc; *s != '\0';) {
+        size_t len = strcspn(s, "/");
+        if (len == 2 && s[0] == '.' && s[1] == '.') {
+            if (--level < 0)
+                return 1;
+        } else if (len > 0 && !(len == 1 && s[0] == '.')) {
+            level++;
+        }
+        s += len;
+        if (*s == '/')
+            s++;
+    }
+    return 0;
+}
+
+static void report_key(lint_state *st, const char *path, const confdoc *doc, const char *key,
+                       const char *what)
+{
+    unsigned line, col;
+    origin_of(doc, key, &line, &col);
+    report(st, path, line, col, "%s", what);
+}
+
+/*
+ * Spring Boot's refusals (InvalidConfigDataPropertyException, InactiveConfigDataAccessException,
+ * an unbindable CloudPlatform), which Almanac serves, and imports Almanac will not read.
+ */
+static void check_config_data(lint_state *st, const char *path, unsigned depth,
+                              const confdoc_list *docs, int profile_specific)
+{
+    for (size_t d = 0; d < docs->count; d++) {
+        const confdoc *doc = &docs->docs[d];
+        const char *key, *cloud;
+        char msg[512];
+        json_t *imports;
+        if ((key = springconf_legacy_key(doc->props)) != NULL) {
+            snprintf(msg, sizeof(msg),
+                     "Property '%s' is invalid and should be replaced with "
+                     "'spring.config.activate.on-profile' (Spring Boot refuses the file; Almanac "
+                     "still reads it as on-profile)",
+                     key);
+            report_key(st, path, doc, key, msg);
+        }
+        if (profile_specific && (key = springconf_profile_key(doc->props, false)) != NULL) {
+            snprintf(msg, sizeof(msg),
+                     "Property '%s' is invalid in a profile specific resource (Spring Boot "
+                     "refuses the request; Almanac ignores it)",
+                     key);
+            report_key(st, path, doc, key, msg);
+        } else if (json_object_get(doc->props, "spring.config.activate.on-profile") != NULL &&
+                   (key = springconf_profile_key(doc->props, true)) != NULL) {
+            snprintf(msg, sizeof(msg),
+                     "an on-profile document cannot contain property '%s' (Spring Boot refuses "
+                     "the request: an inactive property source cannot contain it; Almanac "
+                     "ignores it)",
+                     key);
+            report_key(st, path, doc, key, msg);
+        }
+        cloud = json_string_value(json_object_get(doc->props, SPRINGCONF_ON_CLOUD));
+        if (json_object_get(doc->props, SPRINGCONF_ON_CLOUD) != NULL &&
+            (cloud == NULL || springconf_platform(cloud) == NULL)) {
+            snprintf(msg, sizeof(msg),
+                     "%s: not a cloud platform (none, kubernetes, cloud_foundry, heroku, sap, "
+                     "nomad, azure_app_service, aws_ecs); Spring Boot refuses the request, "
+                     "Almanac never applies this document",
+                     SPRINGCONF_ON_CLOUD);
+            report_key(st, path, doc, SPRINGCONF_ON_CLOUD, msg);
+        }
+        imports = springconf_list(doc->props, SPRINGCONF_IMPORT);
+        for (size_t i = 0; i < json_array_size(imports); i++) {
+            const char *loc = json_string_value(json_array_get(imports, i));
+            const char *why;
+            if (strncmp(loc, "optional:", 9) == 0)
+                loc += 9;
+            why = springconf_import_problem(loc);
+            if (why == NULL && import_escapes(loc, depth))
+                why = "'..' leads out of the repository";
+            if (why == NULL)
+                continue;
+            char item[64];
+            snprintf(msg, sizeof(msg), "%s '%s': Almanac never reads it: %s", SPRINGCONF_IMPORT,
+                     loc, why);
+            if (json_object_get(doc->props, SPRINGCONF_IMPORT) != NULL)
+                snprintf(item, sizeof(item), "%s", SPRINGCONF_IMPORT);
+            else
+                snprintf(item, sizeof(item), "%s[%zu]", SPRINGCONF_IMPORT, i);
+            report_key(st, path, doc, item, msg);
+        }
+        json_decref(imports);
+    }
+}
+
 /* `orders-.yml`, `-dev.yml`: a name whose application or profile part is empty. */
 static void check_name(lint_state *st, const char *path, const char *name, size_t stem_len)
 {
@@ -140,7 +280,7 @@ static void check_name(lint_state *st, const char *path, const char *name, size_
                "no request can select this file: its application or profile part is empty");
 }
 
-static void lint_file(lint_state *st, const char *path, const char *name)
+static void lint_file(lint_state *st, const char *path, const char *name, unsigned depth)
 {
     const char *dot = strrchr(name, '.');
     int yaml = dot != NULL && (strcmp(dot, ".yml") == 0 || strcmp(dot, ".yaml") == 0);
@@ -178,6 +318,8 @@ static void lint_file(lint_state *st, const char *path, const char *name)
     } else {
         check_ciphers(st, path, &docs, yaml);
         check_profiles(st, path, &docs);
+        check_config_data(st, path, depth, &docs,
+                          is_profile_specific(path, name, (size_t)(dot - name)));
     }
 out:
     confdoc_list_dispose(&docs);
@@ -208,7 +350,7 @@ static void lint_dir(lint_state *st, const char *dir, int depth)
             if (S_ISDIR(sb.st_mode))
                 lint_dir(st, path, depth + 1);
             else if (S_ISREG(sb.st_mode))
-                lint_file(st, path, name);
+                lint_file(st, path, name, (unsigned)depth);
         }
         free(entries[i]);
     }

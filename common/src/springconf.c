@@ -99,6 +99,20 @@ const char *springconf_legacy_key(const json_t *props)
     return first_present(props, keys, 2);
 }
 
+const char *springconf_import_problem(const char *loc)
+{
+    /* Spring's URL_PREFIX: a scheme (file:, classpath:, https:, configtree:, …). */
+    size_t scheme = strspn(loc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*");
+
+    if (scheme > 0 && loc[scheme] == ':')
+        return "only files of the repository can be imported (no file:, classpath: or URLs)";
+    if (loc[0] == '/')
+        return "an absolute path is outside the repository";
+    if (strpbrk(loc, "\\*?[]{}$") != NULL)
+        return "backslashes, wildcards, file hints and placeholders are not supported";
+    return NULL;
+}
+
 bool springconf_valid_profile(const char *name)
 {
     size_t len = strlen(name);

@@ -44,6 +44,13 @@ const char *springconf_profile_key(const json_t *props, bool on_profile_doc);
 /* "spring.profiles" or "spring.profiles[0]" when the document uses the legacy key, else NULL. */
 const char *springconf_legacy_key(const json_t *props);
 
+/*
+ * Why Almanac will not read the import location loc (after any `optional:`), or NULL when it
+ * is a relative path of the repository (which may still climb out with `..`: the caller, who
+ * knows the importing file's folder, checks that).
+ */
+const char *springconf_import_problem(const char *loc);
+
 /* Spring's profile name rule: letters, digits, `-_.+@`, starting and ending alphanumeric. */
 bool springconf_valid_profile(const char *name);
 

@@ -491,20 +491,74 @@ class CliStubTest(unittest.TestCase):
         r = run_cli("lint", repo)
         self.assertEqual(r.code, 1, r)
         lines = r.out.splitlines()
+        # The legacy key also gets Spring Boot's own refusal (InvalidConfigDataPropertyException).
+        legacy = "Property 'spring.profiles"
         expect = [("bang.properties:3:", "spring.config.activate.on-profile: malformed"),
+                  ("good.properties:3:", legacy),
+                  ("good.yml:7:", legacy),
                   ("legacy-list.yml:3:", "spring.profiles: malformed profile expression"),
+                  ("legacy-list.yml:3:", legacy),
                   ("mixed.yml:6:19:", "spring.config.activate.on-profile: malformed profile "
                                       "expression [dev & prod | test]")]
         self.assertEqual(len(lines), len(expect), r)
         for line, (where, what) in zip(lines, expect):
             self.assertTrue(line.startswith(os.path.join(repo, where)), (line, where))
             self.assertIn(what, line)
-        self.assertIn("5 file(s) checked, 3 problem(s)", r.err)
+        self.assertIn("5 file(s) checked, 6 problem(s)", r.err)
 
         for name in ("mixed.yml", "legacy-list.yml", "bang.properties"):
             os.unlink(os.path.join(repo, name))
+        with open(os.path.join(repo, "good.yml"), "w") as f:
+            f.write("a: 1\n---\nspring.config.activate.on-profile: '!dev, prod'\nc: 3\n")
+        with open(os.path.join(repo, "good.properties"), "w") as f:
+            f.write("a=1\n#---\nspring.config.activate.on-profile=dev | prod\nb=2\n")
         r = run_cli("lint", repo)
         self.assertEqual((r.code, r.out), (0, ""), r)
+
+    def test_lint_config_data(self):
+        """What Spring Boot refuses with a 500 and Almanac serves, and imports Almanac never
+        reads (issue: config-data inside the repository)."""
+        repo = os.path.join(self.tmp, "configdata")
+        files = {
+            "orders.yml": "a: 1\n",
+            # a profile variant of orders.yml: include is refused there
+            "orders-dev.yml": "spring.profiles.include: x\n",
+            "application-prod.properties": "spring.profiles.active=x\n",
+            # no my.yml beside it: the plain file of application my-app, include allowed
+            "my-app.yml": "spring.profiles.include: y\n",
+            "multi.yml": "a: 1\n---\nspring.config.activate.on-profile: dev\n"
+                         "spring.profiles.include: [q]\n---\nspring.profiles: dev\nb: 1\n---\n"
+                         "spring.config.activate.on-cloud-platform: k8s\nc: 1\n---\n"
+                         "spring.config.activate.on-cloud-platform: Kubernetes\nd: 1\n",
+            "sub/imp.yml": "spring.config.import:\n  - /etc/passwd\n  - ../x.yml\n"
+                           "  - optional:file:./y.yml\n  - ok.yml\n  - ../shared/c.yml\n",
+            "shared/c.properties": "spring.config.import=classpath:a.yml, ../../b.yml\n",
+        }
+        for rel, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
+            with open(os.path.join(repo, rel), "w") as f:
+                f.write(text)
+        r = run_cli("lint", repo)
+        self.assertEqual(r.code, 1, r)
+        lines = r.out.splitlines()
+        expect = [("application-prod.properties:1:",
+                   "Property 'spring.profiles.active' is invalid in a profile specific resource"),
+                  ("multi.yml:4:", "cannot contain property 'spring.profiles.include[0]'"),
+                  ("multi.yml:6:", "Property 'spring.profiles' is invalid and should be replaced "
+                                   "with 'spring.config.activate.on-profile'"),
+                  ("multi.yml:9:", "not a cloud platform"),
+                  ("orders-dev.yml:1:",
+                   "Property 'spring.profiles.include' is invalid in a profile specific resource"),
+                  ("shared/c.properties:1:", "'classpath:a.yml': Almanac never reads it"),
+                  ("shared/c.properties:1:", "'../../b.yml': Almanac never reads it: '..' leads "
+                                             "out of the repository"),
+                  ("sub/imp.yml:2:", "'/etc/passwd': Almanac never reads it: an absolute path"),
+                  ("sub/imp.yml:4:", "'file:./y.yml': Almanac never reads it")]
+        self.assertEqual(len(lines), len(expect), r)
+        for line, (where, what) in zip(lines, expect):
+            self.assertTrue(line.startswith(os.path.join(repo, where)), (line, where))
+            self.assertIn(what, line)
+        self.assertIn("7 file(s) checked, 9 problem(s)", r.err)
 
     # -- command line -------------------------------------------------------------------------
 

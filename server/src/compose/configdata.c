@@ -337,21 +337,10 @@ static char *import_path(const char *from, const char *loc, bool *is_dir, const 
     size_t cap = strlen(from) + strlen(loc) + 2, used = 0;
     const char *slash = strrchr(from, '/');
     char *joined = NULL, *out = NULL;
-    size_t scheme = strspn(loc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*");
 
     *is_dir = false;
-    if (scheme > 0 && loc[scheme] == ':') {
-        *why = "only files of the repository can be imported (no file:, classpath: or URLs)";
+    if ((*why = springconf_import_problem(loc)) != NULL)
         return NULL;
-    }
-    if (loc[0] == '/') {
-        *why = "an absolute path is outside the repository";
-        return NULL;
-    }
-    if (strpbrk(loc, "\\*?[]{}$") != NULL) {
-        *why = "backslashes, wildcards, file hints and placeholders are not supported";
-        return NULL;
-    }
     if (asprintf(&joined, "%.*s%s%s", slash != NULL ? (int)(slash - from) : 0, from,
                  slash != NULL ? "/" : "", loc) < 0 ||
         (out = malloc(cap + strlen(joined))) == NULL) {
