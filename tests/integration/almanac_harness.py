@@ -169,8 +169,11 @@ class Server:
             if k.startswith("ALMANAC_") and k not in ("ALMANAC_SERVER_BIN", "ALMANAC_SOURCE_DIR",
                                                       "ALMANAC_BUILD_DIR"):
                 del env[k]
-        if self.env:
-            env.update(self.env)
+        for k, v in (self.env or {}).items():
+            if v is None:
+                env.pop(k, None)  # None: the variable is removed
+            else:
+                env[k] = v
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
