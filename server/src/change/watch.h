@@ -2,7 +2,9 @@
  * watch — long-poll watchers of an Environment: parked connections grouped by what they watch
  * (applications, profiles, label, format), woken when that Environment's ETag changes, or with
  * 304 when their own deadline passes. A commit that leaves an Environment as it was wakes
- * nobody. A watcher costs one small record; the connection itself is parked in libmicrohttpd.
+ * nobody. A watcher costs one small record here; its socket is held by http/parking.c, outside
+ * libmicrohttpd (TLS connections stay suspended in libmicrohttpd). Woken by watch_notify, which
+ * main.c subscribes to refresh's change notices (watch_on_change).
  */
 #ifndef ALMANAC_WATCH_H
 #define ALMANAC_WATCH_H
