@@ -480,7 +480,7 @@ static void test_read_file(void **state)
     expect_file(r, cfeat, "feature.yml", "feature: on\n");
     expect_read_error(r, c2, "feature.yml", ERR_NOT_FOUND);
     expect_read_error(r, c2, "absent.yml", ERR_NOT_FOUND);
-    expect_read_error(r, c2, "big.txt", ERR_TOO_LARGE);
+    expect_read_error(r, c2, "big.txt", ERR_CONFIG); /* the repository's problem: 500 */
     expect_read_error(r, "nonsense", "application.yml", ERR_NOT_FOUND);
     for (size_t i = 0; i < sizeof(traversal) / sizeof(traversal[0]); i++)
         expect_read_error(r, c2, traversal[i], ERR_NOT_FOUND);
@@ -920,7 +920,7 @@ static void test_dir_mode(void **state)
 
     expect_file(r, "", "application.yml", "native: true\n");
     expect_file(r, NULL, "a/c.yml", "c: 1\n");
-    expect_read_error(r, "", "big.txt", ERR_TOO_LARGE);
+    expect_read_error(r, "", "big.txt", ERR_CONFIG);
     expect_read_error(r, "", "escape.yml", ERR_NOT_FOUND);
     expect_read_error(r, "", "escape-dir/secret.yml", ERR_NOT_FOUND);
     expect_read_error(r, "", "inside-link.yml", ERR_NOT_FOUND);
