@@ -78,7 +78,8 @@ int file_read(file_contents *out, const char *path, size_t max, unsigned flags)
     struct stat st;
     FILE *f = NULL;
     int error = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO without it waits for a writer, for ever if none comes. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
     memset(out, 0, sizeof(*out));
     if (fd < 0) {
@@ -92,6 +93,11 @@ int file_read(file_contents *out, const char *path, size_t max, unsigned flags)
     }
     if ((flags & FILE_READ_REGULAR_ONLY) && !S_ISREG(st.st_mode)) {
         error = err_set(ERR_CONFIG, "%s: not a regular file", path);
+        goto out;
+    }
+    /* What may be read that is not a file (stdin as /dev/stdin, a pipe) is read blocking. */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+        error = err_set(ERR_CONFIG, "%s: cannot read: %s", path, strerror(errno));
         goto out;
     }
     if (S_ISREG(st.st_mode) && st.st_size > (off_t)max) {

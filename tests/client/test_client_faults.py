@@ -89,6 +89,21 @@ class DefaultBranchMissingTest(h.ServerTestCase):
         self.repo.git("branch", "main", self.commit)
 
 
+class OddCacheFileTest(h.ServerTestCase):
+    @classmethod
+    def setUpServers(cls):
+        require_cli_bin()
+
+    def test_fifo_at_the_cache_path_does_not_hang(self):
+        fifo = os.path.join(self.tmp, "cache.fifo")
+        os.mkfifo(fifo)
+        # nothing listens there and nobody writes the FIFO: the CLI must give up, not block
+        r = run_cli("get", "orders", "prod", "--cache-file", fifo, "--retries", "1",
+                    server="http://127.0.0.1:1", timeout=30)
+        self.assertEqual(r.code, 6, r)
+        self.assertIn("not a regular file", r.err)
+
+
 class WatchFailoverTest(h.ServerTestCase):
     """A watcher parked on a server that stops goes to the next server at once, not after the
     rest of its poll window (here 600 s, so the old behaviour cannot pass by luck)."""
