@@ -471,10 +471,17 @@ out:
 static void raise_descriptor_limit(void)
 {
     struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+        return;
+    rlim_t before = limit.rlim_cur;
+    if (limit.rlim_cur < limit.rlim_max) {
         limit.rlim_cur = limit.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &limit);
+        if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+            limit.rlim_cur = before;
     }
+    LOG_INFO(MODULE, "open files: %llu (soft limit raised from %llu, hard limit %llu); each "
+             "connection and parked watcher holds one", (unsigned long long)limit.rlim_cur,
+             (unsigned long long)before, (unsigned long long)limit.rlim_max);
 }
 
 int main(int argc, char **argv)

@@ -55,6 +55,7 @@ static struct {
     counter bus_published, bus_received, bus_failed;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
+    atomic_long watchers_max;
     atomic_long broken_files;
     counter stale_answers;
     counter start_time; /* bits of a double */
@@ -215,6 +216,11 @@ void metrics_stale_answer(void)
     add(&m.stale_answers, 1);
 }
 
+void metrics_set_watchers_max(long count)
+{
+    atomic_store_explicit(&m.watchers_max, count, memory_order_relaxed);
+}
+
 void metrics_set_watchers(long count)
 {
     atomic_store_explicit(&m.watchers, count, memory_order_relaxed);
@@ -365,6 +371,10 @@ char *metrics_render(size_t *len)
                    &m.stale_answers);
     family(f, "almanac_watchers", "gauge", "Long-poll watch requests waiting for a change.");
     fprintf(f, "almanac_watchers %ld\n", atomic_load_explicit(&m.watchers, memory_order_relaxed));
+    family(f, "almanac_watchers_max", "gauge",
+           "Parked watchers allowed in all (--max-connections); beyond it new ones get 429.");
+    fprintf(f, "almanac_watchers_max %ld\n",
+            atomic_load_explicit(&m.watchers_max, memory_order_relaxed));
     render_timestamp(f, "process_start_time_seconds",
                      "Start time of the process since unix epoch in seconds.", &m.start_time);
 

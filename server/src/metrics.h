@@ -23,6 +23,7 @@ void metrics_set_last_fetch_ok(double unix_seconds);
 typedef enum { METRICS_BUS_PUBLISHED, METRICS_BUS_RECEIVED, METRICS_BUS_FAILED } metrics_bus_event;
 void metrics_bus(metrics_bus_event what);
 void metrics_set_watchers(long count);
+void metrics_set_watchers_max(long count); /* the registry's cap, set at start */
 /* Files of the default label's commit that do not parse (a gauge). */
 void metrics_set_broken_files(long count);
 /* One answer composed from a last-good commit (--broken-file last-good). */

@@ -237,8 +237,19 @@ class WatchersPerAddressTest(ServerTestCase):
             self.wait_watchers(2)
             self.assertEqual(status_of(get(self.server.port, "/orders/dev?watch=%s&timeout=120"
                                            % tag)), 429)
+            # the refusal names the setting an operator raises, once
+            self.server.wait_for_log(r"watch refused with 429: .* reached --max-watchers-per-ip")
+            self.assertEqual(status_of(get(self.server.port, "/orders/dev?watch=%s&timeout=120"
+                                           % tag)), 429)
             socks.append(self.park(tag, "127.0.0.2"))  # another address has its own share
             self.wait_watchers(3)
+            self.assertEqual(len(re.findall(r"watch refused with 429", self.server.log())), 1)
+            details = self.server.get("/actuator/health").json()["components"]["watchers"]["details"]
+            self.assertEqual((details["parked"], details["maxPerAddress"]), (3, 2))
+            self.assertEqual(details["max"], 4096)  # --max-connections' default
+            self.assertGreaterEqual(details["openFilesLimit"], 1024)
+            self.assertRegex(self.server.get("/metrics").text, r"(?m)^almanac_watchers_max 4096$")
+            self.server.wait_for_log(r"open files: \d+ \(soft limit raised from \d+")
         finally:
             for s in socks:
                 s.close()

@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define MODULE "routes"
@@ -408,6 +409,12 @@ static json_t *broken_files(struct server *srv)
     return list;
 }
 
+static long open_files_limit(void)
+{
+    struct rlimit limit;
+    return getrlimit(RLIMIT_NOFILE, &limit) == 0 ? (long)limit.rlim_cur : -1;
+}
+
 static int handle_health(request *req, response *res)
 {
     repo_status st;
@@ -432,6 +439,16 @@ static int handle_health(request *req, response *res)
     json_decref(broken);
     json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
                              "status", repo_state, "details", details);
+    /* Parked watchers against their caps: what an operator sizes --max-connections by. */
+    if (body != NULL && req->server->watches != NULL) {
+        const watch_limits *lim = watch_registry_limits(req->server->watches);
+        json_object_set_new(json_object_get(body, "components"), "watchers",
+                            json_pack("{s:s, s:{s:I, s:I, s:I, s:I}}", "status", "UP", "details",
+                                      "parked", (json_int_t)watch_count(req->server->watches),
+                                      "max", (json_int_t)lim->max_watchers, "maxPerAddress",
+                                      (json_int_t)lim->max_per_client, "openFilesLimit",
+                                      (json_int_t)open_files_limit()));
+    }
     /* Issuers whose keys cannot be refreshed degrade, not fail: the cached keys still work. */
     authdb *db = authdb_acquire(&req->server->auth);
     json_t *issuers = authdb_health(db);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #define MODULE "watch"
@@ -267,6 +268,7 @@ int watch_registry_new(watch_registry **out, struct server *srv, const watch_lim
         return err_set(ERR_NOMEM, "out of memory");
     w->srv = srv;
     w->limits = *limits;
+    metrics_set_watchers_max((long)limits->max_watchers);
     w->index = json_object();
     w->per_peer = json_object();
     pthread_condattr_t attr;
@@ -326,6 +328,27 @@ size_t watch_count(watch_registry *w)
     size_t n = w->total;
     pthread_mutex_unlock(&w->lock);
     return n;
+}
+
+const watch_limits *watch_registry_limits(const watch_registry *w)
+{
+    return &w->limits;
+}
+
+/*
+ * A refused watcher is logged with the setting that refused it, once a minute at most per
+ * cap: an operator sees which flag to raise without a line per refused request.
+ */
+static void log_cap_reached(const char *setting, size_t cap, const char *peer)
+{
+    static _Atomic long last_total, last_per_ip;
+    _Atomic long *last = strcmp(setting, "--max-connections") == 0 ? &last_total : &last_per_ip;
+    long now = (long)time(NULL), before = atomic_load(last);
+    if (now - before < 60 || !atomic_compare_exchange_strong(last, &before, now))
+        return;
+    LOG_WARN(MODULE, "watch refused with 429: %zu parked watchers%s%s reached %s (%zu); raise "
+             "it (and the open-file limit) if this is expected load",
+             cap, peer ? " from " : "", peer ? peer : "", setting, cap);
 }
 
 json_t *watch_counts_by_application(watch_registry *w)
@@ -437,10 +460,14 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
         json_t *count = json_object_get(w->per_peer, peer);
         if (w->stopping || w->total >= w->limits.max_watchers ||
             (count && (size_t)json_integer_value(count) >= w->limits.max_per_client)) {
-            bool stopping = w->stopping;
+            bool stopping = w->stopping, total_cap = w->total >= w->limits.max_watchers;
             pthread_mutex_unlock(&w->lock);
             if (stopping)
                 return response_error(res, req, ERR_UNAVAILABLE, "server is shutting down");
+            if (total_cap)
+                log_cap_reached("--max-connections", w->limits.max_watchers, NULL);
+            else
+                log_cap_reached("--max-watchers-per-ip", w->limits.max_per_client, peer);
             return response_error(res, req, ERR_TOO_MANY, "too many watchers");
         }
         group *g = group_find_or_add(w, q, fmt, path, label_echo);

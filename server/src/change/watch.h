@@ -51,6 +51,8 @@ void watch_on_change(void *ctx, const change_notice *notice);
 
 /* Parked watchers right now. */
 size_t watch_count(watch_registry *w);
+/* The caps the registry was started with (for health and metrics). */
+const watch_limits *watch_registry_limits(const watch_registry *w);
 /* Parked watchers per requested applications ("orders", "orders,billing"): a new JSON object
  * {applications: count}, or NULL on OOM. For the console. */
 json_t *watch_counts_by_application(watch_registry *w);
