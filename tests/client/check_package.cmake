@@ -27,6 +27,20 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples -B ${WORK_DIR}/cmake-build
     "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake-build)
 
+# The shared target alone on a machine without the dependencies' development files: pkg-config
+# is made to find none of them, and the configuration must still give almanac::almanac.
+file(WRITE ${WORK_DIR}/shared-only/CMakeLists.txt
+    "cmake_minimum_required(VERSION 3.16)\nproject(shared_only C)\n"
+    "find_package(almanac REQUIRED)\nadd_executable(boot ${SOURCE_DIR}/examples/boot.c)\n"
+    "target_link_libraries(boot PRIVATE almanac::almanac)\n")
+set(ENV{PKG_CONFIG_LIBDIR} ${WORK_DIR}/no-pc-files)
+set(ENV{PKG_CONFIG_PATH} "")
+run(${CMAKE_COMMAND} -S ${WORK_DIR}/shared-only -B ${WORK_DIR}/shared-only/build
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_C_COMPILER=${CC} "-DCMAKE_C_FLAGS=${EXTRA_FLAGS}"
+    "-DCMAKE_EXE_LINKER_FLAGS=${EXTRA_FLAGS}")
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/shared-only/build)
+unset(ENV{PKG_CONFIG_LIBDIR})
+
 # pkg-config, shared and static.
 set(ENV{PKG_CONFIG_PATH} ${prefix}/${LIBDIR}/pkgconfig)
 execute_process(COMMAND ${PKG_CONFIG} --cflags --libs almanac OUTPUT_VARIABLE flags
@@ -53,6 +67,7 @@ run(${CC} ${extra} ${SOURCE_DIR}/examples/boot.c ${cflags} ${prefix}/${LIBDIR}/l
 # Each binary runs (usage error, exit 2) against the installed library, not the build tree's.
 set(ENV{LD_LIBRARY_PATH} ${prefix}/${LIBDIR})
 foreach(bin ${WORK_DIR}/cmake-build/boot ${WORK_DIR}/cmake-build/boot-static
+            ${WORK_DIR}/shared-only/build/boot
             ${WORK_DIR}/boot-pc ${WORK_DIR}/boot-static)
     execute_process(COMMAND ${bin} RESULT_VARIABLE rc ERROR_VARIABLE err)
     if(NOT rc EQUAL 2 OR NOT err MATCHES "usage: boot")
