@@ -256,5 +256,80 @@ class RenderNginxTest(h.ServerTestCase):
         self.assertEqual(folders, [served_folder])
 
 
+
+class RenderLayoutAndRevertTest(h.ServerTestCase):
+    """The same machinery without nginx: --layout files and --no-revert."""
+
+    @classmethod
+    def setUpServers(cls):
+        require_cli_bin()
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"svc.yml": "color: blue\n", "conf/app.conf": "color=${color}\n"},
+                        "blue")
+        cls.server = cls.start_server(cls.repo.uri)
+        cls.url = "http://127.0.0.1:%d" % cls.server.port
+
+    def render(self, out, *args):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
+        log = open(os.path.join(self.tmp, os.path.basename(out) + ".log"), "w+b")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", self.url,
+                                 "--out-dir", out, "--file", "conf/app.conf", "--watch",
+                                 "--wait", "30", *args], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+        def stop():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=30), 0)
+        self.addCleanup(stop)
+        return proc
+
+    @staticmethod
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def test_layout_files_replaces_real_files(self):
+        out = os.path.join(self.tmp, "files-layout")
+        self.render(out, "--layout", "files")
+        conf = os.path.join(out, "app.conf")
+        self.assertEqual(h.wait_until(lambda: self.read(conf), DEADLINE), "color=blue\n")
+        self.assertFalse(os.path.islink(conf))
+        self.assertFalse(os.path.islink(os.path.join(out, "svc.yml")))
+        before = os.stat(conf)
+        # The same file as the version folder holds: one inode, two names.
+        self.assertEqual(os.stat(os.path.join(out, "..data", "app.conf")).st_ino, before.st_ino)
+        self.repo.commit({"svc.yml": "color: green\n"}, "green")
+        self.server.refresh()
+        self.assertEqual(h.wait_until(lambda: self.read(conf) == "color=green\n", DEADLINE),
+                         True)
+        self.assertNotEqual(os.stat(conf).st_ino, before.st_ino)  # replaced, not rewritten
+        self.assertEqual(self.read(os.path.join(out, "svc.yml")), "color: green\n")
+
+    def test_no_revert_keeps_a_version_whose_on_change_failed(self):
+        out = os.path.join(self.tmp, "no-revert")
+        self.render(out, "--on-change", "exit 3", "--no-revert")
+        conf = os.path.join(out, "app.conf")
+        self.assertEqual(h.wait_until(lambda: self.read(conf), DEADLINE) is not None, True)
+        commit = self.repo.commit({"conf/app.conf": "kept=${color}\n"}, "kept")
+        self.server.refresh()
+        self.assertEqual(h.wait_until(lambda: (self.read(conf) or "").startswith("kept="),
+                                      DEADLINE), True)
+
+        def status():
+            try:
+                return json.loads(self.read(os.path.join(out, "..status")) or "null") or {}
+            except json.JSONDecodeError:
+                return {}
+        failure = h.wait_until(lambda: status().get("lastOnChangeFailure"), DEADLINE)
+        self.assertEqual((failure["version"], failure["exitCode"]), (commit, 3))
+        self.assertEqual(status()["served"]["version"], commit)
+        self.assertIsNone(status()["refused"])
+
+
 if __name__ == "__main__":
     unittest.main()
