@@ -159,6 +159,54 @@ class ExampleCommandsTest(unittest.TestCase):
                         "the cache file lives on its own volume")
 
 
+
+@ks.skip_unless(PROBLEM)
+class GatewayCommandsTest(unittest.TestCase):
+    """The gateway pod: nginx configured by the render sidecar, which checks each version with
+    nginx -t before the swap and reloads nginx after it (the commands parsed against the real
+    `almanac render --help`; tests/client/test_render_nginx.py runs the same commands against a
+    real nginx)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.options, cls.help = render_help()
+        objs = ks.objects("dev")
+        cls.pod = ks.one(objs, "Deployment", "gateway")["spec"]["template"]["spec"]
+        cls.init = ks.container(cls.pod, INIT_CONTAINER, init=True)
+        cls.sidecar = ks.container(cls.pod, SIDECAR)
+        cls.nginx = ks.container(cls.pod, "nginx")
+
+    def test_sidecar_checks_before_and_reloads_after(self):
+        init_pos, init_flags = parse_command(self.init["args"], self.options)
+        side_pos, side_flags = parse_command(self.sidecar["args"], self.options)
+        self.assertEqual(init_pos, ["gateway", "prod"])
+        self.assertEqual(side_pos, init_pos)
+        self.assertEqual(init_flags["--file"], "gateway/nginx.conf")
+        self.assertEqual(side_flags["--file"], init_flags["--file"])
+        self.assertIs(side_flags.get("--watch"), True)
+        self.assertNotIn("--watch", init_flags)
+        for flags in (init_flags, side_flags):
+            self.assertRegex(flags["--check"], r'^nginx .*-t -c "\$ALMANAC_RENDER_DIR/nginx.conf"$')
+        self.assertRegex(side_flags["--on-change"], r"^nginx .*-s reload$")
+        # nginx serves the file the sidecar keeps, from the same prefix (pid file) as -s reload.
+        out_dir = side_flags["--out-dir"]
+        nginx_args = " ".join(self.nginx["args"])
+        self.assertIn("-c %s/nginx.conf" % out_dir, nginx_args)
+        self.assertIn("-c %s/nginx.conf -s reload" % out_dir, side_flags["--on-change"])
+        prefix = re.search(r"-p (\S+)", nginx_args).group(1)
+        for cmd in (side_flags["--check"], side_flags["--on-change"], init_flags["--check"]):
+            self.assertIn("-p %s " % prefix, cmd)
+        mounts = {c["name"]: {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+                  for c in (self.init, self.sidecar, self.nginx)}
+        for name in (INIT_CONTAINER, SIDECAR, "nginx"):
+            self.assertEqual(mounts[name][prefix.rstrip("/")], mounts["nginx"][prefix.rstrip("/")])
+            self.assertEqual(mounts[name][out_dir], mounts["nginx"][out_dir])
+
+    def test_sidecar_can_signal_nginx(self):
+        self.assertTrue(self.pod.get("shareProcessNamespace"))
+        self.assertEqual(self.sidecar["image"], self.nginx["image"],
+                         "nginx -t checks with the very nginx that serves")
+
 def hash_password(password):
     out = subprocess.run(["openssl", "passwd", "-6", "-salt", "k8sexample", password],
                          check=True, stdout=subprocess.PIPE, text=True)

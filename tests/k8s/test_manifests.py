@@ -381,10 +381,12 @@ class EveryContainerTest(unittest.TestCase):
                 self.assertRegex(image, r":[\w][\w.-]*$", "a tag")
                 self.assertFalse(image.endswith(":latest"))
                 if c["name"] != "orders":  # the stand-in application
-                    self.assertRegex(image, r"(^|/)almanac:")
+                    # almanac, or the gateway example's almanac plus nginx
+                    self.assertRegex(image, r"(^|/)almanac(-gateway)?:")
                     self.assertTrue(image.endswith(":" + version), f"{image}: not {version}")
                     self.assertNotIn("command", c, "keep the image's entrypoint (tini)")
-                    self.assertIn(c["args"][0], ("almanac-server", "almanac"))
+                    self.assertIn(c["args"][0], ("almanac-server", "almanac")
+                                  if "-gateway:" not in image else ("almanac", "nginx"))
 
 
 @ks.skip_unless(PROBLEM)
