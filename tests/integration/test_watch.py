@@ -193,14 +193,16 @@ class WatchTest(unittest.TestCase):
             "X-Gitea-Signature": hmac.new(SECRET.encode(), b"{not json", hashlib.sha256).hexdigest()})
         self.assertEqual(r.status, 400, r)
 
-    def test_burst_of_webhooks_costs_one_fetch(self):
+    def test_burst_of_webhooks_costs_at_most_two_fetches(self):
+        # The first notification fetches at once (leading edge); the rest of the burst arrives
+        # during that fetch and coalesces into one more.
         before = fetches(self.server)
         body, headers = github_push(["orders.yml"])
         for _ in range(10):
             self.assertEqual(self.server.post("/monitor", body, headers).status, 200)
         self.assertTrue(wait_until(lambda: fetches(self.server) > before, deadline=10))
         time.sleep(1.5)  # past the coalescing window: nothing more may follow
-        self.assertEqual(fetches(self.server), before + 1)
+        self.assertIn(fetches(self.server), (before + 1, before + 2))
 
     def test_events_stream_delivers_refresh_and_resumes(self):
         sock = socket.create_connection(("127.0.0.1", self.server.port), timeout=20)
