@@ -12,10 +12,21 @@ round:
     each watcher's time is when its event arrived.
 One asyncio client process drives both, so both carry the same client cost. Percentiles are
 over all watchers of all rounds of one (server, N).
+
+More almanac rows, each on its own servers:
+  - "signed POST /monitor": the push is a GitHub-signed webhook (X-Hub-Signature-256), as
+    GitHub sends it; the clock starts when it is sent, the fetch runs after its answer;
+  - "replica B, peers": watchers parked on replica B, the signed webhook sent to replica A;
+    B hears of it through --peers (A's notice) and fetches itself;
+  - "replica B, bus" (with --bus-url): the same through RabbitMQ instead of --peers.
+Requested fetches are at least 1 s apart (ten webhooks in a second cost at most two fetches), so
+these rounds start at least 1.1 s after the previous push, as real pushes do.
 """
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import resource
@@ -42,6 +53,49 @@ async def almanac_round(port, repo, count, round_no):
     if {status for _, status in answers} != {b"200"}:
         raise SystemExit("unexpected almanac answers")
     return [(t - pushed) * 1000 for t, _ in answers], (answered - pushed) * 1000
+
+
+WEBHOOK_SECRET = b"bench-webhook-secret"
+PUSH_GAP = 1.1  # seconds between requested fetches on one server (see the refresher)
+
+
+def github_push_body():
+    return json.dumps({"ref": "refs/heads/main", "commits": [
+        {"id": "1" * 40, "added": [], "modified": ["orders.yml"], "removed": []}]}).encode()
+
+
+async def signed_monitor(port):
+    body = github_push_body()
+    sig = hmac.new(WEBHOOK_SECRET, body, hashlib.sha256).hexdigest()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /monitor HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                 b"X-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=%s\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (sig.encode(), len(body)) + body)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        raise SystemExit("webhook refused: %r" % head)
+    writer.close()
+
+
+async def monitor_round(push_port, watch_port, repo, count, round_no, last_push):
+    """Watchers on watch_port, signed webhook to push_port (the same server or replica A)."""
+    conns = await w.park_on_current(watch_port, count)
+    # Before the commit: a fetch still due from the last push must not find it first.
+    wait = last_push + PUSH_GAP - time.monotonic()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
+    waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
+    pushed = time.monotonic()
+    await signed_monitor(push_port)
+    answered = time.monotonic()
+    answers = await asyncio.gather(*waits)
+    for _, writer in conns:
+        writer.close()
+    if {status for _, status in answers} != {b"200"}:
+        raise SystemExit("unexpected almanac answers: %r" % {s for _, s in answers})
+    return [(t - pushed) * 1000 for t, _ in answers], (answered - pushed) * 1000, pushed
 
 
 async def etcd_watch(port):
@@ -96,10 +150,12 @@ async def post(port, path, body):
     return head, b""
 
 
-async def run(args, almanac_port, repo, etcd_port):
+async def run(args, almanac_port, repo, etcd_port, extra=()):
+    """extra: (row name, push port, watch port, repo) for the webhook rows."""
     await w.request(almanac_port, "/orders/dev")
     results = {}
     round_no = 0
+    last_push = {}
     for _ in range(args.rounds):
         for count in args.watchers:
             lat, push = await almanac_round(almanac_port, repo, count, round_no)
@@ -107,6 +163,14 @@ async def run(args, almanac_port, repo, etcd_port):
             results.setdefault(("almanac-server", count), ([], []))
             results[("almanac-server", count)][0].extend(lat)
             results[("almanac-server", count)][1].append(push)
+            for name, push_port, watch_port, xrepo in extra:
+                lat, push, at = await monitor_round(push_port, watch_port, xrepo, count, round_no,
+                                                    last_push.get(push_port, 0))
+                last_push[push_port] = at
+                round_no += 1
+                results.setdefault((name, count), ([], []))
+                results[(name, count)][0].extend(lat)
+                results[(name, count)][1].append(push)
             if etcd_port:
                 lat, push = await etcd_round(etcd_port, count, round_no)
                 results.setdefault(("etcd 3.4 gateway", count), ([], []))
@@ -115,12 +179,72 @@ async def run(args, almanac_port, repo, etcd_port):
     return results
 
 
+def start_webhook_rows(args, binary, work, procs):
+    """Servers for the webhook rows, each set on a repository of its own."""
+    count = max(args.watchers)
+    secret = os.path.join(work, "webhook-secret")
+    with open(secret, "wb") as f:
+        f.write(WEBHOOK_SECRET)
+    with open(os.path.join(work, "peer-secret"), "wb") as f:
+        f.write(b"bench-peer-secret")
+    rows = []
+
+    def repo_for(name):
+        path = os.path.join(work, name)
+        bl.make_repo(path, {"orders.yml": "orders:\n  round: 0\n", "application.yml": "a: 1\n"})
+        return path
+
+    def server(name, repo, flags):
+        d = os.path.join(work, name)
+        os.makedirs(d)
+        s = w.ServerProcess(binary, repo, d, count, ["--webhook-secret", secret, *flags])
+        procs.append(s)
+        return s
+
+    repo = repo_for("remote-monitor")
+    single = server("monitor", repo, [])
+    rows.append(("almanac, signed POST /monitor", single.port, single.port, repo))
+
+    repo = repo_for("remote-peers")
+    ports = [bl.free_port(), bl.free_port()]
+    peers = ",".join("127.0.0.1:%d" % p for p in ports)
+    flags = ["--peers", peers, "--peer-secret", os.path.join(work, "peer-secret")]
+    a = server("peers-a", repo, ["--port", str(ports[0]), *flags])
+    b = server("peers-b", repo, ["--port", str(ports[1]), *flags])
+    rows.append(("almanac replica B, peers", a.port, b.port, repo))
+
+    if args.bus_url:
+        repo = repo_for("remote-bus")
+        os.environ["ALMANAC_BUS_AMQP_URL"] = args.bus_url
+        try:
+            a = server("bus-a", repo, ["--bus-destination", "benchBus"])
+            b = server("bus-b", repo, ["--bus-destination", "benchBus"])
+        finally:
+            del os.environ["ALMANAC_BUS_AMQP_URL"]
+        # Both must be subscribed before the first push.
+        for s in (a, b):
+            deadline = time.monotonic() + 30
+            while True:
+                _, _, body = bl.http(s.port, "/actuator/health")
+                if json.loads(body)["components"]["bus"]["status"] == "UP":
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench: the bus did not connect: %s" % body)
+                time.sleep(0.1)
+        rows.append(("almanac replica B, bus", a.port, b.port, repo))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
     p.add_argument("--watchers", default="1,100,1000", help="comma-separated watcher counts")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-etcd", action="store_true")
+    p.add_argument("--no-replicas", action="store_true",
+                   help="skip the signed /monitor and replica rows")
+    p.add_argument("--bus-url", help="a RabbitMQ amqp:// URL: adds the 'replica B, bus' row "
+                   "(passed to the servers through ALMANAC_BUS_AMQP_URL)")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
     args = p.parse_args()
     if args.smoke:
@@ -145,16 +269,21 @@ def main():
             etcd = bl.Etcd(work)
             procs.append(etcd)
             etcd.put(KEY, b"round: start")
+        extra = []
+        if not args.no_replicas:
+            extra = start_webhook_rows(args, binary, work, procs)
         load_before = os.getloadavg()[0]
-        results = asyncio.run(run(args, server.port, repo, etcd.port if etcd else None))
+        results = asyncio.run(run(args, server.port, repo, etcd.port if etcd else None, extra))
     finally:
         for proc in procs:
             proc.stop()
         bl.cleanup(work)
 
     rows = []
+    names = ["almanac-server", "etcd 3.4 gateway", "almanac, signed POST /monitor",
+             "almanac replica B, peers", "almanac replica B, bus"]
     for count in args.watchers:
-        for name in ("almanac-server", "etcd 3.4 gateway"):
+        for name in names:
             if (name, count) not in results:
                 continue
             lat, push = results[(name, count)]

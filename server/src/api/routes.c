@@ -592,7 +592,7 @@ static int handle_peer_refresh(request *req, response *res)
                 strcmp(current, notice.commit) == 0;
     bool fetch = !notice.from_self && !have;
     if (fetch && srv->refresher != NULL)
-        refresher_request(srv->refresher);
+        refresher_request_commit(srv->refresher, notice.commit);
     LOG_INFO(MODULE, "peer notice from %s (commit %s): %s", notice.origin,
              notice.commit[0] ? notice.commit : "not named",
              notice.from_self ? "our own, ignored" : have ? "already here" : "fetching");

@@ -27,6 +27,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -182,6 +183,8 @@ struct refresher {
     pthread_cond_t wake;
     bool stopping;
     bool pending;
+    bool pending_unconditional; /* some pending request named no commit */
+    char pending_commit[41];    /* otherwise: the commit the requests said we should have */
     bool fetched_once;
     struct timespec last_start; /* when the last requested fetch began */
     unsigned interval;
@@ -258,6 +261,13 @@ static bool later(const struct timespec *a, const struct timespec *b)
     return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
 }
 
+static bool have_commit(refresher *r)
+{
+    char current[REPO_COMMIT_HEX] = "";
+    return r->pending_commit[0] != '\0' && repo_resolve(r->srv->repo, NULL, current) == 0 &&
+           strcmp(current, r->pending_commit) == 0;
+}
+
 static void *refresher_thread(void *arg)
 {
     refresher *r = arg;
@@ -288,6 +298,12 @@ static void *refresher_thread(void *arg)
             pthread_cond_timedwait(&r->wake, &r->lock, &wait_until);
             continue;
         }
+        /* Requests that only named a commit we now have (a peer saying what it fetched, while
+         * our own fetch of it was running) need no fetch, and open no gap. */
+        if (request_due && !poll_due && !r->pending_unconditional && have_commit(r)) {
+            r->pending = false;
+            continue;
+        }
         /* Only requested fetches open a gap: a poll that happens to run just before a webhook
          * must not delay it. */
         if (r->pending) {
@@ -296,6 +312,7 @@ static void *refresher_thread(void *arg)
         }
         r->pending = false;
         r->started++;
+        r->pending_unconditional = false;
         pthread_mutex_unlock(&r->lock);
 
         refresh_result result;
@@ -391,8 +408,17 @@ int refresher_start(refresher **out, struct server *srv, unsigned interval, unsi
 
 void refresher_request(refresher *r)
 {
+    refresher_request_commit(r, NULL);
+}
+
+void refresher_request_commit(refresher *r, const char *commit)
+{
     pthread_mutex_lock(&r->lock);
     r->pending = true;
+    if (commit == NULL || commit[0] == '\0')
+        r->pending_unconditional = true;
+    else
+        snprintf(r->pending_commit, sizeof(r->pending_commit), "%s", commit);
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
 }
@@ -423,6 +449,7 @@ int refresher_answer(refresher *r, request *req)
     w->next = r->waiters;
     r->waiters = w;
     r->pending = true;
+    r->pending_unconditional = true;
     pthread_cond_signal(&r->wake);
     pthread_cond_signal(&r->answer_wake);
     pthread_mutex_unlock(&r->lock);

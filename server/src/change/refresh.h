@@ -37,6 +37,9 @@ void refresher_request(refresher *r);
  */
 struct request;
 int refresher_answer(refresher *r, struct request *req);
+/* The same, for a signal that names the default label's commit we should have (a peer's
+ * notice): when the fetch is due and that commit is already here, it is skipped. */
+void refresher_request_commit(refresher *r, const char *commit);
 /* Fetches completed since start (for tests and metrics). */
 unsigned long refresher_runs(refresher *r);
 void refresher_stop(refresher *r);
