@@ -53,6 +53,7 @@ static struct {
     counter snapshot_ok, snapshot_failed, snapshot_ns;
     counter fetch_ok, fetch_failed, fetch_timeout, fetch_ns;
     counter bus_published, bus_received, bus_failed;
+    counter refresh_immediate, refresh_coalesced;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
     atomic_long watchers;
     atomic_long watchers_max;
@@ -113,7 +114,8 @@ void metrics_init(void)
     counter *scalars[] = {&m.cache_hits,    &m.cache_misses,  &m.snapshot_ok,
                           &m.snapshot_failed, &m.snapshot_ns, &m.fetch_ok,
                           &m.fetch_failed,  &m.fetch_timeout, &m.fetch_ns,
-                          &m.bus_published, &m.bus_received, &m.bus_failed};
+                          &m.bus_published, &m.bus_received, &m.bus_failed,
+                          &m.refresh_immediate, &m.refresh_coalesced};
     for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++)
         atomic_store(scalars[i], 0);
     struct timespec now;
@@ -199,6 +201,11 @@ void metrics_bus(metrics_bus_event what)
         : what == METRICS_BUS_RECEIVED ? &m.bus_received
                                        : &m.bus_failed,
         1);
+}
+
+void metrics_refresh_request(bool immediate)
+{
+    add(immediate ? &m.refresh_immediate : &m.refresh_coalesced, 1);
 }
 
 void metrics_set_last_fetch_ok(double unix_seconds)
@@ -350,6 +357,13 @@ char *metrics_render(size_t *len)
                    &m.fetch_ok, &m.fetch_failed);
     fprintf(f, "almanac_git_fetch_total{result=\"timeout\"} %llu\n",
             (unsigned long long)get(&m.fetch_timeout));
+    family(f, "almanac_refresh_requests_total", "counter",
+           "Requests to fetch (webhooks, peers, the bus), by whether they fetched at once or "
+           "joined a fetch running or due.");
+    fprintf(f, "almanac_refresh_requests_total{start=\"immediate\"} %llu\n"
+               "almanac_refresh_requests_total{start=\"coalesced\"} %llu\n",
+            (unsigned long long)get(&m.refresh_immediate),
+            (unsigned long long)get(&m.refresh_coalesced));
     family(f, "almanac_bus_events_total", "counter",
            "Spring Cloud Bus events published, received from others (refresh events), and "
            "failed to publish (broker down or refusing).");

@@ -22,6 +22,8 @@ void metrics_git_fetch_timeout(double seconds);
 void metrics_set_last_fetch_ok(double unix_seconds);
 typedef enum { METRICS_BUS_PUBLISHED, METRICS_BUS_RECEIVED, METRICS_BUS_FAILED } metrics_bus_event;
 void metrics_bus(metrics_bus_event what);
+/* A requested fetch: immediate (leading edge) or coalesced into one running or due. */
+void metrics_refresh_request(bool immediate);
 void metrics_set_watchers(long count);
 void metrics_set_watchers_max(long count); /* the registry's cap, set at start */
 /* Files of the default label's commit that do not parse (a gauge). */

@@ -293,54 +293,39 @@ class LeadingEdgeTest(ServerTestCase):
     def connect(self):
         return http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
 
-    def test_first_webhook_wakes_watchers_before_the_stream_ends(self):
-        # A debounced refresher fetches only once notifications stop, so a watcher would wake
-        # after the last of a steady stream of them. On the leading edge the first one fetches,
-        # and the watcher wakes while the stream still runs (a fetch costs far less than 500
-        # round trips; a debounced one waited for the last of them).
+    def refresh_requests(self):
+        r = self.server.get("/metrics")
+        counts = {}
+        for line in r.text.splitlines():
+            if line.startswith("almanac_refresh_requests_total{"):
+                counts[line.split('"')[1]] = int(line.rsplit(" ", 1)[1])
+        return counts
+
+    def test_first_webhook_fetches_at_once(self):
+        # The order of events, as the server accounts for them: the webhook found the refresher
+        # idle and started the fetch itself (a debounced refresher would have held it back to
+        # wait for quiet), and that fetch woke the watcher.
         with self.lock:
             etag = self.server.get("/orders/dev").header("etag")
+            self.assertEqual(self.refresh_requests(), {"immediate": 0, "coalesced": 0})
+            fetches = fetch_count(self.server)
             commit = self.repo.commit({"orders.yml": "color: lead\n"}, "lead")
-            woken = threading.Event()
-            result = {}
-
-            def watch():
-                conn = self.connect()
-                try:
-                    conn.request("GET", "/orders/dev?watch=%s&timeout=30" % etag)
-                    r = conn.getresponse()
-                    result["status"], result["body"] = r.status, r.read()
-                except Exception as e:  # reported by the test thread
-                    result["error"] = e
-                finally:
-                    woken.set()
-                    conn.close()
-
-            t = threading.Thread(target=watch)
-            t.start()
-            # Whether the watcher parks before the fetch or arrives after it (then holding an old
-            # version, answered at once), it must see the commit.
-            sent = 0
             conn = self.connect()
             try:
-                while not woken.is_set() and sent < 500:
-                    self.assertEqual(self.push_hook(conn), 200)
-                    sent += 1
+                self.assertEqual(self.push_hook(conn), 200)
             finally:
                 conn.close()
-            t.join(30)
-            self.assertTrue(woken.is_set())
-            self.assertNotIn("error", result, result)
-            self.assertEqual(result.get("status"), 200, result)
-            self.assertEqual(json.loads(result["body"])["version"], commit)
-            self.assertLess(sent, 500, "watcher woken only after the notifications stopped")
-
+            w = self.server.get("/orders/dev?watch=%s&timeout=20" % etag)
+            self.assertEqual(w.status, 200, w)
+            self.assertEqual(w.json()["version"], commit)
+            self.assertEqual(self.refresh_requests(), {"immediate": 1, "coalesced": 0})
+            self.assertEqual(fetch_count(self.server), fetches + 1)
 
 
 class BurstTest(LeadingEdgeTest):
     """Its own server: a fetch requested by another test must not open this one's gap."""
 
-    test_first_webhook_wakes_watchers_before_the_stream_ends = None
+    test_first_webhook_fetches_at_once = None
 
     def test_burst_of_ten_costs_at_most_two_fetches(self):
         with self.lock:
@@ -368,6 +353,9 @@ class BurstTest(LeadingEdgeTest):
             # The burst leaves at most one fetch pending after the first: wait for it to run.
             wait_until(lambda: fetch_count(self.server) - before >= 2, 5)
             self.assertLessEqual(fetch_count(self.server) - before, 2)
+            counts = self.refresh_requests()
+            self.assertEqual(counts["immediate"] + counts["coalesced"], 10, counts)
+            self.assertLessEqual(counts["immediate"], 1, counts)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@
 #include "compose/snapshot.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "source/repo.h"
 #include "http/request.h"
@@ -186,6 +187,7 @@ struct refresher {
     bool pending_unconditional; /* some pending request named no commit */
     char pending_commit[41];    /* otherwise: the commit the requests said we should have */
     bool fetched_once;
+    bool fetching;
     struct timespec last_start; /* when the last requested fetch began */
     unsigned interval;
     unsigned min_gap_ms;
@@ -313,6 +315,7 @@ static void *refresher_thread(void *arg)
         r->pending = false;
         r->started++;
         r->pending_unconditional = false;
+        r->fetching = true;
         pthread_mutex_unlock(&r->lock);
 
         refresh_result result;
@@ -329,6 +332,7 @@ static void *refresher_thread(void *arg)
 
         pthread_mutex_lock(&r->lock);
         r->runs++;
+        r->fetching = false;
         r->last_error = error;
         r->last_result = result;
         snprintf(r->last_message, sizeof(r->last_message), "%s", err_message());
@@ -413,7 +417,14 @@ void refresher_request(refresher *r)
 
 void refresher_request_commit(refresher *r, const char *commit)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&r->lock);
+    /* On the leading edge when nothing runs or waits and the gap has passed: counted, so that
+     * the behaviour can be observed without timing it. */
+    struct timespec gap_end = add_ms(r->last_start, r->min_gap_ms);
+    bool immediate = !r->pending && !r->fetching && (!r->fetched_once || !later(&gap_end, &now));
+    metrics_refresh_request(immediate);
     r->pending = true;
     if (commit == NULL || commit[0] == '\0')
         r->pending_unconditional = true;
