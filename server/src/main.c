@@ -263,6 +263,7 @@ static int run(const settings *cfg)
         .default_label = cfg->default_label,
         .max_file_bytes = cfg->max_file_bytes,
         .git_timeout = cfg->git_timeout,
+        .allow_insecure_http = cfg->git_allow_insecure_http,
         /* this program again, as `git-fetch`: a fetch that hangs can be killed */
         .fetch_program = "/proc/self/exe",
     };

@@ -88,7 +88,7 @@ static const char *const cloud_platforms[] = {
 /* clang-format on */
 
 static const setting_def setting_defs[] = {
-    STR("repo", repo, "URI", NULL, SET_NONEMPTY,
+    STR("repo", repo, "URI", NULL, SET_NONEMPTY | SET_NO_PASSWORD_ARGV,
         "Configuration repository: https://, ssh://, file:// URI, a local Git path, or dir:PATH "
         "for a plain directory. Required."),
     UINT("port", port, "PORT", "8888", 0, 65535, "TCP port to listen on; 0 picks a free one."),
@@ -105,6 +105,8 @@ static const setting_def setting_defs[] = {
     UINT("git-timeout", git_timeout, "SECONDS", "60", 1, 3600,
          "Longest a fetch from the remote may take, connecting included; a fetch past it is "
          "abandoned and retried at the next refresh."),
+    BOOL("git-allow-insecure-http", git_allow_insecure_http, "false",
+         "Allow sending the Git password (ALMANAC_GIT_PASSWORD_FILE) over plain http://."),
     STR("encrypt-key-file", encrypt_key_file, "FILE", NULL, 0,
         "File holding the symmetric key for {cipher} values."),
     {"encrypt-salt", SET_HEX, FIELD(encrypt_salt), "HEX", "deadbeef", 0, 0, NULL, 0,
@@ -712,6 +714,14 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
                 return -1;
             }
             value = argv[++i];
+        }
+        if ((d->flags & SET_NO_PASSWORD_ARGV) && url_has_password(value) &&
+            strcmp(d->name, "repo") == 0) {
+            fail(errbuf, errsize,
+                 "--repo: a password in the URI does not belong on the command line (other users "
+                 "see it in the process list); write it to a file and name that file in "
+                 "ALMANAC_GIT_PASSWORD_FILE (the user name goes in ALMANAC_GIT_USERNAME)");
+            return -1;
         }
         if ((d->flags & SET_NO_PASSWORD_ARGV) && url_has_password(value)) {
             fail(errbuf, errsize,

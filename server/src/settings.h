@@ -22,6 +22,7 @@ typedef struct settings {
     char *search_paths;         /* --search-paths, comma-separated, may hold {application} ... */
     unsigned refresh_interval;  /* --refresh-interval seconds, 0 = never poll; default 30 */
     unsigned git_timeout;       /* --git-timeout seconds a fetch may take, default 60 */
+    bool git_allow_insecure_http; /* --git-allow-insecure-http: a password over plain http:// */
     char *encrypt_key_file;     /* --encrypt-key-file */
     char *encrypt_salt;         /* --encrypt-salt hex, default "deadbeef" */
     char *encrypt_rsa_key_file; /* --encrypt-rsa-key-file (PEM) */

@@ -74,10 +74,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -93,6 +95,11 @@ extern char **environ;
 #define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
 #define DEFAULT_GIT_TIMEOUT 60u
 #define CHILD_REPORT_MAX 1024 /* the child's one-line report */
+
+/* What a fetch may do beyond the URL: the same in the server and in its fetch process. */
+typedef struct fetch_policy {
+    bool allow_insecure_http; /* a password may cross plain http:// */
+} fetch_policy;
 
 /* One thread's own handle on the mirror. */
 typedef struct repo_slot {
@@ -115,6 +122,7 @@ struct repo {
     pthread_mutex_t fetch_lock; /* serialises fetches; readers never take it */
     git_repository *fetch_git;  /* used only under fetch_lock */
     unsigned git_timeout;       /* seconds */
+    fetch_policy policy;
     char *fetch_program;        /* NULL: fetch in this process */
 
     pthread_key_t slot_key;
@@ -375,7 +383,62 @@ static void remove_leftovers(const char *cache, const char *name, const char *mi
 
 typedef struct cred_state {
     unsigned tried; /* bit per git_credential_t offered during this fetch */
+    char host[256]; /* of the configured URL: credentials go to this host only */
+    const fetch_policy *policy;
 } cred_state;
+
+/* The host of a URL (scheme://[user@]host[:port]/..., [v6] kept in brackets) or of an scp-like
+ * [user@]host:path; "" when there is none (a local path). */
+static void url_host(const char *url, char *out, size_t size)
+{
+    const char *start, *end;
+    size_t len;
+
+    out[0] = '\0';
+    if (!url)
+        return;
+    if ((start = strstr(url, "://")) != NULL) {
+        start += 3;
+        end = start + strcspn(start, "/?#");
+    } else if (classify_uri(url) == URI_SCP) {
+        start = url;
+        end = strchr(url, ':');
+    } else {
+        return;
+    }
+    for (const char *p = start; p < end; p++)
+        if (*p == '@')
+            start = p + 1;
+    if (*start == '[') {
+        const char *close = memchr(start, ']', (size_t)(end - start));
+        if (close)
+            end = close + 1;
+    } else {
+        const char *colon = memchr(start, ':', (size_t)(end - start));
+        if (colon)
+            end = colon;
+    }
+    len = (size_t)(end - start);
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, start, len);
+    out[len] = '\0';
+}
+
+/* libgit2 reports a callback's failure with the message set here. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int cred_refuse(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[600];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    git_error_set_str(GIT_ERROR_NET, msg);
+    return GIT_EAUTH;
+}
 
 /* read(2), not stdio, so no buffer we cannot wipe ever holds the secret */
 static int read_secret_file(const char *path, char *buf, size_t size)
@@ -407,7 +470,19 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
     const char *env_user = getenv("ALMANAC_GIT_USERNAME");
     const char *user = username_from_url && *username_from_url ? username_from_url : env_user;
     int error = GIT_PASSTHROUGH;
-    (void)url;
+    char host[256];
+
+    /* Git (http.followRedirects=initial, curl without unrestricted auth) sends nothing to a
+     * host it was redirected to; neither does Almanac. */
+    url_host(url, host, sizeof(host));
+    if (strcasecmp(host, st->host) != 0)
+        return cred_refuse("refusing to send credentials for %s to %s, another host (redirected)",
+                           st->host, host);
+    /* Offered already and refused by the server: the credential is wrong. */
+    if ((allowed & (GIT_CREDENTIAL_SSH_KEY | GIT_CREDENTIAL_USERPASS_PLAINTEXT)) &&
+        (st->tried & allowed & (GIT_CREDENTIAL_SSH_KEY | GIT_CREDENTIAL_USERPASS_PLAINTEXT)) ==
+            (allowed & (GIT_CREDENTIAL_SSH_KEY | GIT_CREDENTIAL_USERPASS_PLAINTEXT)))
+        return cred_refuse("authentication failed for %s", host);
 
     if ((allowed & GIT_CREDENTIAL_SSH_KEY) && !(st->tried & GIT_CREDENTIAL_SSH_KEY)) {
         const char *key = getenv("ALMANAC_GIT_SSH_KEY_FILE");
@@ -423,6 +498,11 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
         const char *file = getenv("ALMANAC_GIT_PASSWORD_FILE");
         char secret[1024];
         st->tried |= GIT_CREDENTIAL_USERPASS_PLAINTEXT;
+        if (file && *file && strncasecmp(url, "http://", 7) == 0 &&
+            !st->policy->allow_insecure_http)
+            return cred_refuse("refusing to send the password for %s over plain http:// (use "
+                               "https://, or --git-allow-insecure-http)",
+                               host);
         if (file && *file && read_secret_file(file, secret, sizeof(secret)) == 0) {
             error = git_credential_userpass_plaintext_new(out, env_user ? env_user : "git", secret);
             OPENSSL_cleanse(secret, sizeof(secret));
@@ -691,7 +771,8 @@ static int sideband_cb(const char *str, int len, void *payload)
  * remote is looked up (fixed upstream in 1.6), which a server that fetches every few seconds
  * cannot afford.
  */
-static int fetch_into(git_repository *g, const char *url, bool *changed, char *why, size_t why_size)
+static int fetch_into(git_repository *g, const char *url, const fetch_policy *policy, bool *changed,
+                      char *why, size_t why_size)
 {
     char heads[] = "+refs/heads/*:refs/heads/*", tags[] = "+refs/tags/*:refs/tags/*";
     char *specs[] = {heads, tags}; /* git_strarray wants char **, libgit2 only reads them */
@@ -704,6 +785,8 @@ static int fetch_into(git_repository *g, const char *url, bool *changed, char *w
     int error;
 
     *changed = false;
+    creds.policy = policy;
+    url_host(url, creds.host, sizeof(creds.host));
     /* the _INIT macros trip -Wmissing-field-initializers; the functions do the same */
     git_remote_create_options_init(&ropts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
     ropts.repository = g;
@@ -785,6 +868,7 @@ static void child_report(FILE *out, const char *word, const char *text)
 int repo_fetch_child_main(int argc, char **argv)
 {
     const char *git_dir = NULL, *url = NULL;
+    fetch_policy policy = {0};
     unsigned long timeout = DEFAULT_GIT_TIMEOUT;
     long parent = 0;
     git_repository *g = NULL;
@@ -805,6 +889,8 @@ int repo_fetch_child_main(int argc, char **argv)
             timeout = strtoul(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--parent") == 0)
             parent = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--allow-insecure-http") == 0)
+            policy.allow_insecure_http = strcmp(argv[i + 1], "1") == 0;
     }
     if (!git_dir || !url || (parent > 0 && getppid() != (pid_t)parent)) {
         child_report(stdout, "error", "git-fetch: bad arguments or no parent");
@@ -816,7 +902,7 @@ int repo_fetch_child_main(int argc, char **argv)
     if (git_repository_open_bare(&g, git_dir) < 0) {
         snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", git_dir, git_reason());
         child_report(stdout, "error", why);
-    } else if (fetch_into(g, url, &changed, why, sizeof(why)) < 0) {
+    } else if (fetch_into(g, url, &policy, &changed, why, sizeof(why)) < 0) {
         child_report(stdout, "error", why);
     } else {
         child_report(stdout, "ok", changed ? "1" : "0");
@@ -860,9 +946,11 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
                        bool *timed_out)
 {
     char cmd[] = "git-fetch", o_dir[] = "--git-dir", o_url[] = "--url", o_timeout[] = "--timeout",
-         o_parent[] = "--parent", timeout_text[24], parent_text[24];
-    char *args[] = {r->fetch_program, cmd, o_dir, git_dir, o_url, r->url, o_timeout,
-                    timeout_text, o_parent, parent_text, NULL};
+         o_parent[] = "--parent", o_insecure[] = "--allow-insecure-http", timeout_text[24],
+         parent_text[24], insecure_text[2] = {r->policy.allow_insecure_http ? '1' : '0', '\0'};
+    char *args[] = {r->fetch_program, cmd,        o_dir,         git_dir,    o_url,
+                    r->url,           o_timeout,  timeout_text,  o_parent,   parent_text,
+                    o_insecure,       insecure_text, NULL};
     char report[CHILD_REPORT_MAX + 1];
     size_t got = 0;
     int fds[2] = {-1, -1}, wstatus = 0, rc, error = -1;
@@ -988,7 +1076,7 @@ static int run_fetch(repo *r, git_repository *g, char *git_dir, bool *changed, c
     *timed_out = false;
     if (r->fetch_program)
         return fetch_child(r, git_dir, changed, why, why_size, timed_out);
-    return fetch_into(g, r->url, changed, why, why_size);
+    return fetch_into(g, r->url, &r->policy, changed, why, why_size);
 }
 
 
@@ -1361,6 +1449,14 @@ static int open_git(repo *r, const repo_options *opts)
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
+    if (strncasecmp(r->url, "http://", 7) == 0 && getenv("ALMANAC_GIT_PASSWORD_FILE") &&
+        *getenv("ALMANAC_GIT_PASSWORD_FILE") && !r->policy.allow_insecure_http) {
+        error = err_set(ERR_CONFIG,
+                        "refusing to send the password of ALMANAC_GIT_PASSWORD_FILE to %s over "
+                        "plain http://: use https://, or --git-allow-insecure-http",
+                        r->display_uri);
+        goto out;
+    }
     if (!opts->cache_dir || !*opts->cache_dir) {
         error = err_set(ERR_INTERNAL, "no cache directory for the mirror of %s", r->display_uri);
         goto out;
@@ -1467,6 +1563,7 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
     r->git_timeout = opts->git_timeout ? opts->git_timeout : DEFAULT_GIT_TIMEOUT;
+    r->policy.allow_insecure_http = opts->allow_insecure_http;
     if (opts->fetch_program && !(r->fetch_program = dup_str(opts->fetch_program))) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;

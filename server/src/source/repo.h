@@ -35,6 +35,7 @@ typedef struct repo_options {
      * unbounded (libgit2 1.5 has no network timeout); only for tests of local remotes.
      */
     const char *fetch_program;
+    bool allow_insecure_http;  /* send ALMANAC_GIT_PASSWORD_FILE over plain http:// */
 } repo_options;
 
 typedef struct repo_status {
