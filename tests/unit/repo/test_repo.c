@@ -705,10 +705,17 @@ static void test_http_credentials(void **state)
     spr(uri, sizeof(uri), "http://mallory:wrong@127.0.0.1:%d/config.git", port);
     opts.uri = uri;
     opts.cache_dir = cache;
+    /* a password over plain http:// is refused before anything is sent... */
+    assert_true(repo_open(&r, &opts) < 0);
+    assert_null(r);
+    assert_non_null(strstr(err_message(), "plain http://"));
+    /* ...unless the network is declared trusted */
+    opts.allow_insecure_http = true;
     assert_true(repo_open(&r, &opts) < 0);
     assert_null(r);
     assert_null(strstr(err_message(), "s3cret"));
     assert_null(strstr(err_message(), "mallory"));
+    assert_non_null(strstr(err_message(), "authentication failed for 127.0.0.1"));
     unsetenv("ALMANAC_GIT_USERNAME");
     unsetenv("ALMANAC_GIT_PASSWORD_FILE");
 
