@@ -594,7 +594,7 @@ class ClientServerTest(h.ServerTestCase):
             r = server.get("/metrics")
             if r.status == 200:
                 for line in r.text.splitlines():
-                    if line.startswith("almanac_watchers") and not line.startswith("#"):
+                    if line.startswith("almanac_watchers "):
                         try:
                             if float(line.split()[-1]) >= 1:
                                 return True
