@@ -505,8 +505,9 @@ class SecretTemplatesAgainstTheServerTest(unittest.TestCase):
 @ks.skip_unless(PROBLEM)
 class GracefulShutdownTest(unittest.TestCase):
     """The server's side of the Deployment's termination settings: after SIGTERM, a parked
-    long-poll watcher is answered 304 and the process exits 0 within the time the grace period
-    leaves after preStop."""
+    long-poll watcher is answered 503 with Retry-After: 0 (so a client asks another replica at
+    once instead of taking it for "unchanged") and the process exits 0 within the time the
+    grace period leaves after preStop."""
 
     def test_sigterm_within_the_grace_period(self):
         import http.client
@@ -532,7 +533,9 @@ class GracefulShutdownTest(unittest.TestCase):
             def watch():
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
                 conn.request("GET", f"/orders/prod?watch={quote(etag)}&timeout=100")
-                answer["status"] = conn.getresponse().status
+                response = conn.getresponse()
+                answer["status"] = response.status
+                answer["retry_after"] = response.getheader("Retry-After")
                 conn.close()
 
             watcher = threading.Thread(target=watch)
@@ -547,7 +550,7 @@ class GracefulShutdownTest(unittest.TestCase):
             code = server.proc.wait(timeout=budget)
             watcher.join(timeout=budget)
             self.assertEqual(code, 0)
-            self.assertEqual(answer.get("status"), 304)
+            self.assertEqual((answer.get("status"), answer.get("retry_after")), (503, "0"))
         finally:
             if server is not None and server.alive():
                 server.stop()
