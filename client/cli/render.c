@@ -639,6 +639,17 @@ static hub *hub_new(void)
     return h;
 }
 
+static hub *hub_kept_for_file_watchers;
+
+static void hub_free(hub *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->wake);
+    free(h);
+}
+
 /*
  * Follows the Environment and every file until SIGTERM, SIGINT or --count. The file watchers'
  * clients and the hub are left to the process's exit: a watcher may be blocked in a long-poll
@@ -669,6 +680,8 @@ static int watch_loop(render_job *job, alm_client *client, alm_config *initial,
     }
     if (pthread_create(&updater, NULL, updater_thread, job) != 0) {
         fprintf(stderr, "almanac: cannot start a thread\n");
+        hub_free(job->hub);
+        job->hub = NULL;
         return CLI_EXIT_ERROR;
     }
     updater_started = true;
@@ -713,6 +726,14 @@ out:
     if (updater_started)
         pthread_join(updater, NULL);
     alm_watch_free(w);
+    if (job->nfiles == 0) {
+        hub_free(job->hub);
+    } else {
+        /* File watchers may still sit in a long-poll and use the hub until the process exits:
+         * it stays alive, held where a leak checker sees it. */
+        hub_kept_for_file_watchers = job->hub;
+    }
+    job->hub = NULL;
     return rc;
 }
 
