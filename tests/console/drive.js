@@ -48,7 +48,9 @@ async function main() {
     seen.keyboardOpened = await page.evaluate(() => location.hash);
 
     await page.goto(`${base}/ui/#/env/orders/dev`, { waitUntil: "networkidle0" });
-    await page.waitForSelector("#env-table tbody tr", { timeout: 10000 });
+    // the same page may still show the Environment the keyboard opened: wait for this one
+    await page.waitForFunction(() => document.querySelector("#env-title").textContent === "orders · dev" &&
+      document.querySelector("#env-table tbody tr"), { timeout: 10000 });
     seen.envRows = await page.$$eval("#env-table tbody tr", (rs) => rs.map((r) => {
       const c = r.querySelectorAll("td");
       return { key: c[0].textContent, value: c[1].textContent, source: c[2].querySelector(".src").textContent,
@@ -68,7 +70,8 @@ async function main() {
       await page.waitForSelector("#diff-pairs tbody tr", { timeout: 10000 });
       seen.diffPairs = await texts("#diff-pairs tbody tr td:first-child");
       await page.goto(`${base}/ui/#/diff?from=${from}&to=${to}&app=orders&profile=prod`, { waitUntil: "networkidle0" });
-      await page.waitForSelector("#diff-detail .change", { timeout: 10000 });
+      await page.waitForFunction(() => document.querySelector("#diff-detail h2")?.textContent === "orders / prod" &&
+        document.querySelector("#diff-detail .change"), { timeout: 10000 });
       seen.diffChanges = await page.$$eval("#diff-detail .change", (cs) => cs.map((c) => ({
         key: c.dataset.key, kind: c.classList[1], symbol: c.querySelector(".sym").textContent,
         text: c.textContent })));

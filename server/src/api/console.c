@@ -270,7 +270,7 @@ int console_handle_environment(request *req, response *res)
     const char *profiles = req->segments[4];
     const char *label_q = request_query(req, "label");
     environment env = {0};
-    json_t *merged = NULL, *keys = json_array(), *body = NULL;
+    json_t *merged = NULL, *keys = NULL, *body = NULL;
     int error;
     if (names_decode(req->segments[3], "application name", app, sizeof(app)) < 0 ||
         names_check_profiles(profiles) < 0 ||
@@ -285,7 +285,7 @@ int console_handle_environment(request *req, response *res)
     if ((error = environment_compose(&env, req->server, &q)) < 0)
         goto out;
     error = ERR_NOMEM;
-    if ((merged = environment_merge(&env)) == NULL || keys == NULL)
+    if ((merged = environment_merge(&env)) == NULL || (keys = json_array()) == NULL)
         goto out;
     json_object_del(merged, "spring.profiles");
     const char *key;
