@@ -295,21 +295,17 @@ static int append_segment(alm_client *c, char **path, const char *segment)
 }
 
 /* The request path; a label's "/" travels as "(_)", as Spring expects. */
-static int build_path(alm_client *c)
+/* `s` with every "/" written "(_)", as Spring reads a label or resource path inside one
+ * segment. New string, NULL on OOM. */
+static char *spell_slashes(const char *s)
 {
-    int error;
-    char *label = NULL;
-    if ((error = append_segment(c, &c->path, c->application)) < 0 ||
-        (error = append_segment(c, &c->path, c->profiles)) < 0 || c->label == NULL)
-        return error;
     size_t slashes = 0;
-    for (const char *p = c->label; *p; p++)
+    for (const char *p = s; *p; p++)
         slashes += *p == '/';
-    label = malloc(strlen(c->label) + 2 * slashes + 1);
-    if (label == NULL)
-        return alm__error_set(ALM_ENOMEM, "out of memory");
-    char *w = label;
-    for (const char *p = c->label; *p; p++) {
+    char *spelled = malloc(strlen(s) + 2 * slashes + 1), *w = spelled;
+    if (spelled == NULL)
+        return NULL;
+    for (const char *p = s; *p; p++) {
         if (*p == '/') {
             memcpy(w, "(_)", 3);
             w += 3;
@@ -318,6 +314,18 @@ static int build_path(alm_client *c)
         }
     }
     *w = '\0';
+    return spelled;
+}
+
+static int build_path(alm_client *c)
+{
+    int error;
+    char *label = NULL;
+    if ((error = append_segment(c, &c->path, c->application)) < 0 ||
+        (error = append_segment(c, &c->path, c->profiles)) < 0 || c->label == NULL)
+        return error;
+    if ((label = spell_slashes(c->label)) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
     error = append_segment(c, &c->path, label);
     free(label);
     return error;
@@ -1106,29 +1114,17 @@ static int file_target(alm_client *c, const char *path, char **out, const char *
     }
     /* One segment, "/" written "(_)" as Spring reads it in resource paths: the servers
      * accept that with and without a label, which is not true of a multi-segment path. */
-    size_t slashes = 0;
     for (const char *p = path; *p; p++) {
-        slashes += *p == '/';
         if ((p == path || p[-1] == '/') && (strncmp(p, "./", 2) == 0 || strncmp(p, "../", 3) == 0 ||
                                             strcmp(p, ".") == 0 || strcmp(p, "..") == 0)) {
             error = alm__error_set(ALM_EINVALID, "file path '%s' has a '.' or '..' segment", path);
             goto out;
         }
     }
-    if ((copy = malloc(strlen(path) + 2 * slashes + 1)) == NULL) {
+    if ((copy = spell_slashes(path)) == NULL) {
         error = alm__error_set(ALM_ENOMEM, "out of memory");
         goto out;
     }
-    char *w = copy;
-    for (const char *p = path; *p; p++) {
-        if (*p == '/') {
-            memcpy(w, "(_)", 3);
-            w += 3;
-        } else {
-            *w++ = *p;
-        }
-    }
-    *w = '\0';
     if ((error = append_segment(c, &built, copy)) < 0)
         goto out;
     *query = c->label != NULL ? "" : "?useDefaultLabel";
@@ -1178,22 +1174,8 @@ out:
 /* "label" as a query value: "(_)" for "/" as in paths, then percent-encoded. */
 static char *escape_label(alm_client *c, const char *label)
 {
-    size_t slashes = 0;
-    for (const char *p = label; *p; p++)
-        slashes += *p == '/';
-    char *spelled = malloc(strlen(label) + 2 * slashes + 1), *w = spelled;
-    if (spelled == NULL)
-        return NULL;
-    for (const char *p = label; *p; p++) {
-        if (*p == '/') {
-            memcpy(w, "(_)", 3);
-            w += 3;
-        } else {
-            *w++ = *p;
-        }
-    }
-    *w = '\0';
-    char *escaped = curl_easy_escape(c->curl, spelled, 0);
+    char *spelled = spell_slashes(label);
+    char *escaped = spelled ? curl_easy_escape(c->curl, spelled, 0) : NULL;
     free(spelled);
     return escaped;
 }
