@@ -36,7 +36,6 @@
 #define HISTORY_DEPTH 30        /* commits examined for "last changed" */
 #define MAX_COMPOSITIONS 4000   /* per overview: beyond, "last changed" says "earlier" */
 #define MASK "******"
-#define CIPHER_PREFIX "{cipher}"
 
 /* No inline script or style, nothing from elsewhere: the console works offline and cannot be
  * turned against its user by a value it displays. */
@@ -251,17 +250,12 @@ out:
 
 /* ---- one Environment, key by key ---------------------------------------------------------- */
 
-static bool is_cipher(const json_t *v)
-{
-    return json_is_string(v) && strncmp(json_string_value(v), CIPHER_PREFIX, 8) == 0;
-}
-
 static json_t *layer_json(const env_source *src, const char *key)
 {
     json_t *value = json_object_get(src->props, key);
     json_t *origin = src->origins ? json_object_get(src->origins, key) : NULL;
     return json_pack("{s:s, s:o, s:O?}", "source", src->name, "value",
-                     is_cipher(value) ? json_string(MASK) : json_incref(value), "origin", origin);
+                     diff_is_cipher(value) ? json_string(MASK) : json_incref(value), "origin", origin);
 }
 
 int console_handle_environment(request *req, response *res)
@@ -293,7 +287,7 @@ int console_handle_environment(request *req, response *res)
     json_object_foreach(merged, key, value)
     {
         json_t *layers = json_array();
-        bool secret = is_cipher(value);
+        bool secret = diff_is_cipher(value);
         for (size_t s = 0; layers != NULL && s < env.count; s++)
             if (json_object_get(env.sources[s].props, key) != NULL)
                 json_array_append_new(layers, layer_json(&env.sources[s], key));

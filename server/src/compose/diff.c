@@ -21,7 +21,7 @@
 #define CIPHER_PREFIX "{cipher}"
 #define MASK "******"
 
-static bool is_cipher(const json_t *value)
+bool diff_is_cipher(const json_t *value)
 {
     return json_is_string(value) &&
            strncmp(json_string_value(value), CIPHER_PREFIX, strlen(CIPHER_PREFIX)) == 0;
@@ -43,8 +43,8 @@ static json_t *side(const environment *env, const json_t *merged, const char *ke
 {
     json_t *value = json_object_get(merged, key);
     const env_source *src = winning_source(env, key);
-    bool masked = opts->mask_secrets && is_cipher(value);
-    *secret = *secret || is_cipher(value);
+    bool masked = opts->mask_secrets && diff_is_cipher(value);
+    *secret = *secret || diff_is_cipher(value);
     json_t *out = json_object();
     if (out == NULL ||
         json_object_set_new(out, "value", masked ? json_string(MASK) : json_deep_copy(value)) < 0)

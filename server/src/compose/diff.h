@@ -24,6 +24,8 @@ typedef struct env_diff_options {
 int environment_diff(json_t **out, const environment *from, const environment *to,
                      const env_diff_options *opts);
 bool environment_diff_is_empty(const json_t *diff);
+/* A `{cipher}` value as written in the repository: a secret to mask. */
+bool diff_is_cipher(const json_t *value);
 
 /* Two labels to compare, each as the composition parameters of its snapshot. */
 typedef bool (*diff_filter_fn)(const char *applications, void *ctx);
