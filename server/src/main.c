@@ -386,7 +386,8 @@ static int run(const settings *cfg)
         .tls = cfg->tls_cert != NULL,
     };
     /* Before the first request: POST /monitor hands work to the refresher. */
-    if (refresher_start(&srv.refresher, &srv, cfg->refresh_interval, REFRESH_MIN_GAP_MS) < 0) {
+    refresh_deps rdeps = {.repo = srv.repo, .snapshots = srv.snapshots, .changes = srv.changes};
+    if (refresher_start(&srv.refresher, &rdeps, cfg->refresh_interval, REFRESH_MIN_GAP_MS) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
     }

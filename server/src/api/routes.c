@@ -502,8 +502,10 @@ static int handle_refresh(request *req, response *res)
             return response_error(res, req, err_last_code(), NULL);
         return 0;
     }
+    const server *srv = req->server;
+    refresh_deps deps = {.repo = srv->repo, .snapshots = srv->snapshots, .changes = srv->changes};
     refresh_result result;
-    int error = refresh_now(req->server, &result);
+    int error = refresh_now(&deps, &result);
     if (error < 0)
         return response_error(res, req, error, NULL);
     json_t *body = json_pack("{s:b, s:s}", "changed", result.changed, "version", result.version);

@@ -22,7 +22,6 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 #include "source/repo.h"
 #include "http/request.h"
 
@@ -73,14 +72,14 @@ static json_t *changed_applications(const snapshot *before, const snapshot *afte
  * The plain files the commit changed: paths that differ between the commits and are no
  * configuration file of either snapshot. NULL when they cannot be listed (logged).
  */
-static json_t *changed_plain_files(struct server *srv, const char *from, const char *to,
+static json_t *changed_plain_files(const refresh_deps *deps, const char *from, const char *to,
                                    const snapshot *before, const snapshot *after)
 {
     json_t *all = json_array(), *plain = json_array();
     size_t i;
     json_t *path;
     if (all == NULL || plain == NULL ||
-        repo_changed_paths(srv->repo, from, to, all, CHANGE_MAX_FILES) < 0) {
+        repo_changed_paths(deps->repo, from, to, all, CHANGE_MAX_FILES) < 0) {
         LOG_WARN(MODULE, "cannot list the files changed by %s: %s", to, err_message());
         json_decref(all);
         json_decref(plain);
@@ -97,32 +96,32 @@ static json_t *changed_plain_files(struct server *srv, const char *from, const c
     return plain;
 }
 
-static snapshot *current_snapshot(struct server *srv, char commit[REPO_COMMIT_HEX])
+static snapshot *current_snapshot(const refresh_deps *deps, char commit[REPO_COMMIT_HEX])
 {
     snapshot *snap = NULL;
     commit[0] = '\0';
-    if (repo_resolve(srv->repo, NULL, commit) < 0 ||
-        snapcache_get(&snap, srv->snapshots, srv->repo, commit) < 0)
+    if (repo_resolve(deps->repo, NULL, commit) < 0 ||
+        snapcache_get(&snap, deps->snapshots, deps->repo, commit) < 0)
         return NULL;
     return snap;
 }
 
-int refresh_now(struct server *srv, refresh_result *out)
+int refresh_now(const refresh_deps *deps, refresh_result *out)
 {
     int error = 0;
     char before_commit[REPO_COMMIT_HEX];
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&refresh_lock);
-    snapshot *before = current_snapshot(srv, before_commit);
+    snapshot *before = current_snapshot(deps, before_commit);
     snapshot *after = NULL;
     json_t *names = NULL, *files = NULL;
 
     /* Unchanged, the answer still names the commit served (Spring's clients log it). */
     memcpy(out->version, before_commit, sizeof(out->version));
-    bool git = repo_is_git(srv->repo);
+    bool git = repo_is_git(deps->repo);
     bool refs_moved = false;
     if (git) {
-        error = repo_fetch(srv->repo, &refs_moved);
+        error = repo_fetch(deps->repo, &refs_moved);
         if (error < 0) {
             LOG_WARN(MODULE, "fetch failed, still serving the cached mirror: %s", err_message());
             goto out;
@@ -130,10 +129,10 @@ int refresh_now(struct server *srv, refresh_result *out)
         if (!refs_moved)
             goto out;
     } else {
-        snapcache_invalidate(srv->snapshots);
+        snapcache_invalidate(deps->snapshots);
     }
     char after_commit[REPO_COMMIT_HEX];
-    after = current_snapshot(srv, after_commit);
+    after = current_snapshot(deps, after_commit);
     memcpy(out->version, after_commit, sizeof(out->version));
     /* Events describe the default label; watchers may watch any label, so any moved ref
      * (or any edit in dir mode) is worth a look. */
@@ -141,7 +140,7 @@ int refresh_now(struct server *srv, refresh_result *out)
     if (default_moved) {
         names = changed_applications(before, after);
         if (git)
-            files = changed_plain_files(srv, before_commit, after_commit, before, after);
+            files = changed_plain_files(deps, before_commit, after_commit, before, after);
     }
     out->changed = git || (names != NULL && json_array_size(names) > 0);
     if (!out->changed)
@@ -156,7 +155,7 @@ int refresh_now(struct server *srv, refresh_result *out)
         .applications = names,
         .files = files,
     };
-    change_announce(srv->changes, &notice);
+    change_announce(deps->changes, &notice);
 out:
     json_decref(names);
     json_decref(files);
@@ -178,7 +177,7 @@ typedef struct refresh_waiter {
 } refresh_waiter;
 
 struct refresher {
-    struct server *srv;
+    refresh_deps deps;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -266,7 +265,7 @@ static bool later(const struct timespec *a, const struct timespec *b)
 static bool have_commit(refresher *r)
 {
     char current[REPO_COMMIT_HEX] = "";
-    return r->pending_commit[0] != '\0' && repo_resolve(r->srv->repo, NULL, current) == 0 &&
+    return r->pending_commit[0] != '\0' && repo_resolve(r->deps.repo, NULL, current) == 0 &&
            strcmp(current, r->pending_commit) == 0;
 }
 
@@ -320,7 +319,7 @@ static void *refresher_thread(void *arg)
 
         refresh_result result;
         err_clear();
-        int error = refresh_now(r->srv, &result);
+        int error = refresh_now(&r->deps, &result);
         failures = error < 0 ? failures + 1 : 0;
         long long delay = (long long)r->interval;
         for (unsigned i = 0; i < failures && delay < MAX_BACKOFF_SECONDS; i++)
@@ -380,12 +379,13 @@ static void *answer_thread(void *arg)
     return NULL;
 }
 
-int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned min_gap_ms)
+int refresher_start(refresher **out, const refresh_deps *deps, unsigned interval,
+                    unsigned min_gap_ms)
 {
     refresher *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return err_set(ERR_NOMEM, "out of memory");
-    r->srv = srv;
+    r->deps = *deps;
     r->interval = interval;
     r->min_gap_ms = min_gap_ms;
     pthread_condattr_t attr;

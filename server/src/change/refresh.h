@@ -8,7 +8,17 @@
 
 #include <stdbool.h>
 
-struct server;
+struct repo;
+struct snapcache;
+struct change_announcer;
+
+/* What refreshing needs, handed in: one source, its snapshot cache, and where to announce. The
+ * refresher keeps a copy; the pointers must outlive it. */
+typedef struct refresh_deps {
+    struct repo *repo;
+    struct snapcache *snapshots;
+    const struct change_announcer *changes; /* NULL: nobody listens */
+} refresh_deps;
 
 typedef struct refresh_result {
     bool changed;     /* a ref moved (dir mode: always true, a rescan cannot tell) */
@@ -16,7 +26,7 @@ typedef struct refresh_result {
 } refresh_result;
 
 /* Serialised: concurrent callers wait for each other. A failed fetch keeps what was served. */
-int refresh_now(struct server *srv, refresh_result *out);
+int refresh_now(const refresh_deps *deps, refresh_result *out);
 
 /*
  * The background refresher: one thread that polls every interval seconds (0: never; after a
@@ -27,7 +37,8 @@ int refresh_now(struct server *srv, refresh_result *out);
  * min_gap_ms therefore costs at most two fetches, and the first push is seen without delay.
  */
 typedef struct refresher refresher;
-int refresher_start(refresher **out, struct server *srv, unsigned interval, unsigned min_gap_ms);
+int refresher_start(refresher **out, const refresh_deps *deps, unsigned interval,
+                    unsigned min_gap_ms);
 /* Asks for a refresh soon; never blocks. */
 void refresher_request(refresher *r);
 /*

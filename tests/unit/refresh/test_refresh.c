@@ -9,7 +9,6 @@
 #include "change/refresh.h"
 #include "compose/snapshot.h"
 #include "log.h"
-#include "server.h"
 
 #include <jansson.h>
 
@@ -62,22 +61,30 @@ static void ear_dispose(ear *e)
     memset(e, 0, sizeof(*e));
 }
 
-/* A server holding only what refresh reads: the source, its snapshots, the announcer. */
-static void server_up(server *srv, repo *r, ear *e)
+/* What refresh is handed: the source, its snapshots, the announcer; no server around it. */
+typedef struct rig {
+    refresh_deps deps;
+    snapcache *snapshots;
+    change_announcer *changes;
+} rig;
+
+static void server_up(rig *srv, repo *r, ear *e)
 {
     memset(srv, 0, sizeof(*srv));
-    srv->repo = r;
     assert_int_equal(snapcache_new(&srv->snapshots, 4, NULL), 0);
     assert_int_equal(change_announcer_new(&srv->changes), 0);
     assert_int_equal(change_subscribe(srv->changes, first_listener, e), 0);
     assert_int_equal(change_subscribe(srv->changes, second_listener, e), 0);
+    srv->deps.repo = r;
+    srv->deps.snapshots = srv->snapshots;
+    srv->deps.changes = srv->changes;
 }
 
-static void server_down(server *srv)
+static void server_down(rig *srv)
 {
     change_announcer_free(srv->changes);
     snapcache_free(srv->snapshots);
-    repo_free(srv->repo);
+    repo_free(srv->deps.repo);
 }
 
 static void assert_names(const json_t *names, const char *expected)
@@ -91,7 +98,7 @@ static void assert_names(const json_t *names, const char *expected)
 static void git_commit_is_announced_once_to_each_listener_in_order(void **state)
 {
     char origin[512], c1[REPO_COMMIT_HEX], c2[REPO_COMMIT_HEX];
-    server srv;
+    rig srv;
     ear e = {0};
     refresh_result result;
     (void)state;
@@ -103,13 +110,13 @@ static void git_commit_is_announced_once_to_each_listener_in_order(void **state)
     server_up(&srv, gitfix_open(origin, false, 0), &e);
 
     /* Nothing new at the remote: nobody hears anything. */
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_false(result.changed);
     assert_int_equal(e.count, 0);
 
     gitfix_write(origin, "orders.yml", "o: 2\n");
     gitfix_commit(origin, c2);
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_true(result.changed);
     assert_string_equal(result.version, c2);
     assert_int_equal(e.count, 1);
@@ -127,7 +134,7 @@ static void git_commit_is_announced_once_to_each_listener_in_order(void **state)
 static void another_ref_moving_is_announced_without_applications(void **state)
 {
     char origin[512], c1[REPO_COMMIT_HEX], cfeat[REPO_COMMIT_HEX];
-    server srv;
+    rig srv;
     ear e = {0};
     refresh_result result;
     (void)state;
@@ -141,7 +148,7 @@ static void another_ref_moving_is_announced_without_applications(void **state)
     gitfix_sh("git -C '%s' checkout -q -b feature && git -C '%s' rm -q orders.yml", origin,
               origin);
     gitfix_commit(origin, cfeat);
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_true(result.changed);
     assert_int_equal(e.count, 1);
     assert_string_equal(e.notices[0].from, c1);
@@ -155,7 +162,7 @@ static void another_ref_moving_is_announced_without_applications(void **state)
 static void dir_mode_announces_edits_that_change_what_is_parsed(void **state)
 {
     char dir[512];
-    server srv;
+    rig srv;
     ear e = {0};
     refresh_result result;
     (void)state;
@@ -166,18 +173,18 @@ static void dir_mode_announces_edits_that_change_what_is_parsed(void **state)
     server_up(&srv, gitfix_open(dir, true, 0), &e);
 
     /* A rescan that finds nothing new announces nothing. */
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_false(result.changed);
     assert_int_equal(e.count, 0);
 
     /* A comment changes no parsed value: still nothing. */
     gitfix_write(dir, "orders-api.yml", "# a comment\no: 1\n");
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_false(result.changed);
     assert_int_equal(e.count, 0);
 
     gitfix_write(dir, "orders-api.yml", "o: 2\n");
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_true(result.changed);
     assert_int_equal(e.count, 1);
     assert_string_equal(e.order, "ab");
@@ -188,7 +195,7 @@ static void dir_mode_announces_edits_that_change_what_is_parsed(void **state)
 
     /* A removed file names its application too. */
     gitfix_sh("rm '%s/orders-api.yml'", dir);
-    assert_int_equal(refresh_now(&srv, &result), 0);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
     assert_int_equal(e.count, 2);
     assert_names(e.notices[1].applications, "[\"orders-api\",\"orders\"]");
 
