@@ -311,7 +311,8 @@ static int run(const settings *cfg)
         .max_watchers = cfg->max_connections,
         .max_per_client = cfg->max_watchers_per_ip,
     };
-    if (watch_registry_new(&srv.watches, &srv, &wlimits) < 0 ||
+    watch_deps wdeps = {.render = render_latest, .ctx = &srv};
+    if (watch_registry_new(&srv.watches, &wdeps, &wlimits) < 0 ||
         event_hub_new(&srv.events, 15, cfg->max_connections) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;

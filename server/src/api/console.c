@@ -199,10 +199,11 @@ fail:
 
 int console_handle_overview(request *req, response *res)
 {
-    env_compose_params head;
+    env_compose_params head = {0};
     json_t *all = NULL, *visible = json_object(), *watchers = NULL, *body = NULL;
-    int error = environment_params(&head, req->server, NULL);
-    if (error < 0)
+    env_query default_label = {.label = NULL};
+    int error = env_query_resolve(&default_label, req->server->repo);
+    if (error < 0 || (error = environment_params(&head, req->server, &default_label)) < 0)
         goto out;
     const char *commit = snapshot_commit(head.snapshot);
     pthread_mutex_lock(&cache.lock);
@@ -276,7 +277,8 @@ int console_handle_environment(request *req, response *res)
                    .profiles = profiles,
                    .label = label_q && *label_q ? label : NULL,
                    .decrypt = false};
-    if ((error = environment_compose(&env, req->server, &q)) < 0)
+    if ((error = env_query_resolve(&q, req->server->repo)) < 0 ||
+        (error = environment_compose(&env, req->server, &q)) < 0)
         goto out;
     error = ERR_NOMEM;
     if ((merged = environment_merge(&env)) == NULL || (keys = json_array()) == NULL)

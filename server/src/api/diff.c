@@ -55,8 +55,11 @@ static int run_diff(request *req, response *res, const char *apps, const char *p
         .may_read = caller_may_read,
         .ctx = req,
     };
-    if ((error = environment_params(&a, req->server, from)) < 0 ||
-        (error = environment_params(&b, req->server, to)) < 0)
+    env_query qa = {.label = from}, qb = {.label = to};
+    if ((error = env_query_resolve(&qa, req->server->repo)) < 0 ||
+        (error = env_query_resolve(&qb, req->server->repo)) < 0 ||
+        (error = environment_params(&a, req->server, &qa)) < 0 ||
+        (error = environment_params(&b, req->server, &qb)) < 0)
         goto out;
     error = apps ? diff_environment(&body, &job, apps, profiles) : diff_repository(&body, &job);
     if (error == 0 && (json_object_set_new(body, "from", json_string(from)) < 0 ||

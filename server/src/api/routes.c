@@ -272,20 +272,9 @@ static bool wants_v2(const request *req)
     return accept != NULL && strstr(accept, "application/vnd.spring-cloud.config-server.v2+json");
 }
 
-static bool etag_matches(const request *req, const char *etag)
-{
-    const char *given = request_header(req, "If-None-Match");
-    if (given == NULL)
-        return false;
-    if (strcmp(given, "*") == 0)
-        return true;
-    /* A list of (possibly weak) tags; ours is quoted, so a substring match is exact enough. */
-    return strstr(given, etag) != NULL;
-}
-
 static void answer_rendered(const request *req, response *res, render_result *r)
 {
-    if (etag_matches(req, r->etag)) {
+    if (etag_matches(request_header(req, "If-None-Match"), r->etag)) {
         response_use_prepared(res, r->not_modified);
         r->not_modified = NULL;
     } else {
@@ -313,16 +302,19 @@ static int serve_rendered(request *req, response *res, const char *name_segment,
         .applications = name,
         .profiles = profiles,
         .label = label_segment ? label : NULL,
+        .label_echo = label_segment,
         .decrypt = true,
     };
     const char *watch = request_query(req, "watch");
     if (watch != NULL && (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) &&
         req->server->watches != NULL)
-        return watch_request(req->server->watches, req, res, &q, fmt, NULL, label_segment,
-                             watch, request_query(req, "timeout"));
+        return watch_request(req->server->watches, req, res, &q, fmt, NULL, watch,
+                             request_query(req, "timeout"));
 
     render_result r;
-    int error = render_get(&r, req->server, &q, fmt, resolve_placeholders, label_segment);
+    int error = env_query_resolve(&q, req->server->repo);
+    if (error == 0)
+        error = render_get(&r, req->server, &q, fmt, resolve_placeholders);
     if (error < 0)
         return response_error(res, req, error, NULL);
     answer_rendered(req, res, &r);
@@ -374,14 +366,16 @@ static int handle_plain_file(request *req, response *res)
     env_query q = {.applications = name,
                    .profiles = profiles,
                    .label = default_label ? NULL : label,
+                   .label_echo = default_label ? NULL : req->segments[2],
                    .decrypt = true};
-    const char *label_echo = default_label ? NULL : req->segments[2];
     const char *watch = request_query(req, "watch");
     if (watch != NULL && req->server->watches != NULL)
-        return watch_request(req->server->watches, req, res, &q, RENDER_PLAIN_FILE, path,
-                             label_echo, watch, request_query(req, "timeout"));
+        return watch_request(req->server->watches, req, res, &q, RENDER_PLAIN_FILE, path, watch,
+                             request_query(req, "timeout"));
     render_result r;
-    int error = render_plain_file(&r, req->server, &q, path, label_echo);
+    int error = env_query_resolve(&q, req->server->repo);
+    if (error == 0)
+        error = render_plain_file(&r, req->server, &q, path);
     if (error < 0)
         return response_error(res, req, error, NULL);
     answer_rendered(req, res, &r);

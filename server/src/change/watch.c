@@ -14,7 +14,6 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -35,7 +34,7 @@ typedef struct group group;
 typedef struct waiter {
     request_handle *handle;
     group *group;
-    char etag[RENDER_ETAG_SIZE];
+    char etag[ETAG_SIZE];
     char peer[PEER_SIZE];
     struct timespec deadline; /* CLOCK_MONOTONIC */
     struct waiter *prev, *next;
@@ -54,7 +53,7 @@ struct group {
 };
 
 struct watch_registry {
-    struct server *srv;
+    watch_deps deps;
     watch_limits limits;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -82,23 +81,20 @@ static bool before(const struct timespec *a, const struct timespec *b)
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
-static char *group_key(const env_query *q, render_format fmt, const char *path,
-                       const char *label_echo)
+static char *group_key(const env_query *q, render_format fmt, const char *path)
 {
     char *key = NULL;
     if (asprintf(&key, "%d\x1f%s\x1f%s\x1f%s\x1f%s", (int)fmt, q->applications, q->profiles,
-                 label_echo ? label_echo : "\x1e", path ? path : "") < 0)
+                 q->label_echo ? q->label_echo : "\x1e", path ? path : "") < 0)
         return NULL;
     return key;
 }
 
 /* The current answer for what a group watches. */
-static int render_watched(render_result *out, struct server *srv, const env_query *q,
-                          render_format fmt, const char *path, const char *label_echo)
+static int render_watched(watch_registry *w, render_result *out, const env_query *q,
+                          render_format fmt, const char *path)
 {
-    if (fmt == RENDER_PLAIN_FILE)
-        return render_plain_file(out, srv, q, path, label_echo);
-    return render_get(out, srv, q, fmt, true, label_echo);
+    return w->deps.render(w->deps.ctx, out, q, fmt, path);
 }
 
 static void group_free(group *g)
@@ -115,9 +111,9 @@ static void group_free(group *g)
 }
 
 static group *group_find_or_add(watch_registry *w, const env_query *q, render_format fmt,
-                                const char *path, const char *label_echo)
+                                const char *path)
 {
-    char *key = group_key(q, fmt, path, label_echo);
+    char *key = group_key(q, fmt, path);
     if (key == NULL)
         return NULL;
     json_t *pos = json_object_get(w->index, key);
@@ -144,12 +140,12 @@ static group *group_find_or_add(watch_registry *w, const env_query *q, render_fo
     g->applications = strdup(q->applications);
     g->profiles = strdup(q->profiles);
     g->label = q->label ? strdup(q->label) : NULL;
-    g->label_echo = label_echo ? strdup(label_echo) : NULL;
+    g->label_echo = q->label_echo ? strdup(q->label_echo) : NULL;
     g->fmt = fmt;
     g->path = path ? strdup(path) : NULL;
     g->index = w->ngroups;
     if (g->applications == NULL || g->profiles == NULL || (q->label && g->label == NULL) ||
-        (label_echo && g->label_echo == NULL) || (path && g->path == NULL) ||
+        (q->label_echo && g->label_echo == NULL) || (path && g->path == NULL) ||
         json_object_set_new(w->index, key, json_integer((json_int_t)g->index)) != 0) {
         group_free(g);
         return NULL;
@@ -261,12 +257,12 @@ static void *deadline_thread(void *arg)
     return NULL;
 }
 
-int watch_registry_new(watch_registry **out, struct server *srv, const watch_limits *limits)
+int watch_registry_new(watch_registry **out, const watch_deps *deps, const watch_limits *limits)
 {
     watch_registry *w = calloc(1, sizeof(*w));
     if (w == NULL)
         return err_set(ERR_NOMEM, "out of memory");
-    w->srv = srv;
+    w->deps = *deps;
     w->limits = *limits;
     metrics_set_watchers_max((long)limits->max_watchers);
     w->index = json_object();
@@ -372,21 +368,6 @@ json_t *watch_counts_by_application(watch_registry *w)
     return counts;
 }
 
-/* Accepts `"abc"`, `abc` and `W/"abc"`; writes the quoted form. */
-static void normalise_etag(const char *given, char out[RENDER_ETAG_SIZE])
-{
-    if (strncmp(given, "W/", 2) == 0)
-        given += 2;
-    size_t len = strlen(given);
-    if (len >= 2 && given[0] == '"' && given[len - 1] == '"') {
-        given++;
-        len -= 2;
-    }
-    if (len > RENDER_ETAG_SIZE - 3)
-        len = RENDER_ETAG_SIZE - 3;
-    snprintf(out, RENDER_ETAG_SIZE, "\"%.*s\"", (int)len, given);
-}
-
 static int parse_timeout(const char *text, unsigned max, unsigned *out)
 {
     if (text == NULL || text[0] == '\0') {
@@ -422,15 +403,14 @@ static struct timespec jittered_deadline(unsigned timeout)
 }
 
 int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
-                  render_format fmt, const char *path, const char *label_echo,
-                  const char *etag, const char *timeout_text)
+                  render_format fmt, const char *path, const char *etag, const char *timeout_text)
 {
     unsigned timeout = 0;
-    char wanted[RENDER_ETAG_SIZE];
+    char wanted[ETAG_SIZE];
     char peer[PEER_SIZE];
     if (parse_timeout(timeout_text, w->limits.max_timeout, &timeout) < 0)
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
-    normalise_etag(etag, wanted);
+    etag_normalise(etag, wanted);
     request_peer(req, peer, sizeof(peer));
 
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -439,7 +419,7 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
         pthread_mutex_unlock(&w->lock);
 
         render_result r;
-        int error = render_watched(&r, w->srv, q, fmt, path, label_echo);
+        int error = render_watched(w, &r, q, fmt, path);
         if (error < 0)
             return response_error(res, req, error, NULL);
         if (strcmp(r.etag, wanted) != 0) {
@@ -470,7 +450,7 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
                 log_cap_reached("--max-watchers-per-ip", w->limits.max_per_client, peer);
             return response_error(res, req, ERR_TOO_MANY, "too many watchers");
         }
-        group *g = group_find_or_add(w, q, fmt, path, label_echo);
+        group *g = group_find_or_add(w, q, fmt, path);
         waiter *x = g ? calloc(1, sizeof(*x)) : NULL;
         if (x == NULL) {
             if (g != NULL && g->head == NULL)
@@ -501,7 +481,6 @@ int watch_request(watch_registry *w, request *req, response *res, const env_quer
 typedef struct watched {
     char *key;
     env_query q;
-    char *label_echo;
     render_format fmt;
     char *path;
 } watched;
@@ -529,7 +508,7 @@ void watch_notify(watch_registry *w)
         it->q.profiles = strdup(g->profiles);
         it->q.label = g->label ? strdup(g->label) : NULL;
         it->q.decrypt = true;
-        it->label_echo = g->label_echo ? strdup(g->label_echo) : NULL;
+        it->q.label_echo = g->label_echo ? strdup(g->label_echo) : NULL;
         it->fmt = g->fmt;
         it->path = g->path ? strdup(g->path) : NULL;
         count++;
@@ -542,7 +521,7 @@ void watch_notify(watch_registry *w)
         render_result r;
         if (it->key == NULL || it->q.applications == NULL || it->q.profiles == NULL ||
             (it->fmt == RENDER_PLAIN_FILE && it->path == NULL) ||
-            render_watched(&r, w->srv, &it->q, it->fmt, it->path, it->label_echo) < 0)
+            render_watched(w, &r, &it->q, it->fmt, it->path) < 0)
             continue;
         pthread_mutex_lock(&w->lock);
         json_t *pos = json_object_get(w->index, it->key);
@@ -568,7 +547,7 @@ void watch_notify(watch_registry *w)
         free((char *)(uintptr_t)list[i].q.applications);
         free((char *)(uintptr_t)list[i].q.profiles);
         free((char *)(uintptr_t)list[i].q.label);
-        free(list[i].label_echo);
+        free((char *)(uintptr_t)list[i].q.label_echo);
         free(list[i].path);
     }
     free(list);

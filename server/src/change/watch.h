@@ -15,9 +15,20 @@
 
 #include <stddef.h>
 
-struct server;
-
 typedef struct watch_registry watch_registry;
+
+/*
+ * How to render what a group watches, now: the query as it was asked (its label not yet
+ * resolved: it may have moved since), in fmt, with path for RENDER_PLAIN_FILE. The server
+ * hands in compose/render.c's render_latest; a test hands in its own table.
+ */
+typedef int (*watch_render_fn)(void *ctx, render_result *out, const env_query *q,
+                               render_format fmt, const char *path);
+
+typedef struct watch_deps {
+    watch_render_fn render;
+    void *ctx;
+} watch_deps;
 
 typedef struct watch_limits {
     unsigned max_timeout;      /* seconds; longer requests are cut to this */
@@ -26,7 +37,7 @@ typedef struct watch_limits {
 } watch_limits;
 
 /* Starts the registry and its deadline thread. */
-int watch_registry_new(watch_registry **out, struct server *srv, const watch_limits *limits);
+int watch_registry_new(watch_registry **out, const watch_deps *deps, const watch_limits *limits);
 /* Answers every parked watcher (304, so clients simply ask again elsewhere) and stops. */
 void watch_registry_shutdown(watch_registry *w);
 void watch_registry_free(watch_registry *w);
@@ -38,8 +49,7 @@ void watch_registry_free(watch_registry *w);
  * Answers errors through res like any handler.
  */
 int watch_request(watch_registry *w, request *req, response *res, const env_query *q,
-                  render_format fmt, const char *path, const char *label_echo,
-                  const char *etag, const char *timeout);
+                  render_format fmt, const char *path, const char *etag, const char *timeout);
 
 /* After a refresh: re-render everything watched (Environments and plain files, whose
  * placeholders may have changed with no edit to the file) and wake the watchers whose answer

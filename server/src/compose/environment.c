@@ -573,16 +573,24 @@ static bool uses_label(const char *const *search_paths)
     return false;
 }
 
-int environment_params(env_compose_params *p, struct server *srv, const char *label)
+int env_query_resolve(env_query *q, struct repo *source)
 {
-    char commit[REPO_COMMIT_HEX];
+    int error = repo_resolve(source, q->label, q->commit);
+    q->resolved = error == 0;
+    return error;
+}
+
+int environment_params(env_compose_params *p, struct server *srv, const env_query *q)
+{
     repo_status status;
     snapshot *snap = NULL;
+    const char *label = q->label;
     int error;
 
     memset(p, 0, sizeof(*p));
-    if ((error = repo_resolve(srv->repo, label, commit)) < 0 ||
-        (error = snapcache_get(&snap, srv->snapshots, srv->repo, commit)) < 0)
+    if (!q->resolved)
+        return err_set(ERR_INTERNAL, "a query reached composition without its commit");
+    if ((error = snapcache_get(&snap, srv->snapshots, srv->repo, q->commit)) < 0)
         return error;
     p->snapshot = snap;
     p->display_uri = repo_display_uri(srv->repo);
@@ -606,7 +614,7 @@ int environment_compose(environment *out, struct server *srv, const env_query *q
     int error;
 
     memset(out, 0, sizeof(*out));
-    if ((error = environment_params(&p, srv, q->label)) < 0)
+    if ((error = environment_params(&p, srv, q)) < 0)
         return error;
     error = environment_compose_snapshot(out, &p, q);
     snapshot_release(p.snapshot);

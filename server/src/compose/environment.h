@@ -34,12 +34,26 @@ typedef struct environment {
     size_t nlocations;
 } environment;
 
+/*
+ * What a request asks for, carried from the router to the response. The router fills in the
+ * names and then resolves the label once (env_query_resolve); composition, the response cache
+ * key and the answer's version all use that one commit, so a fetch moving the label meanwhile
+ * cannot split one answer across two commits.
+ */
 typedef struct env_query {
     const char *applications; /* "orders" or "orders,billing", already validated */
     const char *profiles;     /* "dev" or "dev,mysql", already validated */
-    const char *label;        /* NULL: default label; "(_)" already turned into "/" */
+    const char *label;        /* as asked: NULL for the default label; "(_)" already "/" */
+    const char *label_echo;   /* as the caller wrote it (Environment JSON echoes it); NULL: null */
     bool decrypt;             /* decrypt {cipher} values (false: leave them as they are) */
+    bool resolved;            /* commit is set (env_query_resolve) */
+    char commit[41];          /* what label named when resolved; "" in dir mode */
 } env_query;
+
+struct repo;
+/* Resolves q->label to q->commit, once per request. Errors: repo_resolve's (ERR_NOT_FOUND for
+ * an unknown label). */
+int env_query_resolve(env_query *q, struct repo *source);
 
 typedef struct overrides overrides; /* --overrides-file, loaded once */
 
@@ -54,7 +68,8 @@ void overrides_free(overrides *o);
 const json_t *overrides_props(const overrides *o);
 
 /*
- * Resolves label via srv->repo, gets the snapshot from srv->snapshots, composes. Uses
+ * Composes q at q->commit (q must be resolved: ERR_INTERNAL otherwise), the snapshot from
+ * srv->snapshots. Uses
  * srv->search_paths, srv->overrides, srv->keyring, srv->cloud_platform,
  * repo_display_uri(srv->repo).
  * ERR_NOT_FOUND for an unknown label; ERR_CONFIG "<path>:<line>:<col>: <reason>" when a file the
@@ -65,7 +80,8 @@ int environment_compose(environment *out, struct server *srv, const env_query *q
 
 /*
  * The composition itself, on a snapshot the caller holds, without a server (for tests and for
- * callers with a snapshot of their own). q->label is not used: label_name stands in for it.
+ * callers with a snapshot of their own). q->label and q->commit are not used: label_name and
+ * the snapshot stand in for them.
  * The errors are environment_compose's but ERR_NOT_FOUND; ERR_BAD_REQUEST for more than
  * ENV_MAX_APPLICATIONS applications or ENV_MAX_PROFILES profiles.
  */
@@ -83,11 +99,12 @@ typedef struct env_compose_params {
 int environment_compose_snapshot(environment *out, const env_compose_params *p, const env_query *q);
 
 /*
- * The parameters environment_compose uses for label (NULL: the default label): the label's
- * snapshot (retained: the caller releases p->snapshot) and the server's search paths,
- * overrides and keyring (borrowed). Errors: repo_resolve's and snapcache_get's.
+ * The parameters environment_compose uses for a resolved query: the snapshot of q->commit
+ * (retained: the caller releases p->snapshot) and the server's search paths, overrides and
+ * keyring (borrowed); q->label names {label} in search paths. Errors: snapcache_get's,
+ * ERR_INTERNAL for a query not resolved.
  */
-int environment_params(env_compose_params *p, struct server *srv, const char *label);
+int environment_params(env_compose_params *p, struct server *srv, const env_query *q);
 
 void environment_dispose(environment *env);
 

@@ -33,7 +33,7 @@ typedef struct cache_slot {
     char *key; /* NULL: free */
     prepared_response *ok;
     prepared_response *not_modified;
-    char etag[RENDER_ETAG_SIZE];
+    char etag[ETAG_SIZE];
     char version[41];
     size_t bytes;
     atomic_bool referenced;
@@ -188,32 +188,6 @@ static void cache_insert(respcache *c, const char *key, const render_result *r)
     free(key_copy);
 }
 
-static void digest_to_etag(const unsigned char *md, char etag[RENDER_ETAG_SIZE])
-{
-    static const char hex[] = "0123456789abcdef";
-    etag[0] = '"';
-    for (size_t i = 0; i < 16; i++) {
-        etag[1 + 2 * i] = hex[md[i] >> 4];
-        etag[2 + 2 * i] = hex[md[i] & 15];
-    }
-    etag[33] = '"';
-    etag[34] = '\0';
-}
-
-static void etag_of_bytes(const char *tag, const char *data, size_t len,
-                          char etag[RENDER_ETAG_SIZE])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, tag, strlen(tag) + 1) != 1 ||
-        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
-        memset(md, 0, sizeof(md));
-    EVP_MD_CTX_free(ctx);
-    digest_to_etag(md, etag);
-}
-
 static const char *format_tag(render_format fmt)
 {
     switch (fmt) {
@@ -261,7 +235,7 @@ static json_t *property_sources_json(const environment *env, render_format fmt)
 }
 
 void render_environment_etag(const environment *env, render_format fmt,
-                             char etag[RENDER_ETAG_SIZE])
+                             char etag[ETAG_SIZE])
 {
     json_t *sources = property_sources_json(env, fmt);
     char *text = sources ? json_dumps(sources, JSON_COMPACT) : NULL;
@@ -313,11 +287,11 @@ size_t render_json_flags(const json_t *value)
 }
 
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
-                              const char *label_echo, size_t *len)
+                              size_t *len)
 {
     /* Spring's key order: name, profiles, label, version, state, propertySources. */
     json_t *doc = json_pack("{s:s, s:[s], s:s?, s:s?, s:s, s:o}", "name", q->applications,
-                            "profiles", q->profiles, "label", label_echo, "version",
+                            "profiles", q->profiles, "label", q->label_echo, "version",
                             env->version[0] ? env->version : NULL, "state", "",
                             "propertySources", property_sources_json(env, fmt));
     if (doc == NULL)
@@ -373,13 +347,12 @@ static const char *content_type(render_format fmt)
     return "application/octet-stream";
 }
 
-static char *cache_key(const env_query *q, render_format fmt, bool resolve, const char *label_echo,
-                       const char *commit)
+static char *cache_key(const env_query *q, render_format fmt, bool resolve)
 {
     /* \x1f cannot appear in validated names, profiles or labels: no two keys collide. */
     char *key = NULL;
     if (asprintf(&key, "%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d", format_tag(fmt), resolve,
-                 q->applications, q->profiles, label_echo ? label_echo : "\x1e", commit,
+                 q->applications, q->profiles, q->label_echo ? q->label_echo : "\x1e", q->commit,
                  q->decrypt) < 0)
         return NULL;
     return key;
@@ -395,7 +368,7 @@ static char *cache_key(const env_query *q, render_format fmt, bool resolve, cons
 #define LAST_GOOD_DEPTH 100 /* ancestors tried before giving up and answering the error */
 #define STALE_HEADER "X-Almanac-Stale"
 
-static bool wants_last_good(const struct server *srv, const env_query *q, const char *commit)
+static bool wants_last_good(const struct server *srv, const env_query *q)
 {
     const char *mode = srv->settings ? srv->settings->broken_file : NULL;
     if (mode != NULL && strcmp(mode, "error") == 0)
@@ -405,7 +378,7 @@ static bool wants_last_good(const struct server *srv, const env_query *q, const 
     size_t n = strlen(q->label);
     if (n < 4 || n > 40 || strspn(q->label, "0123456789abcdefABCDEF") != n)
         return true;
-    return strncasecmp(q->label, commit, n) != 0; /* a branch that happens to look like hex */
+    return strncasecmp(q->label, q->commit, n) != 0; /* a branch that happens to look like hex */
 }
 
 /* "path:line:col: reason" at commit, as a header value: printable ASCII, bounded. */
@@ -420,16 +393,16 @@ static void stale_note(char *out, size_t size, const char *why, const char *bad,
 
 /* Composes q from the nearest ancestor of commit at which it composes; note says what broke. */
 static int compose_last_good(environment *env, struct server *srv, const env_query *q,
-                             const char *commit, char *note, size_t note_size)
+                             char *note, size_t note_size)
 {
     char why[512], cur[REPO_COMMIT_HEX], parent[REPO_COMMIT_HEX];
     env_compose_params p;
     int error;
 
     snprintf(why, sizeof(why), "%s", err_message());
-    if ((error = environment_params(&p, srv, q->label)) < 0)
+    if ((error = environment_params(&p, srv, q)) < 0)
         return error;
-    memcpy(cur, commit, sizeof(cur));
+    memcpy(cur, q->commit, sizeof(cur));
     error = ERR_CONFIG;
     for (int depth = 0; depth < LAST_GOOD_DEPTH && error == ERR_CONFIG; depth++) {
         snapshot *older = NULL;
@@ -447,18 +420,17 @@ static int compose_last_good(environment *env, struct server *srv, const env_que
         memset(env, 0, sizeof(*env));
         return err_set(ERR_CONFIG, "%s", why); /* the first failure is the one to fix */
     }
-    stale_note(note, note_size, why, commit, env->version);
+    stale_note(note, note_size, why, q->commit, env->version);
     LOG_WARN(MODULE, "%s %s: %s", q->applications, q->profiles, note);
     metrics_stale_answer();
     return 0;
 }
 
 int render_get(render_result *out, struct server *srv, const env_query *q, render_format fmt,
-               bool resolve_placeholders, const char *label_echo)
+               bool resolve_placeholders)
 {
     char stale[512] = "";
-    int error;
-    char commit[REPO_COMMIT_HEX] = "";
+    int error = 0;
     char *key = NULL;
     char *body = NULL;
     size_t len = 0;
@@ -468,9 +440,9 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
 
     if (fmt == RENDER_PLAIN_FILE)
         return err_set(ERR_INTERNAL, "render_get cannot render a plain file");
-    if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
-        goto out;
-    key = cache_key(q, fmt, resolve_placeholders, label_echo, commit);
+    if (!q->resolved)
+        return err_set(ERR_INTERNAL, "a query reached rendering without its commit");
+    key = cache_key(q, fmt, resolve_placeholders);
     if (key == NULL) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
@@ -482,14 +454,14 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
     metrics_response_cache(false);
 
     if ((error = environment_compose(&env, srv, q)) < 0) {
-        if (error != ERR_CONFIG || !wants_last_good(srv, q, commit) ||
-            (error = compose_last_good(&env, srv, q, commit, stale, sizeof(stale))) < 0)
+        if (error != ERR_CONFIG || !wants_last_good(srv, q) ||
+            (error = compose_last_good(&env, srv, q, stale, sizeof(stale))) < 0)
             goto out;
     }
     composed = true;
     if (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) {
         render_environment_etag(&env, fmt, out->etag);
-        body = render_environment_json(&env, q, fmt, label_echo, &len);
+        body = render_environment_json(&env, q, fmt, &len);
         if (body == NULL) {
             error = err_set(ERR_NOMEM, "out of memory rendering the environment");
             goto out;
@@ -509,15 +481,10 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (srv->responses != NULL) {
-        /* Key by the commit actually composed: a fetch may have moved the label meanwhile. A
-         * stale answer stands for the broken commit, so it is kept under that one's key. */
-        char *composed_key = stale[0] || strcmp(commit, env.version) == 0
-                                 ? NULL
-                                 : cache_key(q, fmt, resolve_placeholders, label_echo, env.version);
-        cache_insert(srv->responses, composed_key ? composed_key : key, out);
-        free(composed_key);
-    }
+    /* Composed at the query's own commit, so the key is right as it is; a stale answer stands
+     * for the broken commit, and is kept under its key. */
+    if (srv->responses != NULL)
+        cache_insert(srv->responses, key, out);
 out:
     if (error < 0)
         render_result_dispose(out);
@@ -529,10 +496,9 @@ out:
 }
 
 int render_plain_file(render_result *out, struct server *srv, const env_query *q,
-                      const char *path, const char *label_echo)
+                      const char *path)
 {
-    int error;
-    char commit[REPO_COMMIT_HEX] = "";
+    int error = 0;
     char *key = NULL;
     char *body = NULL;
     size_t len = 0;
@@ -540,11 +506,11 @@ int render_plain_file(render_result *out, struct server *srv, const env_query *q
     bool composed = false;
     memset(out, 0, sizeof(*out));
 
-    if ((error = repo_resolve(srv->repo, q->label, commit)) < 0)
-        goto out;
+    if (!q->resolved)
+        return err_set(ERR_INTERNAL, "a query reached rendering without its commit");
     /* As cache_key: \x1f appears in no validated name, profile, label or path. */
     if (asprintf(&key, "file\x1f%s\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s", q->applications, q->profiles,
-                 label_echo ? label_echo : "\x1e", commit, q->decrypt, path) < 0) {
+                 q->label_echo ? q->label_echo : "\x1e", q->commit, q->decrypt, path) < 0) {
         key = NULL;
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
@@ -568,8 +534,7 @@ int render_plain_file(render_result *out, struct server *srv, const env_query *q
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
-    /* Only when the label still names the commit composed: a fetch may have moved it. */
-    if (srv->responses != NULL && strcmp(commit, env.version) == 0)
+    if (srv->responses != NULL)
         cache_insert(srv->responses, key, out);
 out:
     if (error < 0)
@@ -579,6 +544,18 @@ out:
     free(body);
     free(key);
     return error;
+}
+
+int render_latest(void *srv, render_result *out, const env_query *asked, render_format fmt,
+                  const char *path)
+{
+    env_query q = *asked;
+    int error = env_query_resolve(&q, ((struct server *)srv)->repo);
+    if (error < 0)
+        return error;
+    if (fmt == RENDER_PLAIN_FILE)
+        return render_plain_file(out, srv, &q, path);
+    return render_get(out, srv, &q, fmt, true);
 }
 
 void render_result_dispose(render_result *r)

@@ -617,6 +617,12 @@ static void test_compose_through_server(void **state)
     srv.repo = sc.r;
     srv.snapshots = cache;
     srv.search_paths = (char **)(uintptr_t)paths;
+    /* A query reaches composition resolved, or not at all. */
+    assert_int_equal(environment_compose(&env, &srv, &q), ERR_INTERNAL);
+    assert_int_equal(env.count, 0);
+    environment_dispose(&env);
+    assert_int_equal(env_query_resolve(&q, srv.repo), 0);
+    assert_string_equal(q.commit, sc.commit);
     assert_int_equal(environment_compose(&env, &srv, &q), 0);
     assert_string_equal(env.version, sc.commit);
     assert_int_equal(env.count, 2); /* {label} is the default label, main */
@@ -624,15 +630,62 @@ static void test_compose_through_server(void **state)
     environment_dispose(&env);
 
     q.label = sc.commit;
+    assert_int_equal(env_query_resolve(&q, srv.repo), 0);
     assert_int_equal(environment_compose(&env, &srv, &q), 0);
     assert_int_equal(env.count, 1); /* no directory named after the commit */
     environment_dispose(&env);
 
     q.label = "no-such-label";
-    assert_int_equal(environment_compose(&env, &srv, &q), ERR_NOT_FOUND);
+    assert_int_equal(env_query_resolve(&q, srv.repo), ERR_NOT_FOUND);
+    assert_false(q.resolved);
+    assert_int_equal(environment_compose(&env, &srv, &q), ERR_INTERNAL);
     assert_int_equal(env.count, 0);
     environment_dispose(&env);
     assert_int_equal(snapcache_count(cache), 1);
+    snapcache_free(cache);
+    scenario_close(&sc);
+}
+
+/* A label that moves after the request resolved it does not move the answer: the commit the
+ * query carries is the one composed. */
+static void test_compose_keeps_the_commit_resolved_once(void **state)
+{
+    static const char *const files[] = {"foo.yml", "v: 1\n", NULL};
+    scenario sc;
+    server srv;
+    snapcache *cache = NULL;
+    environment env;
+    env_query q = {.applications = "foo", .profiles = "default", .decrypt = true};
+    char second[REPO_COMMIT_HEX];
+    bool moved = false;
+    (void)state;
+
+    scenario_open(&sc, files);
+    assert_int_equal(snapcache_new(&cache, 4, NULL), 0);
+    memset(&srv, 0, sizeof(srv));
+    srv.repo = sc.r;
+    srv.snapshots = cache;
+    assert_int_equal(env_query_resolve(&q, srv.repo), 0);
+    assert_string_equal(q.commit, sc.commit);
+
+    gitfix_write(sc.dir, "foo.yml", "v: 2\n");
+    gitfix_commit(sc.dir, second);
+    assert_int_equal(repo_fetch(sc.r, &moved), 0);
+    assert_true(moved);
+
+    assert_int_equal(environment_compose(&env, &srv, &q), 0);
+    assert_string_equal(env.version, sc.commit);
+    assert_int_equal(env.count, 1);
+    assert_int_equal(json_integer_value(json_object_get(env.sources[0].props, "v")), 1);
+    environment_dispose(&env);
+
+    /* The next request resolves again and sees the new commit. */
+    assert_int_equal(env_query_resolve(&q, srv.repo), 0);
+    assert_string_equal(q.commit, second);
+    assert_int_equal(environment_compose(&env, &srv, &q), 0);
+    assert_string_equal(env.version, second);
+    assert_int_equal(json_integer_value(json_object_get(env.sources[0].props, "v")), 2);
+    environment_dispose(&env);
     snapcache_free(cache);
     scenario_close(&sc);
 }
@@ -915,6 +968,7 @@ int main(void)
         cmocka_unit_test(test_cipher_without_key),
         cmocka_unit_test(test_cipher_with_key),
         cmocka_unit_test(test_compose_through_server),
+        cmocka_unit_test(test_compose_keeps_the_commit_resolved_once),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_concurrent_compose),
         cmocka_unit_test(test_cases_as_data),

@@ -71,7 +71,8 @@ static render_result get(fixture *f, const char *app, render_format fmt)
 {
     env_query q = {.applications = app, .profiles = "dev", .label = NULL, .decrypt = true};
     render_result r;
-    assert_int_equal(render_get(&r, &f->srv, &q, fmt, true, NULL), 0);
+    assert_int_equal(env_query_resolve(&q, f->srv.repo), 0);
+    assert_int_equal(render_get(&r, &f->srv, &q, fmt, true), 0);
     return r;
 }
 
@@ -100,7 +101,8 @@ static render_result get_profile(fixture *f, const char *profiles)
 {
     env_query q = {.applications = "orders", .profiles = profiles, .label = NULL, .decrypt = true};
     render_result r;
-    assert_int_equal(render_get(&r, &f->srv, &q, RENDER_ENV_V1, true, NULL), 0);
+    assert_int_equal(env_query_resolve(&q, f->srv.repo), 0);
+    assert_int_equal(render_get(&r, &f->srv, &q, RENDER_ENV_V1, true), 0);
     return r;
 }
 
@@ -158,11 +160,16 @@ static void environment_json_keeps_spring_order_and_short_reals(void **state)
 {
     (void)state;
     fixture *f = open_fixture(1 << 20);
-    env_query q = {.applications = "orders", .profiles = "dev", .label = NULL, .decrypt = true};
+    env_query q = {.applications = "orders",
+                   .profiles = "dev",
+                   .label = NULL,
+                   .label_echo = "main",
+                   .decrypt = true};
     environment env;
+    assert_int_equal(env_query_resolve(&q, f->srv.repo), 0);
     assert_int_equal(environment_compose(&env, &f->srv, &q), 0);
     size_t len = 0;
-    char *json = render_environment_json(&env, &q, RENDER_ENV_V1, "main", &len);
+    char *json = render_environment_json(&env, &q, RENDER_ENV_V1, &len);
     assert_non_null(json);
     assert_int_equal(strlen(json), len);
     const char *order[] = {"\"name\":\"orders\"", "\"profiles\":[\"dev\"]", "\"label\":\"main\"",
