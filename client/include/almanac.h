@@ -386,6 +386,89 @@ typedef int (*alm_config_foreach_cb)(const alm_config_entry *entry, void *payloa
 ALM_EXTERN int alm_config_foreach(const alm_config *cfg, alm_config_foreach_cb cb, void *payload);
 
 /*
+ * Structured access. The server flattens a YAML or JSON tree, and a properties file is flat to
+ * begin with, so a list arrives as keys `hosts[0]`, `hosts[1]`, … (or `servers[0].name`, … for
+ * a list of maps) and a map as keys `orders.pool.size`, `orders.pool.max-idle`, …; these
+ * functions read such keys back as lists and subtrees. They read the merged view, so a list is
+ * the one list its most specific source defines (see alm_config).
+ *
+ * Key order, where it matters below: byte order of the keys, except that list indexes compare
+ * as numbers (`hosts[2]` before `hosts[10]`), so a list's elements come in index order.
+ */
+
+/*
+ * Calls `cb` for each merged entry in the subtree `prefix`, in key order: the key `prefix`
+ * itself if it has a value, and every key that continues it with "." or "[" (`orders.pool`
+ * visits `orders.pool.size` and `orders.pool[0]`, not `orders.poolside`). A trailing ".*" or
+ * "." is the same subtree (`orders.pool.*`); "" or "*" visits every key. A nonzero return from
+ * `cb` stops the walk and is returned; otherwise 0. Errors: ALM_EINVALID (NULL argument).
+ */
+ALM_EXTERN int alm_config_foreach_under(const alm_config *cfg, const char *prefix,
+                                        alm_config_foreach_cb cb, void *payload);
+
+/*
+ * The number of elements of list `key` (`hosts` for `hosts[0]`, `hosts[1]`; an element may be
+ * a map, `servers[0].name`). A key holding an empty value (`hosts: []` in YAML) is an empty list.
+ * Errors: ALM_ENOTFOUND (no element and no such key), ALM_ETYPE (the key holds one non-empty
+ * value; or an index is missing, `hosts[0]` and `hosts[2]` without `hosts[1]`, which Spring
+ * refuses to bind too), ALM_EINVALID.
+ */
+ALM_EXTERN int alm_config_list_len(size_t *out, const alm_config *cfg, const char *key);
+
+/*
+ * Element `index` of list `key`, typed: the same as alm_config_get_string() (…_int64, …_double,
+ * …_bool) of the key `key[index]`, with the same conversions, ownership and errors
+ * (ALM_ENOTFOUND past the end of the list, or for an element that is a map).
+ */
+ALM_EXTERN int alm_config_list_get_string(const char **out, const alm_config *cfg,
+                                          const char *key, size_t index);
+ALM_EXTERN int alm_config_list_get_int64(int64_t *out, const alm_config *cfg, const char *key,
+                                         size_t index);
+ALM_EXTERN int alm_config_list_get_double(double *out, const alm_config *cfg, const char *key,
+                                          size_t index);
+ALM_EXTERN int alm_config_list_get_bool(int *out, const alm_config *cfg, const char *key,
+                                        size_t index);
+
+/*
+ * A list of strings copied out for the caller, who owns the struct and releases what it holds
+ * with alm_strarray_dispose() (as libgit2's git_strarray). `strings[count]` is NULL.
+ */
+typedef struct alm_strarray {
+    char **strings;
+    size_t count;
+} alm_strarray;
+
+/* Frees the strings and resets the struct to {NULL, 0}. Accepts NULL and a disposed array. */
+ALM_EXTERN void alm_strarray_dispose(alm_strarray *array);
+
+/*
+ * List `key` as strings (text form, as alm_config_get_string), copied into `*out`: the elements
+ * `key[0]`, `key[1]`, …; or, when `key` holds one value, that value split at commas with blanks
+ * around each part dropped, as Spring converts a String to a List ("a, b" is two elements, ""
+ * none). On error `*out` is {NULL, 0}.
+ * Errors: those of alm_config_list_len(), ALM_ETYPE (an element is a map), ALM_ENOMEM.
+ */
+ALM_EXTERN int alm_config_get_strarray(alm_strarray *out, const alm_config *cfg, const char *key);
+
+/*
+ * Finds the merged key that `name` designates under Spring Boot's relaxed binding, and sets
+ * `*key` to it (owned by `cfg`; pass it to any getter). Forms, all found from any of the others:
+ * - the key as written: `orders.pool-size` (kebab case, Spring's canonical form);
+ * - `orders.poolSize`, `orders.pool_size`, `Orders.Pool-Size`: letters compared without case,
+ *   "-" and "_" ignored inside an element ("." separates elements and is never ignored);
+ * - `ORDERS_POOL_SIZE`, `orders_pool_size` (a name without "." or "[" is read as an environment
+ *   variable's): "_" separates elements or joins the words of one, so it finds
+ *   `orders.pool-size` and `orders.pool.size`; a word of digits is a list index
+ *   (`HOSTS_0` is `hosts[0]`, `SERVERS_1_NAME` is `servers[1].name`).
+ * An exact key always wins. Otherwise, when several keys match (`orders.pool-size` and
+ * `orders.pool.size` both exist for `ORDERS_POOL_SIZE`), the first in precedence order wins
+ * (alm_config_entry_byindex order: the most specific source first), as Spring takes the first
+ * property source holding any form of the name.
+ * Errors: ALM_ENOTFOUND (no form matches), ALM_EINVALID (NULL or empty), ALM_ENOMEM.
+ */
+ALM_EXTERN int alm_config_relaxed_key(const char **key, const alm_config *cfg, const char *name);
+
+/*
  * The raw property sources, most specific first: their count, and the name of source `idx`
  * (NULL past the end).
  */

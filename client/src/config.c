@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -37,6 +38,7 @@ struct alm_config {
     alm_config_entry *entries;
     char **owned_text;     /* per entry: the text form when the value is not a JSON string */
     const json_t **values; /* per entry: the JSON scalar, for the typed getters */
+    size_t *sorted;        /* entry indexes in key order (key_order), for subtrees and lists */
     size_t count;
     alm__source *sources;
     size_t nsources;
@@ -59,6 +61,7 @@ static void config_destroy(alm_config *cfg)
     }
     free(cfg->owned_text);
     free(cfg->values);
+    free(cfg->sorted);
     free(cfg->entries);
     free(cfg->sources);
     free(cfg->profiles);
@@ -287,6 +290,45 @@ out:
     return error;
 }
 
+/*
+ * The order of keys for subtrees and lists: byte order, except that list indexes compare as
+ * numbers, so that hosts[2] comes before hosts[10] and a subtree's keys are contiguous.
+ */
+static int key_order(const char *a, const char *b)
+{
+    while (*a != '\0' && *a == *b) {
+        if (*a == '[' && isdigit((unsigned char)a[1]) && isdigit((unsigned char)b[1])) {
+            char *end_a, *end_b;
+            unsigned long long ia = strtoull(a + 1, &end_a, 10), ib = strtoull(b + 1, &end_b, 10);
+            if (ia != ib)
+                return ia < ib ? -1 : 1;
+            a = end_a;
+            b = end_b;
+            continue;
+        }
+        a++;
+        b++;
+    }
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+static int compare_entries(const void *x, const void *y, void *arg)
+{
+    const alm_config *cfg = arg;
+    return key_order(cfg->entries[*(const size_t *)x].key, cfg->entries[*(const size_t *)y].key);
+}
+
+static int sort_keys(alm_config *cfg)
+{
+    cfg->sorted = calloc(cfg->count ? cfg->count : 1, sizeof(*cfg->sorted));
+    if (cfg->sorted == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < cfg->count; i++)
+        cfg->sorted[i] = i;
+    qsort_r(cfg->sorted, cfg->count, sizeof(*cfg->sorted), compare_entries, cfg);
+    return 0;
+}
+
 int alm__config_from_json(alm_config **out, const char *json, size_t len, const char *etag,
                           int64_t fetched_at, int stale)
 {
@@ -320,7 +362,7 @@ int alm__config_from_json(alm_config **out, const char *json, size_t len, const 
         goto out;
     }
     if ((error = read_header(cfg)) < 0 || (error = read_sources(cfg, &nkeys)) < 0 ||
-        (error = merge(cfg, nkeys)) < 0)
+        (error = merge(cfg, nkeys)) < 0 || (error = sort_keys(cfg)) < 0)
         goto out;
     *out = cfg;
     cfg = NULL;
@@ -686,4 +728,340 @@ int alm_config_is_stale(const alm_config *cfg)
 int64_t alm_config_fetched_at(const alm_config *cfg)
 {
     return cfg != NULL ? cfg->fetched_at : 0;
+}
+
+/* ---- structured access: subtrees, lists, relaxed names ---------------------------------- */
+
+/* Whether `key` is `root` itself or lies under it (`root.…`, `root[…`); "" is the root of all. */
+static int in_subtree(const char *key, const char *root, size_t root_len)
+{
+    if (root_len == 0)
+        return 1;
+    return strncmp(key, root, root_len) == 0 &&
+           (key[root_len] == '\0' || key[root_len] == '.' || key[root_len] == '[');
+}
+
+int alm_config_foreach_under(const alm_config *cfg, const char *prefix, alm_config_foreach_cb cb,
+                             void *payload)
+{
+    if (cfg == NULL || prefix == NULL || cb == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_config_foreach_under: NULL argument");
+    size_t len = strlen(prefix);
+    /* "orders.pool.*" and "orders.pool." name the same subtree as "orders.pool". */
+    if (len >= 2 && strcmp(prefix + len - 2, ".*") == 0)
+        len -= 2;
+    else if (len == 1 && prefix[0] == '*')
+        len = 0;
+    else if (len >= 1 && prefix[len - 1] == '.')
+        len -= 1;
+    for (size_t i = 0; i < cfg->count; i++) {
+        const alm_config_entry *e = &cfg->entries[cfg->sorted[i]];
+        if (!in_subtree(e->key, prefix, len))
+            continue;
+        int rc = cb(e, payload);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * The index of the list element `key` is in, when `key` is `root[N]`, `root[N].…` or
+ * `root[N][…`; -1 otherwise.
+ */
+static long long element_index(const char *key, const char *root, size_t root_len)
+{
+    if (strncmp(key, root, root_len) != 0 || key[root_len] != '[' ||
+        !isdigit((unsigned char)key[root_len + 1]))
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(key + root_len + 1, &end, 10);
+    if (errno == ERANGE || n > (unsigned long long)LLONG_MAX || *end != ']' ||
+        (end[1] != '\0' && end[1] != '.' && end[1] != '['))
+        return -1;
+    return (long long)n;
+}
+
+int alm_config_list_len(size_t *out, const alm_config *cfg, const char *key)
+{
+    if (out == NULL || cfg == NULL || key == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_config_list_len: NULL argument");
+    size_t root_len = strlen(key);
+    long long next = 0; /* the index expected next, in key order */
+    for (size_t i = 0; i < cfg->count; i++) {
+        long long at = element_index(cfg->entries[cfg->sorted[i]].key, key, root_len);
+        if (at < 0 || at == next - 1)
+            continue;
+        if (at != next)
+            return alm__error_set(ALM_ETYPE, "list '%s' has [%lld] but no [%lld]", key, at, next);
+        next++;
+    }
+    if (next > 0) {
+        *out = (size_t)next;
+        return 0;
+    }
+    const alm_config_entry *e = alm__config_entry_bykey(cfg, key);
+    if (e == NULL)
+        return alm__error_set(ALM_ENOTFOUND, "no list '%s' in the configuration", key);
+    /* `hosts: []` arrives as an empty value, as Spring flattens it. */
+    if (e->value[0] == '\0') {
+        *out = 0;
+        return 0;
+    }
+    return alm__error_set(ALM_ETYPE,
+                          "'%s' is a single value, not a list (alm_config_get_strarray splits "
+                          "a comma-separated value)",
+                          key);
+}
+
+/* "key[index]", allocated; NULL with the error set. */
+static char *element_key(const char *key, size_t index)
+{
+    char *name = NULL;
+    if (key == NULL) {
+        alm__error_set(ALM_EINVALID, "NULL list key");
+        return NULL;
+    }
+    if (asprintf(&name, "%s[%zu]", key, index) < 0) {
+        alm__error_set(ALM_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return name;
+}
+
+int alm_config_list_get_string(const char **out, const alm_config *cfg, const char *key,
+                               size_t index)
+{
+    char *name = element_key(key, index);
+    if (name == NULL)
+        return alm_error_last()->code;
+    int error = alm_config_get_string(out, cfg, name);
+    free(name);
+    return error;
+}
+
+int alm_config_list_get_int64(int64_t *out, const alm_config *cfg, const char *key, size_t index)
+{
+    char *name = element_key(key, index);
+    if (name == NULL)
+        return alm_error_last()->code;
+    int error = alm_config_get_int64(out, cfg, name);
+    free(name);
+    return error;
+}
+
+int alm_config_list_get_double(double *out, const alm_config *cfg, const char *key, size_t index)
+{
+    char *name = element_key(key, index);
+    if (name == NULL)
+        return alm_error_last()->code;
+    int error = alm_config_get_double(out, cfg, name);
+    free(name);
+    return error;
+}
+
+int alm_config_list_get_bool(int *out, const alm_config *cfg, const char *key, size_t index)
+{
+    char *name = element_key(key, index);
+    if (name == NULL)
+        return alm_error_last()->code;
+    int error = alm_config_get_bool(out, cfg, name);
+    free(name);
+    return error;
+}
+
+void alm_strarray_dispose(alm_strarray *array)
+{
+    if (array == NULL)
+        return;
+    if (array->strings != NULL) {
+        for (size_t i = 0; i < array->count; i++)
+            free(array->strings[i]);
+        free(array->strings);
+    }
+    array->strings = NULL;
+    array->count = 0;
+}
+
+/* Appends a copy of `len` bytes of `text` to `array` (whose strings hold count + 1 slots). */
+static int strarray_push(alm_strarray *array, const char *text, size_t len)
+{
+    char **grown = realloc(array->strings, (array->count + 2) * sizeof(*grown));
+    if (grown == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    array->strings = grown;
+    if ((grown[array->count] = strndup(text, len)) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    grown[++array->count] = NULL;
+    return 0;
+}
+
+int alm_config_get_strarray(alm_strarray *out, const alm_config *cfg, const char *key)
+{
+    size_t n = 0;
+    int error;
+    if (out == NULL)
+        return alm__error_set(ALM_EINVALID, "alm_config_get_strarray: NULL out");
+    out->strings = NULL;
+    out->count = 0;
+    if ((out->strings = calloc(1, sizeof(*out->strings))) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    error = alm_config_list_len(&n, cfg, key);
+    const alm_config_entry *single = error == ALM_ETYPE ? alm__config_entry_bykey(cfg, key) : NULL;
+    if (single != NULL) {
+        /* One value: Spring's conversion of a String to a collection splits it at commas and
+         * trims each part. */
+        const char *text = single->value;
+        for (;;) {
+            const char *comma = strchr(text, ',');
+            const char *end = comma != NULL ? comma : text + strlen(text);
+            const char *start = text;
+            while (start < end && isspace((unsigned char)*start))
+                start++;
+            while (end > start && isspace((unsigned char)end[-1]))
+                end--;
+            if ((error = strarray_push(out, start, (size_t)(end - start))) < 0 || comma == NULL)
+                break;
+            text = comma + 1;
+        }
+    } else {
+        for (size_t i = 0; i < n && error == 0; i++) {
+            const char *value = NULL;
+            if ((error = alm_config_list_get_string(&value, cfg, key, i)) == ALM_ENOTFOUND)
+                error = alm__error_set(ALM_ETYPE, "'%s[%zu]' is not a single value (a map?)",
+                                       key, i);
+            else if (error == 0)
+                error = strarray_push(out, value, strlen(value));
+        }
+    }
+    if (error < 0)
+        alm_strarray_dispose(out);
+    return error;
+}
+
+/*
+ * A name in Spring's uniform form: elements separated by ".", each lower-cased with everything
+ * but letters and digits dropped ("pool-size", "poolSize", "pool_size" are all "poolsize"),
+ * list indexes kept as "[N]". Allocated; NULL on OOM.
+ */
+static char *uniform_name(const char *name)
+{
+    char *out = malloc(strlen(name) + 1), *w = out;
+    if (out == NULL)
+        return NULL;
+    for (const char *p = name; *p; p++) {
+        if (*p == '[') {
+            const char *close = strchr(p, ']');
+            size_t n = close != NULL ? (size_t)(close - p) + 1 : strlen(p);
+            memcpy(w, p, n);
+            w += n;
+            p += n - 1;
+        } else if (*p == '.') {
+            *w++ = '.';
+        } else if (isalnum((unsigned char)*p)) {
+            *w++ = (char)tolower((unsigned char)*p);
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
+/*
+ * Whether the words of an environment-variable name (lower-cased, split at "_") spell the
+ * uniform name `u`: each element of `u` is one or more consecutive words joined ("POOL_SIZE"
+ * spells "pool.size" and "poolsize"), an index "[N]" is the word "N".
+ */
+static int words_spell(char *const *words, size_t nwords, const char *u)
+{
+    if (*u == '\0')
+        return nwords == 0;
+    if (nwords == 0)
+        return 0;
+    const char *end = u;
+    if (*u == '[') {
+        end = strchr(u, ']');
+        if (end == NULL)
+            return 0;
+        size_t n = (size_t)(end - u - 1);
+        if (strlen(words[0]) != n || strncmp(words[0], u + 1, n) != 0)
+            return 0;
+        end++;
+    } else {
+        while (*end != '\0' && *end != '.' && *end != '[')
+            end++;
+        size_t want = (size_t)(end - u), used = 0, i = 0;
+        while (i < nwords && used < want) {
+            size_t n = strlen(words[i]);
+            if (used + n > want || strncmp(u + used, words[i], n) != 0)
+                return 0;
+            used += n;
+            i++;
+            if (used == want) {
+                const char *rest = *end == '.' ? end + 1 : end;
+                if (words_spell(words + i, nwords - i, rest))
+                    return 1;
+            }
+        }
+        return 0;
+    }
+    return words_spell(words + 1, nwords - 1, *end == '.' ? end + 1 : end);
+}
+
+int alm_config_relaxed_key(const char **out, const alm_config *cfg, const char *name)
+{
+    int error = 0;
+    char *query = NULL, *copy = NULL, **words = NULL;
+    size_t nwords = 0;
+    if (out == NULL || cfg == NULL || name == NULL || *name == '\0')
+        return alm__error_set(ALM_EINVALID, "alm_config_relaxed_key: NULL or empty argument");
+    const alm_config_entry *exact = alm__config_entry_bykey(cfg, name);
+    if (exact != NULL) {
+        *out = exact->key;
+        return 0;
+    }
+    /* Without "." or "[", a name is read as an environment variable's: "_" separates. */
+    int env_form = strpbrk(name, ".[") == NULL;
+    if (env_form) {
+        if ((copy = strdup(name)) == NULL ||
+            (words = calloc(strlen(name) + 1, sizeof(*words))) == NULL)
+            goto oom;
+        char *save = NULL;
+        for (char *word = strtok_r(copy, "_", &save); word != NULL;
+             word = strtok_r(NULL, "_", &save)) {
+            char *w = word;
+            for (char *p = word; *p; p++)
+                if (isalnum((unsigned char)*p))
+                    *w++ = (char)tolower((unsigned char)*p);
+            *w = '\0';
+            if (*word != '\0')
+                words[nwords++] = word;
+        }
+    } else if ((query = uniform_name(name)) == NULL) {
+        goto oom;
+    }
+    /* The first match in precedence order wins, as Spring takes the first property source
+     * that has any form of the name. */
+    error = alm__error_set(ALM_ENOTFOUND, "no key '%s' in the configuration, in any relaxed form",
+                           name);
+    for (size_t i = 0; i < cfg->count; i++) {
+        char *u = uniform_name(cfg->entries[i].key);
+        if (u == NULL)
+            goto oom;
+        int match = env_form ? words_spell(words, nwords, u) : strcmp(u, query) == 0;
+        free(u);
+        if (match) {
+            *out = cfg->entries[i].key;
+            error = 0;
+            break;
+        }
+    }
+    goto out;
+oom:
+    error = alm__error_set(ALM_ENOMEM, "out of memory");
+out:
+    free(query);
+    free(words);
+    free(copy);
+    return error;
 }

@@ -11,6 +11,7 @@
 int client_config_tests(void);
 int client_cache_tests(void);
 int client_client_tests(void);
+int client_structured_tests(void);
 
 /* Reads a whole file into a NUL-terminated buffer (test helper; fails the test on error). */
 char *test_read_file(const char *path, size_t *len);

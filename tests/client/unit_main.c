@@ -11,5 +11,6 @@ int main(void)
     failed += client_config_tests();
     failed += client_cache_tests();
     failed += client_client_tests();
+    failed += client_structured_tests();
     return failed == 0 ? 0 : 1;
 }
