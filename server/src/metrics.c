@@ -59,6 +59,8 @@ static struct {
     atomic_long watchers_max;
     atomic_long broken_files;
     counter stale_answers;
+    counter repair_ok, repair_failed;
+    counter repack_ok, repack_failed;
     counter start_time; /* bits of a double */
 } m = {.register_lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -223,6 +225,16 @@ void metrics_stale_answer(void)
     add(&m.stale_answers, 1);
 }
 
+void metrics_mirror_repair(bool ok)
+{
+    add(ok ? &m.repair_ok : &m.repair_failed, 1);
+}
+
+void metrics_repack(bool ok)
+{
+    add(ok ? &m.repack_ok : &m.repack_failed, 1);
+}
+
 void metrics_set_watchers_max(long count)
 {
     atomic_store_explicit(&m.watchers_max, count, memory_order_relaxed);
@@ -357,6 +369,12 @@ char *metrics_render(size_t *len)
                    &m.fetch_ok, &m.fetch_failed);
     fprintf(f, "almanac_git_fetch_total{result=\"timeout\"} %llu\n",
             (unsigned long long)get(&m.fetch_timeout));
+    render_results(f, "almanac_mirror_reclones_total",
+                   "The mirror found damaged (a pack, an index or a ref) and cloned again, by "
+                   "result.", &m.repair_ok, &m.repair_failed);
+    render_results(f, "almanac_git_repack_total",
+                   "The mirror's packs merged into one, by result (failed: a full disk, say).",
+                   &m.repack_ok, &m.repack_failed);
     family(f, "almanac_refresh_requests_total", "counter",
            "Requests to fetch (webhooks, peers, the bus), by whether they fetched at once or "
            "joined a fetch running or due.");

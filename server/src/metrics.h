@@ -30,6 +30,10 @@ void metrics_set_watchers_max(long count); /* the registry's cap, set at start *
 void metrics_set_broken_files(long count);
 /* One answer composed from a last-good commit (--broken-file last-good). */
 void metrics_stale_answer(void);
+/* The mirror was found damaged and cloned again (ok), or cloning it again failed. */
+void metrics_mirror_repair(bool ok);
+/* Packs of the mirror merged into one (ok), or a repack that failed (a full disk). */
+void metrics_repack(bool ok);
 /* The whole exposition text; caller frees. NULL on OOM. */
 char *metrics_render(size_t *len);
 

@@ -1,6 +1,7 @@
 """Faults an operator meets, each reproduced for real before it was fixed: the default branch
 deleted or renamed on the remote, a second process on the port, signals during start-up,
-leftovers of killed clones, and odd bytes in a request path. What each test shows is summed up
+leftovers of killed clones, a damaged mirror (packs truncated or flipped, an index gone, a
+garbage ref), and odd bytes in a request path. What each test shows is summed up
 in docs/operations.md ("What Almanac does when…").
 """
 
@@ -281,6 +282,146 @@ class ShutdownAnswersWatchersTest(h.ServerTestCase):
         self.assertTrue(head.startswith("http/1.1 503"), data)
         self.assertIn("retry-after: 0", head)
         self.assertEqual(server.proc.wait(timeout=15), 0)
+
+
+def metric(server, name):
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def mirror_dir(server):
+    (name,) = [n for n in os.listdir(server.cache_dir) if ".tmp-" not in n]
+    return os.path.join(server.cache_dir, name)
+
+
+def packs(mirror, ext):
+    d = os.path.join(mirror, "objects", "pack")
+    return sorted(os.path.join(d, n) for n in os.listdir(d)
+                  if n.startswith("pack-") and n.endswith(ext))
+
+
+def flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+class MirrorDamageTest(h.ServerTestCase):
+    """A damaged mirror (a disk, a crash, a careless hand) is noticed, cloned again and healed,
+    at start and while serving; what the remote has is never blamed for it."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.c1 = cls.repo.commit({"application.yml": "a: 1\n", "orders.yml": "b: 1\n",
+                                  "blob.bin": os.urandom(200000).hex()}, "one")
+        cls.repo.branch("keep")
+
+    def start_with(self, damage):
+        """A server on a mirror damaged (by damage(mirror)) while no server ran."""
+        first = self.start_server(self.repo.uri)
+        self.assertEqual(first.get("/orders/default").status, 200)
+        first.stop()
+        damage(mirror_dir(first))
+        server = self.start_server(self.repo.uri, cache_dir=first.cache_dir)
+        return server
+
+    def assertHealed(self, server):
+        status, _, body = server.get_json("/orders/default")
+        self.assertEqual((status, body.get("version")), (200, self.c1), body)
+        self.assertEqual(server.get("/orders/default/keep").status, 200)
+        repo = health(server)["components"]["repository"]
+        self.assertEqual(repo["status"], "UP", repo)
+        self.assertNotIn("mirrorDamaged", repo["details"])
+        self.assertEqual(metric(server, 'almanac_mirror_reclones_total{result="ok"}'), 1)
+        # the damaged copy is gone: one mirror, no temporary folder
+        self.assertEqual(len(os.listdir(server.cache_dir)), 1, os.listdir(server.cache_dir))
+        self.assertTrue(server.wait_for_log(r"is damaged \(.*\): cloning .* again"))
+
+    def test_truncated_pack_at_start(self):
+        def damage(mirror):
+            pack = packs(mirror, ".pack")[0]
+            os.truncate(pack, os.path.getsize(pack) // 2)
+        server = self.start_with(damage)
+        self.assertHealed(server)
+        self.assertIn("does not end as its index says", server.log())
+
+    def test_flipped_byte_in_pack_at_start(self):
+        def damage(mirror):
+            pack = packs(mirror, ".pack")[0]
+            flip_byte(pack, os.path.getsize(pack) // 2)
+        server = self.start_with(damage)
+        self.assertHealed(server)
+        self.assertIn("does not match its checksum", server.log())
+
+    def test_missing_index_at_start(self):
+        def damage(mirror):
+            for idx in packs(mirror, ".idx"):
+                os.unlink(idx)
+        server = self.start_with(damage)
+        self.assertHealed(server)
+        self.assertIn("has no index (.idx)", server.log())
+
+    def test_garbage_ref_at_start(self):
+        def damage(mirror):
+            with open(os.path.join(mirror, "refs", "heads", "keep"), "w") as f:
+                f.write("garbage\n")
+        server = self.start_with(damage)
+        self.assertHealed(server)
+        self.assertIn("the ref refs/heads/keep cannot be read", server.log())
+
+    def test_garbage_ref_while_serving_is_not_blamed_on_the_remote(self):
+        server = self.start_server(self.repo.uri)
+        self.assertEqual(server.get("/orders/default").status, 200)
+        with open(os.path.join(mirror_dir(server), "refs", "heads", "keep"), "w") as f:
+            f.write("garbage\n")
+        # what was served before is served from memory meanwhile
+        self.assertEqual(server.get("/orders/default").status, 200)
+        r = server.refresh()
+        self.assertEqual(r.status, 200)
+        self.assertTrue(server.wait_for_log(r"cloned .* again into"), server.log_tail())
+        self.assertNotIn("cannot fetch from", server.log())
+        self.assertHealed(server)
+
+    def test_read_error_while_serving_starts_a_check_and_a_reclone(self):
+        server = self.start_server(self.repo.uri)
+        self.assertEqual(server.get("/orders/default").status, 200)
+        with open(os.path.join(mirror_dir(server), "refs", "heads", "keep"), "w") as f:
+            f.write("garbage\n")
+        self.assertErrorBody(server.get("/orders/default/keep"), 500)
+        self.assertTrue(server.wait_for_log(r"checking it in the background"), server.log_tail())
+        self.assertTrue(server.wait_for_log(r"cloned .* again into", deadline=30),
+                        server.log_tail())
+        self.assertHealed(server)
+
+    def test_remote_down_while_damaged_says_so_then_heals(self):
+        repo = self.make_repo("flaky")
+        c1 = repo.commit({"orders.yml": "b: 1\n"}, "one")
+        first = self.start_server(repo.uri)
+        first.stop()
+        for idx in packs(mirror_dir(first), ".idx"):
+            os.unlink(idx)
+        os.rename(repo.path, repo.path + ".away")
+        try:
+            server = self.start_server(repo.uri, cache_dir=first.cache_dir)
+            details = health(server)["components"]["repository"]
+            self.assertEqual(details["status"], "DEGRADED", details)
+            self.assertIn("mirror damaged: objects/pack/", details["details"]["mirrorDamaged"])
+            self.assertIn("cloning again failed", details["details"]["mirrorDamaged"])
+            self.assertEqual(metric(server, 'almanac_mirror_reclones_total{result="failed"}'), 1)
+        finally:
+            os.rename(repo.path + ".away", repo.path)
+        # the remote is back: the next fetch clones again instead of fetching into the damage
+        server.refresh()
+        status, _, body = server.get_json("/orders/default")
+        self.assertEqual((status, body.get("version")), (200, c1), body)
+        details = health(server)["components"]["repository"]
+        self.assertEqual(details["status"], "UP", details)
+        self.assertEqual(metric(server, 'almanac_mirror_reclones_total{result="ok"}'), 1)
 
 
 class OddRequestsTest(h.ServerTestCase):

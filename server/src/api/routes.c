@@ -415,7 +415,9 @@ static int handle_health(request *req, response *res)
     repo_get_status(req->server->repo, &st);
     json_t *broken = broken_files(req->server);
     const char *repo_state =
-        st.degraded || st.default_gone[0] || json_array_size(broken) > 0 ? "DEGRADED" : "UP";
+        st.degraded || st.default_gone[0] || st.mirror_damaged[0] || json_array_size(broken) > 0
+            ? "DEGRADED"
+            : "UP";
     json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(req->server->repo),
                                 "defaultLabel", st.default_label);
     if (details != NULL && st.is_git) {
@@ -427,6 +429,8 @@ static int handle_health(request *req, response *res)
             json_object_set_new(details, "lastError", json_string(st.last_error));
         if (st.default_gone[0])
             json_object_set_new(details, "defaultLabelGone", json_string(st.default_gone));
+        if (st.mirror_damaged[0])
+            json_object_set_new(details, "mirrorDamaged", json_string(st.mirror_damaged));
     }
     if (details != NULL && json_array_size(broken) > 0)
         json_object_set(details, "brokenFiles", broken);

@@ -59,6 +59,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "source/mirror_check.h"
 #include "source/repo_dir.h"
 
 #include <dirent.h>
@@ -143,7 +144,19 @@ struct repo {
     pthread_rwlock_t labels_lock;
     json_t *labels;                  /* label ("" for the default) -> "commit hex" */
     unsigned long labels_generation;
+
+    /* A damaged mirror (see mirror_check.h) is cloned again; these are under fetch_lock. */
+    bool needs_repair;   /* damaged and the last re-clone failed: the next fetch re-clones */
+    char damage[200];    /* what the check found */
+    /* The background check a read error starts (suspect_damage); one at a time. */
+    pthread_mutex_t repair_lock;
+    pthread_t repair_thread;
+    bool repair_thread_started; /* joined before the next one starts and at repo_free */
+    atomic_bool repair_running;
+    double last_sound_check;    /* monotonic; a clean check is not repeated for a while */
 };
+
+#define SUSPECT_CHECK_INTERVAL 60.0 /* seconds after a clean check before a read error re-checks */
 
 #define LABEL_CACHE_MAX 4096
 
@@ -1096,15 +1109,18 @@ static int describe_remote(git_repository *g, const char *url)
     return error;
 }
 
-/* First run: initialise a bare repository beside the final path, fetch, then rename it into
- * place, so an interrupted clone never looks like a mirror. */
-static int clone_mirror(repo *r, char *why, size_t why_size, bool *timed_out)
+/* Initialises a bare repository beside the mirror's path and fetches into it: *tmp_out is that
+ * directory (caller frees it and renames or removes the directory). An interrupted clone stays
+ * a "<mirror>.tmp-*" that never looks like a mirror and is removed at the next start. */
+static int clone_to_temp(repo *r, char **tmp_out, char *why, size_t why_size, bool *timed_out)
 {
     git_repository_init_options init;
     git_repository *g = NULL;
     char *tmp = concat3(r->mirror_path, ".tmp-", "XXXXXX");
     bool changed, made = false;
     int error = -1;
+
+    *tmp_out = NULL;
 
     if (!tmp) {
         snprintf(why, why_size, "out of memory");
@@ -1123,18 +1139,29 @@ static int clone_mirror(repo *r, char *why, size_t why_size, bool *timed_out)
     }
     if (run_fetch(r, g, tmp, &changed, why, why_size, timed_out) < 0)
         goto out;
-    git_repository_free(g);
-    g = NULL;
-    if (rename(tmp, r->mirror_path) < 0) {
-        snprintf(why, why_size, "cannot move mirror into %s: %s", r->mirror_path, strerror(errno));
-        goto out;
-    }
     made = false;
+    *tmp_out = tmp;
+    tmp = NULL;
     error = 0;
 out:
     git_repository_free(g);
     if (made)
         rm_rf(tmp);
+    free(tmp);
+    return error;
+}
+
+/* First run: clone beside the final path, then rename it into place. */
+static int clone_mirror(repo *r, char *why, size_t why_size, bool *timed_out)
+{
+    char *tmp = NULL;
+    int error = clone_to_temp(r, &tmp, why, why_size, timed_out);
+
+    if (error == 0 && rename(tmp, r->mirror_path) < 0) {
+        snprintf(why, why_size, "cannot move mirror into %s: %s", r->mirror_path, strerror(errno));
+        rm_rf(tmp);
+        error = -1;
+    }
     free(tmp);
     return error;
 }
@@ -1274,6 +1301,231 @@ out:
     git_packbuilder_free(pb);
 }
 
+/* ---- damage and repair ---------------------------------------------------------------------- */
+
+/*
+ * A damaged mirror (a truncated or flipped pack, a missing index, a garbage ref; see
+ * mirror_check.h) is never repaired in place: the remote is cloned again into a fresh folder
+ * beside it, the two are swapped and the damaged one is removed. Meanwhile the snapshots and
+ * answers held in memory keep being served. The check runs thoroughly at start, cheaply after
+ * a fetch fails (so that a garbage ref is not blamed on the remote), and in the background
+ * when a read fails in a way that may mean damage (suspect_damage).
+ */
+
+static void set_mirror_damaged(repo *r, const char *text)
+{
+    pthread_mutex_lock(&r->status_lock);
+    snprintf(r->status.mirror_damaged, sizeof(r->status.mirror_damaged), "%s", text);
+    pthread_mutex_unlock(&r->status_lock);
+}
+
+/* The commits being served, whose trees a thorough check reads: the default label's and its
+ * pin (they differ while the default branch is gone). */
+static size_t served_commits(repo *r, git_repository *g, git_oid out[2])
+{
+    size_t n = 0;
+    if (lookup_default(r, g, &out[n]) == 0)
+        n++;
+    if (git_reference_name_to_id(&out[n], g, PIN_REF) == 0)
+        n++;
+    return n;
+}
+
+/* 1 (and r->damage says what) when the mirror in g is damaged; 0 otherwise, also when the
+ * check could not run (logged: the mirror is not blamed for that). */
+static int check_mirror(repo *r, git_repository *g, bool thorough)
+{
+    git_oid served[2];
+    size_t n = thorough ? served_commits(r, g, served) : 0;
+    int verdict = mirror_check(g, r->mirror_path, thorough, served, n, r->damage,
+                               sizeof(r->damage));
+    if (verdict < 0)
+        LOG_WARN(MODULE, "cannot check the mirror in %s: %s", r->mirror_path, r->damage);
+    return verdict == 1;
+}
+
+/* Swaps the directories a and b (one may be renamed onto the other's place). */
+static int swap_dirs(const char *fresh, const char *mirror, char **old_out)
+{
+    char *aside;
+
+    *old_out = NULL;
+    if (renameat2(AT_FDCWD, fresh, AT_FDCWD, mirror, RENAME_EXCHANGE) == 0) {
+        *old_out = dup_str(fresh); /* the damaged mirror is where the fresh clone was */
+        return *old_out ? 0 : -1;
+    }
+    /* a file system without RENAME_EXCHANGE: the damaged one aside, then the fresh one in */
+    if (!(aside = concat3(mirror, ".tmp-", "XXXXXX")) || !mkdtemp(aside) ||
+        rename(mirror, aside) < 0) {
+        if (aside)
+            rmdir(aside);
+        free(aside);
+        return -1;
+    }
+    if (rename(fresh, mirror) < 0) {
+        int saved = errno;
+        rename(aside, mirror);
+        free(aside);
+        errno = saved;
+        return -1;
+    }
+    *old_out = aside;
+    return 0;
+}
+
+/*
+ * Called under fetch_lock, or before r is shared. Clones the remote into a fresh folder, swaps
+ * it with the damaged mirror and removes that one. The pin of the default branch's last commit
+ * moves over when the new clone has its commit. Failure keeps the damaged mirror (part of it
+ * may still be readable) and leaves needs_repair set: the next fetch tries again.
+ */
+static int repair_mirror(repo *r)
+{
+    char why[256] = "", text[sizeof(r->status.mirror_damaged)];
+    char *fresh = NULL, *old = NULL;
+    bool timed_out = false, have_pin;
+    git_oid pin;
+    git_reference *ref = NULL;
+    double started = now_monotonic();
+
+    have_pin = r->fetch_git && git_reference_name_to_id(&pin, r->fetch_git, PIN_REF) == 0;
+    snprintf(text, sizeof(text), "mirror damaged: %s, re-cloning", r->damage);
+    set_mirror_damaged(r, text);
+    LOG_WARN(MODULE, "the mirror in %s is damaged (%s): cloning %s again", r->mirror_path,
+             r->damage, r->display_uri);
+    r->needs_repair = true;
+    if (clone_to_temp(r, &fresh, why, sizeof(why), &timed_out) < 0) {
+        if (timed_out)
+            metrics_git_fetch_timeout(now_monotonic() - started);
+        else
+            metrics_git_fetch(false, now_monotonic() - started);
+        metrics_mirror_repair(false);
+        snprintf(text, sizeof(text), "mirror damaged: %s; cloning again failed (%s), tried again "
+                 "at the next fetch", r->damage, why);
+        set_mirror_damaged(r, text);
+        LOG_WARN(MODULE, "cannot clone %s again (%s): serving what the damaged mirror still "
+                 "holds", r->display_uri, why);
+        return -1;
+    }
+    metrics_git_fetch(true, now_monotonic() - started);
+    if (swap_dirs(fresh, r->mirror_path, &old) < 0) {
+        snprintf(why, sizeof(why), "cannot move the new clone into %s: %s", r->mirror_path,
+                 strerror(errno));
+        rm_rf(fresh);
+        free(fresh);
+        metrics_mirror_repair(false);
+        snprintf(text, sizeof(text), "mirror damaged: %s; %s", r->damage, why);
+        set_mirror_damaged(r, text);
+        LOG_WARN(MODULE, "%s", why);
+        return -1;
+    }
+    free(fresh);
+    git_repository_free(r->fetch_git);
+    r->fetch_git = NULL;
+    if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
+        LOG_WARN(MODULE, "cannot open the new mirror in %s: %s", r->mirror_path, git_reason());
+    } else if (have_pin) {
+        git_odb *odb = NULL;
+        if (git_repository_odb(&odb, r->fetch_git) == 0 && git_odb_exists(odb, &pin) &&
+            git_reference_create(&ref, r->fetch_git, PIN_REF, &pin, 1, "almanac: re-clone") < 0)
+            LOG_WARN(MODULE, "cannot record the default label's commit: %s", git_reason());
+        git_odb_free(odb);
+    }
+    rm_rf(old);
+    free(old);
+    atomic_fetch_add(&r->generation, 1); /* every reader drops its handle on the old folder */
+    r->needs_repair = false;
+    r->damage[0] = '\0';
+    set_mirror_damaged(r, "");
+    metrics_mirror_repair(true);
+    status_after_fetch(r, r->fetch_git, r->fetch_git != NULL, false, "", time(NULL));
+    if (r->fetch_git) {
+        metrics_set_last_fetch_ok((double)time(NULL));
+        pin_default(r, r->fetch_git);
+    }
+    LOG_INFO(MODULE, "cloned %s again into %s; the damaged mirror is removed", r->display_uri,
+             r->mirror_path);
+    git_reference_free(ref);
+    return 0;
+}
+
+/* The background check a read error starts: thorough, under fetch_lock. The error's own kind
+ * counts too: a zlib stream that does not inflate is damage even where the bounded check did
+ * not look. */
+typedef struct suspect_job {
+    repo *r;
+    bool error_means_damage;
+} suspect_job;
+
+static void *suspect_main(void *arg)
+{
+    suspect_job *job = arg;
+    repo *r = job->r;
+    git_repository *g = NULL;
+    bool damaged = false;
+
+    pthread_mutex_lock(&r->fetch_lock);
+    if (r->needs_repair) {
+        damaged = true; /* already known; the failed re-clone is tried again */
+    } else if (git_repository_open_bare(&g, r->mirror_path) < 0) {
+        snprintf(r->damage, sizeof(r->damage), "it cannot be opened (%s)", git_reason());
+        damaged = true;
+    } else {
+        damaged = check_mirror(r, g, true);
+        if (!damaged && job->error_means_damage) {
+            snprintf(r->damage, sizeof(r->damage), "a read failed: %s", git_reason());
+            damaged = true;
+        }
+    }
+    git_repository_free(g);
+    if (damaged)
+        repair_mirror(r);
+    else
+        r->last_sound_check = now_monotonic();
+    pthread_mutex_unlock(&r->fetch_lock);
+    atomic_store(&r->repair_running, false);
+    free(job);
+    return NULL;
+}
+
+/* A read failed with a Git error: start a check in the background unless one runs, or one
+ * found the mirror sound a moment ago (a request that fails for another reason must not keep
+ * the disk busy). Never blocks the reader. */
+static void suspect_damage(repo *r)
+{
+    bool expected = false;
+    suspect_job *job;
+
+    if (!r->is_git || r->in_place)
+        return;
+    bool means_damage = mirror_error_means_damage();
+    pthread_mutex_lock(&r->repair_lock);
+    if (r->last_sound_check > 0 && !means_damage &&
+        now_monotonic() - r->last_sound_check < SUSPECT_CHECK_INTERVAL)
+        goto out;
+    if (!atomic_compare_exchange_strong(&r->repair_running, &expected, true))
+        goto out;
+    if (r->repair_thread_started)
+        pthread_join(r->repair_thread, NULL); /* it has finished: repair_running was false */
+    r->repair_thread_started = false;
+    if (!(job = calloc(1, sizeof(*job)))) {
+        atomic_store(&r->repair_running, false);
+        goto out;
+    }
+    job->r = r;
+    job->error_means_damage = means_damage;
+    if (pthread_create(&r->repair_thread, NULL, suspect_main, job) != 0) {
+        free(job);
+        atomic_store(&r->repair_running, false);
+        goto out;
+    }
+    r->repair_thread_started = true;
+    LOG_INFO(MODULE, "a read of the mirror failed (%s): checking it in the background",
+             git_reason());
+out:
+    pthread_mutex_unlock(&r->repair_lock);
+}
+
 int repo_fetch(repo *r, bool *changed)
 {
     char why[256] = "";
@@ -1291,6 +1543,15 @@ int repo_fetch(repo *r, bool *changed)
     was_degraded = r->status.degraded;
     pthread_mutex_unlock(&r->status_lock);
 
+    if (r->needs_repair) { /* damaged, and the last re-clone failed: a fetch cannot heal it */
+        bool repaired = repair_mirror(r) == 0;
+        pthread_mutex_unlock(&r->fetch_lock);
+        if (changed)
+            *changed = repaired;
+        return repaired ? 0
+                        : err_set(ERR_UNAVAILABLE, "the mirror of %s is damaged and cannot be "
+                                  "cloned again yet", r->display_uri);
+    }
     started = now_monotonic();
     if (!r->fetch_git && git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
         /* only after a repack could not reopen it; tried again on every fetch */
@@ -1300,6 +1561,17 @@ int repo_fetch(repo *r, bool *changed)
     } else if (run_fetch(r, r->fetch_git, r->mirror_path, &moved, why, sizeof(why),
                          &timed_out) < 0) {
         error = ERR_UNAVAILABLE;
+        /* a garbage ref fails the fetch too: that is our disk, not the remote */
+        if (!timed_out && check_mirror(r, r->fetch_git, false)) {
+            if (repair_mirror(r) == 0) {
+                error = 0;
+                moved = true;
+                why[0] = '\0';
+            } else {
+                snprintf(why, sizeof(why), "the mirror is damaged (%.200s)", r->damage);
+                error = ERR_GIT;
+            }
+        }
     } else if (moved && r->fetch_program) {
         /* another process wrote the new packs and refs: start from a fresh view of them */
         git_repository_free(r->fetch_git);
@@ -1427,7 +1699,7 @@ static int open_git(repo *r, const repo_options *opts)
     char why[256] = "";
     char *name = NULL, *cache = NULL, *fetch_head = NULL;
     struct stat st;
-    bool exists, moved = false, timed_out = false;
+    bool exists, moved = false, timed_out = false, repaired = false;
     double started;
     int error = 0;
 
@@ -1488,8 +1760,14 @@ static int open_git(repo *r, const repo_options *opts)
         exists = false;
     }
 
+    /* the whole check at start: a damaged mirror used to be opened and answer 500 for ever */
+    if (exists && check_mirror(r, r->fetch_git, true) && repair_mirror(r) == 0)
+        repaired = true;
+
     started = now_monotonic();
-    if (!exists) {
+    if (repaired) {
+        LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
+    } else if (!exists) {
         LOG_INFO(MODULE, "cloning %s into %s", r->display_uri, r->mirror_path);
         if (clone_mirror(r, why, sizeof(why), &timed_out) < 0) {
             if (timed_out)
@@ -1562,6 +1840,8 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->fetch_lock, NULL);
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
+    pthread_mutex_init(&r->repair_lock, NULL);
+    atomic_init(&r->repair_running, false);
     r->git_timeout = opts->git_timeout ? opts->git_timeout : DEFAULT_GIT_TIMEOUT;
     r->policy.allow_insecure_http = opts->allow_insecure_http;
     if (opts->fetch_program && !(r->fetch_program = dup_str(opts->fetch_program))) {
@@ -1635,6 +1915,8 @@ void repo_free(repo *r)
 
     if (!r)
         return;
+    if (r->repair_thread_started) /* a re-clone ends at once after repo_cancel_fetches */
+        pthread_join(r->repair_thread, NULL);
     /* After the key is deleted no destructor runs; the list holds every live thread's slot. */
     if (r->slot_key_ok)
         pthread_key_delete(r->slot_key);
@@ -1649,6 +1931,7 @@ void repo_free(repo *r)
     pthread_mutex_destroy(&r->fetch_lock);
     pthread_mutex_destroy(&r->slots_lock);
     pthread_mutex_destroy(&r->status_lock);
+    pthread_mutex_destroy(&r->repair_lock);
     pthread_rwlock_destroy(&r->labels_lock);
     json_decref(r->labels);
     free(r->display_uri);
@@ -1801,6 +2084,8 @@ int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
     int error = resolve_uncached(r, label, commit_out);
     if (error == 0 && r->labels != NULL)
         remember_label(r, key, gen, commit_out);
+    if (error == ERR_GIT)
+        suspect_damage(r);
     return error;
 }
 
@@ -1890,8 +2175,7 @@ static int commit_tree(git_repository *g, const char *commit, git_tree **tree)
         git_oid_fromstr(&id, commit) < 0)
         return err_set(ERR_NOT_FOUND, "no such commit"); /* not echoed: may hold anything */
     if ((error = git_commit_lookup(&c, g, &id)) < 0) {
-        if (error == GIT_ENOTFOUND)
-            return err_set(ERR_NOT_FOUND, "no such commit: %s", commit);
+        /* every commit read here was resolved from this mirror: missing means damaged */
         return err_set(ERR_GIT, "cannot read commit %s: %s", commit, git_reason());
     }
     error = git_commit_tree(tree, c);
@@ -2025,6 +2309,8 @@ int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn f
 out:
     git_tree_free(tree);
     free(w);
+    if (error == ERR_GIT)
+        suspect_damage(r);
     return error;
 }
 
@@ -2088,6 +2374,8 @@ out:
     git_diff_free(diff);
     git_tree_free(old_tree);
     git_tree_free(new_tree);
+    if (error == ERR_GIT)
+        suspect_damage(r);
     return error;
 }
 
@@ -2149,6 +2437,8 @@ out:
     git_blob_free(blob);
     git_tree_entry_free(entry);
     git_tree_free(tree);
+    if (error == ERR_GIT)
+        suspect_damage(r);
     return error;
 }
 
@@ -2190,5 +2480,7 @@ int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payl
     }
 out:
     git_revwalk_free(walk);
+    if (error == ERR_GIT)
+        suspect_damage(r);
     return error;
 }

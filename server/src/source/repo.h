@@ -49,6 +49,9 @@ typedef struct repo_status {
     /* The default branch is gone from the remote (deleted or renamed): "no label" resolves to
      * the last commit it had, and this says what happened. "" while the branch exists. */
     char default_gone[256];
+    /* The mirror is damaged (a pack, an index or a ref; see mirror_check.h): what was found and
+     * whether it is being cloned again or cloning failed. "" while the mirror is sound. */
+    char mirror_damaged[320];
 } repo_status;
 
 /*
