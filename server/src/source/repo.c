@@ -128,6 +128,9 @@ struct repo {
 
     pthread_key_t slot_key;
     bool slot_key_ok;
+    /* Readers hold it for reading across each call; the fetcher takes it for writing to close
+     * every thread's handle (see hold_readers). */
+    pthread_rwlock_t handles_lock;
     pthread_mutex_t slots_lock; /* the list of slots, touched when a thread opens or exits */
     repo_slot *slots;
     atomic_ulong generation;
@@ -1166,6 +1169,36 @@ static int clone_mirror(repo *r, char *why, size_t why_size, bool *timed_out)
     return error;
 }
 
+/* ---- closing every handle ------------------------------------------------------------------- */
+
+/*
+ * libgit2 shares an open pack between all handles by its path, and keeps it (its descriptor
+ * and maps) until the last handle using it is freed. A thread that sits idle keeps its handle,
+ * so packs deleted by a repack stayed open (the disk held twice the pack), and a re-cloned
+ * mirror, whose packs have the same names, would have been read through the damaged ones. So
+ * the fetcher (under fetch_lock) holds readers off for a moment and closes every thread's
+ * handle; each reopens on its next call. Readers hold handles_lock only for reading, and no
+ * read call makes another (a writer waiting would otherwise deadlock the reader).
+ */
+static void hold_readers(repo *r)
+{
+    pthread_rwlock_wrlock(&r->handles_lock);
+    pthread_mutex_lock(&r->slots_lock);
+    for (repo_slot *s = r->slots; s; s = s->next) {
+        git_repository_free(s->git);
+        s->git = NULL;
+    }
+    pthread_mutex_unlock(&r->slots_lock);
+    git_repository_free(r->fetch_git);
+    r->fetch_git = NULL;
+    atomic_fetch_add(&r->generation, 1);
+}
+
+static void release_readers(repo *r)
+{
+    pthread_rwlock_unlock(&r->handles_lock);
+}
+
 /* ---- repacking ------------------------------------------------------------------------------ */
 
 /*
@@ -1286,11 +1319,17 @@ static void maybe_repack(repo *r)
         goto out;
     }
     delete_packs_but(r->mirror_path, name);
-    /* the fetcher's handle and, through the generation, every reader's forget the old packs */
-    git_repository_free(r->fetch_git);
-    r->fetch_git = NULL;
+    /* every handle lets go of the old packs, so that their space is freed now */
+    git_packbuilder_free(pb);
+    pb = NULL;
+    git_revwalk_free(walk);
+    walk = NULL;
+    git_reference_iterator_free(it);
+    it = NULL;
+    hold_readers(r);
+    release_readers(r);
+    g = NULL;
     error = git_repository_open_bare(&r->fetch_git, r->mirror_path);
-    atomic_fetch_add(&r->generation, 1);
     if (error == 0)
         LOG_INFO(MODULE, "repacked %zu packs of %s into one", packs, r->display_uri);
 out:
@@ -1408,10 +1447,15 @@ static int repair_mirror(repo *r)
         return -1;
     }
     metrics_git_fetch(true, now_monotonic() - started);
-    if (swap_dirs(fresh, r->mirror_path, &old) < 0) {
+    hold_readers(r);
+    int swapped = swap_dirs(fresh, r->mirror_path, &old), swap_errno = errno;
+    release_readers(r);
+    if (swapped < 0) {
         snprintf(why, sizeof(why), "cannot move the new clone into %s: %s", r->mirror_path,
-                 strerror(errno));
+                 strerror(swap_errno));
         rm_rf(fresh);
+        if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0)
+            LOG_WARN(MODULE, "cannot reopen the mirror in %s: %s", r->mirror_path, git_reason());
         free(fresh);
         metrics_mirror_repair(false);
         snprintf(text, sizeof(text), "mirror damaged: %s; %s", r->damage, why);
@@ -1420,8 +1464,6 @@ static int repair_mirror(repo *r)
         return -1;
     }
     free(fresh);
-    git_repository_free(r->fetch_git);
-    r->fetch_git = NULL;
     if (git_repository_open_bare(&r->fetch_git, r->mirror_path) < 0) {
         LOG_WARN(MODULE, "cannot open the new mirror in %s: %s", r->mirror_path, git_reason());
     } else if (have_pin) {
@@ -1433,7 +1475,6 @@ static int repair_mirror(repo *r)
     }
     rm_rf(old);
     free(old);
-    atomic_fetch_add(&r->generation, 1); /* every reader drops its handle on the old folder */
     r->needs_repair = false;
     r->damage[0] = '\0';
     set_mirror_damaged(r, "");
@@ -1841,6 +1882,12 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
     pthread_mutex_init(&r->repair_lock, NULL);
+    pthread_rwlockattr_t handles_attr;
+    pthread_rwlockattr_init(&handles_attr);
+    /* a repack or re-clone must get in while requests keep coming */
+    pthread_rwlockattr_setkind_np(&handles_attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&r->handles_lock, &handles_attr);
+    pthread_rwlockattr_destroy(&handles_attr);
     atomic_init(&r->repair_running, false);
     r->git_timeout = opts->git_timeout ? opts->git_timeout : DEFAULT_GIT_TIMEOUT;
     r->policy.allow_insecure_http = opts->allow_insecure_http;
@@ -1932,6 +1979,7 @@ void repo_free(repo *r)
     pthread_mutex_destroy(&r->slots_lock);
     pthread_mutex_destroy(&r->status_lock);
     pthread_mutex_destroy(&r->repair_lock);
+    pthread_rwlock_destroy(&r->handles_lock);
     pthread_rwlock_destroy(&r->labels_lock);
     json_decref(r->labels);
     free(r->display_uri);
@@ -2071,7 +2119,7 @@ static void remember_label(repo *r, const char *key, unsigned long gen, const ch
 
 static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX]);
 
-int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
+static int resolve_label(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
 {
     commit_out[0] = '\0';
     if (!r->is_git)
@@ -2084,8 +2132,6 @@ int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
     int error = resolve_uncached(r, label, commit_out);
     if (error == 0 && r->labels != NULL)
         remember_label(r, key, gen, commit_out);
-    if (error == ERR_GIT)
-        suspect_damage(r);
     return error;
 }
 
@@ -2175,7 +2221,8 @@ static int commit_tree(git_repository *g, const char *commit, git_tree **tree)
         git_oid_fromstr(&id, commit) < 0)
         return err_set(ERR_NOT_FOUND, "no such commit"); /* not echoed: may hold anything */
     if ((error = git_commit_lookup(&c, g, &id)) < 0) {
-        /* every commit read here was resolved from this mirror: missing means damaged */
+        if (error == GIT_ENOTFOUND)
+            return err_set(ERR_NOT_FOUND, "no such commit: %s", commit);
         return err_set(ERR_GIT, "cannot read commit %s: %s", commit, git_reason());
     }
     error = git_commit_tree(tree, c);
@@ -2197,7 +2244,7 @@ static int copy_out(const void *src, size_t len, char **data)
     return 0;
 }
 
-int repo_first_parent(repo *r, const char *commit, char parent_out[REPO_COMMIT_HEX])
+static int first_parent(repo *r, const char *commit, char parent_out[REPO_COMMIT_HEX])
 {
     git_repository *g = NULL;
     git_commit *c = NULL;
@@ -2289,7 +2336,8 @@ static int walk_tree(walk_ctx *w, const git_tree *tree, size_t len, int depth)
     return error;
 }
 
-int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn, void *payload)
+static int walk_commit(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn,
+                       void *payload)
 {
     walk_ctx *w = NULL;
     git_tree *tree = NULL;
@@ -2309,8 +2357,6 @@ int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn f
 out:
     git_tree_free(tree);
     free(w);
-    if (error == ERR_GIT)
-        suspect_damage(r);
     return error;
 }
 
@@ -2348,7 +2394,7 @@ static int on_changed_file(const git_diff_delta *delta, float progress, void *pa
     return rc;
 }
 
-int repo_changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max)
+static int changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max)
 {
     git_repository *g = NULL;
     git_tree *old_tree = NULL, *new_tree = NULL;
@@ -2374,14 +2420,12 @@ out:
     git_diff_free(diff);
     git_tree_free(old_tree);
     git_tree_free(new_tree);
-    if (error == ERR_GIT)
-        suspect_damage(r);
     return error;
 }
 
 /* ---- reading one file ----------------------------------------------------------------------- */
 
-int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)
+static int read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)
 {
     git_repository *g = NULL;
     git_tree *tree = NULL;
@@ -2437,12 +2481,10 @@ out:
     git_blob_free(blob);
     git_tree_entry_free(entry);
     git_tree_free(tree);
-    if (error == ERR_GIT)
-        suspect_damage(r);
     return error;
 }
 
-int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload)
+static int log_commits(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload)
 {
     git_repository *g = NULL;
     git_revwalk *walk = NULL;
@@ -2480,7 +2522,57 @@ int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payl
     }
 out:
     git_revwalk_free(walk);
+    return error;
+}
+
+/* ---- the public read calls: each holds the handles lock for reading ------------------------- */
+
+static void reading(repo *r)
+{
+    pthread_rwlock_rdlock(&r->handles_lock);
+}
+
+/* A Git error may mean a damaged mirror: a check starts in the background (suspect_damage). */
+static int done_reading(repo *r, int error)
+{
+    pthread_rwlock_unlock(&r->handles_lock);
     if (error == ERR_GIT)
         suspect_damage(r);
     return error;
+}
+
+int repo_resolve(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
+{
+    reading(r);
+    return done_reading(r, resolve_label(r, label, commit_out));
+}
+
+int repo_first_parent(repo *r, const char *commit, char parent_out[REPO_COMMIT_HEX])
+{
+    reading(r);
+    return done_reading(r, first_parent(r, commit, parent_out));
+}
+
+int repo_walk(repo *r, const char *commit, repo_filter_fn filter, repo_file_fn fn, void *payload)
+{
+    reading(r);
+    return done_reading(r, walk_commit(r, commit, filter, fn, payload));
+}
+
+int repo_changed_paths(repo *r, const char *from, const char *to, json_t *paths, size_t max)
+{
+    reading(r);
+    return done_reading(r, changed_paths(r, from, to, paths, max));
+}
+
+int repo_read_file(repo *r, const char *commit, const char *path, char **data, size_t *len)
+{
+    reading(r);
+    return done_reading(r, read_file(r, commit, path, data, len));
+}
+
+int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload)
+{
+    reading(r);
+    return done_reading(r, log_commits(r, commit, max, fn, payload));
 }

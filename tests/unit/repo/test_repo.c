@@ -806,11 +806,13 @@ static void corrupt_packs(const char *mirror)
 
 static void test_corrupt_objects(void **state)
 {
-    char dir[SMALL], cache[SMALL], uri[SMALL], mirror[SMALL], commit[REPO_COMMIT_HEX];
+    char dir[SMALL], away[SMALL + 8], cache[SMALL], uri[SMALL], mirror[SMALL];
+    char commit[REPO_COMMIT_HEX];
     char *data = NULL;
     size_t len;
     seen s;
     repo *r = NULL;
+    repo_status st;
     int error;
     (void)state;
 
@@ -823,8 +825,11 @@ static void test_corrupt_objects(void **state)
     mirror_in(cache, "to-corrupt", mirror, sizeof(mirror));
     corrupt_packs(mirror);
 
-    /* the refs still name the commits, but nothing can be read: errors, not "not found" and
-     * not a crash; tags survive the fetch at open */
+    /* with the remote away the damage cannot be cloned over: the refs still name the
+     * commits, but nothing can be read: errors, not "not found" and not a crash; tags survive
+     * the fetch at open; status says what is wrong */
+    spr(away, sizeof(away), "%s.away", dir);
+    assert_int_equal(rename(dir, away), 0);
     open_repo(&r, uri, cache, NULL);
     error = repo_resolve(r, "main", commit);
     assert_true(error == ERR_GIT);
@@ -836,6 +841,27 @@ static void test_corrupt_objects(void **state)
     memset(&s, 0, sizeof(s));
     assert_int_equal(repo_walk(r, c2, NULL, collect, &s), ERR_GIT);
     assert_int_equal(s.n, 0);
+    repo_get_status(r, &st);
+    assert_non_null(strstr(st.mirror_damaged, "does not match its checksum"));
+    assert_non_null(strstr(st.mirror_damaged, "cloning again failed"));
+
+    /* the remote is back: the next fetch clones again instead of fetching into the damage */
+    assert_int_equal(rename(away, dir), 0);
+    assert_int_equal(repo_fetch(r, NULL), 0);
+    assert_int_equal(repo_resolve(r, "main", commit), 0);
+    assert_int_equal(repo_read_file(r, c2, "application.yml", &data, &len), 0);
+    free(data);
+    repo_get_status(r, &st);
+    assert_string_equal(st.mirror_damaged, "");
+    repo_free(r);
+
+    /* damaged while nobody runs and the remote there: cloned again at open */
+    mirror_in(cache, "to-corrupt", mirror, sizeof(mirror));
+    corrupt_packs(mirror);
+    open_repo(&r, uri, cache, NULL);
+    assert_int_equal(repo_resolve(r, "v1.1", commit), 0);
+    repo_get_status(r, &st);
+    assert_string_equal(st.mirror_damaged, "");
     repo_free(r);
 }
 
