@@ -264,6 +264,10 @@ static int run(const settings *cfg)
         .max_file_bytes = cfg->max_file_bytes,
         .git_timeout = cfg->git_timeout,
         .allow_insecure_http = cfg->git_allow_insecure_http,
+        .transport = {.ca_file = cfg->git_ca_file,
+                      .proxy = cfg->git_proxy,
+                      .known_hosts = cfg->git_known_hosts,
+                      .ssh_key = cfg->git_ssh_key_file},
         /* this program again, as `git-fetch`: a fetch that hangs can be killed */
         .fetch_program = "/proc/self/exe",
     };

@@ -107,6 +107,16 @@ static const setting_def setting_defs[] = {
          "abandoned and retried at the next refresh."),
     BOOL("git-allow-insecure-http", git_allow_insecure_http, "false",
          "Allow sending the Git password (ALMANAC_GIT_PASSWORD_FILE) over plain http://."),
+    STR("git-ca-file", git_ca_file, "FILE", NULL, 0,
+        "PEM CA certificates trusted for an https:// remote besides the system's."),
+    STR("git-proxy", git_proxy, "URL", NULL, SET_NO_PASSWORD_ARGV,
+        "Proxy for http(s):// remotes (http://host:port). Default: https_proxy, http_proxy or "
+        "all_proxy from the environment; no_proxy is honoured either way."),
+    STR("git-known-hosts", git_known_hosts, "FILE", NULL, 0,
+        "OpenSSH known_hosts file that an ssh:// remote's host key must be in (hashed entries "
+        "too). Default: ~/.ssh/known_hosts."),
+    STR("git-ssh-key-file", git_ssh_key_file, "FILE", NULL, 0,
+        "Private key (without passphrase) for an ssh:// remote. Default: ssh-agent."),
     STR("encrypt-key-file", encrypt_key_file, "FILE", NULL, 0,
         "File holding the symmetric key for {cipher} values."),
     {"encrypt-salt", SET_HEX, FIELD(encrypt_salt), "HEX", "deadbeef", 0, 0, NULL, 0,

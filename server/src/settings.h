@@ -23,6 +23,10 @@ typedef struct settings {
     unsigned refresh_interval;  /* --refresh-interval seconds, 0 = never poll; default 30 */
     unsigned git_timeout;       /* --git-timeout seconds a fetch may take, default 60 */
     bool git_allow_insecure_http; /* --git-allow-insecure-http: a password over plain http:// */
+    char *git_ca_file;          /* --git-ca-file: PEM CAs added to the system's for https:// */
+    char *git_proxy;            /* --git-proxy URL; NULL: https_proxy/http_proxy/all_proxy */
+    char *git_known_hosts;      /* --git-known-hosts FILE; NULL: ~/.ssh/known_hosts */
+    char *git_ssh_key_file;     /* --git-ssh-key-file (ALMANAC_GIT_SSH_KEY_FILE); NULL: agent */
     char *encrypt_key_file;     /* --encrypt-key-file */
     char *encrypt_salt;         /* --encrypt-salt hex, default "deadbeef" */
     char *encrypt_rsa_key_file; /* --encrypt-rsa-key-file (PEM) */

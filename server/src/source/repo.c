@@ -59,8 +59,10 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "source/known_hosts.h"
 #include "source/mirror_check.h"
 #include "source/repo_dir.h"
+#include "fileread.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -71,8 +73,10 @@
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -96,10 +100,19 @@ extern char **environ;
 #define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
 #define DEFAULT_GIT_TIMEOUT 60u
 #define CHILD_REPORT_MAX 1024 /* the child's one-line report */
+/* The fetch process's proxy: in its environment, not its argv, which any local user can read
+ * (a proxy URL may carry a password). */
+#define CHILD_PROXY_ENV "ALMANAC_GIT_FETCH_PROXY"
+#define KNOWN_HOSTS_MAX (4u * 1024u * 1024u) /* a known_hosts file; OpenSSH's are kilobytes */
 
-/* What a fetch may do beyond the URL: the same in the server and in its fetch process. */
+/* What a fetch may do beyond the URL, and whom it trusts: the same in the server and in its
+ * fetch process (see repo_transport; the strings are owned by the repo, or by argv in the child). */
 typedef struct fetch_policy {
     bool allow_insecure_http; /* a password may cross plain http:// */
+    char *ca_file;            /* NULL: the system's CAs only */
+    char *proxy;              /* NULL: from the environment */
+    char *known_hosts;        /* NULL: $HOME/.ssh/known_hosts */
+    char *ssh_key;            /* NULL: ALMANAC_GIT_SSH_KEY_FILE, else ssh-agent */
 } fetch_policy;
 
 /* One thread's own handle on the mirror. */
@@ -400,6 +413,7 @@ static void remove_leftovers(const char *cache, const char *name, const char *mi
 typedef struct cred_state {
     unsigned tried; /* bit per git_credential_t offered during this fetch */
     char host[256]; /* of the configured URL: credentials go to this host only */
+    unsigned port;  /* of the configured URL; 0 when it names none */
     const fetch_policy *policy;
 } cred_state;
 
@@ -501,7 +515,8 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
         return cred_refuse("authentication failed for %s", host);
 
     if ((allowed & GIT_CREDENTIAL_SSH_KEY) && !(st->tried & GIT_CREDENTIAL_SSH_KEY)) {
-        const char *key = getenv("ALMANAC_GIT_SSH_KEY_FILE");
+        const char *key = st->policy->ssh_key ? st->policy->ssh_key
+                                              : getenv("ALMANAC_GIT_SSH_KEY_FILE");
         st->tried |= GIT_CREDENTIAL_SSH_KEY;
         if (!user)
             user = "git";
@@ -530,6 +545,234 @@ static int credentials_cb(git_credential **out, const char *url, const char *use
         error = git_credential_username_new(out, user ? user : "git");
     }
     return error;
+}
+
+/* The port a scheme URL names ("ssh://git@host:2222/x" -> 2222); 0 when none (scp-like too). */
+static unsigned url_port(const char *url)
+{
+    const char *start = url ? strstr(url, "://") : NULL, *end, *colon;
+    if (!start)
+        return 0;
+    start += 3;
+    end = start + strcspn(start, "/?#");
+    for (const char *p = start; p < end; p++)
+        if (*p == '@')
+            start = p + 1;
+    if (*start == '[') {
+        const char *close = memchr(start, ']', (size_t)(end - start));
+        start = close ? close + 1 : end;
+    }
+    colon = memchr(start, ':', (size_t)(end - start));
+    if (!colon || colon + 1 >= end)
+        return 0;
+    unsigned long port = strtoul(colon + 1, NULL, 10);
+    return port > 0 && port < 65536 ? (unsigned)port : 0;
+}
+
+/* ---- SSH host keys -------------------------------------------------------------------------- */
+
+/* --git-known-hosts, or OpenSSH's per-user file: $HOME, else the account's home directory. */
+static int known_hosts_path(const fetch_policy *policy, char *out, size_t size)
+{
+    const char *home = getenv("HOME");
+    if (policy->known_hosts && *policy->known_hosts) {
+        snprintf(out, size, "%s", policy->known_hosts);
+        return 0;
+    }
+    if (!home || !*home) {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home)
+        return -1;
+    snprintf(out, size, "%s/.ssh/known_hosts", home);
+    return 0;
+}
+
+/*
+ * Almanac's own host key check for ssh://, so the answer does not depend on the libgit2 in use
+ * (1.5.0 and older accepted any key when no callback was set; 1.5.1 reads ~/.ssh/known_hosts
+ * itself). libgit2's verdict (valid) is ignored either way: the key must be in our file.
+ * TLS certificates are left to libgit2, which has checked them against the trusted CAs and the
+ * host name.
+ */
+static int certificate_cb(git_cert *cert, int valid, const char *host, void *payload)
+{
+    const cred_state *st = payload;
+    const git_cert_hostkey *hostkey = (const git_cert_hostkey *)cert;
+    char path[PATH_MAX + 64], name[300], bare[256];
+    file_contents file = {0};
+    known_hosts_result result;
+    size_t len;
+    int error;
+
+    (void)valid;
+    if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+        return GIT_PASSTHROUGH;
+    /* the host of our URL, not of whatever the transport says: ssh has no redirects, but the
+     * name looked up must be the one configured */
+    snprintf(bare, sizeof(bare), "%s", st->host[0] ? st->host : (host ? host : ""));
+    len = strlen(bare);
+    if (len > 2 && bare[0] == '[' && bare[len - 1] == ']') {
+        memmove(bare, bare + 1, len - 2);
+        bare[len - 2] = '\0';
+    }
+    if (st->port && st->port != 22)
+        snprintf(name, sizeof(name), "[%s]:%u", bare, st->port);
+    else
+        snprintf(name, sizeof(name), "%s", bare);
+    if (!(hostkey->type & GIT_CERT_SSH_RAW) || !hostkey->hostkey || hostkey->hostkey_len == 0)
+        return cred_refuse("refusing the SSH host key of %s: the SSH library did not show it",
+                           name);
+    if (known_hosts_path(st->policy, path, sizeof(path)) < 0)
+        return cred_refuse("refusing the SSH host key of %s: no known_hosts file (set "
+                           "--git-known-hosts; HOME is not set)",
+                           name);
+    error = file_read(&file, path, KNOWN_HOSTS_MAX, FILE_READ_REGULAR_ONLY);
+    known_hosts_check(error == 0 ? file.data : "", error == 0 ? file.len : 0, bare, st->port,
+                      (const unsigned char *)hostkey->hostkey, hostkey->hostkey_len, &result);
+    file_contents_dispose(&file);
+    if (error < 0)
+        return cred_refuse("unknown SSH host key of %s: %s %s (cannot read %s)", name,
+                           result.key_type, result.fingerprint, path);
+    switch (result.verdict) {
+    case KNOWN_HOSTS_MATCH:
+        return 0;
+    case KNOWN_HOSTS_REVOKED:
+        return cred_refuse("REVOKED SSH host key of %s: %s %s (%s line %u)", name,
+                           result.key_type, result.fingerprint, path, result.line);
+    case KNOWN_HOSTS_CHANGED:
+        return cred_refuse("CHANGED SSH host key of %s (possible man-in-the-middle): offered %s "
+                           "%s, %s line %u lists another",
+                           name, result.key_type, result.fingerprint, path, result.line);
+    case KNOWN_HOSTS_UNKNOWN:
+    default:
+        return cred_refuse("unknown SSH host key of %s: %s %s is not in %s%s", name,
+                           result.key_type, result.fingerprint, path,
+                           result.other_types ? " (it lists keys of other types)" : "");
+    }
+}
+
+/* ---- proxy and CAs --------------------------------------------------------------------------- */
+
+static const char *env_first(const char *a, const char *b, const char *c)
+{
+    const char *names[] = {a, b, c};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = names[i] ? getenv(names[i]) : NULL;
+        if (v && *v)
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * Whether no_proxy (or NO_PROXY) exempts host, as curl reads it: comma- or space-separated names;
+ * "*" exempts every host; "example.com" and ".example.com" exempt the name and its subdomains;
+ * an address exempts itself only (no CIDR ranges); a ":port" on an entry is ignored.
+ */
+static bool no_proxy_for(const char *host)
+{
+    const char *list = env_first("no_proxy", "NO_PROXY", NULL);
+    char bare[256];
+    size_t hlen;
+
+    if (!list)
+        return false;
+    snprintf(bare, sizeof(bare), "%s", host);
+    hlen = strlen(bare);
+    if (hlen > 2 && bare[0] == '[' && bare[hlen - 1] == ']') {
+        memmove(bare, bare + 1, hlen - 2);
+        bare[hlen -= 2] = '\0';
+    }
+    for (const char *p = list; *p;) {
+        size_t n;
+        p += strspn(p, ", \t");
+        n = strcspn(p, ", \t");
+        if (n == 0)
+            break;
+        const char *entry = p;
+        size_t elen = n;
+        p += n;
+        if (elen == 1 && entry[0] == '*')
+            return true;
+        if (entry[0] == '[') { /* [v6]:port */
+            const char *close = memchr(entry, ']', elen);
+            if (close) {
+                entry++;
+                elen = (size_t)(close - entry);
+            }
+        } else if (memchr(entry, ':', elen) && memchr(entry, ':', elen) == memrchr(entry, ':', elen)) {
+            elen = (size_t)((const char *)memchr(entry, ':', elen) - entry); /* name:port */
+        }
+        if (elen > 0 && entry[0] == '.') {
+            entry++;
+            elen--;
+        }
+        if (elen == 0 || elen > hlen)
+            continue;
+        if (strncasecmp(bare + hlen - elen, entry, elen) == 0 &&
+            (elen == hlen || bare[hlen - elen - 1] == '.'))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The proxy for a fetch of url, or NULL for none. Only http(s) remotes can use one (libgit2's SSH
+ * transport connects directly). --git-proxy wins over the environment; the environment is read
+ * as git and curl read it: https_proxy / HTTPS_PROXY for https://, http_proxy for http:// (not
+ * HTTP_PROXY, which a CGI program could be handed by a client), then all_proxy / ALL_PROXY.
+ * no_proxy applies to --git-proxy too: it names hosts reached directly whoever set the proxy.
+ */
+static const char *proxy_for(const char *url, const fetch_policy *policy, const char *host)
+{
+    const char *proxy;
+    bool https = strncasecmp(url, "https://", 8) == 0;
+
+    if (!https && strncasecmp(url, "http://", 7) != 0)
+        return NULL;
+    if (policy->proxy && *policy->proxy)
+        proxy = policy->proxy;
+    else if (https)
+        proxy = env_first("https_proxy", "HTTPS_PROXY", NULL);
+    else
+        proxy = env_first("http_proxy", NULL, NULL);
+    if (!proxy)
+        proxy = env_first("all_proxy", "ALL_PROXY", NULL);
+    if (!proxy || no_proxy_for(host))
+        return NULL;
+    return proxy;
+}
+
+/*
+ * Adds --git-ca-file to the CAs trusted for https://. libgit2 has one setting for this, and
+ * what it does depends on its TLS library: with OpenSSL it adds to the default store, with
+ * mbedTLS (Debian's build) it replaces the whole trusted set. So the system's certificate
+ * directory (OpenSSL's default, or SSL_CERT_DIR) is always passed with the file: both libraries
+ * then trust the system's CAs and the file's. Process-wide: in the server this runs in the
+ * fetch process only.
+ */
+static int apply_ca_file(const char *ca_file, char *why, size_t why_size)
+{
+    const char *dir = getenv(X509_get_default_cert_dir_env());
+    struct stat st;
+
+    if (!ca_file || !*ca_file)
+        return 0;
+    if (!dir || !*dir)
+        dir = X509_get_default_cert_dir();
+    if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        dir = NULL;
+    if (access(ca_file, R_OK) < 0) {
+        snprintf(why, why_size, "cannot read --git-ca-file %s: %s", ca_file, strerror(errno));
+        return -1;
+    }
+    if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, ca_file, dir) < 0) {
+        snprintf(why, why_size, "cannot use --git-ca-file %s: %s", ca_file, git_reason());
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- refs and status ------------------------------------------------------------------------ */
@@ -803,6 +1046,7 @@ static int fetch_into(git_repository *g, const char *url, const fetch_policy *po
     *changed = false;
     creds.policy = policy;
     url_host(url, creds.host, sizeof(creds.host));
+    creds.port = url_port(url);
     /* the _INIT macros trip -Wmissing-field-initializers; the functions do the same */
     git_remote_create_options_init(&ropts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
     ropts.repository = g;
@@ -811,13 +1055,20 @@ static int fetch_into(git_repository *g, const char *url, const fetch_policy *po
     opts.prune = GIT_FETCH_PRUNE;
     opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_ALL;
     opts.callbacks.credentials = credentials_cb;
+    opts.callbacks.certificate_check = certificate_cb;
     opts.callbacks.payload = &creds;
+    /* our choice, or none: never libgit2's own reading of http.proxy and the environment */
+    const char *proxy = proxy_for(url, policy, creds.host);
+    opts.proxy_opts.type = proxy ? GIT_PROXY_SPECIFIED : GIT_PROXY_NONE;
+    opts.proxy_opts.url = proxy;
     opts.callbacks.transfer_progress = progress_cb;
     opts.callbacks.sideband_progress = sideband_cb;
     if (atomic_load(&fetches_cancelled)) {
         snprintf(why, why_size, "cancelled: the server is stopping");
         return -1;
     }
+    if (apply_ca_file(policy->ca_file, why, why_size) < 0)
+        return -1;
 
     if ((error = refs_digest(g, before)) < 0 ||
         (error = git_remote_create_with_opts(&remote, url, &ropts)) < 0 ||
@@ -907,7 +1158,14 @@ int repo_fetch_child_main(int argc, char **argv)
             parent = strtol(argv[i + 1], NULL, 10);
         else if (strcmp(argv[i], "--allow-insecure-http") == 0)
             policy.allow_insecure_http = strcmp(argv[i + 1], "1") == 0;
+        else if (strcmp(argv[i], "--ca-file") == 0)
+            policy.ca_file = argv[i + 1];
+        else if (strcmp(argv[i], "--known-hosts") == 0)
+            policy.known_hosts = argv[i + 1];
+        else if (strcmp(argv[i], "--ssh-key") == 0)
+            policy.ssh_key = argv[i + 1];
     }
+    policy.proxy = getenv(CHILD_PROXY_ENV);
     if (!git_dir || !url || (parent > 0 && getppid() != (pid_t)parent)) {
         child_report(stdout, "error", "git-fetch: bad arguments or no parent");
         return 2;
@@ -954,6 +1212,40 @@ static bool child_exited_by(pid_t pid, double deadline)
     }
 }
 
+/* This process's environment without CHILD_PROXY_ENV, plus CHILD_PROXY_ENV=proxy when set. */
+static char **child_environment(const char *proxy)
+{
+    size_t n = 0, out = 0, prefix = strlen(CHILD_PROXY_ENV "=");
+    char **env;
+
+    while (environ[n])
+        n++;
+    if (!(env = calloc(n + 2, sizeof(*env))))
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], CHILD_PROXY_ENV "=", prefix) != 0)
+            env[out++] = environ[i];
+    if (proxy && !(env[out++] = concat3(CHILD_PROXY_ENV "=", proxy, ""))) {
+        free(env);
+        return NULL;
+    }
+    env[out] = NULL;
+    return env;
+}
+
+static void free_child_environment(char **env)
+{
+    size_t n = 0;
+    if (!env)
+        return;
+    while (env[n])
+        n++;
+    /* only the last entry, our own, was allocated here */
+    if (n > 0 && strncmp(env[n - 1], CHILD_PROXY_ENV "=", strlen(CHILD_PROXY_ENV "=")) == 0)
+        free(env[n - 1]);
+    free(env);
+}
+
 /*
  * Runs one fetch of r->url into git_dir in a child process, killed at r->git_timeout. *timed_out
  * tells a deadline apart from any other failure (why says which).
@@ -964,9 +1256,22 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
     char cmd[] = "git-fetch", o_dir[] = "--git-dir", o_url[] = "--url", o_timeout[] = "--timeout",
          o_parent[] = "--parent", o_insecure[] = "--allow-insecure-http", timeout_text[24],
          parent_text[24], insecure_text[2] = {r->policy.allow_insecure_http ? '1' : '0', '\0'};
-    char *args[] = {r->fetch_program, cmd,        o_dir,         git_dir,    o_url,
-                    r->url,           o_timeout,  timeout_text,  o_parent,   parent_text,
-                    o_insecure,       insecure_text, NULL};
+    char o_ca[] = "--ca-file", o_known[] = "--known-hosts", o_key[] = "--ssh-key";
+    char *args[24] = {r->fetch_program, cmd,        o_dir,         git_dir,    o_url,
+                      r->url,           o_timeout,  timeout_text,  o_parent,   parent_text,
+                      o_insecure,       insecure_text};
+    size_t argn = 12;
+    /* the transport's file names go on the command line: none of them is a secret */
+    char *const transport[][2] = {{o_ca, r->policy.ca_file},
+                                  {o_known, r->policy.known_hosts},
+                                  {o_key, r->policy.ssh_key}};
+    for (size_t i = 0; i < sizeof(transport) / sizeof(transport[0]); i++) {
+        if (transport[i][1]) {
+            args[argn++] = transport[i][0];
+            args[argn++] = transport[i][1];
+        }
+    }
+    args[argn] = NULL;
     char report[CHILD_REPORT_MAX + 1];
     size_t got = 0;
     int fds[2] = {-1, -1}, wstatus = 0, rc, error = -1;
@@ -977,13 +1282,19 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
     bool killed = false, cancelled;
     size_t slot = CHILDREN_MAX;
     pid_t pid = 0;
+    char **child_env = NULL;
 
     *changed = false;
     *timed_out = false;
+    if (!(child_env = child_environment(r->policy.proxy))) {
+        snprintf(why, why_size, "cannot start a fetch: out of memory");
+        return -1;
+    }
     snprintf(timeout_text, sizeof(timeout_text), "%u", r->git_timeout);
     snprintf(parent_text, sizeof(parent_text), "%ld", (long)getpid());
     if (pipe2(fds, O_CLOEXEC) < 0) {
         snprintf(why, why_size, "cannot start a fetch: %s", strerror(errno));
+        free_child_environment(child_env);
         return -1;
     }
     posix_spawn_file_actions_init(&actions);
@@ -1009,7 +1320,7 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
     rc = cancelled ? 0
          : slot == CHILDREN_MAX
              ? EAGAIN
-             : posix_spawn(&pid, r->fetch_program, &actions, &attr, args, environ);
+             : posix_spawn(&pid, r->fetch_program, &actions, &attr, args, child_env);
     if (!cancelled && rc == 0)
         children[slot] = pid;
     pthread_mutex_unlock(&children_lock);
@@ -1082,6 +1393,7 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
         remove_fetch_leftovers(git_dir);
 out:
     close(fds[0]);
+    free_child_environment(child_env);
     return error;
 }
 
@@ -1891,7 +2203,15 @@ int repo_open(repo **out, const repo_options *opts)
     atomic_init(&r->repair_running, false);
     r->git_timeout = opts->git_timeout ? opts->git_timeout : DEFAULT_GIT_TIMEOUT;
     r->policy.allow_insecure_http = opts->allow_insecure_http;
-    if (opts->fetch_program && !(r->fetch_program = dup_str(opts->fetch_program))) {
+    if ((opts->transport.ca_file && *opts->transport.ca_file &&
+         !(r->policy.ca_file = dup_str(opts->transport.ca_file))) ||
+        (opts->transport.proxy && *opts->transport.proxy &&
+         !(r->policy.proxy = dup_str(opts->transport.proxy))) ||
+        (opts->transport.known_hosts && *opts->transport.known_hosts &&
+         !(r->policy.known_hosts = dup_str(opts->transport.known_hosts))) ||
+        (opts->transport.ssh_key && *opts->transport.ssh_key &&
+         !(r->policy.ssh_key = dup_str(opts->transport.ssh_key))) ||
+        (opts->fetch_program && !(r->fetch_program = dup_str(opts->fetch_program)))) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -1988,6 +2308,10 @@ void repo_free(repo *r)
     free(r->root);
     free(r->default_label);
     free(r->fetch_program);
+    free(r->policy.ca_file);
+    free(r->policy.proxy);
+    free(r->policy.known_hosts);
+    free(r->policy.ssh_key);
     free(r);
 }
 

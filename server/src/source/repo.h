@@ -21,6 +21,20 @@
 
 typedef struct repo repo;
 
+/*
+ * How a fetch reaches one repository's remote and whom it trusts there (the fetch process is
+ * given the same). Any field may be NULL; the strings are copied by repo_open.
+ */
+typedef struct repo_transport {
+    const char *ca_file;     /* PEM certificates trusted for https:// besides the system's */
+    const char *proxy;       /* proxy URL for http(s):// remotes; NULL: https_proxy, http_proxy,
+                              * all_proxy from the environment. no_proxy applies to both. */
+    const char *known_hosts; /* OpenSSH known_hosts for ssh:// remotes; NULL:
+                              * $HOME/.ssh/known_hosts */
+    const char *ssh_key;     /* private key (no passphrase) for ssh://; NULL: the environment's
+                              * ALMANAC_GIT_SSH_KEY_FILE, else ssh-agent */
+} repo_transport;
+
 typedef struct repo_options {
     const char *uri;           /* https://, ssh://, file://, a plain path, or dir:PATH */
     const char *cache_dir;     /* the mirror lives in a subdirectory named after the URI */
@@ -36,6 +50,7 @@ typedef struct repo_options {
      */
     const char *fetch_program;
     bool allow_insecure_http;  /* send ALMANAC_GIT_PASSWORD_FILE over plain http:// */
+    repo_transport transport;
 } repo_options;
 
 typedef struct repo_status {
@@ -73,7 +88,8 @@ int repo_fetch(repo *r, bool *changed);
 void repo_cancel_fetches(void);
 
 /*
- * The child side of a bounded fetch: `git-fetch --git-dir DIR --url URL --timeout SECONDS`.
+ * The child side of a bounded fetch: `git-fetch --git-dir DIR --url URL --timeout SECONDS`
+ * (and the transport's settings: --ca-file, --proxy, --known-hosts, --ssh-key).
  * Fetches into DIR and writes one line to stdout ("ok 0", "ok 1" when refs moved, or
  * "error MESSAGE"). Returns the process exit status.
  */
