@@ -16,6 +16,7 @@
 #include "confdoc.h"
 #include "err.h"
 #include "fileread.h"
+#include "reposet.h"
 #include "scalar.h"
 #include "yamlconf.h"
 
@@ -102,6 +103,12 @@ static const setting_def setting_defs[] = {
         "{application}, {profile} and {label}. Default: the repository root."),
     UINT("refresh-interval", refresh_interval, "SECONDS", "30", 0, 86400,
          "How often the remote is polled for new commits; 0 never polls."),
+    UINT("max-mirrors", max_mirrors, "N", "64", 1, 100000,
+         "Mirrors a repository whose uri holds {application}, {profile} or {label} (repos: in "
+         "--config) may keep; the least recently used one is removed from disk past it."),
+    UINT("mirror-miss-seconds", mirror_miss_seconds, "SECONDS", "60", 0, 86400,
+         "How long a placeholder repository that could not be cloned is answered as empty "
+         "before the remote is asked again."),
     UINT("git-timeout", git_timeout, "SECONDS", "60", 1, 3600,
          "Longest a fetch from the remote may take, connecting included; a fetch past it is "
          "abandoned and retried at the next refresh."),
@@ -594,6 +601,8 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
         json_t *value;
         json_object_foreach(doc->props, key, value)
         {
+            if (reposet_is_key(key))
+                continue; /* read whole below */
             const char *bracket = strchr(key, '[');
             size_t namelen = bracket != NULL ? (size_t)(bracket - key) : strlen(key);
             const setting_def *d = find_def(key, namelen);
@@ -643,6 +652,15 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
                 fail(errbuf, errsize, "%s:%s: %s: %s", shown, origin_of(doc, key), key_shown, why);
                 goto out;
             }
+        }
+    }
+    if (list.count > 0) {
+        const char *where = NULL;
+        reposet_dispose(&s->repos);
+        if (reposet_parse(&s->repos, list.docs[0].props, list.docs[0].origins, why, sizeof(why),
+                          &where) < 0) {
+            fail(errbuf, errsize, "%s:%s: %s", shown, where ? where : "?:?", why);
+            goto out;
         }
     }
     for (size_t i = 0; i < SETTING_COUNT; i++) {
@@ -842,6 +860,7 @@ void settings_dispose(settings *s)
         if (holds_string(&setting_defs[i]))
             free(*(char **)field_of(s, &setting_defs[i]));
     }
+    reposet_dispose(&s->repos);
     memset(s, 0, sizeof(*s));
 }
 

@@ -8,6 +8,8 @@
 #ifndef ALMANAC_SETTINGS_H
 #define ALMANAC_SETTINGS_H
 
+#include "reposet.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,6 +23,9 @@ typedef struct settings {
     char *default_label;        /* --default-label, NULL: main, falling back to master */
     char *search_paths;         /* --search-paths, comma-separated, may hold {application} ... */
     unsigned refresh_interval;  /* --refresh-interval seconds, 0 = never poll; default 30 */
+    unsigned max_mirrors;       /* --max-mirrors: mirrors of placeholder repositories, 64 */
+    unsigned mirror_miss_seconds; /* --mirror-miss-seconds a failed clone is remembered, 60 */
+    repo_specs repos;           /* the config file's repos: section, in file order */
     unsigned git_timeout;       /* --git-timeout seconds a fetch may take, default 60 */
     bool git_allow_insecure_http; /* --git-allow-insecure-http: a password over plain http:// */
     char *git_ca_file;          /* --git-ca-file: PEM CAs added to the system's for https:// */
