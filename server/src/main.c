@@ -22,6 +22,7 @@
 #include "change/refresh.h"
 #include "compose/render.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "api/routes.h"
 #include "server.h"
 #include "settings.h"
@@ -52,46 +53,6 @@ extern char **environ;
 #define SECRET_FILE_MAX (64u << 10) /* a secret is a few dozen bytes */
 /* Between two requested fetches: ten webhooks in a second cost at most two fetches. */
 #define REFRESH_MIN_GAP_MS 1000
-
-/* --search-paths "a,{application}/b" -> NULL-terminated array of trimmed entries. */
-static char **split_search_paths(const char *value)
-{
-    size_t count = 0;
-    char **paths = calloc(1, sizeof(*paths));
-    if (paths == NULL || value == NULL || value[0] == '\0')
-        return paths;
-    char *copy = strdup(value);
-    char *save = NULL;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && tok[len - 1] == ' ')
-            tok[--len] = '\0';
-        while (len > 0 && tok[len - 1] == '/')
-            tok[--len] = '\0';
-        if (len == 0)
-            continue;
-        char **grown = realloc(paths, (count + 2) * sizeof(*paths));
-        if (grown == NULL)
-            break;
-        paths = grown;
-        paths[count] = strdup(tok[0] == '/' ? tok + 1 : tok);
-        if (paths[count] != NULL)
-            count++;
-        paths[count] = NULL;
-    }
-    free(copy);
-    return paths;
-}
-
-static void free_search_paths(char **paths)
-{
-    for (size_t i = 0; paths && paths[i]; i++)
-        free(paths[i]);
-    free(paths);
-}
 
 static log_level parse_level(const char *name)
 {
@@ -156,7 +117,29 @@ static void bus_refresh_requested(void *ctx)
 {
     server *srv = ctx;
     if (srv->refresher != NULL)
-        refresher_request(srv->refresher);
+        refresh_request_all(srv->repos);
+}
+
+/* Whether the repository named serves what a watcher watches (its change may wake it). */
+static bool serves_watched(void *ctx, const char *repository, const char *applications,
+                           const char *profiles)
+{
+    server *srv = ctx;
+    return strcmp(repo_set_match(srv->repos, applications, profiles)->name, repository) == 0;
+}
+
+/* The default repository's refresher and those of the others. */
+static void stop_refreshers(server *srv)
+{
+    for (size_t i = 1; srv->repos != NULL && i < repo_set_count(srv->repos); i++) {
+        repo_source *src = repo_set_at(srv->repos, i);
+        refresher_stop(src->owner_data);
+        src->owner_data = NULL;
+    }
+    if (srv->repos != NULL)
+        repo_set_at(srv->repos, 0)->owner_data = NULL;
+    refresher_stop(srv->refresher);
+    srv->refresher = NULL;
 }
 
 /* SIGHUP: the new auth file replaces the old one whole, or not at all. */
@@ -271,7 +254,15 @@ static int run(const settings *cfg)
         /* this program again, as `git-fetch`: a fetch that hangs can be killed */
         .fetch_program = "/proc/self/exe",
     };
-    int opened = repo_open(&srv.repo, &ropts);
+    repo_set_options sopts = {
+        .base = &ropts,
+        .search_paths = cfg->search_paths,
+        .refresh_interval = cfg->refresh_interval,
+        .specs = &cfg->repos,
+        .max_mirrors = cfg->max_mirrors,
+        .miss_seconds = cfg->mirror_miss_seconds,
+    };
+    int opened = repo_set_open(&srv.repos, &sopts);
     if (atomic_load(&stop_requested)) {
         LOG_INFO(MODULE, "stopped during start-up");
         status = 0;
@@ -296,11 +287,8 @@ static int run(const settings *cfg)
         LOG_ERROR(MODULE, "--overrides-file: %s", err_message());
         goto out;
     }
-    srv.search_paths = split_search_paths(cfg->search_paths);
-    if (srv.search_paths == NULL) {
-        LOG_ERROR(MODULE, "out of memory");
-        goto out;
-    }
+    srv.repo = repo_set_at(srv.repos, 0)->repo;
+    srv.search_paths = repo_set_at(srv.repos, 0)->search_paths;
     /* Spring Boot judges on-cloud-platform documents against the process it runs in. */
     srv.cloud_platform = cfg->cloud_platform == NULL || strcmp(cfg->cloud_platform, "auto") == 0
                              ? springconf_detect_platform(environ)
@@ -315,7 +303,7 @@ static int run(const settings *cfg)
         .max_watchers = cfg->max_connections,
         .max_per_client = cfg->max_watchers_per_ip,
     };
-    watch_deps wdeps = {.render = render_latest, .ctx = &srv};
+    watch_deps wdeps = {.render = render_latest, .serves = serves_watched, .ctx = &srv};
     if (watch_registry_new(&srv.watches, &wdeps, &wlimits) < 0 ||
         event_hub_new(&srv.events, 15, cfg->max_connections) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
@@ -391,10 +379,27 @@ static int run(const settings *cfg)
         .tls = cfg->tls_cert != NULL,
     };
     /* Before the first request: POST /monitor hands work to the refresher. */
-    refresh_deps rdeps = {.repo = srv.repo, .snapshots = srv.snapshots, .changes = srv.changes};
+    refresh_deps rdeps = {.repo = srv.repo,
+                          .snapshots = srv.snapshots,
+                          .changes = srv.changes,
+                          .set = srv.repos,
+                          .source = repo_set_at(srv.repos, 0)};
     if (refresher_start(&srv.refresher, &rdeps, cfg->refresh_interval, REFRESH_MIN_GAP_MS) < 0) {
         LOG_ERROR(MODULE, "%s", err_message());
         goto out;
+    }
+    repo_set_at(srv.repos, 0)->owner_data = srv.refresher;
+    /* Each other repository polls on its own schedule and fetches on its own webhooks. */
+    for (size_t i = 1; i < repo_set_count(srv.repos); i++) {
+        repo_source *src = repo_set_at(srv.repos, i);
+        refresher *r = NULL;
+        rdeps.source = src;
+        rdeps.repo = src->repo;
+        if (refresher_start(&r, &rdeps, src->refresh_interval, REFRESH_MIN_GAP_MS) < 0) {
+            LOG_ERROR(MODULE, "%s", err_message());
+            goto out;
+        }
+        src->owner_data = r;
     }
     /* After the refresher (its events ask it to fetch), before the first request. */
     if (cfg->bus_amqp_url != NULL) {
@@ -420,6 +425,9 @@ static int run(const settings *cfg)
     }
     LOG_INFO(MODULE, "listening on %s:%u (%s, repository %s)", cfg->listen, http_port(http),
              cfg->tls_cert ? "https" : "http", repo_display_uri(srv.repo));
+    if (repo_set_count(srv.repos) > 1)
+        LOG_INFO(MODULE, "%zu more repositories in repos: of %s", repo_set_count(srv.repos) - 1,
+                 cfg->config_file);
 
     for (;;) {
         int sig = next_signal();
@@ -428,7 +436,7 @@ static int run(const settings *cfg)
             break;
         }
         LOG_INFO(MODULE, "SIGHUP received: refreshing");
-        refresher_request(srv.refresher);
+        refresh_request_all(srv.repos);
         if (cfg->auth_file != NULL)
             reload_auth(&srv, cfg->auth_file);
         if (cfg->tls_cert != NULL) {
@@ -442,8 +450,7 @@ static int run(const settings *cfg)
     }
     srv.stopping = true;
     bus_stop(srv.bus); /* its events call the refresher */
-    refresher_stop(srv.refresher);
-    srv.refresher = NULL;
+    stop_refreshers(&srv);
     /* Stop accepting, answer every parked watcher, let in-flight requests finish. */
     http_quiesce(http);
     watch_registry_shutdown(srv.watches);
@@ -456,19 +463,18 @@ static int run(const settings *cfg)
 out:
     http_stop(http);
     bus_stop(srv.bus);
-    refresher_stop(srv.refresher); /* NULL after a clean stop; running if http_start failed */
+    stop_refreshers(&srv); /* none after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
     bus_free(srv.bus);
     peers_free(srv.peers);
     change_announcer_free(srv.changes);
-    free_search_paths(srv.search_paths);
     overrides_free(srv.overrides);
     keyring_free(srv.keyring);
     authdb_swap(&srv.auth, NULL);
     respcache_free(srv.responses);
     snapcache_free(srv.snapshots);
-    repo_free(srv.repo);
+    repo_set_free(srv.repos);
     wipe_free(srv.webhook_secret);
     tls_shutdown();
     return status;

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 
 struct repo;
+struct repo_set;
 struct snapcache;
 struct respcache;
 struct keyring;
@@ -25,7 +26,8 @@ struct change_announcer;
 
 typedef struct server {
     const settings *settings;
-    struct repo *repo;
+    struct repo *repo;                   /* the default repository (repos' first) */
+    struct repo_set *repos;              /* every repository; see source/repos.h */
     struct snapcache *snapshots;
     struct respcache *responses;
     struct keyring *keyring;             /* NULL: no key installed */
@@ -39,7 +41,7 @@ typedef struct server {
     struct peers *peers;                 /* --peer-secret: notices to and from replicas */
     char instance_id[80];                /* almanac:PORT:<random hex>, or --bus-id */
     char *webhook_secret;                /* from --webhook-secret's file; NULL: unchecked */
-    char **search_paths;                 /* NULL-terminated, from --search-paths */
+    char **search_paths;                 /* the default repository's (--search-paths) */
     const char *cloud_platform;          /* --cloud-platform or detected; NULL: none */
     volatile bool stopping;
 } server;

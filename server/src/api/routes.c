@@ -26,6 +26,7 @@
 #include "change/refresh.h"
 #include "compose/render.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "api/routes_cipher.h"
 #include "server.h"
 #include "change/watch.h"
@@ -312,9 +313,10 @@ static int serve_rendered(request *req, response *res, const char *name_segment,
                              request_query(req, "timeout"));
 
     render_result r;
-    int error = env_query_resolve(&q, req->server->repo);
+    int error = env_query_resolve_served(&q, req->server);
     if (error == 0)
         error = render_get(&r, req->server, &q, fmt, resolve_placeholders);
+    env_query_done(&q, req->server);
     if (error < 0)
         return response_error(res, req, error, NULL);
     answer_rendered(req, res, &r);
@@ -373,9 +375,10 @@ static int handle_plain_file(request *req, response *res)
         return watch_request(req->server->watches, req, res, &q, RENDER_PLAIN_FILE, path, watch,
                              request_query(req, "timeout"));
     render_result r;
-    int error = env_query_resolve(&q, req->server->repo);
+    int error = env_query_resolve_served(&q, req->server);
     if (error == 0)
         error = render_plain_file(&r, req->server, &q, path);
+    env_query_done(&q, req->server);
     if (error < 0)
         return response_error(res, req, error, NULL);
     answer_rendered(req, res, &r);
@@ -409,17 +412,14 @@ static long open_files_limit(void)
     return getrlimit(RLIMIT_NOFILE, &limit) == 0 ? (long)limit.rlim_cur : -1;
 }
 
-static int handle_health(request *req, response *res)
+/* One mirror's health: UP, or DEGRADED with why (a failed fetch, a vanished default branch). */
+static json_t *mirror_health(repo *source, bool *degraded)
 {
     repo_status st;
-    repo_get_status(req->server->repo, &st);
-    json_t *broken = broken_files(req->server);
-    const char *repo_state =
-        st.degraded || st.default_gone[0] || st.mirror_damaged[0] || json_array_size(broken) > 0
-            ? "DEGRADED"
-            : "UP";
-    json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(req->server->repo),
-                                "defaultLabel", st.default_label);
+    repo_get_status(source, &st);
+    *degraded = st.degraded || st.default_gone[0] || st.mirror_damaged[0];
+    json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(source), "defaultLabel",
+                                st.default_label);
     if (details != NULL && st.is_git) {
         time_t now = time(NULL);
         if (st.last_fetch_ok)
@@ -432,11 +432,59 @@ static int handle_health(request *req, response *res)
         if (st.mirror_damaged[0])
             json_object_set_new(details, "mirrorDamaged", json_string(st.mirror_damaged));
     }
+    return details;
+}
+
+/* components.repositories: one component per repository of repos: (a template: one detail per
+ * mirror), each DEGRADED on its own; the whole DEGRADED when any is. */
+static json_t *repositories_health(server *srv)
+{
+    json_t *parts = json_object();
+    bool any = false;
+    for (size_t i = 1; parts != NULL && i < repo_set_count(srv->repos); i++) {
+        repo_source *src = repo_set_at(srv->repos, i);
+        bool degraded = false;
+        json_t *details;
+        if (!src->is_template) {
+            details = mirror_health(src->repo, &degraded);
+        } else {
+            repo_source **mirrors = NULL;
+            size_t n = repo_set_mirrors(srv->repos, src, &mirrors);
+            json_t *each = json_object();
+            for (size_t m = 0; m < n; m++) {
+                bool bad = false;
+                json_t *one = mirror_health(mirrors[m]->repo, &bad);
+                degraded = degraded || bad;
+                json_object_set_new(each, mirrors[m]->uri,
+                                    json_pack("{s:s, s:o}", "status", bad ? "DEGRADED" : "UP",
+                                              "details", one));
+                repo_set_release(srv->repos, mirrors[m]);
+            }
+            free(mirrors);
+            details = json_pack("{s:s, s:o}", "uri", src->uri, "mirrors", each);
+        }
+        any = any || degraded;
+        json_object_set_new(parts, src->name,
+                            json_pack("{s:s, s:o}", "status", degraded ? "DEGRADED" : "UP",
+                                      "details", details));
+    }
+    return json_pack("{s:s, s:o}", "status", any ? "DEGRADED" : "UP", "components", parts);
+}
+
+static int handle_health(request *req, response *res)
+{
+    bool degraded = false;
+    json_t *details = mirror_health(req->server->repo, &degraded);
+    json_t *broken = broken_files(req->server);
+    const char *repo_state = degraded || json_array_size(broken) > 0 ? "DEGRADED" : "UP";
     if (details != NULL && json_array_size(broken) > 0)
         json_object_set(details, "brokenFiles", broken);
     json_decref(broken);
     json_t *body = json_pack("{s:s, s:{s:{s:s, s:o}}}", "status", "UP", "components", "repository",
                              "status", repo_state, "details", details);
+    if (body != NULL && repo_set_count(req->server->repos) > 1)
+        json_object_set_new(json_object_get(body, "components"), "repositories",
+                            repositories_health(req->server));
     /* Parked watchers against their caps: what an operator sizes --max-connections by. */
     if (body != NULL && req->server->watches != NULL) {
         const watch_limits *lim = watch_registry_limits(req->server->watches);
@@ -476,6 +524,17 @@ static int handle_metrics(request *req, response *res)
     char *text = metrics_render(&len);
     if (text == NULL)
         return response_error(res, req, ERR_NOMEM, "out of memory");
+    size_t repos_len = 0;
+    char *repos_text = req->server->repos ? repo_set_metrics(req->server->repos, &repos_len) : NULL;
+    if (repos_text != NULL) {
+        char *both = realloc(text, len + repos_len + 1);
+        if (both != NULL) {
+            memcpy(both + len, repos_text, repos_len + 1);
+            text = both;
+            len += repos_len;
+        }
+        free(repos_text);
+    }
     authdb *db = authdb_acquire(&req->server->auth);
     size_t auth_len = 0;
     char *auth_text = authdb_metrics(db, &auth_len);
@@ -498,10 +557,20 @@ static int handle_refresh(request *req, response *res)
     if (req->server->refresher != NULL) {
         if (refresher_answer(req->server->refresher, req) < 0)
             return response_error(res, req, err_last_code(), NULL);
+        /* The answer is the default repository's; the others fetch alongside. */
+        for (size_t i = 1; i < repo_set_count(req->server->repos); i++) {
+            refresher *r = repo_set_at(req->server->repos, i)->owner_data;
+            if (r != NULL)
+                refresher_request(r);
+        }
         return 0;
     }
     const server *srv = req->server;
-    refresh_deps deps = {.repo = srv->repo, .snapshots = srv->snapshots, .changes = srv->changes};
+    refresh_deps deps = {.repo = srv->repo,
+                         .snapshots = srv->snapshots,
+                         .changes = srv->changes,
+                         .set = srv->repos,
+                         .source = srv->repos ? repo_set_at(srv->repos, 0) : NULL};
     refresh_result result;
     int error = refresh_now(&deps, &result);
     if (error < 0)
@@ -522,6 +591,32 @@ static const char *webhook_header(void *ctx, const char *name)
     return request_header(ctx, name);
 }
 
+/* Fetches the repositories a webhook names by URL; every one when it names none we serve (a
+ * form post, a push to a mirror of ours under another URL). */
+static void request_refresh_of(server *srv, const json_t *urls)
+{
+    repo_set *set = srv->repos;
+    size_t count = repo_set_count(set), asked = 0;
+    for (size_t i = 0; i < count; i++) {
+        repo_source *src = repo_set_at(set, i);
+        size_t k;
+        json_t *url;
+        json_array_foreach(urls, k, url)
+        {
+            if (repo_set_serves_uri(set, src, json_string_value(url))) {
+                if (src->owner_data != NULL)
+                    refresher_request(src->owner_data);
+                LOG_INFO(MODULE, "push to %s: refreshing repository %s",
+                         json_string_value(url), src->name[0] ? src->name : "(default)");
+                asked++;
+                break;
+            }
+        }
+    }
+    if (asked == 0)
+        refresh_request_all(srv->repos);
+}
+
 /* POST /monitor: checked against the provider's signature, answered with the application
  * names at once; the fetch itself is coalesced with other notifications. */
 static int handle_monitor(request *req, response *res)
@@ -539,8 +634,13 @@ static int handle_monitor(request *req, response *res)
     json_t *names = NULL;
     if ((error = webhook_applications(&names, provider, req->body, req->body_len)) < 0)
         return response_error(res, req, error, NULL);
-    if (req->server->refresher != NULL)
-        refresher_request(req->server->refresher);
+    json_t *urls = NULL;
+    if ((error = webhook_repository_urls(&urls, provider, req->body, req->body_len)) < 0) {
+        json_decref(names);
+        return response_error(res, req, error, NULL);
+    }
+    request_refresh_of(req->server, urls);
+    json_decref(urls);
     /* The other replicas fetch alongside this one rather than after it. */
     peers_notify(req->server->peers, NULL);
     LOG_INFO(MODULE, "%s push notification, refresh scheduled", webhook_provider_name(provider));
@@ -565,8 +665,7 @@ static int handle_busrefresh(request *req, response *res)
                                   "destination: 1 to 127 printable characters");
     }
     bus_publish_refresh(srv->bus, destination);
-    if (srv->refresher != NULL)
-        refresher_request(srv->refresher);
+    refresh_request_all(srv->repos);
     return response_set(res, 204, NULL, NULL, 0);
 }
 
@@ -591,7 +690,10 @@ static int handle_peer_refresh(request *req, response *res)
     bool have = notice.commit[0] != '\0' && repo_resolve(srv->repo, NULL, current) == 0 &&
                 strcmp(current, notice.commit) == 0;
     bool fetch = !notice.from_self && !have;
-    if (fetch && srv->refresher != NULL)
+    /* A notice that names no commit comes from a change in any repository: all fetch. */
+    if (fetch && notice.commit[0] == '\0')
+        refresh_request_all(srv->repos);
+    else if (fetch && srv->refresher != NULL)
         refresher_request_commit(srv->refresher, notice.commit);
     LOG_INFO(MODULE, "peer notice from %s (commit %s): %s", notice.origin,
              notice.commit[0] ? notice.commit : "not named",

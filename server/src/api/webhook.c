@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -214,5 +215,52 @@ out:
         return error;
     }
     *out = names;
+    return 0;
+}
+
+/* Where each provider says which repository was pushed to. */
+static const char *const url_fields[][3] = {
+    {"repository", "clone_url", NULL}, /* GitHub, Gitea, Gogs, Gitee */
+    {"repository", "ssh_url", NULL},
+    {"repository", "git_url", NULL},
+    {"repository", "html_url", NULL},
+    {"repository", "git_http_url", NULL}, /* GitLab's older repository object */
+    {"repository", "git_ssh_url", NULL},
+    {"repository", "url", NULL},
+    {"project", "git_http_url", NULL}, /* GitLab */
+    {"project", "git_ssh_url", NULL},
+    {"project", "web_url", NULL},
+};
+
+static void add_url(json_t *urls, const json_t *value)
+{
+    if (json_is_string(value) && json_string_length(value) > 0 &&
+        json_string_length(value) < 4096 && json_array_size(urls) < 64)
+        json_array_append(urls, (json_t *)(uintptr_t)value);
+}
+
+int webhook_repository_urls(json_t **out, webhook_provider p, const char *body, size_t len)
+{
+    json_t *urls = json_array();
+    if (urls == NULL)
+        return err_set(ERR_NOMEM, "out of memory");
+    *out = urls;
+    if (p == WEBHOOK_FORM || p == WEBHOOK_UNKNOWN || body == NULL)
+        return 0;
+    json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(url_fields) / sizeof(url_fields[0]); i++)
+        add_url(urls, json_object_get(json_object_get(doc, url_fields[i][0]), url_fields[i][1]));
+    /* Bitbucket: repository.links.html.href (Cloud) and repository.links.clone[].href (Server) */
+    const json_t *links = json_object_get(json_object_get(doc, "repository"), "links");
+    add_url(urls, json_object_get(json_object_get(links, "html"), "href"));
+    size_t i;
+    json_t *clone;
+    json_array_foreach(json_object_get(links, "clone"), i, clone)
+        add_url(urls, json_object_get(clone, "href"));
+    json_decref(doc);
     return 0;
 }

@@ -43,4 +43,13 @@ int webhook_verify(webhook_provider p, webhook_header_fn header, void *ctx, cons
  */
 int webhook_applications(json_t **out, webhook_provider p, const char *body, size_t len);
 
+/*
+ * The clone and web URLs of the repository the notification is about (a new JSON array, empty
+ * when the body names none): GitHub, Gitea, Gogs and Gitee repository.{clone_url, ssh_url,
+ * git_url, html_url}; GitLab project.{git_http_url, git_ssh_url, web_url}; Bitbucket
+ * repository.links.html.href and links.clone[].href. A malformed body gives an empty array
+ * (webhook_applications reports it).
+ */
+int webhook_repository_urls(json_t **out, webhook_provider p, const char *body, size_t len);
+
 #endif

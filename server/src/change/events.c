@@ -165,14 +165,24 @@ void event_hub_free(event_hub *hub)
 void event_hub_on_change(void *ctx, const change_notice *notice)
 {
     if (notice->applications != NULL)
-        event_hub_publish_refresh(ctx, notice->to, notice->applications, notice->files);
+        event_hub_publish_change(ctx, notice->repository, notice->to, notice->applications,
+                                 notice->files);
 }
 
 int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications,
                               const json_t *files)
 {
+    return event_hub_publish_change(hub, NULL, commit, applications, files);
+}
+
+int event_hub_publish_change(event_hub *hub, const char *repository, const char *commit,
+                             const json_t *applications, const json_t *files)
+{
     json_t *data = json_pack("{s:s?, s:O}", "commit", commit && commit[0] ? commit : NULL,
                              "applications", applications);
+    /* Only for another repository than the default: one repository's events read as before. */
+    if (data != NULL && repository != NULL && repository[0] != '\0')
+        json_object_set_new(data, "repository", json_string(repository));
     /* Only when there are some: a commit to configuration files reads as it always did. */
     if (data != NULL && files != NULL && json_array_size(files) > 0)
         json_object_set(data, "files", (json_t *)(uintptr_t)files);

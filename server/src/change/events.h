@@ -22,6 +22,10 @@ void event_hub_free(event_hub *hub);
  * plain files or NULL (both borrowed; "files" is written only when there are some). */
 int event_hub_publish_refresh(event_hub *hub, const char *commit, const json_t *applications,
                               const json_t *files);
+/* The same with the repository that changed ("repository" in the event unless NULL or "", the
+ * default one). */
+int event_hub_publish_change(event_hub *hub, const char *repository, const char *commit,
+                             const json_t *applications, const json_t *files);
 /* A change listener (announce.h), ctx the hub: publishes a refresh event naming the changed
  * applications whenever the default label moved. */
 void event_hub_on_change(void *ctx, const change_notice *notice);

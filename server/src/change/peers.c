@@ -379,6 +379,8 @@ void peers_notify(peers *p, const char *commit)
 void peers_on_change(void *ctx, const change_notice *notice)
 {
     /* Only the default label's move is worth a notice: peers compare it with their own. */
+    /* A commit names the default repository's label; another repository's change names none,
+     * and a replica told so fetches every repository. */
     if (notice->label == NULL && notice->applications != NULL)
-        peers_notify(ctx, notice->versioned ? notice->to : NULL);
+        peers_notify(ctx, notice->versioned && notice->repository[0] == '\0' ? notice->to : NULL);
 }

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "http/request.h"
 
 #include <jansson.h>
@@ -106,12 +107,14 @@ static snapshot *current_snapshot(const refresh_deps *deps, char commit[REPO_COM
     return snap;
 }
 
-int refresh_now(const refresh_deps *deps, refresh_result *out)
+/* One mirror: fetch, compare, announce under the name of the repository. */
+static int refresh_one(const refresh_deps *deps, pthread_mutex_t *lock, const char *name,
+                       refresh_result *out)
 {
     int error = 0;
     char before_commit[REPO_COMMIT_HEX];
     memset(out, 0, sizeof(*out));
-    pthread_mutex_lock(&refresh_lock);
+    pthread_mutex_lock(lock);
     snapshot *before = current_snapshot(deps, before_commit);
     snapshot *after = NULL;
     json_t *names = NULL, *files = NULL;
@@ -122,8 +125,13 @@ int refresh_now(const refresh_deps *deps, refresh_result *out)
     bool refs_moved = false;
     if (git) {
         error = repo_fetch(deps->repo, &refs_moved);
+        if (deps->source != NULL)
+            atomic_fetch_add(error < 0 ? &repo_set_owner(deps->source)->fetches_failed
+                                       : &repo_set_owner(deps->source)->fetches_ok,
+                             1);
         if (error < 0) {
-            LOG_WARN(MODULE, "fetch failed, still serving the cached mirror: %s", err_message());
+            LOG_WARN(MODULE, "%s%s%sfetch failed, still serving the cached mirror: %s",
+                     name[0] ? "repository " : "", name, name[0] ? ": " : "", err_message());
             goto out;
         }
         if (!refs_moved)
@@ -145,9 +153,10 @@ int refresh_now(const refresh_deps *deps, refresh_result *out)
     out->changed = git || (names != NULL && json_array_size(names) > 0);
     if (!out->changed)
         goto out;
-    LOG_INFO(MODULE, "refreshed, default label at %s", out->version[0] ? out->version : "(dir)");
+    LOG_INFO(MODULE, "%s%s%srefreshed, default label at %s", name[0] ? "repository " : "", name,
+             name[0] ? ": " : "", out->version[0] ? out->version : "(dir)");
     change_notice notice = {
-        .repository = "",
+        .repository = name,
         .label = NULL,
         .from = before_commit,
         .to = after_commit,
@@ -161,7 +170,37 @@ out:
     json_decref(files);
     snapshot_release(before);
     snapshot_release(after);
-    pthread_mutex_unlock(&refresh_lock);
+    pthread_mutex_unlock(lock);
+    return error;
+}
+
+int refresh_now(const refresh_deps *deps, refresh_result *out)
+{
+    repo_source *src = deps->source;
+    if (src == NULL)
+        return refresh_one(deps, &refresh_lock, "", out);
+    if (!src->is_template) {
+        refresh_deps one = *deps;
+        one.repo = src->repo;
+        return refresh_one(&one, &src->refresh_lock, src->name, out);
+    }
+    /* A template: each mirror cloned so far; the first failure is the one reported. */
+    repo_source **mirrors = NULL;
+    size_t n = repo_set_mirrors(deps->set, src, &mirrors);
+    int error = 0;
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        refresh_result result;
+        refresh_deps one = *deps;
+        one.repo = mirrors[i]->repo;
+        one.source = mirrors[i];
+        int e = refresh_one(&one, &mirrors[i]->refresh_lock, src->name, &result);
+        if (e < 0 && error == 0)
+            error = e;
+        out->changed = out->changed || result.changed;
+        repo_set_release(deps->set, mirrors[i]);
+    }
+    free(mirrors);
     return error;
 }
 
@@ -265,7 +304,9 @@ static bool later(const struct timespec *a, const struct timespec *b)
 static bool have_commit(refresher *r)
 {
     char current[REPO_COMMIT_HEX] = "";
-    return r->pending_commit[0] != '\0' && repo_resolve(r->deps.repo, NULL, current) == 0 &&
+    struct repo *source = r->deps.source != NULL ? r->deps.source->repo : r->deps.repo;
+    return r->pending_commit[0] != '\0' && source != NULL &&
+           repo_resolve(source, NULL, current) == 0 &&
            strcmp(current, r->pending_commit) == 0;
 }
 
@@ -408,6 +449,15 @@ int refresher_start(refresher **out, const refresh_deps *deps, unsigned interval
     r->answer_thread_ok = pthread_create(&r->answer_thread, NULL, answer_thread, r) == 0;
     *out = r;
     return 0;
+}
+
+void refresh_request_all(repo_set *set)
+{
+    for (size_t i = 0; set != NULL && i < repo_set_count(set); i++) {
+        refresher *r = repo_set_at(set, i)->owner_data;
+        if (r != NULL)
+            refresher_request(r);
+    }
 }
 
 void refresher_request(refresher *r)

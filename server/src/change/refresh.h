@@ -11,6 +11,8 @@
 struct repo;
 struct snapcache;
 struct change_announcer;
+struct repo_set;
+struct repo_source;
 
 /* What refreshing needs, handed in: one source, its snapshot cache, and where to announce. The
  * refresher keeps a copy; the pointers must outlive it. */
@@ -18,6 +20,11 @@ typedef struct refresh_deps {
     struct repo *repo;
     struct snapcache *snapshots;
     const struct change_announcer *changes; /* NULL: nobody listens */
+    /* One repository of a set (source/repos.h), or NULL with repo above: its refreshes are
+     * serialised on its own lock, counted on it, announced under its name, and for a template
+     * each of its mirrors is refreshed (repo is then unused). */
+    struct repo_set *set;
+    struct repo_source *source;
 } refresh_deps;
 
 typedef struct refresh_result {
@@ -41,6 +48,8 @@ int refresher_start(refresher **out, const refresh_deps *deps, unsigned interval
                     unsigned min_gap_ms);
 /* Asks for a refresh soon; never blocks. */
 void refresher_request(refresher *r);
+/* The same for every repository's refresher (repo_source.owner_data) of set. */
+void refresh_request_all(struct repo_set *set);
 /*
  * POST /actuator/refresh: parks req and answers it once a refresh begun after this call ends
  * (200 {"changed","version"}, or the fetch's error), or with 202 {"pending":true} if that takes

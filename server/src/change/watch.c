@@ -485,13 +485,22 @@ typedef struct watched {
     char *path;
 } watched;
 
+static void notify_served_by(watch_registry *w, const char *repository);
+
 void watch_on_change(void *ctx, const change_notice *notice)
 {
-    (void)notice;
-    watch_notify(ctx);
+    notify_served_by(ctx, notice->repository);
 }
 
 void watch_notify(watch_registry *w)
+{
+    notify_served_by(w, NULL);
+}
+
+/* Re-renders what is watched of the applications the repository named serves (NULL: all; a
+ * change elsewhere cannot alter the others' answers) and wakes the watchers whose answer
+ * changed. */
+static void notify_served_by(watch_registry *w, const char *repository)
 {
     size_t count = 0;
     watched *list = NULL;
@@ -502,6 +511,9 @@ void watch_notify(watch_registry *w)
         list = calloc(w->ngroups, sizeof(*list));
     for (size_t i = 0; list != NULL && i < w->ngroups; i++) {
         group *g = w->groups[i];
+        if (repository != NULL && w->deps.serves != NULL &&
+            !w->deps.serves(w->deps.ctx, repository, g->applications, g->profiles))
+            continue;
         watched *it = &list[count];
         it->key = strdup(g->key);
         it->q.applications = strdup(g->applications);

@@ -13,6 +13,7 @@
 #include "compose/render.h"
 #include "http/request.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct watch_registry watch_registry;
@@ -25,8 +26,14 @@ typedef struct watch_registry watch_registry;
 typedef int (*watch_render_fn)(void *ctx, render_result *out, const env_query *q,
                                render_format fmt, const char *path);
 
+/* Whether a change of the repository named can alter what (applications, profiles) are
+ * answered (source/repos.h: each is served by one repository). */
+typedef bool (*watch_serves_fn)(void *ctx, const char *repository, const char *applications,
+                                const char *profiles);
+
 typedef struct watch_deps {
     watch_render_fn render;
+    watch_serves_fn serves; /* NULL: every change concerns every watcher */
     void *ctx;
 } watch_deps;
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "propfile.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "scalar.h"
 #include "server.h"
 #include "yamlconf.h"
@@ -580,6 +581,25 @@ int env_query_resolve(env_query *q, struct repo *source)
     return error;
 }
 
+int env_query_resolve_served(env_query *q, struct server *srv)
+{
+    q->source = NULL;
+    q->resolved = false;
+    if (srv->repos == NULL)
+        return env_query_resolve(q, srv->repo);
+    int error = repo_set_pick(srv->repos, q->applications, q->profiles, q->label, &q->source);
+    if (error < 0)
+        return error;
+    return env_query_resolve(q, q->source->repo);
+}
+
+void env_query_done(env_query *q, struct server *srv)
+{
+    if (q->source != NULL && srv->repos != NULL)
+        repo_set_release(srv->repos, q->source);
+    q->source = NULL;
+}
+
 int environment_params(env_compose_params *p, struct server *srv, const env_query *q)
 {
     repo_status status;
@@ -590,18 +610,20 @@ int environment_params(env_compose_params *p, struct server *srv, const env_quer
     memset(p, 0, sizeof(*p));
     if (!q->resolved)
         return err_set(ERR_INTERNAL, "a query reached composition without its commit");
-    if ((error = snapcache_get(&snap, srv->snapshots, srv->repo, q->commit)) < 0)
+    struct repo *source = q->source != NULL ? q->source->repo : srv->repo;
+    char **search_paths = q->source != NULL ? q->source->search_paths : srv->search_paths;
+    if ((error = snapcache_get(&snap, srv->snapshots, source, q->commit)) < 0)
         return error;
     p->snapshot = snap;
-    p->display_uri = repo_display_uri(srv->repo);
-    p->search_paths = (const char *const *)srv->search_paths;
+    p->display_uri = repo_display_uri(source);
+    p->search_paths = (const char *const *)search_paths;
     p->overrides = srv->overrides;
     p->keyring = srv->keyring;
     p->cloud_platform = srv->cloud_platform;
     if (label != NULL && label[0] != '\0') {
         p->label_name = label;
     } else if (uses_label(p->search_paths)) {
-        repo_get_status(srv->repo, &status);
+        repo_get_status(source, &status);
         snprintf(p->label_storage, sizeof(p->label_storage), "%s", status.default_label);
         p->label_name = p->label_storage[0] != '\0' ? p->label_storage : NULL;
     }

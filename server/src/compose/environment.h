@@ -47,6 +47,8 @@ typedef struct env_query {
     const char *label_echo;   /* as the caller wrote it (Environment JSON echoes it); NULL: null */
     bool decrypt;             /* decrypt {cipher} values (false: leave them as they are) */
     bool resolved;            /* commit is set (env_query_resolve) */
+    struct repo_source *source; /* the repository commit is of (env_query_resolve_served);
+                                 * NULL: the server's default one */
     char commit[41];          /* what label named when resolved; "" in dir mode */
 } env_query;
 
@@ -54,6 +56,16 @@ struct repo;
 /* Resolves q->label to q->commit, once per request. Errors: repo_resolve's (ERR_NOT_FOUND for
  * an unknown label). */
 int env_query_resolve(env_query *q, struct repo *source);
+struct server;
+struct repo_source;
+/*
+ * The same in the repository that serves q's applications and profiles (source/repos.h: the
+ * default one, one of repos:, or a template's mirror, cloned now if needed), kept in q->source
+ * until env_query_done. Errors: repo_resolve's, ERR_NOMEM.
+ */
+int env_query_resolve_served(env_query *q, struct server *srv);
+/* Lets go of q->source (a template's mirror may then be removed); q stays readable. */
+void env_query_done(env_query *q, struct server *srv);
 
 typedef struct overrides overrides; /* --overrides-file, loaded once */
 

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "placeholder.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "server.h"
 
 #include <jansson.h>
@@ -391,6 +392,12 @@ static void stale_note(char *out, size_t size, const char *why, const char *bad,
             *p = '?';
 }
 
+/* The repository q was resolved in. */
+static struct repo *source_of(const struct server *srv, const env_query *q)
+{
+    return q->source != NULL ? q->source->repo : srv->repo;
+}
+
 /* Composes q from the nearest ancestor of commit at which it composes; note says what broke. */
 static int compose_last_good(environment *env, struct server *srv, const env_query *q,
                              char *note, size_t note_size)
@@ -406,8 +413,8 @@ static int compose_last_good(environment *env, struct server *srv, const env_que
     error = ERR_CONFIG;
     for (int depth = 0; depth < LAST_GOOD_DEPTH && error == ERR_CONFIG; depth++) {
         snapshot *older = NULL;
-        if (repo_first_parent(srv->repo, cur, parent) < 0 ||
-            snapcache_get(&older, srv->snapshots, srv->repo, parent) < 0)
+        if (repo_first_parent(source_of(srv, q), cur, parent) < 0 ||
+            snapcache_get(&older, srv->snapshots, source_of(srv, q), parent) < 0)
             break;
         snapshot_release(p.snapshot);
         p.snapshot = older;
@@ -523,7 +530,7 @@ int render_plain_file(render_result *out, struct server *srv, const env_query *q
     if ((error = environment_compose(&env, srv, q)) < 0)
         goto out;
     composed = true;
-    if ((error = plainfile_render(&body, &len, srv->repo, &env, q->profiles, path)) < 0)
+    if ((error = plainfile_render(&body, &len, source_of(srv, q), &env, q->profiles, path)) < 0)
         goto out;
     etag_of_bytes(format_tag(RENDER_PLAIN_FILE), body, len, out->etag);
     memcpy(out->version, env.version, sizeof(out->version));
@@ -550,12 +557,12 @@ int render_latest(void *srv, render_result *out, const env_query *asked, render_
                   const char *path)
 {
     env_query q = *asked;
-    int error = env_query_resolve(&q, ((struct server *)srv)->repo);
-    if (error < 0)
-        return error;
-    if (fmt == RENDER_PLAIN_FILE)
-        return render_plain_file(out, srv, &q, path);
-    return render_get(out, srv, &q, fmt, true);
+    int error = env_query_resolve_served(&q, srv);
+    if (error == 0)
+        error = fmt == RENDER_PLAIN_FILE ? render_plain_file(out, srv, &q, path)
+                                         : render_get(out, srv, &q, fmt, true);
+    env_query_done(&q, srv);
+    return error;
 }
 
 void render_result_dispose(render_result *r)

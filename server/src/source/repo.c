@@ -2320,6 +2320,11 @@ const char *repo_display_uri(const repo *r)
     return r->display_uri;
 }
 
+const char *repo_mirror_path(const repo *r)
+{
+    return r->is_git && !r->in_place ? r->mirror_path : NULL;
+}
+
 bool repo_is_git(const repo *r)
 {
     return r->is_git;

@@ -141,6 +141,8 @@ int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payl
 /* The URI as shown in property source names ("file:///srv/config", "https://..."). */
 const char *repo_display_uri(const repo *r);
 bool repo_is_git(const repo *r);
+/* The bare mirror's folder under the cache directory; NULL in dir mode and in place. */
+const char *repo_mirror_path(const repo *r);
 void repo_get_status(repo *r, repo_status *out);
 
 #endif

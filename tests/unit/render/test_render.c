@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "compose/render.h"
 #include "source/repo.h"
+#include "source/repos.h"
 #include "server.h"
 #include "compose/snapshot.h"
 
@@ -49,6 +50,7 @@ static fixture *open_fixture(size_t cache_bytes)
     snprintf(f->uri, sizeof(f->uri), "dir:%s", f->dir);
     repo_options ropts = {.uri = f->uri, .cache_dir = f->dir, .max_file_bytes = 1 << 20};
     assert_int_equal(repo_open(&f->srv.repo, &ropts), 0);
+    assert_int_equal(repo_set_single(&f->srv.repos, f->srv.repo, NULL), 0);
     confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
     assert_int_equal(snapcache_new(&f->srv.snapshots, 4, &limits), 0);
     assert_int_equal(respcache_new(&f->srv.responses, cache_bytes, 64), 0);
@@ -60,6 +62,7 @@ static void close_fixture(fixture *f)
 {
     respcache_free(f->srv.responses);
     snapcache_free(f->srv.snapshots);
+    repo_set_free(f->srv.repos);
     repo_free(f->srv.repo);
     char command[128];
     snprintf(command, sizeof(command), "rm -rf '%s'", f->dir);

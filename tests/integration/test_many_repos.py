@@ -1,0 +1,315 @@
+"""Many repositories in one server: the repos: section of --config (patterns as Spring's
+MultipleJGitEnvironmentRepository matches them), an {application} template, and everything
+per repository (webhooks, watch wake-ups, events, health, metrics).
+
+Three real remotes (file://) beside the default one, and one template whose remotes are made
+per application. No sleeps: waits are on log lines, watches and metrics.
+"""
+import http.client
+import json
+import os
+import shutil
+import threading
+import unittest
+
+from almanac_harness import GitRepo, Server, ServerTestCase, wait_until
+
+
+def github_push(clone_url, paths):
+    return json.dumps({"ref": "refs/heads/main", "before": "0" * 40, "after": "1" * 40,
+                       "repository": {"full_name": "example/config", "clone_url": clone_url},
+                       "commits": [{"id": "1" * 40, "added": [], "modified": list(paths),
+                                    "removed": []}]}).encode()
+
+
+def metric(server, name, **labels):
+    r = server.get("/metrics")
+    want = ",".join('%s="%s"' % kv for kv in sorted(labels.items()))
+    for line in r.text.splitlines():
+        if line.startswith(name + "{"):
+            series, value = line.rsplit(" ", 1)
+            inner = series[len(name) + 1:-1]
+            if ",".join(sorted(inner.split(","))) == want:
+                return int(float(value))
+    return 0
+
+
+def origin_of(env):
+    """The repository each property source came from (its folder name)."""
+    return [s["name"].split("file://", 1)[-1] for s in env["propertySources"]]
+
+
+def dir_size(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total
+
+
+class ManyReposTest(ServerTestCase):
+
+    @classmethod
+    def setUpServers(cls):
+        cls.platform = cls.make_repo("platform")
+        cls.platform.commit({"application.yml": "where: platform\n",
+                             "orders.yml": "orders: platform\n"}, "first")
+        cls.repo_a = cls.make_repo("team-a")
+        cls.repo_a.commit({"application.yml": "where: team-a\n",
+                           "team-a-api.yml": "api: 1\n"}, "first")
+        cls.repo_b = cls.make_repo("payments")
+        cls.repo_b.commit({"application.yml": "where: payments\n",
+                           "payments.yml": "pay: 1\n", "billing-x.yml": "bill: 1\n"}, "first")
+        cls.repo_c = cls.make_repo("team-c")
+        cls.repo_c.commit({"application.yml": "where: team-c\n", "c-one.yml": "c: 1\n"},
+                          "first")
+        # Per-application repositories of the template; app-missing has none.
+        cls.apps_dir = os.path.join(cls.tmp, "apps")
+        os.makedirs(cls.apps_dir)
+        for name in ("app-first", "app-known", "app-other", "app-third"):
+            GitRepo(cls.apps_dir, name).commit({"application.yml": "where: %s\n" % name},
+                                               "first")
+        cls.config = os.path.join(cls.tmp, "almanac.yml")
+        with open(cls.config, "w") as f:
+            f.write("""repos:
+  payments:
+    pattern: [payments*, billing-*/dev*]
+    uri: %s
+  team-a:
+    pattern: "team-a-*"
+    uri: %s
+  team-c:
+    pattern: c-*
+    uri: %s
+  per-app:
+    pattern: app-*
+    uri: file://%s/{application}
+""" % (cls.repo_b.uri, cls.repo_a.uri, cls.repo_c.uri, cls.apps_dir))
+        cls.cache = os.path.join(cls.tmp, "cache")
+        cls.server = cls.start_server(cls.platform.uri, refresh_interval=0, cache_dir=cls.cache,
+                                      extra_args=["--config", cls.config, "--max-mirrors", "2",
+                                                  "--mirror-miss-seconds", "3600"])
+
+    def env(self, path):
+        r = self.server.get(path)
+        self.assertEqual(r.status, 200, r)
+        return r.json()
+
+    def where(self, path):
+        env = self.env(path)
+        for s in env["propertySources"]:
+            if "where" in s["source"]:
+                return s["source"]["where"]
+        return None
+
+    # -- matching -------------------------------------------------------------------------------
+
+    def test_each_application_from_its_repository(self):
+        self.assertEqual(self.where("/orders/dev"), "platform")
+        self.assertEqual(self.where("/team-a-api/dev"), "team-a")
+        self.assertEqual(self.where("/payments/prod"), "payments")
+        self.assertEqual(self.where("/c-one/default"), "team-c")
+        # The property source names say where the files came from.
+        names = origin_of(self.env("/team-a-api/dev"))
+        self.assertTrue(all(self.repo_a.path in n for n in names), names)
+
+    def test_profile_patterns(self):
+        # billing-*/dev* names profiles: dev and dev-eu match, prod does not.
+        self.assertEqual(self.where("/billing-x/dev"), "payments")
+        self.assertEqual(self.where("/billing-x/dev-eu"), "payments")
+        self.assertEqual(self.where("/billing-x/prod"), "platform")
+        # With several profiles, Spring requires one of them to match and the whole list too:
+        # "dev*" matches "dev,prod" as a whole, not "prod,dev".
+        self.assertEqual(self.where("/billing-x/dev,prod"), "payments")
+        self.assertEqual(self.where("/billing-x/prod,dev"), "platform")
+
+    def test_first_match_in_file_order(self):
+        # "payments*" comes before "team-a-*": payments-team-a-x is payments'.
+        self.assertEqual(self.where("/payments-team-a-x/dev"), "payments")
+
+    # -- per repository changes ------------------------------------------------------------------
+
+    def watch_in_thread(self, path):
+        result = {}
+
+        def run():
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=60)
+            try:
+                conn.request("GET", path)
+                r = conn.getresponse()
+                result["status"] = r.status
+                result["body"] = r.read()
+            except Exception as e:  # reported by the test thread
+                result["error"] = e
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t, result
+
+    def parked(self):
+        return metric_plain(self.server, "almanac_watchers")
+
+    def test_webhook_for_one_repository_fetches_only_it_and_wakes_only_its_watchers(self):
+        etag_a = self.server.get("/team-a-api/dev").header("etag")
+        etag_p = self.server.get("/orders/dev").header("etag")
+        before = {n: metric(self.server, "almanac_repository_fetch_total", repository=n,
+                            result="ok") for n in ("default", "team-a", "payments", "team-c")}
+        parked_before = self.parked()
+        ta, ra = self.watch_in_thread("/team-a-api/dev?watch=%s&timeout=30" % etag_a)
+        tp, rp = self.watch_in_thread("/orders/dev?watch=%s&timeout=3" % etag_p)
+        self.assertTrue(wait_until(lambda: self.parked() >= parked_before + 2, 20))
+
+        self.repo_a.commit({"team-a-api.yml": "api: 2\n"}, "change a")
+        r = self.server.post("/monitor", github_push(self.repo_a.uri + ".git",
+                                                     ["team-a-api.yml"]),
+                             {"Content-Type": "application/json", "X-GitHub-Event": "push"})
+        self.assertEqual(r.status, 200, r)
+        ta.join(40)
+        self.assertEqual(ra.get("status"), 200, ra)
+        self.assertIn(b"api", ra["body"])
+        # The platform watcher was not woken by team-a's commit: it ends at its deadline.
+        tp.join(40)
+        self.assertEqual(rp.get("status"), 304, rp)
+        after = {n: metric(self.server, "almanac_repository_fetch_total", repository=n,
+                           result="ok") for n in before}
+        self.assertEqual(after["team-a"], before["team-a"] + 1, after)
+        for other in ("default", "payments", "team-c"):
+            self.assertEqual(after[other], before[other], (other, after))
+        self.server.wait_for_log("push to .*team-a.*refreshing repository team-a")
+
+    def test_events_name_the_repository(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=30)
+        conn.request("GET", "/events")
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.repo_b.commit({"payments.yml": "pay: 2\n"}, "change b")
+        r2 = self.server.post("/monitor", github_push(self.repo_b.uri, ["payments.yml"]),
+                              {"Content-Type": "application/json", "X-GitHub-Event": "push"})
+        self.assertEqual(r2.status, 200)
+        data = None
+        while data is None:
+            line = r.fp.readline().decode()
+            self.assertTrue(line, "stream ended")
+            if line.startswith("data: ") and "applications" in line:
+                data = json.loads(line[6:])
+        conn.close()
+        self.assertEqual(data.get("repository"), "payments", data)
+        self.assertEqual(data["applications"], ["payments"])
+
+    # -- templates --------------------------------------------------------------------------------
+
+    def clones(self):
+        return metric(self.server, "almanac_repository_clones_total", repository="per-app")
+
+    def test_template_cloned_on_first_use_and_misses_remembered(self):
+        before = self.clones()
+        self.assertEqual(self.where("/app-first/dev"), "app-first")
+        self.assertEqual(self.clones(), before + 1)
+        # The second request uses the mirror.
+        self.assertEqual(self.where("/app-first/prod"), "app-first")
+        self.assertEqual(self.clones(), before + 1)
+
+        # An application without a repository: an Environment without property sources, and
+        # the remote is asked once however many requests come.
+        for _ in range(5):
+            env = self.env("/app-missing/dev")
+            self.assertEqual(env["propertySources"], [])
+            self.assertEqual(env["name"], "app-missing")
+        self.assertEqual(self.clones(), before + 2)
+
+    def test_mirror_limit_evicts_and_frees_disk(self):
+        for name in ("app-known", "app-other"):
+            self.env("/%s/dev" % name)
+        self.assertEqual(metric_plain(self.server, "almanac_repository_mirrors"), 2)
+        mirrors_before = {d for d in os.listdir(self.cache) if d.startswith("app-")}
+        self.env("/app-third/dev")
+        self.assertEqual(metric_plain(self.server, "almanac_repository_mirrors"), 2)
+        mirrors_after = {d for d in os.listdir(self.cache) if d.startswith("app-")}
+        self.assertEqual(len(mirrors_after), 2, mirrors_after)
+        gone = mirrors_before - mirrors_after
+        self.assertEqual(len(gone), 1, (mirrors_before, mirrors_after))
+        self.server.wait_for_log("removed the mirror")
+
+
+def metric_plain(server, name):
+    r = server.get("/metrics")
+    for line in r.text.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+class UnreachableRepositoryTest(ServerTestCase):
+    """A repository whose remote is gone keeps serving its last snapshot; health shows it alone
+    degraded."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.platform = cls.make_repo("platform")
+        cls.platform.commit({"application.yml": "where: platform\n"}, "first")
+        cls.repo_a = cls.make_repo("team-a")
+        cls.repo_a.commit({"application.yml": "where: team-a\n"}, "first")
+        cls.repo_c = cls.make_repo("team-c")
+        cls.repo_c.commit({"application.yml": "where: team-c\n", "c-one.yml": "c: 1\n"},
+                          "first")
+        cls.config = os.path.join(cls.tmp, "almanac.yml")
+        with open(cls.config, "w") as f:
+            f.write("repos:\n  team-a:\n    pattern: a-*\n    uri: %s\n"
+                    "  team-c:\n    pattern: [c-*]\n    uri: %s\n"
+                    % (cls.repo_a.uri, cls.repo_c.uri))
+        cls.server = cls.start_server(cls.platform.uri, refresh_interval=0,
+                                      extra_args=["--config", cls.config])
+
+    def test_deleted_remote_degrades_only_its_repository(self):
+        before = self.server.get("/c-one/dev").json()
+        shutil.rmtree(self.repo_c.path)
+        self.server.refresh()
+        self.assertTrue(wait_until(lambda: metric(
+            self.server, "almanac_repository_fetch_total", repository="team-c",
+            result="failed") >= 1, 20))
+        health = self.server.get("/actuator/health").json()
+        self.assertEqual(health["status"], "UP")
+        self.assertEqual(health["components"]["repository"]["status"], "UP", health)
+        repos = health["components"]["repositories"]
+        self.assertEqual(repos["status"], "DEGRADED", repos)
+        self.assertEqual(repos["components"]["team-c"]["status"], "DEGRADED")
+        self.assertIn("lastError", repos["components"]["team-c"]["details"])
+        self.assertEqual(repos["components"]["team-a"]["status"], "UP")
+        after = self.server.get("/c-one/dev")
+        self.assertEqual(after.status, 200)
+        self.assertEqual(after.json()["propertySources"], before["propertySources"])
+        self.assertEqual(after.json()["version"], before["version"])
+        self.assertEqual(metric(self.server, "almanac_repository_up", repository="team-c"), 0)
+        self.assertEqual(metric(self.server, "almanac_repository_up", repository="team-a"), 1)
+
+
+class BadReposSectionTest(ServerTestCase):
+
+    def test_entry_without_uri_is_refused_with_its_place(self):
+        repo = self.make_repo("platform")
+        repo.commit({"application.yml": "a: 1\n"}, "first")
+        config = os.path.join(self.tmp, "bad.yml")
+        with open(config, "w") as f:
+            f.write("port: 0\nrepos:\n  team-a:\n    pattern: a-*\n")
+        s = Server(repo.uri, self.tmp, extra_args=["--config", config])
+        s.launch()
+        self.assertEqual(s.wait_exit(), 2)
+        self.assertIn("repos.team-a: no uri", s.log())
+
+    def test_unknown_field_is_refused(self):
+        repo = self.make_repo("platform2")
+        repo.commit({"application.yml": "a: 1\n"}, "first")
+        config = os.path.join(self.tmp, "bad2.yml")
+        with open(config, "w") as f:
+            f.write("repos:\n  team-a:\n    pattern: a-*\n    uri: %s\n    urls: x\n"
+                    % repo.uri)
+        s = Server(repo.uri, self.tmp, extra_args=["--config", config])
+        s.launch()
+        self.assertEqual(s.wait_exit(), 2)
+        self.assertIn("repos.team-a.urls: unknown field", s.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
