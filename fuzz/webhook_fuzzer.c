@@ -54,5 +54,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* a push always concerns someone, "*" at least */
         json_decref(names);
     }
+    json_t *urls = NULL;
+    if (webhook_repository_urls(&urls, provider, (const char *)data, size) == 0) {
+        if (!json_is_array(urls) || json_array_size(urls) > 64)
+            abort(); /* at most 64, each a string */
+        size_t i;
+        json_t *url;
+        json_array_foreach(urls, i, url)
+            if (!json_is_string(url))
+                abort();
+        json_decref(urls);
+    }
     return 0;
 }
