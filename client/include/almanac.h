@@ -630,7 +630,8 @@ ALM_EXTERN int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client 
                                     const char *path, const char *etag, unsigned int timeout_s);
 
 /* ---------------------------------------------------------------------------------------------
- * Watching: a background thread that follows the configuration's changes
+ * Watching: following the configuration's changes, on a thread of the library's
+ * (alm_watch_start) or driven by the caller's event loop (alm_watch_new)
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct alm_watch alm_watch;
@@ -651,7 +652,8 @@ typedef struct alm_diff {
 
 /*
  * Called after each change, with no lock of the library held: on the watch thread, or with
- * manual_dispatch on the thread calling alm_watch_dispatch(). It may call alm_watch_current()
+ * manual_dispatch on the thread calling alm_watch_dispatch(), or for a watch made by
+ * alm_watch_new() inside alm_watch_perform() (or alm_watch_wait_fresh()) on its caller's thread. It may call alm_watch_current()
  * (which returns `new_cfg` or a later snapshot) and any alm_config function, retain either
  * snapshot, and take its own locks. It must not call alm_watch_stop() or alm_watch_free() on
  * its own watch, nor use the client. `old_cfg` is the snapshot replaced, `new_cfg` the one now
@@ -737,6 +739,42 @@ ALM_EXTERN int alm_watch_start(alm_watch **out, alm_client *client, alm_config *
                                const alm_watch_options *opts);
 
 /*
+ * The same watch without a thread, for a program with its own event loop (poll, epoll, libuv,
+ * libevent), in the manner of libcurl's multi interface: the program polls alm_watch_fd() for
+ * reading, with the timeout alm_watch_timeout_ms() gives, and calls alm_watch_perform() when
+ * the descriptor is readable or the timeout has passed. Every callback (on_change, on_status and
+ * the client's log_cb) runs inside alm_watch_perform() on the caller's thread, and nothing of
+ * the watch runs anywhere else; no lock is needed around the program's configuration.
+ * Failover across servers, the watch retry policy, Retry-After and the heartbeat work as with
+ * alm_watch_start(), whose thread does nothing but this loop. The first poll is due at once
+ * (alm_watch_timeout_ms() is 0). The client is the watch's until alm_watch_stop() or
+ * alm_watch_free(), as with alm_watch_start(). Errors: those of alm_watch_start(), and
+ * ALM_EINVALID with manual_dispatch set (it has no use here).
+ */
+ALM_EXTERN int alm_watch_new(alm_watch **out, alm_client *client, alm_config *initial,
+                             const alm_watch_options *opts);
+
+/*
+ * For a watch made by alm_watch_new(): how long the caller's loop may wait on alm_watch_fd()
+ * before calling alm_watch_perform() anyway, in milliseconds; 0 means now. -1 for a watch
+ * started with alm_watch_start(), or after alm_watch_stop() (nothing will be due). Changes after
+ * each alm_watch_perform(): ask again each time round the loop.
+ */
+ALM_EXTERN long alm_watch_timeout_ms(alm_watch *watch);
+
+/*
+ * For a watch made by alm_watch_new(): does what is due, without blocking — reads what the
+ * server sent, finishes or retries a poll, starts the next one when its pause is over, turns
+ * the watch stale when the heartbeat expires — and runs the callbacks that result, on the
+ * calling thread. Harmless when nothing is due (a spurious wake-up). Returns the number of
+ * changes delivered to on_change (0 is normal), or ALM_EINVALID for NULL or a watch started
+ * with alm_watch_start(). Failures of the exchange with the servers are not returned: they are
+ * the watch's status (on_status, alm_watch_get_status) and its log. Call it from one thread at
+ * a time; not from the watch's own callbacks.
+ */
+ALM_EXTERN int alm_watch_perform(alm_watch *watch);
+
+/*
  * The current snapshot, with a new reference the caller drops with alm_config_free(). Callable
  * from any thread at any time until alm_watch_free(); never NULL for a valid watch.
  */
@@ -754,14 +792,20 @@ ALM_EXTERN int alm_watch_is_stale(alm_watch *watch);
 /*
  * Blocks until the watch is fresh (a server has answered), for up to `timeout_ms`. Returns 0
  * when it is fresh, ALM_ETIMEOUT when it is not by then (the error says what the watch last
- * saw), ALM_EINVALID for NULL. Any thread but the watch's callbacks; it needs no dispatch.
+ * saw), ALM_EINVALID for NULL. Any thread but the watch's callbacks; it needs no dispatch. For a
+ * watch made by alm_watch_new() it drives the watch itself meanwhile (poll and perform, so its
+ * callbacks run inside this call): call it from the thread that calls alm_watch_perform().
  */
 ALM_EXTERN int alm_watch_wait_fresh(alm_watch *watch, unsigned int timeout_ms);
 
 /*
- * With manual_dispatch: a descriptor to watch for reading (poll, epoll, select, or an event
- * library) that is readable while changes wait for alm_watch_dispatch(). Owned by the watch:
- * do not read or close it. -1 without manual_dispatch.
+ * A descriptor to watch for reading (POLLIN, EPOLLIN, EV_READ, UV_READABLE; never for writing)
+ * with poll, epoll, select or an event library. Owned by the watch: do not read or close it.
+ * - For a watch made by alm_watch_new(): readable when alm_watch_perform() has work (it is an
+ *   epoll descriptor gathering the watch's sockets); the same descriptor for the watch's life,
+ *   -1 after alm_watch_stop().
+ * - With manual_dispatch: readable while changes wait for alm_watch_dispatch().
+ * - Otherwise -1.
  */
 ALM_EXTERN int alm_watch_fd(alm_watch *watch);
 
@@ -777,8 +821,10 @@ ALM_EXTERN int alm_watch_dispatch(alm_watch *watch);
 
 /*
  * Stops the thread, interrupting a long-poll in flight, and waits for it; the callback is not
- * called after this returns. The client is then free for the caller again. Idempotent; NULL is
- * ignored. Not from the callback.
+ * called after this returns. For a watch made by alm_watch_new(), drops the poll in flight and
+ * closes alm_watch_fd() (take it out of the event loop first); alm_watch_perform() then does
+ * nothing. The client is then free for the caller again. Idempotent; NULL is ignored. Not from
+ * the callback.
  */
 ALM_EXTERN void alm_watch_stop(alm_watch *watch);
 

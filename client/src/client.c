@@ -4,25 +4,29 @@
  *
  * One libcurl easy handle per client, driven through the client's own multi handle: reused so
  * that connections are kept alive between a fetch and the long-polls that follow it (hence a
- * client is used by one thread at a time), and polled so that another thread can cancel a
- * long-poll at once (alm__client_cancel, for alm_watch_stop). The Environment's parsing is
- * config.c's, the cache file's format cache.c's, the watch thread watch.c's.
+ * client is used by one thread at a time). The blocking calls run the multi handle to the end
+ * of each request; a watch drives the same handle without blocking (alm__client_async_*):
+ * libcurl's socket and timer callbacks put its sockets into an epoll set, the one descriptor a
+ * caller's event loop polls, and each call does what is ready. The Environment's parsing is
+ * config.c's, the cache file's format cache.c's, the watch's state machine watch.c's.
  */
 #include "internal.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_SERVERS 64
 #define MAX_URL_LEN 8192
@@ -60,14 +64,19 @@ struct alm_client {
     int v1_levels; /* the caller's options are version 1: levels numbered from DEBUG = 0 */
     alm__log_sink sink; /* while a watch runs: where its diagnostics go instead */
     void *sink_arg;
-    void (*tick)(void *); /* while a watch runs: called about once a second during a request */
-    void *tick_arg;
     CURL *curl;
     CURLM *multi;
-    atomic_int cancel; /* set by alm__client_cancel from another thread */
     unsigned long retry_after_ms; /* of the last answer */
     long last_status;             /* of the last answer, 0 for none */
+    struct async_poll *async;     /* while a watch drives the client without blocking */
 };
+
+/* The parts of one request libcurl points into while it runs. */
+typedef struct request_ctx {
+    char url[MAX_URL_LEN];
+    char errbuf[CURL_ERROR_SIZE];
+    struct curl_slist *headers;
+} request_ctx;
 
 /* What one GET asks for, whichever server it goes to. */
 typedef struct target {
@@ -91,6 +100,19 @@ typedef struct response {
     int dropped; /* the connection was made, then lost before a whole answer */
     unsigned long retry_after_ms; /* the answer's Retry-After, 0 without one */
 } response;
+
+/* A long-poll in flight on the multi handle, driven by alm__client_async_step. */
+typedef struct async_poll {
+    int epfd;
+    int64_t timer_at_ms; /* libcurl's deadline (CLOCK_MONOTONIC ms), -1 for none */
+    int running;         /* the easy handle is in the multi handle */
+    char query[512];
+    target t;
+    response r;
+    size_t tried;  /* servers asked in this round */
+    size_t server; /* the one asked now */
+    request_ctx ctx;
+} async_poll;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result = CURLE_FAILED_INIT;
@@ -120,12 +142,6 @@ void alm__client_log_deliver(const alm_client *c, alm_log_level level, const cha
 {
     if (c->log_cb != NULL)
         c->log_cb(c->v1_levels ? (alm_log_level)(level - 1) : level, line, c->log_payload);
-}
-
-void alm__client_set_tick(alm_client *c, void (*tick)(void *), void *arg)
-{
-    c->tick = tick;
-    c->tick_arg = arg;
 }
 
 void alm__client_set_log_sink(alm_client *c, alm__log_sink sink, void *arg)
@@ -159,6 +175,7 @@ void alm_client_free(alm_client *c)
     alm__token_file_dispose(&c->token_file);
     free(c->ca_file);
     free(c->cache_file);
+    alm__client_async_close(c);
     if (c->curl != NULL)
         curl_easy_cleanup(c->curl);
     if (c->multi != NULL)
@@ -451,7 +468,6 @@ int alm_client_new(alm_client **out, const alm_client_options *opts)
                               curl_easy_strerror(curl_init_result));
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
-    atomic_init(&c->cancel, 0);
     if ((c->curl = curl_easy_init()) == NULL || (c->multi = curl_multi_init()) == NULL) {
         error = alm__error_set(ALM_ENOMEM, "cannot create a libcurl handle");
         goto out;
@@ -707,23 +723,11 @@ long alm__client_last_status(const alm_client *c)
     return c->last_status;
 }
 
-void alm__client_cancel(alm_client *c)
-{
-    atomic_store(&c->cancel, 1);
-    curl_multi_wakeup(c->multi);
-}
-
-void alm__client_uncancel(alm_client *c)
-{
-    atomic_store(&c->cancel, 0);
-}
-
-/* Runs the prepared transfer on the client's multi handle, watching the cancel flag. */
-static CURLcode perform(alm_client *c, int *cancelled)
+/* Runs the prepared transfer on the client's multi handle to its end. */
+static CURLcode perform(alm_client *c)
 {
     CURLcode result = CURLE_OK;
     int running = 1, left = 0;
-    *cancelled = 0;
     if (curl_multi_add_handle(c->multi, c->curl) != CURLM_OK)
         return CURLE_OUT_OF_MEMORY;
     while (running) {
@@ -733,19 +737,12 @@ static CURLcode perform(alm_client *c, int *cancelled)
         }
         if (running == 0)
             break;
-        if (atomic_load(&c->cancel)) {
-            *cancelled = 1;
-            break;
-        }
-        if (c->tick != NULL)
-            c->tick(c->tick_arg);
-        /* Woken early by curl_multi_wakeup from alm__client_cancel. */
         if (curl_multi_poll(c->multi, NULL, 0, 1000, NULL) != CURLM_OK) {
             result = CURLE_OUT_OF_MEMORY;
             break;
         }
     }
-    if (!*cancelled && result == CURLE_OK) {
+    if (result == CURLE_OK) {
         CURLMsg *msg;
         while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
             if (msg->msg == CURLMSG_DONE)
@@ -756,17 +753,28 @@ static CURLcode perform(alm_client *c, int *cancelled)
     return result;
 }
 
-/* One GET of `server` + the target. Returns 0 with r->status 200 or 304, or an error. */
-static int request(alm_client *c, const char *server, const target *t, response *r)
+/* Releases what the easy handle pointed to for one request. */
+static void request_ctx_dispose(alm_client *c, request_ctx *x)
+{
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(x->headers);
+    x->headers = NULL;
+}
+
+/* Prepares the easy handle for one GET (or POST) of `server` + the target. */
+static int request_begin(alm_client *c, const char *server, const target *t, response *r,
+                         request_ctx *x)
 {
     int error = 0;
-    char url[MAX_URL_LEN];
-    char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = NULL;
     CURL *h = c->curl;
+    char *url = x->url, *errbuf = x->errbuf;
 
     const char *token = c->token;
-    if ((size_t)snprintf(url, sizeof(url), "%s%s%s", server, t->path, t->query) >= sizeof(url))
+    errbuf[0] = '\0';
+    if ((size_t)snprintf(url, sizeof(x->url), "%s%s%s", server, t->path, t->query) >=
+        sizeof(x->url))
         return alm__error_set(ALM_EINVALID, "request URL longer than %d bytes", MAX_URL_LEN);
     if (c->token_file.path != NULL && (error = alm__token_file_current(&c->token_file, &token)) < 0)
         return error;
@@ -814,18 +822,22 @@ static int request(alm_client *c, const char *server, const target *t, response 
     }
 
     alm__client_log(c, ALM_LOG_DEBUG, "%s %s", t->body != NULL ? "POST" : "GET", url);
-    int cancelled = 0;
     c->retry_after_ms = 0;
     c->last_status = 0;
-    CURLcode rc = perform(c, &cancelled);
-    if (cancelled) {
-        error = alm__error_set(ALM__ECANCELLED, "%s: cancelled", url);
-        goto out;
-    }
+    x->headers = headers;
+    return 0;
+}
+
+/* Reads the outcome of the request begun on `x`: 0 with r->status 200 or 304, or an error. */
+static int request_end(alm_client *c, CURLcode rc, response *r, request_ctx *x)
+{
+    int error = 0;
+    CURL *h = c->curl;
+    const char *url = x->url;
     if (rc != CURLE_OK) {
         r->dropped = rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
                      rc == CURLE_PARTIAL_FILE || rc == CURLE_SEND_ERROR;
-        error = curl_error(url, rc, errbuf, r);
+        error = curl_error(url, rc, x->errbuf, r);
         goto out;
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
@@ -835,10 +847,18 @@ static int request(alm_client *c, const char *server, const target *t, response 
         error = status_error(url, r);
 out:
     /* The handle keeps pointers to these; clear them before they go out of scope. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(headers);
+    request_ctx_dispose(c, x);
     return error;
+}
+
+/* One GET of `server` + the target, blocking. Returns 0 with r->status 200 or 304, or an error. */
+static int request(alm_client *c, const char *server, const target *t, response *r)
+{
+    request_ctx x;
+    int error = request_begin(c, server, t, r, &x);
+    if (error < 0)
+        return error;
+    return request_end(c, perform(c), r, &x);
 }
 
 int alm__retryable(int error)
@@ -870,6 +890,26 @@ int alm__client_server_left(alm_client *c)
  * One round over the servers, starting with the one that answered last. Each failing server
  * is logged at `level`: a warning at boot, debug for a watch's poll (the watch logs outages).
  */
+/*
+ * After server `s` failed with `error`: whether the round goes on to the next server. A server
+ * that answered "no" ends it; so does a long-poll whose server went away (the next poll asks
+ * the next server, see poll_gone).
+ */
+static int round_goes_on(alm_client *c, const target *t, const response *r, size_t s, int error,
+                         alm_log_level level)
+{
+    if (!alm__retryable(error))
+        return 0;
+    if (poll_gone(t, r, error)) {
+        c->preferred = (s + 1) % c->nservers; /* the next poll asks the next server */
+        c->server_left = 1;
+        alm__client_log(c, ALM_LOG_INFO, "%s", alm_error_last()->message);
+        return 0;
+    }
+    alm__client_log(c, level, "%s", alm_error_last()->message);
+    return 1;
+}
+
 static int round_over_servers(alm_client *c, const target *t, response *r, alm_log_level level)
 {
     int error = ALM_ERROR;
@@ -881,15 +921,8 @@ static int round_over_servers(alm_client *c, const target *t, response *r, alm_l
             c->preferred = s;
             return 0;
         }
-        if (!alm__retryable(error))
+        if (!round_goes_on(c, t, r, s, error, level))
             return error;
-        if (poll_gone(t, r, error)) {
-            c->preferred = (s + 1) % c->nservers; /* the next poll asks the next server */
-            c->server_left = 1;
-            alm__client_log(c, ALM_LOG_INFO, "%s", alm_error_last()->message);
-            return error;
-        }
-        alm__client_log(c, level, "%s", alm_error_last()->message);
     }
     return error;
 }
@@ -1047,12 +1080,26 @@ int alm_client_fetch_explained(alm_config **out, alm_client *c)
     return error;
 }
 
+/* The query of a long-poll from `etag` ("" without one: the configuration at once). */
+static int poll_query(alm_client *c, char *query, size_t size, const char *etag,
+                      unsigned int timeout_s)
+{
+    query[0] = '\0';
+    if (etag == NULL)
+        return 0;
+    char *escaped = curl_easy_escape(c->curl, etag, 0);
+    if (escaped == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    int fits = (size_t)snprintf(query, size, "?watch=%s&timeout=%u", escaped, timeout_s) < size;
+    curl_free(escaped);
+    return fits ? 0 : alm__error_set(ALM_EINVALID, "alm_client_poll: etag too long");
+}
+
 int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned int timeout_s)
 {
     int error = 0;
     response r = {0};
-    char *escaped = NULL;
-    char query[512] = "";
+    char query[512];
 
     if (out == NULL || c == NULL)
         return alm__error_set(ALM_EINVALID, "alm_client_poll: NULL argument");
@@ -1060,16 +1107,8 @@ int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned 
     if (timeout_s == 0 || timeout_s > MAX_POLL_TIMEOUT_S)
         return alm__error_set(ALM_EINVALID, "alm_client_poll: timeout must be 1-%u seconds",
                               MAX_POLL_TIMEOUT_S);
-    if (etag != NULL) {
-        escaped = curl_easy_escape(c->curl, etag, 0);
-        if (escaped == NULL)
-            return alm__error_set(ALM_ENOMEM, "out of memory");
-        if ((size_t)snprintf(query, sizeof(query), "?watch=%s&timeout=%u", escaped, timeout_s) >=
-            sizeof(query)) {
-            error = alm__error_set(ALM_EINVALID, "alm_client_poll: etag too long");
-            goto out;
-        }
-    }
+    if ((error = poll_query(c, query, sizeof(query), etag, timeout_s)) < 0)
+        return error;
     const target t = {.path = c->path,
                       .query = query,
                       .accept = "Accept: application/json",
@@ -1077,8 +1116,6 @@ int alm_client_poll(alm_config **out, alm_client *c, const char *etag, unsigned 
     error = round_over_servers(c, &t, &r, ALM_LOG_DEBUG);
     if (error == 0 && r.status == 200)
         error = accept_answer(out, c, &r);
-out:
-    curl_free(escaped);
     response_dispose(&r);
     return error;
 }
@@ -1336,4 +1373,191 @@ int alm_client_decrypt(alm_buf *out, alm_client *c, const char *ciphertext, size
         len -= 8;
     }
     return cipher_call(out, c, "/decrypt", ciphertext, len);
+}
+
+/* ---- the same long-poll without blocking, for a watch driven by an event loop ------------- */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* libcurl's CURLMOPT_SOCKETFUNCTION: keeps the epoll set in step with what it waits for. */
+static int on_socket(CURL *easy, curl_socket_t fd, int what, void *arg, void *socketp)
+{
+    async_poll *a = arg;
+    (void)easy;
+    (void)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(a->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+    ev.data.fd = fd;
+    if (epoll_ctl(a->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT)
+        epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev);
+    return 0;
+}
+
+/* libcurl's CURLMOPT_TIMERFUNCTION: when it wants to be called without socket activity. */
+static int on_timer(CURLM *multi, long timeout_ms, void *arg)
+{
+    async_poll *a = arg;
+    (void)multi;
+    a->timer_at_ms = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+    return 0;
+}
+
+int alm__client_async_open(alm_client *c)
+{
+    if (c->async != NULL)
+        return c->async->epfd;
+    async_poll *a = calloc(1, sizeof(*a));
+    if (a == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    a->timer_at_ms = -1;
+    if ((a->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        free(a);
+        return alm__error_set(ALM_ERROR, "cannot create an epoll descriptor: %s", strerror(errno));
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, a);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, a);
+    c->async = a;
+    return a->epfd;
+}
+
+void alm__client_async_abort(alm_client *c)
+{
+    async_poll *a = c->async;
+    if (a == NULL || !a->running)
+        return;
+    curl_multi_remove_handle(c->multi, c->curl);
+    request_ctx_dispose(c, &a->ctx);
+    response_dispose(&a->r);
+    a->running = 0;
+    a->timer_at_ms = -1;
+}
+
+void alm__client_async_close(alm_client *c)
+{
+    async_poll *a = c->async;
+    if (a == NULL)
+        return;
+    alm__client_async_abort(c);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, NULL);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, NULL);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, NULL);
+    close(a->epfd);
+    free(a);
+    c->async = NULL;
+}
+
+long alm__client_async_timeout_ms(const alm_client *c)
+{
+    const async_poll *a = c->async;
+    if (a == NULL || !a->running || a->timer_at_ms < 0)
+        return -1;
+    int64_t left = a->timer_at_ms - monotonic_ms();
+    return left < 0 ? 0 : left > LONG_MAX ? LONG_MAX : (long)left;
+}
+
+/* Starts the request to server a->server. */
+static int async_start(alm_client *c)
+{
+    async_poll *a = c->async;
+    response_dispose(&a->r);
+    int error = request_begin(c, c->servers[a->server], &a->t, &a->r, &a->ctx);
+    if (error < 0)
+        return error;
+    if (curl_multi_add_handle(c->multi, c->curl) != CURLM_OK) {
+        request_ctx_dispose(c, &a->ctx);
+        return alm__error_set(ALM_ENOMEM, "cannot add a transfer to libcurl's multi handle");
+    }
+    a->running = 1;
+    return 0;
+}
+
+int alm__client_async_poll_begin(alm_client *c, const char *etag, unsigned int timeout_s)
+{
+    async_poll *a = c->async;
+    int error;
+    if (a == NULL || a->running)
+        return alm__error_set(ALM_EINVALID, "a long-poll is already running");
+    if ((error = poll_query(c, a->query, sizeof(a->query), etag, timeout_s)) < 0)
+        return error;
+    a->t = (target){.path = c->path,
+                    .query = a->query,
+                    .accept = "Accept: application/json",
+                    .extra_ms = etag != NULL ? timeout_s * 1000ul : 0};
+    a->tried = 0;
+    a->server = c->preferred % c->nservers;
+    return async_start(c);
+}
+
+/* Hands libcurl what the epoll set says is ready, and its timer when it is due. */
+static void async_drive(alm_client *c)
+{
+    async_poll *a = c->async;
+    struct epoll_event events[16];
+    int running = 0;
+    int n = epoll_wait(a->epfd, events, 16, 0);
+    for (int i = 0; i < n; i++) {
+        int mask = (events[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                   (events[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                   (events[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(c->multi, events[i].data.fd, mask, &running);
+    }
+    /* A timer due at once (after adding a transfer, say) is run now, not on the next call. */
+    for (int round = 0; round < 4 && a->timer_at_ms >= 0 && a->timer_at_ms <= monotonic_ms();
+         round++) {
+        a->timer_at_ms = -1;
+        curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+}
+
+int alm__client_async_step(alm_client *c, alm_config **out)
+{
+    async_poll *a = c->async;
+    CURLMsg *msg;
+    int left = 0, done = 0;
+    CURLcode result = CURLE_OK;
+    *out = NULL;
+    if (a == NULL || !a->running)
+        return alm__error_set(ALM_EINVALID, "no long-poll is running");
+    async_drive(c);
+    while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == c->curl) {
+            result = msg->data.result;
+            done = 1;
+        }
+    }
+    if (!done)
+        return ALM__INPROGRESS;
+    curl_multi_remove_handle(c->multi, c->curl);
+    a->running = 0;
+    a->timer_at_ms = -1;
+    int error = request_end(c, result, &a->r, &a->ctx);
+    if (error == 0) {
+        c->preferred = a->server;
+        if (a->r.status == 200)
+            error = accept_answer(out, c, &a->r);
+        response_dispose(&a->r);
+        return error;
+    }
+    if (round_goes_on(c, &a->t, &a->r, a->server, error, ALM_LOG_DEBUG) &&
+        ++a->tried < c->nservers) {
+        a->server = (a->server + 1) % c->nservers;
+        int start = async_start(c);
+        if (start == 0)
+            return ALM__INPROGRESS;
+        error = start;
+    }
+    response_dispose(&a->r);
+    return error;
 }

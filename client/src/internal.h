@@ -30,8 +30,8 @@ int alm__error_wrap(int code, const char *fmt, ...);
 
 /* client.c */
 
-/* Not public: what a request interrupted by alm__client_cancel() fails with. */
-#define ALM__ECANCELLED (-100)
+/* Not public: alm__client_async_step's "not finished yet". */
+#define ALM__INPROGRESS 1
 
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
@@ -46,8 +46,6 @@ void alm__client_log_deliver(const alm_client *c, alm_log_level level, const cha
  */
 typedef void (*alm__log_sink)(void *arg, alm_log_level level, const char *line);
 void alm__client_set_log_sink(alm_client *c, alm__log_sink sink, void *arg);
-/* While set, `tick` runs about once a second while a request waits (for a watch's heartbeat). */
-void alm__client_set_tick(alm_client *c, void (*tick)(void *), void *arg);
 /* Whether a failure may pass by itself: network errors, timeouts, 429 and 5xx. */
 int alm__retryable(int error);
 /* The client's boot retry policy with defaults filled in. */
@@ -71,10 +69,21 @@ long alm__client_last_status(const alm_client *c);
  */
 unsigned long alm__backoff_ms(const alm_retry_policy *p, unsigned long initial_ms,
                               unsigned int round);
-/* Makes the request `c` runs (or its next one) fail at once with ALM__ECANCELLED; thread-safe. */
-void alm__client_cancel(alm_client *c);
-/* Lets `c` run requests again after alm__client_cancel(). */
-void alm__client_uncancel(alm_client *c);
+/*
+ * The long-poll without blocking, for a watch (one at a time per client). _open creates the
+ * epoll descriptor that gathers libcurl's sockets and returns it (the same one again while
+ * open); _poll_begin starts asking the servers from `etag` as alm_client_poll() does;
+ * _step does what the descriptor and libcurl's timer say is ready and returns ALM__INPROGRESS
+ * while the round over the servers goes on, then what alm_client_poll() would have returned;
+ * _timeout_ms says when _step is due without activity on the descriptor (-1: not before);
+ * _abort drops a poll in flight; _close also closes the descriptor (alm_client_free does).
+ */
+int alm__client_async_open(alm_client *c);
+int alm__client_async_poll_begin(alm_client *c, const char *etag, unsigned int timeout_s);
+int alm__client_async_step(alm_client *c, alm_config **out);
+long alm__client_async_timeout_ms(const alm_client *c);
+void alm__client_async_abort(alm_client *c);
+void alm__client_async_close(alm_client *c);
 
 /* token_file.c */
 

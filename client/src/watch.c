@@ -1,26 +1,31 @@
 /*
- * watch — alm_watch: a thread that long-polls through the client, swaps in each new snapshot,
- * computes the diff and calls the user back; keeps the watch's health (fresh, stale, outage
- * kinds) with a heartbeat so a quiet server shows as stale; paces retries with the client's
- * watch policy and logs outages by state change, not by attempt.
+ * watch — alm_watch: long-polls through the client, swaps in each new snapshot, computes the
+ * diff and calls the user back; keeps the watch's health (fresh, stale, outage kinds) with a
+ * heartbeat so a quiet server shows as stale; paces retries with the client's watch policy and
+ * logs outages by state change, not by attempt.
+ *
+ * One implementation, a state machine that never blocks: alm_watch_perform() does what is due
+ * (hands libcurl its ready sockets, finishes a poll, starts the next one when its pause is
+ * over, expires the heartbeat) and alm_watch_timeout_ms() says when it is next due; the
+ * client's epoll descriptor (alm_watch_fd) gathers libcurl's sockets. A program with its own
+ * event loop drives that itself (alm_watch_new); alm_watch_start adds a thread that does
+ * nothing else than poll the descriptor (and a pipe that stops it) and call the same step.
  *
  * Locking: one mutex guards the current snapshot, the status, the heartbeat time and the queue
- * of events awaiting alm_watch_dispatch, and is never held while a callback runs or a request
- * is in flight. With manual dispatch the thread queues each event (change, status, log line)
- * and writes a byte to a pipe the caller's event loop polls; the callbacks then run on the
- * caller's thread, and the public current snapshot moves when its change is dispatched. The
- * thread keeps its own `latest` snapshot to poll and diff against.
- *
- * Stopping sets a flag, cancels the client's request in flight (curl_multi_wakeup) and signals
- * the condition the thread sleeps on between retries, so alm_watch_stop returns within a
- * moment, not a poll timeout. The HTTP exchange is client.c's.
+ * of events awaiting alm_watch_dispatch, and is never held while a callback runs. The state
+ * machine's own fields belong to the thread that steps it. With manual dispatch the thread
+ * queues each event (change, status, log line) and writes a byte to a pipe the caller's event
+ * loop polls; the callbacks then run on the caller's thread, and the public current snapshot
+ * moves when its change is dispatched. The HTTP exchange is client.c's.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <jansson.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,14 +41,24 @@
 /* A refusal (401, 403, 404) will not pass by itself: the first pause is this many times longer. */
 #define REFUSAL_BACKOFF_FACTOR 10u
 
+/* An outage as the log tells it: one line when it begins or changes kind, one when it ends. */
+typedef struct outage {
+    unsigned int attempts; /* failed attempts so far; 0: no outage */
+    struct timespec since;
+    alm_watch_status kind;
+} outage;
+
 struct alm_watch {
     alm_client *client;
     alm_watch_options opts;
+    bool threaded;  /* alm_watch_start: a thread steps the watch */
     pthread_t thread;
-    bool started;
-    bool stopping;
+    bool started;   /* the thread runs */
+    bool stopping;  /* under the lock: the thread is asked to end */
+    bool stopped;   /* alm_watch_stop ran: nothing more is done */
+    int stop_pipe[2]; /* threaded: written by alm_watch_stop to wake the thread's poll */
+    int loop_fd;      /* the client's epoll descriptor */
     pthread_mutex_t lock;
-    pthread_cond_t wake;  /* signalled by alm_watch_stop */
     pthread_cond_t fresh; /* broadcast when the status changes */
     alm_config *current;  /* what alm_watch_current() hands out */
     alm_config *latest;   /* the watch thread's own: the last snapshot received (thread only) */
@@ -54,6 +69,15 @@ struct alm_watch {
     struct pending **queue_tail;
     unsigned int queued_log_lines;
     unsigned long dropped_log_lines;
+
+    /* The state machine (only the stepping thread touches these). */
+    bool busy;                /* a poll is in flight */
+    struct timespec next_at;  /* idle: when the next poll starts */
+    struct timespec poll_began; /* of the poll in flight */
+    bool ask_now;             /* the next poll asks at once (no ?watch=) */
+    bool failed_over;         /* one quick failover per outage; then the retry policy */
+    outage out;
+    alm_retry_policy policy;
 };
 
 static int64_t elapsed_ms(const struct timespec *since)
@@ -118,33 +142,38 @@ static int diff_compute(diff_lists *d, const alm_config *old_cfg, const alm_conf
     return 0;
 }
 
-/* Sleeps up to `ms` unless the watch is being stopped; returns true when it is. */
-static bool pause_or_stop(alm_watch *w, unsigned long ms)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(ms / 1000);
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&w->lock);
-    while (!w->stopping) {
-        if (pthread_cond_timedwait(&w->wake, &w->lock, &until) == ETIMEDOUT)
-            break;
-    }
-    bool stopping = w->stopping;
-    pthread_mutex_unlock(&w->lock);
-    return stopping;
-}
-
 static bool is_stopping(alm_watch *w)
 {
     pthread_mutex_lock(&w->lock);
     bool stopping = w->stopping;
     pthread_mutex_unlock(&w->lock);
     return stopping;
+}
+
+/* `t` moved `ms` milliseconds later. */
+static struct timespec after_ms(struct timespec t, unsigned long ms)
+{
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static struct timespec now_plus_ms(unsigned long ms)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return after_ms(now, ms);
+}
+
+/* Milliseconds from now until `t`, 0 when it has passed. */
+static int64_t ms_until(const struct timespec *t)
+{
+    int64_t left = -elapsed_ms(t);
+    return left > 0 ? left : 0;
 }
 
 /* Queues `p` for alm_watch_dispatch and wakes the caller's loop. */
@@ -252,9 +281,8 @@ static alm_watch_status status_locked(alm_watch *w)
 }
 
 /* Runs during a request: a server that holds the long-poll past the heartbeat turns stale. */
-static void heartbeat_tick(void *arg)
+static void heartbeat_check(alm_watch *w)
 {
-    alm_watch *w = arg;
     pthread_mutex_lock(&w->lock);
     bool expired = w->status == ALM_WATCH_FRESH && status_locked(w) == ALM_WATCH_STALE;
     pthread_mutex_unlock(&w->lock);
@@ -338,135 +366,180 @@ static unsigned long random_ms(unsigned long max_ms)
     return (unsigned long)((double)rnd / 4294967295.0 * (double)max_ms);
 }
 
-/* An outage as the log tells it: one line when it begins or changes kind, one when it ends. */
-typedef struct outage {
-    unsigned int attempts; /* failed attempts so far; 0: no outage */
-    struct timespec since;
-    alm_watch_status kind;
-} outage;
+/* What the poll that just ended means for the watch; sets when the next one starts. */
+static int poll_ended(alm_watch *w, int error, alm_config *next)
+{
+    if (error == 0) {
+        const char *latest_etag = alm_config_etag(w->latest);
+        bool unchanged_etag = next != NULL && latest_etag != NULL &&
+                              alm_config_etag(next) != NULL &&
+                              strcmp(latest_etag, alm_config_etag(next)) == 0;
+        if (w->out.attempts > 0)
+            alm__client_log(w->client, ALM_LOG_INFO,
+                            "watch: the server answers again after %lld s (%s) and %u failed "
+                            "attempt%s",
+                            (long long)(elapsed_ms(&w->out.since) / 1000),
+                            status_name(w->out.kind), w->out.attempts,
+                            w->out.attempts == 1 ? "" : "s");
+        memset(&w->out, 0, sizeof(w->out));
+        set_status(w, ALM_WATCH_FRESH, "the server answered");
+        w->failed_over = false;
+        bool changed = false;
+        if (next != NULL && !unchanged_etag)
+            changed = deliver(w, next);
+        else
+            alm_config_free(next);
+        /*
+         * A server that did not hold the request (no ETag, or one that ignores ?watch=, as
+         * Spring's does) would be polled in a tight loop: keep to one poll per window. An
+         * immediate request (after a failure) is followed by a long-poll at once.
+         */
+        int64_t left = (int64_t)w->opts.poll_timeout_s * 1000 - elapsed_ms(&w->poll_began);
+        bool was_now = w->ask_now;
+        w->ask_now = false;
+        w->next_at = now_plus_ms(!was_now && !changed && left > 0 ? (unsigned long)left : 0);
+        return changed ? 1 : 0;
+    }
+    if (alm__retryable(error) && alm__client_server_left(w->client) && !w->failed_over) {
+        /* The server went away (restart, failover): ask the next one now, but not in the
+         * same instant as every other watcher it had. */
+        w->failed_over = true;
+        unsigned long spread = random_ms(FAILOVER_SPREAD_MS);
+        alm__client_log(w->client, ALM_LOG_INFO, "watch: %s; asking the next server in %lu ms",
+                        alm_error_last()->message, spread);
+        w->ask_now = true; /* the next server says at once what it has */
+        w->next_at = now_plus_ms(spread);
+        return 0;
+    }
+
+    char reason[512];
+    snprintf(reason, sizeof(reason), "%s", alm_error_last()->message);
+    alm_watch_status kind = failure_status(error);
+    unsigned long retry_after = alm__client_retry_after(w->client);
+    bool refusal = kind == ALM_WATCH_AUTH_REFUSED || kind == ALM_WATCH_REFUSED;
+    unsigned long initial = w->policy.initial_backoff_ms;
+    if (refusal)
+        initial *= REFUSAL_BACKOFF_FACTOR;
+    if (initial < MIN_RETRY_MS)
+        initial = MIN_RETRY_MS;
+    if (w->out.attempts == 0)
+        clock_gettime(CLOCK_MONOTONIC, &w->out.since);
+    w->out.attempts++;
+    unsigned long pause = alm__backoff_ms(&w->policy, initial, w->out.attempts);
+    if (pause < retry_after)
+        pause = retry_after;
+    if (pause < MIN_RETRY_MS)
+        pause = MIN_RETRY_MS;
+    if (w->out.attempts == 1 || kind != w->out.kind)
+        alm__client_log(w->client, refusal ? ALM_LOG_ERROR : ALM_LOG_WARN,
+                        "watch: %s: %s; retrying with backoff up to %u s%s", status_name(kind),
+                        reason, w->policy.max_backoff_ms / 1000,
+                        retry_after ? " (the server's Retry-After honoured)" : "");
+    else
+        alm__client_log(w->client, ALM_LOG_DEBUG, "watch: attempt %u failed: %s; next in %lu ms",
+                        w->out.attempts, reason, pause);
+    w->out.kind = kind;
+    set_status(w, kind, reason);
+    w->ask_now = true;
+    w->next_at = now_plus_ms(pause);
+    return 0;
+}
+
+/* Does what is due; returns the number of changes delivered (or queued, with manual dispatch). */
+static int step(alm_watch *w)
+{
+    int changes = 0;
+    if (w->stopped)
+        return 0;
+    if (w->busy) {
+        alm_config *next = NULL;
+        int rc = alm__client_async_step(w->client, &next);
+        if (rc != ALM__INPROGRESS) {
+            w->busy = false;
+            changes += poll_ended(w, rc, next);
+        }
+    }
+    /* A poll that could not even start (a token file gone, say) ends like a failed one. */
+    for (int tries = 0; !w->busy && ms_until(&w->next_at) == 0 && tries < 2; tries++) {
+        clock_gettime(CLOCK_MONOTONIC, &w->poll_began);
+        const char *etag = w->ask_now ? NULL : alm_config_etag(w->latest);
+        int rc = alm__client_async_poll_begin(w->client, etag, w->opts.poll_timeout_s);
+        if (rc == 0)
+            w->busy = true;
+        else
+            changes += poll_ended(w, rc, NULL);
+    }
+    heartbeat_check(w);
+    return changes;
+}
+
+/* When step() is next due, in milliseconds from now; -1 for "only on activity". */
+static long step_timeout(alm_watch *w)
+{
+    if (w->stopped)
+        return -1;
+    int64_t due = w->busy ? alm__client_async_timeout_ms(w->client) : ms_until(&w->next_at);
+    pthread_mutex_lock(&w->lock);
+    if (w->status == ALM_WATCH_FRESH) {
+        int64_t heartbeat = (int64_t)w->opts.heartbeat_ms + 1 - elapsed_ms(&w->last_contact);
+        if (heartbeat < 0)
+            heartbeat = 0;
+        if (due < 0 || heartbeat < due)
+            due = heartbeat;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return due > LONG_MAX ? LONG_MAX : (long)due;
+}
+
+/* Polls the watch's descriptor for up to `timeout_ms` (-1: its own timeout), then steps. */
+static int poll_and_step(alm_watch *w, long timeout_ms)
+{
+    struct pollfd fds[2] = {{.fd = w->loop_fd, .events = POLLIN},
+                            {.fd = w->stop_pipe[0], .events = POLLIN}};
+    long due = step_timeout(w);
+    if (timeout_ms < 0 || (due >= 0 && due < timeout_ms))
+        timeout_ms = due;
+    if (timeout_ms > INT_MAX)
+        timeout_ms = INT_MAX;
+    poll(fds, w->stop_pipe[0] >= 0 ? 2 : 1, (int)timeout_ms);
+    if (w->threaded && is_stopping(w))
+        return 0;
+    return step(w);
+}
 
 static void *watch_main(void *arg)
 {
     alm_watch *w = arg;
-    alm_retry_policy policy = {0};
-    outage out = {0};
-    /* A stale start (from the cache) asks at once rather than waiting on a long-poll. */
-    bool ask_now = alm_config_is_stale(w->latest) != 0;
-    bool failed_over = false; /* one quick failover per outage; then the retry policy */
-
-    alm__client_watch_policy(w->client, &policy);
-    while (!is_stopping(w)) {
-        const char *etag = ask_now ? NULL : alm_config_etag(w->latest);
-        alm_config *next = NULL;
-        struct timespec started;
-        clock_gettime(CLOCK_MONOTONIC, &started);
-        int error = alm_client_poll(&next, w->client, etag, w->opts.poll_timeout_s);
-        const char *latest_etag = alm_config_etag(w->latest);
-        bool unchanged_etag = next != NULL && latest_etag != NULL && alm_config_etag(next) != NULL &&
-                              strcmp(latest_etag, alm_config_etag(next)) == 0;
-        if (error == ALM__ECANCELLED || is_stopping(w)) {
-            alm_config_free(next);
-            break;
-        }
-        if (error == 0) {
-            if (out.attempts > 0)
-                alm__client_log(w->client, ALM_LOG_INFO,
-                                "watch: the server answers again after %lld s (%s) and %u failed "
-                                "attempt%s",
-                                (long long)(elapsed_ms(&out.since) / 1000), status_name(out.kind),
-                                out.attempts, out.attempts == 1 ? "" : "s");
-            memset(&out, 0, sizeof(out));
-            set_status(w, ALM_WATCH_FRESH, "the server answered");
-            failed_over = false;
-            bool changed = false;
-            if (next != NULL && !unchanged_etag)
-                changed = deliver(w, next);
-            else
-                alm_config_free(next);
-            /*
-             * A server that did not hold the request (no ETag, or one that ignores ?watch=, as
-             * Spring's does) would be polled in a tight loop: keep to one poll per window. An
-             * immediate request (after a failure) is followed by a long-poll at once.
-             */
-            int64_t left = (int64_t)w->opts.poll_timeout_s * 1000 - elapsed_ms(&started);
-            bool was_now = ask_now;
-            ask_now = false;
-            if (!was_now && !changed && left > 0 && pause_or_stop(w, (unsigned long)left))
-                break;
-            continue;
-        }
-        if (alm__retryable(error) && alm__client_server_left(w->client) && !failed_over) {
-            /* The server went away (restart, failover): ask the next one now, but not in the
-             * same instant as every other watcher it had. */
-            failed_over = true;
-            unsigned long spread = random_ms(FAILOVER_SPREAD_MS);
-            alm__client_log(w->client, ALM_LOG_INFO,
-                            "watch: %s; asking the next server in %lu ms",
-                            alm_error_last()->message, spread);
-            ask_now = true; /* the next server says at once what it has */
-            if (pause_or_stop(w, spread))
-                break;
-            continue;
-        }
-
-        char reason[512];
-        snprintf(reason, sizeof(reason), "%s", alm_error_last()->message);
-        alm_watch_status kind = failure_status(error);
-        unsigned long retry_after = alm__client_retry_after(w->client);
-        bool refusal = kind == ALM_WATCH_AUTH_REFUSED || kind == ALM_WATCH_REFUSED;
-        unsigned long initial = policy.initial_backoff_ms;
-        if (refusal)
-            initial *= REFUSAL_BACKOFF_FACTOR;
-        if (initial < MIN_RETRY_MS)
-            initial = MIN_RETRY_MS;
-        if (out.attempts == 0)
-            clock_gettime(CLOCK_MONOTONIC, &out.since);
-        out.attempts++;
-        unsigned long pause = alm__backoff_ms(&policy, initial, out.attempts);
-        if (pause < retry_after)
-            pause = retry_after;
-        if (pause < MIN_RETRY_MS)
-            pause = MIN_RETRY_MS;
-        if (out.attempts == 1 || kind != out.kind)
-            alm__client_log(w->client, refusal ? ALM_LOG_ERROR : ALM_LOG_WARN,
-                            "watch: %s: %s; retrying with backoff up to %u s%s", status_name(kind),
-                            reason, policy.max_backoff_ms / 1000,
-                            retry_after ? " (the server's Retry-After honoured)" : "");
-        else
-            alm__client_log(w->client, ALM_LOG_DEBUG, "watch: attempt %u failed: %s; next in %lu ms",
-                            out.attempts, reason, pause);
-        out.kind = kind;
-        set_status(w, kind, reason);
-        ask_now = true;
-        if (pause_or_stop(w, pause))
-            break;
-    }
+    while (!is_stopping(w))
+        poll_and_step(w, -1);
     return NULL;
 }
 
-int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
-                    const alm_watch_options *opts)
+/* What alm_watch_new and alm_watch_start share: a watch ready to step, no thread. */
+static int watch_create(alm_watch **out, alm_client *client, alm_config *initial,
+                        const alm_watch_options *opts, const char *fn, bool threaded)
 {
     alm_watch *w = NULL;
     if (out == NULL || client == NULL || initial == NULL || opts == NULL)
-        return alm__error_set(ALM_EINVALID, "alm_watch_start: NULL argument");
+        return alm__error_set(ALM_EINVALID, "%s: NULL argument", fn);
     *out = NULL;
     if (opts->version == 0 || opts->version > ALM_WATCH_OPTIONS_VERSION)
-        return alm__error_set(ALM_EINVALID, "alm_watch_start: unknown options version %u",
-                              opts->version);
+        return alm__error_set(ALM_EINVALID, "%s: unknown options version %u", fn, opts->version);
     if (opts->on_change == NULL)
-        return alm__error_set(ALM_EINVALID, "alm_watch_start: on_change is required");
+        return alm__error_set(ALM_EINVALID, "%s: on_change is required", fn);
     if (opts->poll_timeout_s > 3600)
-        return alm__error_set(ALM_EINVALID, "alm_watch_start: poll timeout over 3600 s");
+        return alm__error_set(ALM_EINVALID, "%s: poll timeout over 3600 s", fn);
+    if (!threaded && opts->manual_dispatch)
+        return alm__error_set(ALM_EINVALID, "%s: manual_dispatch is for alm_watch_start; "
+                                            "alm_watch_new already runs every callback in "
+                                            "alm_watch_perform", fn);
     if ((w = calloc(1, sizeof(*w))) == NULL)
         return alm__error_set(ALM_ENOMEM, "out of memory");
     w->pipe_fd[0] = w->pipe_fd[1] = -1;
+    w->stop_pipe[0] = w->stop_pipe[1] = -1;
+    w->loop_fd = -1;
     w->queue_tail = &w->queue;
-    if (opts->manual_dispatch && pipe2(w->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
-        free(w);
-        return alm__error_set(ALM_ERROR, "alm_watch_start: cannot create a pipe: %s",
-                              strerror(errno));
-    }
+    w->threaded = threaded;
     w->client = client;
     /* Copy only what the caller's version has; the rest stays zero (defaults). */
     memcpy(&w->opts, opts,
@@ -479,21 +552,66 @@ int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
     w->latest = alm_config_retain(initial);
     w->status = alm_config_is_stale(initial) ? ALM_WATCH_STALE : ALM_WATCH_FRESH;
     clock_gettime(CLOCK_MONOTONIC, &w->last_contact);
+    clock_gettime(CLOCK_MONOTONIC, &w->next_at); /* the first poll is due at once */
+    /* A stale start (from the cache) asks at once rather than waiting on a long-poll. */
+    w->ask_now = alm_config_is_stale(initial) != 0;
+    alm__client_watch_policy(client, &w->policy);
 
     pthread_condattr_t attr;
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->wake, &attr);
     pthread_cond_init(&w->fresh, &attr);
     pthread_condattr_destroy(&attr);
-    alm__client_uncancel(client);
+    if (w->opts.manual_dispatch && pipe2(w->pipe_fd, O_CLOEXEC | O_NONBLOCK) < 0) {
+        alm_watch_free(w);
+        return alm__error_set(ALM_ERROR, "%s: cannot create a pipe: %s", fn, strerror(errno));
+    }
+    if (threaded && pipe2(w->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        alm_watch_free(w);
+        return alm__error_set(ALM_ERROR, "%s: cannot create a pipe: %s", fn, strerror(errno));
+    }
+    int fd = alm__client_async_open(client);
+    if (fd < 0) {
+        alm_watch_free(w);
+        return fd;
+    }
+    w->loop_fd = fd;
     if (w->opts.manual_dispatch)
         alm__client_set_log_sink(client, log_sink, w);
-    alm__client_set_tick(client, heartbeat_tick, w);
+    *out = w;
+    return 0;
+}
+
+int alm_watch_new(alm_watch **out, alm_client *client, alm_config *initial,
+                  const alm_watch_options *opts)
+{
+    return watch_create(out, client, initial, opts, "alm_watch_new", false);
+}
+
+long alm_watch_timeout_ms(alm_watch *w)
+{
+    if (w == NULL || w->threaded)
+        return -1;
+    return step_timeout(w);
+}
+
+int alm_watch_perform(alm_watch *w)
+{
+    if (w == NULL || w->threaded)
+        return alm__error_set(ALM_EINVALID, "alm_watch_perform: not a watch made by "
+                                            "alm_watch_new");
+    return step(w);
+}
+
+int alm_watch_start(alm_watch **out, alm_client *client, alm_config *initial,
+                    const alm_watch_options *opts)
+{
+    alm_watch *w = NULL;
+    int error = watch_create(&w, client, initial, opts, "alm_watch_start", true);
+    if (error < 0)
+        return error;
     if (pthread_create(&w->thread, NULL, watch_main, w) != 0) {
-        alm__client_set_log_sink(client, NULL, NULL);
-        alm__client_set_tick(client, NULL, NULL);
         alm_watch_free(w);
         return alm__error_set(ALM_ERROR, "alm_watch_start: cannot start a thread");
     }
@@ -539,9 +657,18 @@ int alm_watch_wait_fresh(alm_watch *w, unsigned int timeout_ms)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
+    if (!w->threaded) {
+        /* Nothing else steps this watch: drive it here, on the caller's thread. */
+        while (alm_watch_get_status(w) != ALM_WATCH_FRESH && !w->stopped) {
+            int64_t left = ms_until(&until);
+            if (left == 0)
+                break;
+            poll_and_step(w, (long)left);
+        }
+    }
     pthread_mutex_lock(&w->lock);
     alm_watch_status s = status_locked(w);
-    while (s != ALM_WATCH_FRESH) {
+    while (s != ALM_WATCH_FRESH && w->threaded) {
         if (pthread_cond_timedwait(&w->fresh, &w->lock, &until) == ETIMEDOUT) {
             s = status_locked(w);
             break;
@@ -557,18 +684,25 @@ int alm_watch_wait_fresh(alm_watch *w, unsigned int timeout_ms)
 
 void alm_watch_stop(alm_watch *w)
 {
-    if (w == NULL || !w->started)
+    if (w == NULL || w->stopped)
         return;
-    pthread_mutex_lock(&w->lock);
-    w->stopping = true;
-    pthread_cond_broadcast(&w->wake);
-    pthread_mutex_unlock(&w->lock);
-    alm__client_cancel(w->client);
-    pthread_join(w->thread, NULL);
-    w->started = false;
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stopping = true;
+        pthread_mutex_unlock(&w->lock);
+        ssize_t n = write(w->stop_pipe[1], "", 1);
+        (void)n;
+        pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+    w->stopped = true;
+    w->busy = false;
+    if (w->loop_fd >= 0) {
+        /* Drops a poll in flight and gives the client back its blocking ways. */
+        alm__client_async_close(w->client);
+        w->loop_fd = -1;
+    }
     alm__client_set_log_sink(w->client, NULL, NULL);
-    alm__client_set_tick(w->client, NULL, NULL);
-    alm__client_uncancel(w->client);
 }
 
 static void pending_free(pending *p)
@@ -585,7 +719,11 @@ static void pending_free(pending *p)
 
 int alm_watch_fd(alm_watch *w)
 {
-    return w != NULL ? w->pipe_fd[0] : -1;
+    if (w == NULL)
+        return -1;
+    if (w->opts.manual_dispatch)
+        return w->pipe_fd[0];
+    return w->threaded ? -1 : w->loop_fd;
 }
 
 int alm_watch_dispatch(alm_watch *w)
@@ -643,9 +781,12 @@ void alm_watch_free(alm_watch *w)
         close(w->pipe_fd[0]);
     if (w->pipe_fd[1] >= 0)
         close(w->pipe_fd[1]);
+    if (w->stop_pipe[0] >= 0)
+        close(w->stop_pipe[0]);
+    if (w->stop_pipe[1] >= 0)
+        close(w->stop_pipe[1]);
     alm_config_free(w->current);
     alm_config_free(w->latest);
-    pthread_cond_destroy(&w->wake);
     pthread_cond_destroy(&w->fresh);
     pthread_mutex_destroy(&w->lock);
     free(w);
