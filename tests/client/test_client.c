@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +307,78 @@ static void test_damaged_cache_is_reported(void **state)
     assert_int_equal(fetch(f, &cfg), ALM_ECACHE);
 }
 
+static void ignore_change(const alm_config *old_cfg, const alm_config *new_cfg,
+                          const alm_diff *diff, void *payload)
+{
+    (void)old_cfg;
+    (void)new_cfg;
+    (void)diff;
+    (*(int *)payload)++;
+}
+
+/*
+ * A watch without a thread, against a closed port: it does nothing until the caller performs,
+ * turns unreachable through alm_watch_perform alone (its log on this thread), waits out its
+ * retry pause through alm_watch_timeout_ms, and after alm_watch_stop does nothing at all.
+ */
+static void test_event_loop_watch_lifecycle(void **state)
+{
+    fixture *f = *state;
+    alm_client *c = NULL;
+    alm_config *cfg = NULL;
+    alm_watch *w = NULL;
+    int changes = 0;
+    assert_int_equal(alm_client_new(&c, &f->opts), 0);
+    assert_int_equal(alm_config_parse(&cfg, cached_env, strlen(cached_env)), 0);
+    alm_watch_options wopts = ALM_WATCH_OPTIONS_INIT;
+    wopts.on_change = ignore_change;
+    wopts.payload = &changes;
+
+    wopts.manual_dispatch = 1;
+    assert_int_equal(alm_watch_new(&w, c, cfg, &wopts), ALM_EINVALID);
+    assert_null(w);
+    wopts.manual_dispatch = 0;
+
+    assert_int_equal(alm_watch_new(&w, c, cfg, &wopts), 0);
+    int fd = alm_watch_fd(w);
+    assert_true(fd >= 0);
+    assert_int_equal(alm_watch_timeout_ms(w), 0); /* the first poll is due at once */
+    assert_int_equal(alm_watch_dispatch(w), ALM_EINVALID);
+    assert_int_equal(alm_watch_get_status(w), ALM_WATCH_FRESH);
+
+    /* Nothing runs behind the caller's back: the status moves only through perform. */
+    for (int rounds = 0; rounds < 1000 && alm_watch_get_status(w) == ALM_WATCH_FRESH; rounds++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        long timeout = alm_watch_timeout_ms(w);
+        poll(&pfd, 1, timeout < 0 || timeout > 1000 ? 1000 : (int)timeout);
+        assert_true(alm_watch_perform(w) >= 0);
+    }
+    assert_int_equal(alm_watch_get_status(w), ALM_WATCH_UNREACHABLE);
+    assert_true(f->log.warnings >= 1); /* "watch: server unreachable…", delivered here */
+    assert_non_null(strstr(f->log.last, "server unreachable"));
+    assert_int_equal(alm_watch_fd(w), fd);
+    /* Paused before the next attempt: not due now (the default watch policy waits ~1 s). */
+    assert_true(alm_watch_timeout_ms(w) > 0);
+    assert_int_equal(changes, 0);
+    assert_int_equal(alm_watch_wait_fresh(w, 50), ALM_ETIMEOUT);
+
+    alm_watch_stop(w);
+    assert_int_equal(alm_watch_fd(w), -1);
+    assert_int_equal(alm_watch_timeout_ms(w), -1);
+    assert_int_equal(alm_watch_perform(w), 0);
+    alm_watch_free(w);
+
+    /* The client is the caller's again, with its blocking calls. */
+    alm_config *again = NULL;
+    assert_int_equal(alm_client_fetch(&again, c), ALM_ENETWORK);
+    alm_config_free(cfg);
+    alm_client_free(c);
+
+    /* alm_watch_perform and alm_watch_timeout_ms are for alm_watch_new's watches only. */
+    assert_int_equal(alm_watch_perform(NULL), ALM_EINVALID);
+    assert_int_equal(alm_watch_timeout_ms(NULL), -1);
+}
+
 int client_client_tests(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +389,7 @@ int client_client_tests(void)
         cmocka_unit_test_setup_teardown(test_default_log_level_is_info, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fail_fast_ignores_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_cache_is_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_loop_watch_lifecycle, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_client", tests, NULL, NULL);
 }

@@ -25,7 +25,8 @@ V2 = environment(version="v2", sources=[
 
 
 class Probe:
-    def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None, manual=False):
+    def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None, manual=False,
+                 watch_defaults=False):
         args = [PROBE_BIN, url, "orders", "prod", str(heartbeat_ms), str(poll_s)]
         if cache:
             args.append(cache)
@@ -33,6 +34,9 @@ class Probe:
         env.pop("ALMANAC_PROBE_MANUAL", None)
         if manual:
             env["ALMANAC_PROBE_MANUAL"] = "1"
+        env.pop("ALMANAC_PROBE_WATCH_DEFAULTS", None)
+        if watch_defaults:
+            env["ALMANAC_PROBE_WATCH_DEFAULTS"] = "1"
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -46,6 +50,10 @@ class Probe:
         self.proc.stdin.write((command + "\n").encode())
         self.proc.stdin.flush()
         return self.line()
+
+    def log(self):
+        """The log lines written so far; only once the probe has exited."""
+        return self.proc.stderr.read().decode()
 
     def close(self):
         if self.proc.poll() is None:
@@ -191,6 +199,35 @@ class WatchApiTest(unittest.TestCase):
         self.assertEqual(self.probe.ask("statuses 4"),
                          "statuses unreachable,fresh,auth_refused,fresh")
         self.assertEqual(self.probe.ask("stop"), "stopped")
+
+    def test_retry_after_is_honoured_by_the_watch(self):
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (304, {"ETag": '"e1"'}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.stub.script((503, {"Retry-After": "1"}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        self.stub.script((304, {"ETag": '"e1"'}, ""))
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.probe.proc.wait(timeout=30)
+        log = self.probe.log()
+        self.assertRegex(log, r"watch: server unreachable: .*503.*; retrying with backoff up to "
+                              r"0 s \(the server's Retry-After honoured\)")
+
+    def test_the_watch_has_its_own_retry_policy(self):
+        # The boot retries within 200 ms; the watch, left to its defaults, backs off up to five
+        # minutes (and says so when the outage begins), not at the boot's pace.
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (304, {"ETag": '"e1"'}, ""))
+        self.probe = Probe(self.stub.url, heartbeat_ms=60000, watch_defaults=True)
+        self.assertEqual(self.probe.line(), "ready")
+        self.assertEqual(self.probe.ask("waitfresh"), "waitfresh 0")
+        self.stub.script((503, {}, ""))
+        self.assertEqual(self.probe.ask("stale"), "stale")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.probe.proc.wait(timeout=30)
+        self.assertRegex(self.probe.log(), r"watch: server unreachable: .*503.*; retrying with "
+                                           r"backoff up to 300 s\n")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@
  * HEARTBEAT_MS POLL_S [CACHE_FILE]. With ALMANAC_PROBE_MANUAL=1 in the environment the watch
  * uses manual dispatch: "change" polls alm_watch_fd() and calls alm_watch_dispatch() on the
  * main thread, and the callbacks (on_change, on_status, log_cb at debug level) check that
- * they run there.
+ * they run there. Every log line goes to stderr as "log LEVEL MESSAGE". The boot and the watch
+ * retry quickly (50-200 ms); with ALMANAC_PROBE_WATCH_DEFAULTS=1 the watch keeps its defaults.
  */
 #include "almanac.h"
 
@@ -66,11 +67,10 @@ static void on_status(alm_watch_status status, const char *reason, void *payload
 
 static void on_log(alm_log_level level, const char *message, void *payload)
 {
-    (void)level;
-    (void)message;
     (void)payload;
     pthread_mutex_lock(&lock);
     check_thread("log_cb");
+    fprintf(stderr, "log %d %s\n", (int)level, message);
     pthread_mutex_unlock(&lock);
 }
 
@@ -184,7 +184,8 @@ int main(int argc, char **argv)
     opts.retry.max_attempts = 2;
     /* Quick retries keep the tests short; the policy itself is tested against a real server. */
     alm_retry_policy watch_retry = {0, 50, 200, 2.0, -1};
-    opts.watch_retry = &watch_retry;
+    /* ALMANAC_PROBE_WATCH_DEFAULTS: the watch keeps its own default policy, whatever the boot's. */
+    opts.watch_retry = getenv("ALMANAC_PROBE_WATCH_DEFAULTS") ? NULL : &watch_retry;
     opts.log_cb = on_log;
     opts.log_level = ALM_LOG_DEBUG;
     main_thread = pthread_self();
