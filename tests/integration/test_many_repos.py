@@ -127,6 +127,22 @@ class ManyReposTest(ServerTestCase):
         # "payments*" comes before "team-a-*": payments-team-a-x is payments'.
         self.assertEqual(self.where("/payments-team-a-x/dev"), "payments")
 
+    def test_diff_and_console_read_the_serving_repository(self):
+        first = self.repo_c.head()
+        second = self.repo_c.commit({"c-one.yml": "c: 2\n"}, "c two")
+        self.server.refresh()  # the default's answer; team-c fetches alongside
+        self.assertTrue(wait_until(
+            lambda: self.server.get("/c-one/dev/%s" % second).status == 200, 20))
+        r = self.server.get("/diff/c-one/dev?from=%s&to=%s" % (first, second))
+        self.assertEqual(r.status, 200, r)
+        changed = r.json()["changed"]
+        self.assertEqual([c["key"] for c in changed], ["c"], r.json())
+        # A commit of team-c is no label of the default repository.
+        self.assertEqual(self.server.get("/orders/dev/%s" % second).status, 404)
+        ui = self.server.get("/ui/api/environment/c-one/dev")
+        self.assertEqual(ui.status, 200, ui)
+        self.assertIn("team-c", ui.text)
+
     # -- per repository changes ------------------------------------------------------------------
 
     def watch_in_thread(self, path):

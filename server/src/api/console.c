@@ -277,7 +277,7 @@ int console_handle_environment(request *req, response *res)
                    .profiles = profiles,
                    .label = label_q && *label_q ? label : NULL,
                    .decrypt = false};
-    if ((error = env_query_resolve(&q, req->server->repo)) < 0 ||
+    if ((error = env_query_resolve_served(&q, req->server)) < 0 ||
         (error = environment_compose(&env, req->server, &q)) < 0)
         goto out;
     error = ERR_NOMEM;
@@ -304,6 +304,7 @@ int console_handle_environment(request *req, response *res)
     error = body ? 0 : ERR_NOMEM;
 out:
     environment_dispose(&env);
+    env_query_done(&q, req->server);
     json_decref(merged);
     json_decref(keys);
     if (error < 0)

@@ -55,9 +55,14 @@ static int run_diff(request *req, response *res, const char *apps, const char *p
         .may_read = caller_may_read,
         .ctx = req,
     };
-    env_query qa = {.label = from}, qb = {.label = to};
-    if ((error = env_query_resolve(&qa, req->server->repo)) < 0 ||
-        (error = env_query_resolve(&qb, req->server->repo)) < 0 ||
+    /* An application's diff reads the repository that serves it; the whole-repository diff
+     * the default one. */
+    env_query qa = {.applications = apps, .profiles = profiles, .label = from};
+    env_query qb = {.applications = apps, .profiles = profiles, .label = to};
+    if ((error = apps ? env_query_resolve_served(&qa, req->server)
+                      : env_query_resolve(&qa, req->server->repo)) < 0 ||
+        (error = apps ? env_query_resolve_served(&qb, req->server)
+                      : env_query_resolve(&qb, req->server->repo)) < 0 ||
         (error = environment_params(&a, req->server, &qa)) < 0 ||
         (error = environment_params(&b, req->server, &qb)) < 0)
         goto out;
@@ -70,6 +75,8 @@ static int run_diff(request *req, response *res, const char *apps, const char *p
 out:
     snapshot_release(a.snapshot);
     snapshot_release(b.snapshot);
+    env_query_done(&qa, req->server);
+    env_query_done(&qb, req->server);
     if (error < 0) {
         json_decref(body);
         return response_error(res, req, error, NULL);
