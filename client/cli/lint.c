@@ -15,6 +15,10 @@
  * A file counts as profile-specific when its name is `application-*` or starts with the name of
  * a sibling configuration file and a `-` (`orders-dev.yml` beside `orders.yml`): that is how a
  * request reads it. A `foo-bar.yml` alone is the plain file of application `foo-bar`.
+ * With `--config FILE` it also reads the server's settings file the way almanac-server does for
+ * its `repos:` section (common/reposet.c, the same parser and matching), reports a bad entry
+ * as `file:line:col: message`, and `--which APP[/PROFILES]` prints which repository serves a
+ * request, as the server would choose it.
  * It needs no server and uses no part of libalmanac.
  */
 #include "cli.h"
@@ -23,6 +27,7 @@
 #include "fileread.h"
 #include "profile_expr.h"
 #include "propfile.h"
+#include "reposet.h"
 #include "springconf.h"
 #include "yamlconf.h"
 
@@ -45,7 +50,7 @@ typedef struct lint_state {
 
 static void help(void)
 {
-    printf("usage: almanac lint DIR\n\n"
+    printf("usage: almanac lint [--config FILE [--which APP[/PROFILES]]...] [DIR]\n\n"
            "Checks the configuration files under DIR (*.yml, *.yaml, *.properties; .git and\n"
            "other dot-directories are skipped) with the server's own parsers, and reports\n"
            "each problem as 'file:line:col: message' on stdout:\n"
@@ -59,6 +64,10 @@ static void help(void)
            "    key, spring.profiles.include/active/default in a profile-specific file or an\n"
            "    on-profile document, an unknown spring.config.activate.on-cloud-platform;\n"
            "  - spring.config.import locations outside the repository (never read).\n\n"
+           "--config FILE checks the repos: section of almanac-server's settings file (the\n"
+           "server's own parser); --which APP[/PROFILES] (repeatable) then prints which\n"
+           "repository serves that request and the URI it reads: 'APP/PROFILES: NAME URI',\n"
+           "NAME 'default' for the --repo repository.\n\n"
            "Exit codes: 0 no problem, 1 problems found or a file could not be read,\n"
            "2 bad command line.\n");
 }
@@ -357,6 +366,70 @@ static void lint_dir(lint_state *st, const char *dir, int depth)
     free(entries);
 }
 
+#define MAX_WHICH 64
+
+/* The repository that serves app[/profiles] under the repos: of a settings file, and the URI
+ * it reads from (a template's expanded for that application and the last profile, as the
+ * server tries it first). */
+static void print_which(const repo_specs *specs, const char *default_repo, const char *which)
+{
+    char apps[1024];
+    const char *slash = strchr(which, '/');
+    size_t alen = slash ? (size_t)(slash - which) : strlen(which);
+    const char *profiles = slash && slash[1] ? slash + 1 : "default";
+    snprintf(apps, sizeof(apps), "%.*s", (int)(alen < sizeof(apps) ? alen : sizeof(apps) - 1),
+             which);
+    int i = reposet_match(specs, apps, profiles);
+    if (i < 0) {
+        printf("%s/%s: default %s\n", apps, profiles, default_repo ? default_repo : "(--repo)");
+        return;
+    }
+    const repo_spec *spec = &specs->items[i];
+    const char *last = strrchr(profiles, ',');
+    char *uri = reposet_expand(spec->uri, apps, last ? last + 1 : profiles,
+                               strstr(spec->uri, "{label}") ? "{label}" : NULL);
+    printf("%s/%s: %s %s\n", apps, profiles, spec->name, uri ? uri : spec->uri);
+    free(uri);
+}
+
+/* --config: the repos: section, checked as almanac-server checks it; --which answered. */
+static void lint_config(lint_state *st, const char *path, char **which, size_t nwhich)
+{
+    file_contents file = {0};
+    confdoc_list list = {0};
+    confdoc_error perr = {0};
+    confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
+    repo_specs specs = {0};
+    char why[512];
+    const char *origin = NULL;
+    st->files++;
+    if (file_read(&file, path, limits.max_bytes, FILE_READ_REGULAR_ONLY) < 0) {
+        fprintf(stderr, "almanac: %s\n", err_message());
+        st->failed = 1;
+        return;
+    }
+    if (yamlconf_parse(&list, file.data, file.len, &limits, &perr) < 0) {
+        printf("%s:%u:%u: %s\n", path, perr.line, perr.col, perr.message);
+        st->problems++;
+        goto out;
+    }
+    if (list.count > 0 &&
+        reposet_parse(&specs, list.docs[0].props, list.docs[0].origins, why, sizeof(why),
+                      &origin) < 0) {
+        printf("%s:%s: %s\n", path, origin ? origin : "1:1", why);
+        st->problems++;
+        goto out;
+    }
+    const char *default_repo =
+        list.count > 0 ? json_string_value(json_object_get(list.docs[0].props, "repo")) : NULL;
+    for (size_t i = 0; i < nwhich; i++)
+        print_which(&specs, default_repo, which[i]);
+out:
+    reposet_dispose(&specs);
+    confdoc_list_dispose(&list);
+    free(file.data);
+}
+
 int cli_cmd_lint(int argc, char **argv)
 {
     lint_state st = {0};
@@ -364,12 +437,33 @@ int cli_cmd_lint(int argc, char **argv)
         help();
         return CLI_EXIT_OK;
     }
-    if (argc != 2 || argv[1][0] == '-')
-        return cli_usage_error("lint", "expected one directory");
+    const char *config = NULL, *dir = NULL;
+    char *which[MAX_WHICH];
+    size_t nwhich = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config = argv[++i];
+        } else if (strcmp(argv[i], "--which") == 0 && i + 1 < argc) {
+            if (nwhich == MAX_WHICH)
+                return cli_usage_error("lint", "at most %d --which", MAX_WHICH);
+            which[nwhich++] = argv[++i];
+        } else if (argv[i][0] == '-' || dir != NULL) {
+            return cli_usage_error("lint", "unexpected '%s'", argv[i]);
+        } else {
+            dir = argv[i];
+        }
+    }
+    if (dir == NULL && config == NULL)
+        return cli_usage_error("lint", "expected a directory or --config FILE");
+    if (nwhich > 0 && config == NULL)
+        return cli_usage_error("lint", "--which needs --config");
     struct stat sb;
-    if (stat(argv[1], &sb) < 0 || !S_ISDIR(sb.st_mode))
-        return cli_usage_error("lint", "'%s' is not a directory", argv[1]);
-    lint_dir(&st, argv[1], 0);
+    if (dir != NULL && (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)))
+        return cli_usage_error("lint", "'%s' is not a directory", dir);
+    if (config != NULL)
+        lint_config(&st, config, which, nwhich);
+    if (dir != NULL)
+        lint_dir(&st, dir, 0);
     fflush(stdout);
     fprintf(stderr, "almanac: %lu file(s) checked, %lu problem(s)\n", st.files, st.problems);
     return st.problems > 0 || st.failed ? CLI_EXIT_ERROR : CLI_EXIT_OK;

@@ -472,6 +472,37 @@ class CliStubTest(unittest.TestCase):
         self.assertEqual((r.code, r.out), (0, ""), r)
         self.assertEqual(run_cli("lint", os.path.join(self.tmp, "missing")).code, 2)
 
+    def test_lint_repos_section(self):
+        config = os.path.join(self.tmp, "server.yml")
+        with open(config, "w") as f:
+            f.write("repo: https://git.example.com/platform/config.git\n"
+                    "repos:\n"
+                    "  payments:\n"
+                    "    pattern: [payments*, billing-*/dev*]\n"
+                    "    uri: https://git.example.com/payments/config.git\n"
+                    "  team-a:\n"
+                    "    pattern: team-a-*\n"
+                    "    uri: https://git.example.com/configs/{application}-{profile}.git\n")
+        r = run_cli("lint", "--config", config, "--which", "payments-api/prod",
+                    "--which", "billing-x/dev,eu", "--which", "billing-x/eu,dev",
+                    "--which", "team-a-web/dev,prod", "--which", "orders")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(r.out.splitlines(), [
+            "payments-api/prod: payments https://git.example.com/payments/config.git",
+            "billing-x/dev,eu: payments https://git.example.com/payments/config.git",
+            "billing-x/eu,dev: default https://git.example.com/platform/config.git",
+            "team-a-web/dev,prod: team-a https://git.example.com/configs/team-a-web-prod.git",
+            "orders/default: default https://git.example.com/platform/config.git",
+        ])
+
+        with open(config, "w") as f:
+            f.write("repos:\n  team-a:\n    pattern: team-a-*\n    uris: x\n")
+        r = run_cli("lint", "--config", config, "--which", "team-a-x")
+        self.assertEqual(r.code, 1, r)
+        self.assertTrue(r.out.startswith(config + ":4:"), r)
+        self.assertIn("repos.team-a.uris: unknown field", r.out)
+        self.assertEqual(run_cli("lint", "--which", "x").code, 2)
+
     def test_lint_profile_expressions(self):
         repo = os.path.join(self.tmp, "profiles")
         files = {
