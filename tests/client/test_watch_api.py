@@ -2,6 +2,8 @@
 stub: the callback's diff and old/new versions, alm_watch_current from inside the callback, the
 heartbeat turning the watch stale during an outage and fresh again after it, one poll per
 window against a server that does not hold requests (counted, not timed), and a prompt stop.
+WatchApiLoopTest runs the same scenarios through the event-loop interface (alm_watch_new, a poll
+loop on a thread of the probe's) and checks every callback ran on that loop's thread.
 """
 
 import json
@@ -25,6 +27,8 @@ V2 = environment(version="v2", sources=[
 
 
 class Probe:
+    loop = False  # WatchApiLoopTest: the same scenarios through alm_watch_new and a loop thread
+
     def __init__(self, url, heartbeat_ms=300, poll_s=1, cache=None, manual=False,
                  watch_defaults=False):
         args = [PROBE_BIN, url, "orders", "prod", str(heartbeat_ms), str(poll_s)]
@@ -34,9 +38,13 @@ class Probe:
         env.pop("ALMANAC_PROBE_MANUAL", None)
         if manual:
             env["ALMANAC_PROBE_MANUAL"] = "1"
+        env.pop("ALMANAC_PROBE_LOOP", None)
+        if Probe.loop:
+            env["ALMANAC_PROBE_LOOP"] = "1"
         env.pop("ALMANAC_PROBE_WATCH_DEFAULTS", None)
         if watch_defaults:
             env["ALMANAC_PROBE_WATCH_DEFAULTS"] = "1"
+        self.stopped = False
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -47,6 +55,12 @@ class Probe:
         return self.proc.stdout.readline().decode().rstrip("\n")
 
     def ask(self, command):
+        if command == "stop" and Probe.loop and not self.stopped:
+            # Before the loop ends: every callback so far ran on the loop's thread.
+            threads = self.ask("threads")
+            if threads != "threads ok":
+                raise AssertionError(threads)
+        self.stopped = self.stopped or command == "stop"
         self.proc.stdin.write((command + "\n").encode())
         self.proc.stdin.flush()
         return self.line()
@@ -228,6 +242,40 @@ class WatchApiTest(unittest.TestCase):
         self.probe.proc.wait(timeout=30)
         self.assertRegex(self.probe.log(), r"watch: server unreachable: .*503.*; retrying with "
                                            r"backoff up to 300 s\n")
+
+
+class WatchApiLoopTest(WatchApiTest):
+    """Every scenario above but manual dispatch (which alm_watch_new refuses, having no use for
+    it) with the watch driven by the probe's own poll loop: alm_watch_fd, alm_watch_timeout_ms
+    and alm_watch_perform on a thread of the probe's, every callback checked to run there."""
+
+    def setUp(self):
+        super().setUp()
+        Probe.loop = True
+
+    def tearDown(self):
+        Probe.loop = False
+        if self.probe is not None and not self.probe.stopped:
+            self.assertEqual(self.probe.ask("threads"), "threads ok")
+        super().tearDown()
+
+    def test_manual_dispatch_runs_the_callback_on_the_caller_thread(self):
+        self.skipTest("manual dispatch is for alm_watch_start only")
+
+    def test_manual_dispatch_keeps_current_and_every_callback_for_the_dispatch(self):
+        self.skipTest("manual dispatch is for alm_watch_start only")
+
+    def test_change_reaches_the_loop_thread(self):
+        self.stub.script((200, {"ETag": '"e1"'}, V1), (200, {"ETag": '"e2"'}, V2),
+                         (304, {"ETag": '"e2"'}, ""))
+        self.probe = Probe(self.stub.url)
+        self.assertEqual(self.probe.line(), "ready")
+        kind, _, payload = self.probe.ask("change").partition(" ")
+        self.assertEqual(kind, "change")
+        self.assertEqual(json.loads(payload)["new"], "v2")  # fails on "(wrong thread)"
+        self.assertEqual(self.probe.ask("threads"), "threads ok")
+        self.assertEqual(self.probe.ask("stop"), "stopped")
+        self.assertEqual(self.probe.proc.wait(timeout=10), 0)
 
 
 if __name__ == "__main__":

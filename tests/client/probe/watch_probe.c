@@ -18,7 +18,11 @@
  * HEARTBEAT_MS POLL_S [CACHE_FILE]. With ALMANAC_PROBE_MANUAL=1 in the environment the watch
  * uses manual dispatch: "change" polls alm_watch_fd() and calls alm_watch_dispatch() on the
  * main thread, and the callbacks (on_change, on_status, log_cb at debug level) check that
- * they run there. Every log line goes to stderr as "log LEVEL MESSAGE". The boot and the watch
+ * they run there. With ALMANAC_PROBE_LOOP=1 the watch has no thread of the library's
+ * (alm_watch_new): a loop thread of the probe's polls alm_watch_fd() with alm_watch_timeout_ms()
+ * and calls alm_watch_perform(), the callbacks check that they run on that thread, and
+ * "waitfresh" waits for the status instead (alm_watch_wait_fresh belongs to the loop's thread).
+ * Every log line goes to stderr as "log LEVEL MESSAGE". The boot and the watch
  * retry quickly (50-200 ms); with ALMANAC_PROBE_WATCH_DEFAULTS=1 the watch keeps its defaults.
  */
 #include "almanac.h"
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
@@ -41,9 +46,17 @@ static pthread_t main_thread;
 static int wrong_thread;
 static char wrong_what[64];
 static char statuses[1024];
+static int loop_mode;
+static int loop_running; /* under `lock`: callbacks must come from the loop thread */
+static __thread int is_loop_thread;
+static int loop_quit[2] = {-1, -1};
 
 static void check_thread(const char *what)
 {
+    if (loop_mode && loop_running && !is_loop_thread && !wrong_thread) {
+        wrong_thread = 1;
+        snprintf(wrong_what, sizeof(wrong_what), "%s", what);
+    }
     if (manual && !pthread_equal(pthread_self(), main_thread) && !wrong_thread) {
         wrong_thread = 1;
         snprintf(wrong_what, sizeof(wrong_what), "%s", what);
@@ -166,6 +179,23 @@ static int dispatch_until_change(void)
     return last_diff != NULL;
 }
 
+/* The event loop a program would run on a thread of its own, reduced to poll(2). */
+static void *loop_main(void *arg)
+{
+    (void)arg;
+    is_loop_thread = 1;
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = alm_watch_fd(watch), .events = POLLIN},
+                                {.fd = loop_quit[0], .events = POLLIN}};
+        long timeout = alm_watch_timeout_ms(watch);
+        poll(fds, 2, timeout > 60000 ? 60000 : (int)timeout);
+        if (fds[1].revents & POLLIN)
+            return NULL;
+        alm_watch_perform(watch);
+    }
+}
+
+
 int main(int argc, char **argv)
 {
     alm_client_options opts = ALM_CLIENT_OPTIONS_INIT;
@@ -197,16 +227,27 @@ int main(int argc, char **argv)
     wopts.on_change = on_change;
     wopts.on_status = on_status;
     manual = getenv("ALMANAC_PROBE_MANUAL") != NULL;
+    loop_mode = getenv("ALMANAC_PROBE_LOOP") != NULL;
     wopts.manual_dispatch = manual;
     wopts.heartbeat_ms = (unsigned int)atoi(argv[4]);
     wopts.poll_timeout_s = (unsigned int)atoi(argv[5]);
-    if (alm_watch_start(&watch, client, cfg, &wopts) < 0) {
+    pthread_t loop_thread;
+    if (loop_mode) {
+        if (alm_watch_new(&watch, client, cfg, &wopts) < 0 || pipe(loop_quit) < 0) {
+            printf("error %s\n", alm_error_last()->message);
+            return 1;
+        }
+        pthread_mutex_lock(&lock);
+        loop_running = 1;
+        pthread_mutex_unlock(&lock);
+        pthread_create(&loop_thread, NULL, loop_main, NULL);
+    } else if (alm_watch_start(&watch, client, cfg, &wopts) < 0) {
         printf("error %s\n", alm_error_last()->message);
         return 1;
     }
     int booted_stale = alm_config_is_stale(cfg);
     alm_config_free(cfg); /* the watch holds its own reference */
-    if ((alm_watch_fd(watch) >= 0) != manual) {
+    if ((alm_watch_fd(watch) >= 0) != (manual || loop_mode)) {
         printf("error alm_watch_fd disagrees with manual_dispatch\n");
         return 1;
     }
@@ -255,6 +296,8 @@ int main(int argc, char **argv)
                                    : alm_config_version(cur) ? alm_config_version(cur)
                                                              : "-");
             alm_config_free(cur);
+        } else if (strcmp(line, "waitfresh") == 0 && loop_mode) {
+            printf("waitfresh %d\n", wait_until(is_fresh) ? 0 : ALM_ETIMEOUT);
         } else if (strcmp(line, "waitfresh") == 0) {
             printf("waitfresh %d\n", alm_watch_wait_fresh(watch, 20000));
         } else if (strcmp(line, "threads") == 0) {
@@ -268,12 +311,27 @@ int main(int argc, char **argv)
             printf("current %s\n", alm_config_version(cur) ? alm_config_version(cur) : "-");
             alm_config_free(cur);
         } else if (strcmp(line, "stop") == 0) {
+            if (loop_mode) {
+                /* The loop ends first: perform and free must not overlap. */
+                ssize_t n = write(loop_quit[1], "", 1);
+                (void)n;
+                pthread_join(loop_thread, NULL);
+                pthread_mutex_lock(&lock);
+                loop_running = 0;
+                pthread_mutex_unlock(&lock);
+                loop_mode = 0;
+            }
             alm_watch_free(watch);
             watch = NULL;
             printf("stopped\n");
             break;
         }
         fflush(stdout);
+    }
+    if (loop_mode) {
+        ssize_t n = write(loop_quit[1], "", 1);
+        (void)n;
+        pthread_join(loop_thread, NULL);
     }
     alm_watch_free(watch);
     alm_client_free(client);
