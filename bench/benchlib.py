@@ -252,7 +252,7 @@ def b64(data):
 class Etcd:
     """A one-member etcd with a temporary data directory, client and peer URLs on loopback."""
 
-    def __init__(self, workdir, cpus=None):
+    def __init__(self, workdir, cpus=None, extra=()):
         self.dir = os.path.join(workdir, "etcd")
         os.makedirs(self.dir)
         self.port = free_port()
@@ -263,7 +263,7 @@ class Etcd:
                 "--listen-peer-urls", "http://127.0.0.1:%d" % peer,
                 "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % peer,
                 "--initial-cluster", "bench=http://127.0.0.1:%d" % peer,
-                "--log-level", "error", "--logger", "zap"]
+                "--log-level", "error", "--logger", "zap", *extra]
         if cpus:
             argv = ["taskset", "-c", cpus] + argv
         self.log = os.path.join(self.dir, "etcd.log")
