@@ -287,21 +287,71 @@ size_t render_json_flags(const json_t *value)
     return JSON_COMPACT | JSON_REAL_PRECISION(precision);
 }
 
+static bool has_reals(const json_t *value)
+{
+    const char *key;
+    json_t *child;
+    size_t i;
+    switch (json_typeof(value)) {
+    case JSON_REAL: return true;
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)(uintptr_t)value, key, child)
+        {
+            if (has_reals(child))
+                return true;
+        }
+        return false;
+    case JSON_ARRAY:
+        json_array_foreach(value, i, child)
+        {
+            if (has_reals(child))
+                return true;
+        }
+        return false;
+    default: return false;
+    }
+}
+
+/*
+ * The body and, when etag is not NULL, the ETag from one tree and mostly one dump. The ETag
+ * hashes the compact dump of the property sources at jansson's default precision; without a
+ * real number anywhere, those bytes are exactly the body's "propertySources" value, so they are
+ * hashed in place instead of dumped a second time. A wake-up after a commit to application.yml
+ * renders every watched Environment, and the second dump was a third of each render.
+ */
+static char *environment_answer(const environment *env, const env_query *q, render_format fmt,
+                                size_t *len, char *etag)
+{
+    json_t *sources = property_sources_json(env, fmt);
+    /* Spring's key order: name, profiles, label, version, state, propertySources. */
+    json_t *doc = sources == NULL ? NULL
+                                  : json_pack("{s:s, s:[s], s:s?, s:s?, s:s, s:O}", "name",
+                                              q->applications, "profiles", q->profiles, "label",
+                                              q->label_echo, "version",
+                                              env->version[0] ? env->version : NULL, "state", "",
+                                              "propertySources", sources);
+    char *text = doc ? json_dumps(doc, render_json_flags(doc)) : NULL;
+    if (text != NULL) {
+        *len = strlen(text);
+        static const char marker[] = "\"propertySources\":[";
+        /* Quotes inside string values are escaped, so the first unescaped marker is the key. */
+        const char *at = etag && !has_reals(sources) ? strstr(text, marker) : NULL;
+        if (at != NULL && *len >= 2 && text[*len - 1] == '}') {
+            const char *start = at + sizeof(marker) - 2; /* at the '[' */
+            etag_of_bytes(format_tag(fmt), start, (size_t)(text + *len - 1 - start), etag);
+        } else if (etag != NULL) {
+            render_environment_etag(env, fmt, etag);
+        }
+    }
+    json_decref(doc);
+    json_decref(sources);
+    return text;
+}
+
 char *render_environment_json(const environment *env, const env_query *q, render_format fmt,
                               size_t *len)
 {
-    /* Spring's key order: name, profiles, label, version, state, propertySources. */
-    json_t *doc = json_pack("{s:s, s:[s], s:s?, s:s?, s:s, s:o}", "name", q->applications,
-                            "profiles", q->profiles, "label", q->label_echo, "version",
-                            env->version[0] ? env->version : NULL, "state", "",
-                            "propertySources", property_sources_json(env, fmt));
-    if (doc == NULL)
-        return NULL;
-    char *text = json_dumps(doc, render_json_flags(doc));
-    json_decref(doc);
-    if (text != NULL)
-        *len = strlen(text);
-    return text;
+    return environment_answer(env, q, fmt, len, NULL);
 }
 
 static int render_document(char **body, size_t *len, const environment *env, render_format fmt,
@@ -467,8 +517,7 @@ int render_get(render_result *out, struct server *srv, const env_query *q, rende
     }
     composed = true;
     if (fmt == RENDER_ENV_V1 || fmt == RENDER_ENV_V2) {
-        render_environment_etag(&env, fmt, out->etag);
-        body = render_environment_json(&env, q, fmt, &len);
+        body = environment_answer(&env, q, fmt, &len, out->etag);
         if (body == NULL) {
             error = err_set(ERR_NOMEM, "out of memory rendering the environment");
             goto out;

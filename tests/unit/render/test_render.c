@@ -190,6 +190,39 @@ static void environment_json_keeps_spring_order_and_short_reals(void **state)
     close_fixture(f);
 }
 
+/* The ETag of a rendered answer is the digest of the property sources alone, whether or not
+ * the Environment holds a real number (with none, the answer's own bytes are hashed), and a
+ * value that spells the propertySources key does not move what is hashed. */
+static void answer_etag_is_the_property_sources_digest(void **state)
+{
+    (void)state;
+    static const char *const shared[] = {
+        "shared: true\nratio: 0.21\n",
+        "shared: true\n",
+        "shared: '\"propertySources\":[ x'\npropertySources: 3\n",
+    };
+    fixture *f = open_fixture(1 << 20);
+    for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+        write_file(f, "application.yml", shared[i]);
+        snapcache_invalidate(f->srv.snapshots);
+        respcache_clear(f->srv.responses);
+        static const render_format formats[] = {RENDER_ENV_V1, RENDER_ENV_V2};
+        for (size_t k = 0; k < 2; k++) {
+            render_result r = get(f, "orders", formats[k]);
+            env_query q = {.applications = "orders", .profiles = "dev", .decrypt = true};
+            environment env;
+            assert_int_equal(env_query_resolve(&q, f->srv.repo), 0);
+            assert_int_equal(environment_compose(&env, &f->srv, &q), 0);
+            char expected[ETAG_SIZE];
+            render_environment_etag(&env, formats[k], expected);
+            assert_string_equal(r.etag, expected);
+            environment_dispose(&env);
+            render_result_dispose(&r);
+        }
+    }
+    close_fixture(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +230,7 @@ int main(void)
         cmocka_unit_test(byte_budget_evicts),
         cmocka_unit_test(etag_follows_content_not_edits),
         cmocka_unit_test(environment_json_keeps_spring_order_and_short_reals),
+        cmocka_unit_test(answer_etag_is_the_property_sources_digest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
