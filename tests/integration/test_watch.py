@@ -126,6 +126,41 @@ class WatchTest(unittest.TestCase):
         self.assertEqual(headers["etag"], billing_tag)
         self.assertGreater(billing.finished_at - billing.started_at, 3.0 * 0.85)
 
+    def test_commit_to_application_yml_wakes_every_environment_with_its_own_answer(self):
+        # More watched Environments than the registry renders on one thread (64): the groups
+        # are shared out among threads, and each watcher must still get its own Environment.
+        apps = ["app%02d" % i for i in range(80)]
+        self.repo.commit({"%s.yml" % a: "%s:\n  id: %d\n" % (a, i) for i, a in enumerate(apps)},
+                         "a fleet")
+        self.assertEqual(self.server.post("/actuator/refresh").status, 200)
+        pollers = []
+        for app in apps:
+            tag = self.etag("/%s/dev" % app)
+            pollers.append(Poller(self.server.port,
+                                  "/%s/dev?watch=%s&timeout=60" % (app, tag.strip('"'))))
+        for p in pollers:
+            p.start()
+        self.assertEqual(wait_until(lambda: parked_watchers(self.server) == len(apps)), True)
+
+        commit = self.repo.commit({"application.yml": "shared: false\n"}, "every application")
+        body, headers = github_push(["application.yml"])
+        r = self.server.post("/monitor", body, headers)
+        self.assertEqual(r.status, 200, r)
+        for i, (app, p) in enumerate(zip(apps, pollers)):
+            p.join(30)
+            self.assertFalse(p.is_alive(), "the %s watcher was not woken" % app)
+            status, headers, data = p.result
+            self.assertEqual(status, 200, app)
+            env = json.loads(data)
+            self.assertEqual((env["name"], env["version"]), (app, commit))
+            sources = {s["name"].rsplit("/", 1)[-1]: s["source"] for s in env["propertySources"]}
+            self.assertEqual(sources["%s.yml" % app], {"%s.id" % app: i})
+            self.assertEqual(sources["application.yml"], {"shared": False})
+            self.assertEqual(headers["etag"], self.etag("/%s/dev" % app))
+        if (os.cpu_count() or 1) >= 2:
+            self.server.wait_for_log(r"woke 80 watcher\(s\) of 80 watched environment\(s\) "
+                                     r"\(rendered in parallel\)")
+
     def test_stale_version_is_answered_at_once(self):
         status, headers, data = long_poll(self.server.port, "/orders/dev?watch=%22old%22&timeout=60")
         self.assertEqual(status, 200)

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MODULE "watch"
 #define DEFAULT_TIMEOUT_SECONDS 30
@@ -492,6 +493,70 @@ void watch_on_change(void *ctx, const change_notice *notice)
     notify_served_by(ctx, notice->repository);
 }
 
+/* Renders what one group watches and wakes its watchers whose ETag differs; returns how
+ * many it woke. */
+static size_t notify_group(watch_registry *w, const watched *it)
+{
+    render_result r;
+    size_t woken = 0;
+    if (it->key == NULL || it->q.applications == NULL || it->q.profiles == NULL ||
+        (it->fmt == RENDER_PLAIN_FILE && it->path == NULL) ||
+        render_watched(w, &r, &it->q, it->fmt, it->path) < 0)
+        return 0;
+    pthread_mutex_lock(&w->lock);
+    json_t *pos = json_object_get(w->index, it->key);
+    group *g = pos ? w->groups[json_integer_value(pos)] : NULL;
+    for (waiter *x = g ? g->head : NULL, *following; x; x = following) {
+        following = x->next;
+        if (strcmp(x->etag, r.etag) == 0)
+            continue;
+        response res;
+        memset(&res, 0, sizeof(res));
+        response_use_prepared(&res, prepared_response_retain(r.ok));
+        waiter_finish(w, x, &res);
+        woken++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    render_result_dispose(&r);
+    return woken;
+}
+
+/*
+ * A commit to application.yml changes every watched Environment at once, and each must be
+ * composed and rendered anew before its watchers can be answered. Below NOTIFY_PARALLEL_MIN
+ * groups the refreshing thread does it alone; above, helpers take groups from a shared counter
+ * so every core renders (reads are already served by the HTTP threads meanwhile, and each
+ * group's watchers are handed to the parking thread as soon as that group is rendered).
+ */
+#define NOTIFY_PARALLEL_MIN 64
+#define NOTIFY_MAX_THREADS 4
+
+typedef struct notify_work {
+    watch_registry *w;
+    const watched *list;
+    size_t count;
+    atomic_size_t next;
+    atomic_size_t woken;
+} notify_work;
+
+static void *notify_worker(void *arg)
+{
+    notify_work *work = arg;
+    size_t woken = 0;
+    for (size_t i; (i = atomic_fetch_add(&work->next, 1)) < work->count;)
+        woken += notify_group(work->w, &work->list[i]);
+    atomic_fetch_add(&work->woken, woken);
+    return NULL;
+}
+
+static size_t notify_threads(size_t groups)
+{
+    if (groups < NOTIFY_PARALLEL_MIN)
+        return 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 2 ? 1 : cpus > NOTIFY_MAX_THREADS ? NOTIFY_MAX_THREADS : (size_t)cpus;
+}
+
 void watch_notify(watch_registry *w)
 {
     notify_served_by(w, NULL);
@@ -527,32 +592,21 @@ static void notify_served_by(watch_registry *w, const char *repository)
     }
     pthread_mutex_unlock(&w->lock);
 
-    size_t woken = 0;
-    for (size_t i = 0; i < count; i++) {
-        watched *it = &list[i];
-        render_result r;
-        if (it->key == NULL || it->q.applications == NULL || it->q.profiles == NULL ||
-            (it->fmt == RENDER_PLAIN_FILE && it->path == NULL) ||
-            render_watched(w, &r, &it->q, it->fmt, it->path) < 0)
-            continue;
-        pthread_mutex_lock(&w->lock);
-        json_t *pos = json_object_get(w->index, it->key);
-        group *g = pos ? w->groups[json_integer_value(pos)] : NULL;
-        for (waiter *x = g ? g->head : NULL, *following; x; x = following) {
-            following = x->next;
-            if (strcmp(x->etag, r.etag) == 0)
-                continue;
-            response res;
-            memset(&res, 0, sizeof(res));
-            response_use_prepared(&res, prepared_response_retain(r.ok));
-            waiter_finish(w, x, &res);
-            woken++;
-        }
-        pthread_mutex_unlock(&w->lock);
-        render_result_dispose(&r);
-    }
+    notify_work work = {.w = w, .list = list, .count = count};
+    atomic_init(&work.next, 0);
+    atomic_init(&work.woken, 0);
+    pthread_t helpers[NOTIFY_MAX_THREADS - 1];
+    size_t started = 0;
+    for (size_t n = notify_threads(count); started + 1 < n; started++)
+        if (pthread_create(&helpers[started], NULL, notify_worker, &work) != 0)
+            break; /* fewer helpers: the groups are still all taken, by those that run */
+    notify_worker(&work);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(helpers[i], NULL);
+    size_t woken = atomic_load(&work.woken);
     if (woken > 0)
-        LOG_INFO(MODULE, "woke %zu watcher(s) of %zu watched environment(s)", woken, count);
+        LOG_INFO(MODULE, "woke %zu watcher(s) of %zu watched environment(s)%s", woken, count,
+                 started > 0 ? " (rendered in parallel)" : "");
 
     for (size_t i = 0; i < count; i++) {
         free(list[i].key);
