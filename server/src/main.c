@@ -480,8 +480,14 @@ out:
     return status;
 }
 
-/* Every parked watcher holds a socket: take all the descriptors the hard limit allows. */
-static void raise_descriptor_limit(void)
+/* Descriptors beyond the connections: the listening socket, pack and index files of the
+ * mirror, the fetch child's pipes, log and key files. */
+#define DESCRIPTOR_RESERVE 64
+
+/* Every parked watcher holds a socket: take all the descriptors the hard limit allows, and say
+ * so when even that is short of what --max-connections can hold (libmicrohttpd's connections
+ * plus as many parked watchers, which have left it). */
+static void raise_descriptor_limit(unsigned max_connections)
 {
     struct rlimit limit;
     if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
@@ -495,6 +501,12 @@ static void raise_descriptor_limit(void)
     LOG_INFO(MODULE, "open files: %llu (soft limit raised from %llu, hard limit %llu); each "
              "connection and parked watcher holds one", (unsigned long long)limit.rlim_cur,
              (unsigned long long)before, (unsigned long long)limit.rlim_max);
+    unsigned long long wanted = 2ULL * max_connections + DESCRIPTOR_RESERVE;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted)
+        LOG_WARN(MODULE, "open files: %llu is below the %llu that --max-connections %u may need "
+                 "(its connections and as many parked watchers): raise the hard limit "
+                 "(LimitNOFILE=, ulimit -Hn) or lower --max-connections",
+                 (unsigned long long)limit.rlim_cur, wanted, max_connections);
 }
 
 int main(int argc, char **argv)
@@ -518,7 +530,7 @@ int main(int argc, char **argv)
     log_configure(parse_level(cfg.log_level),
                   cfg.log_format && strcmp(cfg.log_format, "json") == 0 ? LOG_FORMAT_JSON
                                                                          : LOG_FORMAT_TEXT);
-    raise_descriptor_limit();
+    raise_descriptor_limit(cfg.max_connections);
     metrics_init();
     routes_init();
     if (start_signal_thread() < 0) {

@@ -174,8 +174,10 @@ static const setting_def setting_defs[] = {
     STR("config", config_file, "FILE", NULL, SET_NOT_IN_FILE,
         "YAML file of settings (keys are the flag names); the environment and flags override it."),
     UINT("threads", threads, "N", NULL, 1, 1024, "HTTP worker threads."),
-    UINT("max-connections", max_connections, "N", "4096", 1, 1000000,
-         "Concurrent connections, long-polling watchers included."),
+    /* A fleet: thousands of instances, each holding a long poll. 16384 parked watchers cost
+     * about 8 MiB here and a few tens in the kernel; see docs/performance.md. */
+    UINT("max-connections", max_connections, "N", "16384", 1, 1000000,
+         "Concurrent connections, long-polling watchers included (and as many parked watchers)."),
     UINT("max-connections-per-ip", max_connections_per_ip, "N", "256", 1, 1000000,
          "Concurrent connections from one address; more are closed at once."),
     UINT("max-watchers-per-ip", max_watchers_per_ip, "N", "1024", 1, 1000000,

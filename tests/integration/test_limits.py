@@ -6,6 +6,7 @@ A second client address is 127.0.0.2: on Linux the whole 127/8 reaches the loopb
 """
 
 import re
+import resource
 import socket
 import time
 import unittest
@@ -246,13 +247,35 @@ class WatchersPerAddressTest(ServerTestCase):
             self.assertEqual(len(re.findall(r"watch refused with 429", self.server.log())), 1)
             details = self.server.get("/actuator/health").json()["components"]["watchers"]["details"]
             self.assertEqual((details["parked"], details["maxPerAddress"]), (3, 2))
-            self.assertEqual(details["max"], 4096)  # --max-connections' default
+            self.assertEqual(details["max"], 16384)  # --max-connections' default
             self.assertGreaterEqual(details["openFilesLimit"], 1024)
-            self.assertRegex(self.server.get("/metrics").text, r"(?m)^almanac_watchers_max 4096$")
+            self.assertRegex(self.server.get("/metrics").text, r"(?m)^almanac_watchers_max 16384$")
             self.server.wait_for_log(r"open files: \d+ \(soft limit raised from \d+")
         finally:
             for s in socks:
                 s.close()
+
+
+class OpenFilesShortOfConnectionsTest(ServerTestCase):
+    """--max-connections beyond what the hard open-file limit can hold is said at start."""
+
+    @classmethod
+    def setUpServers(cls):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        # each connection, and as many parked watchers, hold a descriptor
+        cls.max_connections = min(1000000, hard)
+        if hard == resource.RLIM_INFINITY or 2 * cls.max_connections + 64 <= hard:
+            raise unittest.SkipTest("the hard open-file limit (%s) holds any --max-connections"
+                                    % hard)
+        cls.repo = cls.make_repo()
+        cls.repo.commit(FILES, "limits")
+        cls.server = cls.start_server(cls.repo.uri, extra_args=[
+            "--max-connections", str(cls.max_connections)])
+
+    def test_the_start_names_the_setting_and_the_limit(self):
+        self.server.wait_for_log(r"open files: \d+ is below the \d+ that --max-connections %d "
+                                 r"may need .* raise the hard limit" % self.max_connections)
+        self.assertEqual(self.server.get("/orders/dev").status, 200)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ static void test_defaults(void **state)
     assert_null(s.config_file);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     assert_int_equal(s.threads, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
-    assert_int_equal(s.max_connections, 4096);
+    assert_int_equal(s.max_connections, 16384);
     assert_int_equal(s.max_connections_per_ip, 256);
     assert_int_equal(s.max_watchers_per_ip, 1024);
     assert_int_equal(s.idle_timeout, 60);
