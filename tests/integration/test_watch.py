@@ -127,8 +127,9 @@ class WatchTest(unittest.TestCase):
         self.assertGreater(billing.finished_at - billing.started_at, 3.0 * 0.85)
 
     def test_commit_to_application_yml_wakes_every_environment_with_its_own_answer(self):
-        # More watched Environments than the registry renders on one thread (64): the groups
-        # are shared out among threads, and each watcher must still get its own Environment.
+        # More watched Environments than the registry renders on one thread (64): with three
+        # cores or more the groups are shared out among threads, and each watcher must still
+        # get its own Environment.
         apps = ["app%02d" % i for i in range(80)]
         self.repo.commit({"%s.yml" % a: "%s:\n  id: %d\n" % (a, i) for i, a in enumerate(apps)},
                          "a fleet")
@@ -157,7 +158,7 @@ class WatchTest(unittest.TestCase):
             self.assertEqual(sources["%s.yml" % app], {"%s.id" % app: i})
             self.assertEqual(sources["application.yml"], {"shared": False})
             self.assertEqual(headers["etag"], self.etag("/%s/dev" % app))
-        if (os.cpu_count() or 1) >= 2:
+        if (os.cpu_count() or 1) >= 3:  # as the server counts them (online CPUs)
             self.server.wait_for_log(r"woke 80 watcher\(s\) of 80 watched environment\(s\) "
                                      r"\(rendered in parallel\)")
 

@@ -525,8 +525,10 @@ static size_t notify_group(watch_registry *w, const watched *it)
  * A commit to application.yml changes every watched Environment at once, and each must be
  * composed and rendered anew before its watchers can be answered. Below NOTIFY_PARALLEL_MIN
  * groups the refreshing thread does it alone; above, helpers take groups from a shared counter
- * so every core renders (reads are already served by the HTTP threads meanwhile, and each
- * group's watchers are handed to the parking thread as soon as that group is rendered).
+ * so that all cores but one render. The one left keeps serving reads and writing the answers
+ * (each group's watchers go to the parking thread as soon as that group is rendered): on two
+ * cores, a second render thread made reads during a wake-up slower and the last watcher no
+ * sooner (docs/performance.md, the fleet section).
  */
 #define NOTIFY_PARALLEL_MIN 64
 #define NOTIFY_MAX_THREADS 4
@@ -554,7 +556,7 @@ static size_t notify_threads(size_t groups)
     if (groups < NOTIFY_PARALLEL_MIN)
         return 1;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    return cpus < 2 ? 1 : cpus > NOTIFY_MAX_THREADS ? NOTIFY_MAX_THREADS : (size_t)cpus;
+    return cpus < 3 ? 1 : cpus - 1 > NOTIFY_MAX_THREADS ? NOTIFY_MAX_THREADS : (size_t)cpus - 1;
 }
 
 void watch_notify(watch_registry *w)
