@@ -7,7 +7,9 @@ A second client address is 127.0.0.2: on Linux the whole 127/8 reaches the loopb
 
 import re
 import resource
+import shutil
 import socket
+import subprocess
 import time
 import unittest
 
@@ -276,6 +278,28 @@ class OpenFilesShortOfConnectionsTest(ServerTestCase):
         self.server.wait_for_log(r"open files: \d+ is below the \d+ that --max-connections %d "
                                  r"may need .* raise the hard limit" % self.max_connections)
         self.assertEqual(self.server.get("/orders/dev").status, 200)
+
+
+class ListenBacklogTest(ServerTestCase):
+    """The listening socket asks for a backlog the kernel cuts to net.core.somaxconn, so that
+    raising that sysctl is all a fleet reconnecting at once needs."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit(FILES, "limits")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def test_backlog_is_somaxconn(self):
+        if shutil.which("ss") is None:
+            self.skipTest("ss (iproute2) is not installed")
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = int(f.read())
+        out = subprocess.run(["ss", "-Hltn", "sport = :%d" % self.server.port],
+                             capture_output=True, text=True, check=True).stdout
+        # State Recv-Q Send-Q Local Peer: for a listening socket Send-Q is its backlog
+        backlogs = {int(line.split()[2]) for line in out.splitlines() if line.strip()}
+        self.assertEqual(backlogs, {min(somaxconn, 65535)}, out)
 
 
 if __name__ == "__main__":

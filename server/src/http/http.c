@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LISTEN_BACKLOG 65535
 #define MODULE "http"
 
 struct http_server {
@@ -983,7 +984,10 @@ static int open_listener(const struct sockaddr_storage *addr, int family, const 
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (family == AF_INET6) /* as libmicrohttpd did: "::" is IPv6 only */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+    /* A fleet woken by one commit reconnects all at once. The kernel cuts the backlog to
+     * net.core.somaxconn, so asking for more than glibc's SOMAXCONN (4096) lets an operator
+     * raise it with that sysctl alone (docs/performance.md, the fleet section). */
+    if (bind(fd, (const struct sockaddr *)addr, len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         int e = errno;
         close(fd);
         return err_set(ERR_UNAVAILABLE, "cannot listen on %s port %u: %s%s",
