@@ -33,7 +33,8 @@ and the same source addresses; one transaction (POST /v3/kv/txn, --max-txn-ops r
 every key; each watcher's time is when its event arrived.
 
 --perf: perf record (bench/profile.py's control FIFO) of almanac-server switched on only from the
-push to the last answer; prints where the wake-up spends its time.
+push to the last answer, and (a second recording) during the uncached pass of the first
+requests; prints where each spends its time.
 """
 
 import argparse
@@ -440,7 +441,7 @@ class Fleet:
                 "per_watcher": (rss_parked - rss_before) * 1024.0 / parked,
                 "reads": reader.latencies, "watchers": parked}
 
-    def first_requests(self, clients, server):
+    def first_requests(self, clients, server, perf=None):
         """Uncached then cached requests/s over every Environment, after a global commit."""
         port = server.port
         settle(server.proc.pid, self.idle_sockets[port])
@@ -451,7 +452,11 @@ class Fleet:
         global_commit(server.repo, self.generation)
         self.last_push[port] = time.monotonic()
         refresh(port)
+        if perf:
+            perf.command("enable")
         uncached = clients.burst(port, self.addrs, self.paths, self.args.read_conns)
+        if perf:
+            perf.command("disable")
         cached = clients.burst(port, self.addrs, self.paths, self.args.read_conns)
         return uncached, cached
 
@@ -595,7 +600,7 @@ def main():
     work = bl.workdir()
     procs = []
     clients = None
-    perf = None
+    perf = perf_first = None
     try:
         repo = os.path.join(work, "remote")
         t = time.monotonic()
@@ -613,6 +618,11 @@ def main():
         if args.perf:
             prof = load_profile_module()
             perf = prof.PerfControl(work, servers[0][1].proc.pid, os.path.join(work, "perf.data"))
+            if not args.no_first_requests:
+                os.makedirs(os.path.join(work, "perf-first"))
+                perf_first = prof.PerfControl(os.path.join(work, "perf-first"),
+                                              servers[0][1].proc.pid,
+                                              os.path.join(work, "perf-first.data"))
         load_before = os.getloadavg()
         results = {}
         first = {}
@@ -623,11 +633,17 @@ def main():
                     results.setdefault((name, push), []).append(r)
             if not args.no_first_requests:
                 for name, s in servers:
-                    first.setdefault(name, []).append(fleet.first_requests(clients, s))
+                    first.setdefault(name, []).append(fleet.first_requests(
+                        clients, s, perf_first if name == "A" else None))
         if perf:
             perf.stop()
             perf_out = prof.perf_tables(os.path.join(work, "perf.data"), 25, binaries[0][1])
             perf = None
+        if perf_first:
+            perf_first.stop()
+            perf_first_out = prof.perf_tables(os.path.join(work, "perf-first.data"), 25,
+                                              binaries[0][1])
+            perf_first = None
         etcd_runs = []
         if not args.no_etcd:
             etcd = start_etcd(work, args.apps)
@@ -636,8 +652,9 @@ def main():
                 etcd_runs.append(fleet.etcd_round(clients, etcd, r + 1))
         load_after = os.getloadavg()
     finally:
-        if perf:
-            perf.stop()
+        for control in (perf, perf_first):
+            if control:
+                control.stop()
         if clients:
             clients.stop()
         for proc in procs:
@@ -706,6 +723,12 @@ def main():
               "answer):")
         print()
         print(perf_out)
+        if not args.no_first_requests:
+            print()
+            print("Where the first (uncached) requests after the commit spend their time (server "
+                  "A, perf during the uncached pass only):")
+            print()
+            print(perf_first_out)
     return 0
 
 
