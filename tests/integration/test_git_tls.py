@@ -333,15 +333,34 @@ http {
         log = self.start_failing(["--git-ca-file", self.unrelated_ca])
         self.assertIn("cannot open repository", log)
 
-    def test_system_cas_stay_trusted_beside_the_ca_file(self):
-        # The test CA stands in for the system's: a certificate directory as OpenSSL reads it
-        # (SSL_CERT_DIR), while --git-ca-file names an unrelated CA. Both must be trusted.
+    def system_cert_dir(self):
+        """The test CA standing in for the system's: a certificate directory as OpenSSL reads
+        it (SSL_CERT_DIR)."""
         system_dir = os.path.join(self.tmp, "system-certs")
-        os.makedirs(system_dir, exist_ok=True)
-        shutil.copy(self.ca_file, os.path.join(system_dir, "test-ca.pem"))
-        openssl("rehash", system_dir, cwd=system_dir)
-        s = self.start(["--git-ca-file", self.unrelated_ca], env={"SSL_CERT_DIR": system_dir})
+        if not os.path.isdir(system_dir):
+            os.makedirs(system_dir)
+            shutil.copy(self.ca_file, os.path.join(system_dir, "test-ca.pem"))
+            openssl("rehash", system_dir, cwd=system_dir)
+        return system_dir
+
+    def test_system_cas_stay_trusted_beside_the_ca_file(self):
+        # --git-ca-file names an unrelated CA: the system's must still be trusted.
+        s = self.start(["--git-ca-file", self.unrelated_ca],
+                       env={"SSL_CERT_DIR": self.system_cert_dir()})
         self.assert_serves(s)
+
+    def test_ca_file_without_certificates_adds_nothing(self):
+        # As the Kubernetes manifests ship it: a file of comments. It is warned about, and the
+        # fetch trusts what it would trust without the flag (not the test CA), rather than
+        # failing on the file.
+        empty = os.path.join(self.tmp, "no-certificates.pem")
+        with open(empty, "w") as f:
+            f.write("# PEM certificates of the Git server's CA go here\n")
+        log = self.start_failing(["--git-ca-file", empty])
+        self.assertIn("--git-ca-file %s holds no PEM certificate" % empty, log)
+        self.assertIn("cannot open repository", log)
+        self.assertNotIn("cannot read --git-ca-file", log)
+        self.assertNotIn("cannot use --git-ca-file", log)
 
     def test_missing_ca_file_is_a_clear_error(self):
         missing = os.path.join(self.tmp, "no-such-ca.pem")

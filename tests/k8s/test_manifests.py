@@ -16,7 +16,8 @@ import k8s_support as ks
 PROBLEM = ks.kustomize_problem() or ks.node_problem()
 SERVER_SELECTOR = {"app.kubernetes.io/name": "almanac", "app.kubernetes.io/component": "server"}
 FILE_VARIABLES = ("ALMANAC_ENCRYPT_KEY_FILE", "ALMANAC_AUTH_FILE", "ALMANAC_WEBHOOK_SECRET",
-                  "ALMANAC_GIT_PASSWORD_FILE", "ALMANAC_CACHE_DIR", "ALMANAC_PEER_SECRET")
+                  "ALMANAC_GIT_PASSWORD_FILE", "ALMANAC_CACHE_DIR", "ALMANAC_PEER_SECRET",
+                  "ALMANAC_GIT_SSH_KEY_FILE", "ALMANAC_GIT_KNOWN_HOSTS", "ALMANAC_GIT_CA_FILE")
 
 
 def quantity(text):
@@ -202,6 +203,22 @@ class ServerDeploymentTest(unittest.TestCase):
                     value = env[var]["value"]
                     self.assertTrue(any((value.rstrip("/") + "/").startswith(m) for m in mounts),
                                     f"{var}={value} is on no volume")
+
+    def test_git_trust_comes_from_its_config_map(self):
+        # The host keys and extra CAs of the Git channel: files of the almanac-git-trust
+        # ConfigMap, mounted read-only where ALMANAC_GIT_KNOWN_HOSTS and ALMANAC_GIT_CA_FILE
+        # point, never a ~/.ssh in the cache directory.
+        for name, objs, _, pod, c in self.each():
+            with self.subTest(overlay=name):
+                env = env_of(c)
+                volume = next(v for v in pod["volumes"] if v["name"] == "git-trust")
+                cm = ks.one(objs, "ConfigMap", volume["configMap"]["name"])
+                mount = next(m for m in c["volumeMounts"] if m["name"] == "git-trust")
+                self.assertTrue(mount["readOnly"])
+                for var, key in (("ALMANAC_GIT_KNOWN_HOSTS", "known_hosts"),
+                                 ("ALMANAC_GIT_CA_FILE", "ca.crt")):
+                    self.assertEqual(env[var]["value"], mount["mountPath"] + "/" + key)
+                    self.assertIn(key, cm["data"])
 
     def test_environment_names_are_server_settings(self):
         known = ks.server_env_names()
@@ -492,6 +509,19 @@ class SecretTemplatesAgainstTheServerTest(unittest.TestCase):
         try:
             self.assertEqual(server.get("/actuator/health").status, 200)
             self.assertEqual(server.get("/orders/default").status, 401)
+        finally:
+            server.stop()
+
+    def test_templated_git_trust_files_let_the_server_fetch(self):
+        # As shipped, the ConfigMap's files trust nothing extra and break nothing: the CA file
+        # without a certificate adds none (with a warning), the known_hosts of comments is read.
+        trust = os.path.join(ks.K8S_DIR, "base", "git-trust")
+        server = ks.Server(self.repo.uri, self.tmp, extra_args=[
+            "--git-ca-file", os.path.join(trust, "ca.crt"),
+            "--git-known-hosts", os.path.join(trust, "known_hosts")]).start()
+        try:
+            self.assertEqual(server.get("/orders/default").status, 200)
+            self.assertIn("holds no PEM certificate", server.log())
         finally:
             server.stop()
 

@@ -103,6 +103,7 @@ extern char **environ;
 /* The fetch process's proxy: in its environment, not its argv, which any local user can read
  * (a proxy URL may carry a password). */
 #define CHILD_PROXY_ENV "ALMANAC_GIT_FETCH_PROXY"
+#define CA_FILE_MAX (16u * 1024u * 1024u) /* a CA bundle; the system's is about 200 KiB */
 #define KNOWN_HOSTS_MAX (4u * 1024u * 1024u) /* a known_hosts file; OpenSSH's are kilobytes */
 
 /* What a fetch may do beyond the URL, and whom it trusts: the same in the server and in its
@@ -753,21 +754,39 @@ static const char *proxy_for(const char *url, const fetch_policy *policy, const 
  * then trust the system's CAs and the file's. Process-wide: in the server this runs in the
  * fetch process only.
  */
+/* 1: the file holds a PEM certificate, 0: none (empty, or comments only), -1: unreadable. */
+static int ca_file_has_certificate(const char *ca_file)
+{
+    file_contents file = {0};
+    int found;
+    if (file_read(&file, ca_file, CA_FILE_MAX, FILE_READ_REGULAR_ONLY) < 0)
+        return -1;
+    found = file.len > 0 && strstr(file.data, "-----BEGIN CERTIFICATE-----") != NULL;
+    file_contents_dispose(&file);
+    return found;
+}
+
 static int apply_ca_file(const char *ca_file, char *why, size_t why_size)
 {
     const char *dir = getenv(X509_get_default_cert_dir_env());
     struct stat st;
+    int has = 0;
 
     if (!ca_file || !*ca_file)
         return 0;
+    errno = 0;
     if (!dir || !*dir)
         dir = X509_get_default_cert_dir();
     if (!dir || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
         dir = NULL;
-    if (access(ca_file, R_OK) < 0) {
-        snprintf(why, why_size, "cannot read --git-ca-file %s: %s", ca_file, strerror(errno));
+    if (access(ca_file, R_OK) < 0 || (has = ca_file_has_certificate(ca_file)) < 0) {
+        snprintf(why, why_size, "cannot read --git-ca-file %s: %s", ca_file,
+                 errno ? strerror(errno) : "not a regular file");
         return -1;
     }
+    /* A file with no certificate (the Kubernetes template's) adds nothing: repo_open warned. */
+    if (has == 0)
+        return 0;
     if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, ca_file, dir) < 0) {
         snprintf(why, why_size, "cannot use --git-ca-file %s: %s", ca_file, git_reason());
         return -1;
@@ -2266,6 +2285,9 @@ int repo_open(repo **out, const repo_options *opts)
         goto out;
     }
     r->slot_key_ok = true;
+    if (r->policy.ca_file && ca_file_has_certificate(r->policy.ca_file) == 0)
+        LOG_WARN(MODULE, "--git-ca-file %s holds no PEM certificate: only the system's CAs are "
+                         "trusted", r->policy.ca_file);
     error = open_git(r, opts);
 out:
     if (error < 0) {
