@@ -37,10 +37,15 @@
  *   https/http: ALMANAC_GIT_PASSWORD_FILE (a file holding the password or token; a trailing
  *               newline is ignored) with ALMANAC_GIT_USERNAME (default "git", which token
  *               schemes such as GitHub's accept).
- *   ssh:        ALMANAC_GIT_SSH_KEY_FILE (a private key without passphrase; the public key is
- *               derived from it), otherwise ssh-agent. The user comes from the URI (git@...),
+ *   ssh:        --git-ssh-key-file (ALMANAC_GIT_SSH_KEY_FILE; a private key without passphrase,
+ *               the public key is derived from it), otherwise ssh-agent. The user comes from the URI (git@...),
  *               else ALMANAC_GIT_USERNAME, else "git".
  * Each kind of credential is offered once per fetch, so a wrong one fails instead of looping.
+ *
+ * Trust (repo_transport, the same in the fetch process): https:// certificates are libgit2's
+ * to check, against the system's CAs plus --git-ca-file (apply_ca_file); ssh:// host keys are
+ * ours, against --git-known-hosts (certificate_cb, known_hosts.c); the proxy is ours to choose
+ * (proxy_for). docs/security.md, "Trust on the Git channel", says what each refusal reads.
  *
  * Threads. A git_repository is never shared: each thread that reads gets its own handle from a
  * pthread key (opened lazily, freed at thread exit or at repo_free); the fetcher has its own.
