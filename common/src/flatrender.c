@@ -1057,7 +1057,13 @@ int flatrender_json(flatrender_buf *out, const json_t *flat, char *errmsg, size_
 
 /* ---- properties and environment ------------------------------------------------------------ */
 
-int flatrender_properties(flatrender_buf *out, const json_t *flat, char *errmsg, size_t errsize)
+/* Appends one entry's line; false when out of memory. */
+typedef bool (*line_writer)(sbuf *b, size_t index, const char *key, const char *text,
+                            size_t len);
+
+/* The line-per-entry formats: each entry of the flat map, in merged order, through `write`. */
+static int render_lines(flatrender_buf *out, const json_t *flat, line_writer write, char *errmsg,
+                        size_t errsize)
 {
     sbuf b = {NULL, 0, 0, false};
     size_t count = 0;
@@ -1073,19 +1079,30 @@ int flatrender_properties(flatrender_buf *out, const json_t *flat, char *errmsg,
     for (size_t i = 0; entries != NULL && i < count; i++) {
         size_t len = 0;
         char *text = scalar_text(entries[i].value, &len);
-        if (text == NULL) {
+        bool written = text != NULL && write(&b, i, entries[i].key, text, len);
+        free(text);
+        if (!written) {
             b.oom = true;
             break;
         }
-        if (i > 0)
-            sb_char(&b, '\n');
-        sb_str(&b, entries[i].key);
-        sb_str(&b, ": ");
-        sb_add(&b, text, len);
-        free(text);
     }
     free(entries);
     return sb_finish(&b, out, errmsg, errsize);
+}
+
+static bool properties_line(sbuf *b, size_t index, const char *key, const char *text, size_t len)
+{
+    if (index > 0)
+        sb_char(b, '\n');
+    sb_str(b, key);
+    sb_str(b, ": ");
+    sb_add(b, text, len);
+    return true;
+}
+
+int flatrender_properties(flatrender_buf *out, const json_t *flat, char *errmsg, size_t errsize)
+{
+    return render_lines(out, flat, properties_line, errmsg, errsize);
 }
 
 char *flatrender_env_name(const char *key)
@@ -1130,48 +1147,33 @@ static bool env_safe(const char *s, size_t len)
     return true;
 }
 
+static bool env_line(sbuf *b, size_t index, const char *key, const char *text, size_t len)
+{
+    (void)index;
+    char *name = flatrender_env_name(key);
+    if (name == NULL)
+        return false;
+    sb_str(b, name);
+    free(name);
+    sb_char(b, '=');
+    if (env_safe(text, len)) {
+        sb_add(b, text, len);
+    } else {
+        /* POSIX shell single quotes: nothing is special inside but the quote itself. */
+        sb_char(b, '\'');
+        for (size_t k = 0; k < len; k++) {
+            if (text[k] == '\'')
+                sb_str(b, "'\\''");
+            else if (text[k] != '\0')
+                sb_char(b, text[k]);
+        }
+        sb_char(b, '\'');
+    }
+    sb_char(b, '\n');
+    return true;
+}
+
 int flatrender_env(flatrender_buf *out, const json_t *flat, char *errmsg, size_t errsize)
 {
-    sbuf b = {NULL, 0, 0, false};
-    size_t count = 0;
-    out->data = NULL;
-    out->len = 0;
-    if (!json_is_object(flat)) {
-        set_errmsg(errmsg, errsize, "not a property map");
-        return -1;
-    }
-    entry *entries = ordered_entries(flat, &count);
-    if (entries == NULL)
-        b.oom = true;
-    for (size_t i = 0; entries != NULL && i < count; i++) {
-        size_t len = 0;
-        char *name = flatrender_env_name(entries[i].key);
-        char *text = scalar_text(entries[i].value, &len);
-        if (name == NULL || text == NULL) {
-            free(name);
-            free(text);
-            b.oom = true;
-            break;
-        }
-        sb_str(&b, name);
-        sb_char(&b, '=');
-        if (env_safe(text, len)) {
-            sb_add(&b, text, len);
-        } else {
-            /* POSIX shell single quotes: nothing is special inside but the quote itself. */
-            sb_char(&b, '\'');
-            for (size_t k = 0; k < len; k++) {
-                if (text[k] == '\'')
-                    sb_str(&b, "'\\''");
-                else if (text[k] != '\0')
-                    sb_char(&b, text[k]);
-            }
-            sb_char(&b, '\'');
-        }
-        sb_char(&b, '\n');
-        free(name);
-        free(text);
-    }
-    free(entries);
-    return sb_finish(&b, out, errmsg, errsize);
+    return render_lines(out, flat, env_line, errmsg, errsize);
 }
