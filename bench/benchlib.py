@@ -94,6 +94,12 @@ def commit(repo, files, message):
     git(repo, "commit", "-q", "-m", message)
 
 
+def orders_files(keys):
+    """The read benches' repository: orders.yml with `keys` settings, and an application.yml."""
+    return {"application.yml": "logging:\n  level: INFO\n",
+            "orders.yml": sample_yaml("orders", keys)}
+
+
 def sample_yaml(app, keys):
     """A configuration file of a realistic shape: nested maps, lists, strings and numbers."""
     lines = ["%s:" % app, "  datasource:",
@@ -351,6 +357,62 @@ def wrk_post_script(path, workdir, body, name="post.lua"):
 
 def median_of(runs, key):
     return statistics.median(r[key] for r in runs)
+
+
+def add_load_options(parser, server_threads_help=None, keys_help="settings in the served file"):
+    """The load options of the wrk benches: seconds per run, rounds, connections, threads, and
+    the size of the served file."""
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--server-threads", type=int, default=os.cpu_count(),
+                        help=server_threads_help)
+    parser.add_argument("--keys", type=int, default=60, help=keys_help)
+
+
+def shrink_for_smoke(args):
+    """--smoke: the smallest load that still fills every table (it checks the script, it
+    measures nothing)."""
+    args.duration, args.rounds, args.connections, args.wrk_threads, args.keys = 1, 1, 4, 1, 5
+
+
+def alternate(targets, rounds, run, key=lambda target: target[0]):
+    """Runs run(target) for each target in turn, round after round (A, B, C, A, B, C ...), so
+    that the machine's load drifting falls on every target alike. Returns the results by
+    key(target), and the 1-minute load average before the first round and after each."""
+    loads = [os.getloadavg()[0]]
+    runs = {key(target): [] for target in targets}
+    for _ in range(rounds):
+        for target in targets:
+            runs[key(target)].append(run(target))
+        loads.append(os.getloadavg()[0])
+    return runs, loads
+
+
+def wrk_rounds(targets, args):
+    """alternate() over (name, url, lua script or None) targets with the load of `args`."""
+    return alternate(targets, args.rounds,
+                     lambda t: wrk(t[1], args.wrk_threads, args.connections, args.duration, t[2]))
+
+
+def rps_row(name, runs, ratio):
+    """A throughput table's row: name, median requests/s and their range, median p50 and p99,
+    errors in all runs, and ratio(median requests/s) as the last column."""
+    rps = median_of(runs, "rps")
+    return (name, "%.0f" % rps, "%.0f-%.0f" % (min(x["rps"] for x in runs),
+                                               max(x["rps"] for x in runs)),
+            fmt_ms(median_of(runs, "p50")), fmt_ms(median_of(runs, "p99")),
+            sum(x["errors"] for x in runs), ratio(rps))
+
+
+def load_header(args, loads, threads="server threads", setup=""):
+    """The two lines under a wrk table's title: the load and the machine, then the load average
+    while it ran. `setup` says more about what was served, before the machine."""
+    return ("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; %s: %d; %s%s\n"
+            "1-minute load average during the runs: %s"
+            % (args.wrk_threads, args.connections, args.duration, args.rounds, threads,
+               args.server_threads, setup, machine_line(), " ".join("%.2f" % x for x in loads)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,13 +23,7 @@ import benchlib as bl  # noqa: E402
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
-    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--server-threads", type=int, default=os.cpu_count(),
-                   help="almanac --threads and nginx worker_processes")
-    p.add_argument("--keys", type=int, default=60, help="settings in the served file")
+    bl.add_load_options(p, "almanac --threads and nginx worker_processes")
     p.add_argument("--no-etcd", action="store_true")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                    help="one more almanac-server row started with these extra flags, e.g. "
@@ -37,15 +31,14 @@ def main():
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
     args = p.parse_args()
     if args.smoke:
-        args.duration, args.rounds, args.connections, args.wrk_threads, args.keys = 1, 1, 4, 1, 5
+        bl.shrink_for_smoke(args)
     binary = bl.server_binary(args.server)
 
     work = bl.workdir()
     procs = []
     try:
         repo = os.path.join(work, "remote")
-        bl.make_repo(repo, {"application.yml": "logging:\n  level: INFO\n",
-                            "orders.yml": bl.sample_yaml("orders", args.keys)})
+        bl.make_repo(repo, bl.orders_files(args.keys))
         alm = bl.Almanac(binary, "file://" + repo, work, threads=args.server_threads)
         procs.append(alm)
         status, hdrs, body = bl.http(alm.port, "/orders/dev")
@@ -77,34 +70,18 @@ def main():
                     {"key": bl.b64(b"/config/orders/dev")}), "lin.lua")
                 targets.append(("etcd gateway, linearizable", url, lin))
 
-        loads = [os.getloadavg()[0]]
-        runs = {name: [] for name, _, _ in targets}
-        for _ in range(args.rounds):
-            for name, url, lua in targets:
-                runs[name].append(bl.wrk(url, args.wrk_threads, args.connections, args.duration,
-                                         lua))
-            loads.append(os.getloadavg()[0])
+        runs, loads = bl.wrk_rounds(targets, args)
     finally:
         for proc in procs:
             proc.stop()
         bl.cleanup(work)
 
     base = bl.median_of(runs["almanac-server"], "rps")
-    rows = []
-    for name, _, _ in targets:
-        r = runs[name]
-        rps = bl.median_of(r, "rps")
-        rows.append((name, "%.0f" % rps, "%.0f-%.0f" % (min(x["rps"] for x in r),
-                                                       max(x["rps"] for x in r)),
-                     bl.fmt_ms(bl.median_of(r, "p50")),
-                     bl.fmt_ms(bl.median_of(r, "p99")), sum(x["errors"] for x in r),
-                     "%.2f" % (base / rps)))
+    rows = [bl.rps_row(name, runs[name], lambda rps: "%.2f" % (base / rps))
+            for name, _, _ in targets]
     print("### Cached read: GET /orders/dev, %d-byte Environment JSON" % len(body))
     print()
-    print("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; server threads / nginx "
-          "workers: %d; %s" % (args.wrk_threads, args.connections, args.duration, args.rounds,
-                               args.server_threads, bl.machine_line()))
-    print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
+    print(bl.load_header(args, loads, "server threads / nginx workers"))
     print()
     print(bl.table(["server", "requests/s", "range", "p50", "p99", "errors",
                     "Almanac/this (req/s)"],

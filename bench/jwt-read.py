@@ -33,24 +33,18 @@ def header_script(workdir, name, value):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
-    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--server-threads", type=int, default=os.cpu_count())
-    p.add_argument("--keys", type=int, default=60, help="settings in the served file")
+    bl.add_load_options(p)
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
     args = p.parse_args()
     if args.smoke:
-        args.duration, args.rounds, args.connections, args.wrk_threads, args.keys = 1, 1, 4, 1, 5
+        bl.shrink_for_smoke(args)
     binary = bl.server_binary(args.server)
 
     work = bl.workdir()
     procs = []
     try:
         repo = os.path.join(work, "remote")
-        bl.make_repo(repo, {"application.yml": "logging:\n  level: INFO\n",
-                            "orders.yml": bl.sample_yaml("orders", args.keys)})
+        bl.make_repo(repo, bl.orders_files(args.keys))
         key = Key(work, "RSA", "bench-key")
         keys = os.path.join(work, "jwks.json")
         with open(keys, "w") as f:
@@ -91,35 +85,19 @@ def main():
                     header_script(work, "bearer", bearer)),
                    ("no --auth-file", "http://127.0.0.1:%d/orders/dev" % open_alm.port, None)]
 
-        loads = [os.getloadavg()[0]]
-        runs = {name: [] for name, _, _ in targets}
-        for _ in range(args.rounds):
-            for name, target, lua in targets:
-                runs[name].append(bl.wrk(target, args.wrk_threads, args.connections,
-                                         args.duration, lua))
-            loads.append(os.getloadavg()[0])
+        runs, loads = bl.wrk_rounds(targets, args)
     finally:
         for proc in procs:
             proc.stop()
         bl.cleanup(work)
 
     base = bl.median_of(runs["Basic caller"], "rps")
-    rows = []
-    for name, _, _ in targets:
-        r = runs[name]
-        rps = bl.median_of(r, "rps")
-        rows.append((name, "%.0f" % rps, "%.0f-%.0f" % (min(x["rps"] for x in r),
-                                                       max(x["rps"] for x in r)),
-                     bl.fmt_ms(bl.median_of(r, "p50")),
-                     bl.fmt_ms(bl.median_of(r, "p99")), sum(x["errors"] for x in r),
-                     "%.3f" % (rps / base)))
+    rows = [bl.rps_row(name, runs[name], lambda rps: "%.3f" % (rps / base))
+            for name, _, _ in targets]
     print("### Cached read by caller: GET /orders/dev, %d-byte Environment JSON, %d-byte JWT"
           % (len(body), len(token)))
     print()
-    print("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; server threads: %d; %s"
-          % (args.wrk_threads, args.connections, args.duration, args.rounds,
-             args.server_threads, bl.machine_line()))
-    print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
+    print(bl.load_header(args, loads))
     print()
     print(bl.table(["caller", "requests/s", "range", "p50", "p99", "errors",
                     "this/Basic (req/s)"], rows))

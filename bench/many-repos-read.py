@@ -21,24 +21,18 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
     p.add_argument("--repositories", type=int, default=20, help="repositories in repos:")
-    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--server-threads", type=int, default=os.cpu_count())
-    p.add_argument("--keys", type=int, default=60, help="settings in the served file")
+    bl.add_load_options(p)
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the table")
     args = p.parse_args()
     if args.smoke:
-        args.duration, args.rounds, args.connections, args.wrk_threads, args.keys = 1, 1, 4, 1, 5
+        bl.shrink_for_smoke(args)
         args.repositories = 3
     binary = bl.server_binary(args.server)
 
     work = bl.workdir()
     procs = []
     try:
-        files = {"application.yml": "logging:\n  level: INFO\n",
-                 "orders.yml": bl.sample_yaml("orders", args.keys)}
+        files = bl.orders_files(args.keys)
         single = os.path.join(work, "single")
         bl.make_repo(single, files)
         platform = os.path.join(work, "platform")
@@ -69,39 +63,23 @@ def main():
             bodies[name] = body
         if bodies["one"].count(b"orders") != bodies["many"].count(b"orders"):
             raise SystemExit("the two servers do not serve the same properties")
-        targets = [("1 repository", "http://127.0.0.1:%d/orders/dev" % one.port),
+        targets = [("1 repository", "http://127.0.0.1:%d/orders/dev" % one.port, None),
                    ("%d repositories (the last one matches)" % args.repositories,
-                    "http://127.0.0.1:%d/orders/dev" % many.port)]
+                    "http://127.0.0.1:%d/orders/dev" % many.port, None)]
 
-        loads = [os.getloadavg()[0]]
-        runs = {name: [] for name, _ in targets}
-        for _ in range(args.rounds):
-            for name, target in targets:
-                runs[name].append(bl.wrk(target, args.wrk_threads, args.connections,
-                                         args.duration))
-            loads.append(os.getloadavg()[0])
+        runs, loads = bl.wrk_rounds(targets, args)
     finally:
         for proc in procs:
             proc.stop()
         bl.cleanup(work)
 
     base = bl.median_of(runs[targets[0][0]], "rps")
-    rows = []
-    for name, _ in targets:
-        r = runs[name]
-        rps = bl.median_of(r, "rps")
-        rows.append((name, "%.0f" % rps, "%.0f-%.0f" % (min(x["rps"] for x in r),
-                                                       max(x["rps"] for x in r)),
-                     bl.fmt_ms(bl.median_of(r, "p50")),
-                     bl.fmt_ms(bl.median_of(r, "p99")), sum(x["errors"] for x in r),
-                     "%.3f" % (rps / base)))
+    rows = [bl.rps_row(name, runs[name], lambda rps: "%.3f" % (rps / base))
+            for name, _, _ in targets]
     print("### Cached read with many repositories: GET /orders/dev, %d-byte Environment JSON"
           % len(bodies["one"]))
     print()
-    print("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; server threads: %d; %s"
-          % (args.wrk_threads, args.connections, args.duration, args.rounds,
-             args.server_threads, bl.machine_line()))
-    print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
+    print(bl.load_header(args, loads))
     print()
     print(bl.table(["server", "requests/s", "range", "p50", "p99", "errors",
                     "this/one (req/s)"], rows))

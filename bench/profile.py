@@ -165,7 +165,7 @@ def wake_profile(binary, args):
             for round_no in range(args.rounds):
                 await w.settle(server.proc.pid, idle_sockets)
                 conns = await w.park_on_current(server.port, args.wake)
-                w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "r")
+                bl.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "r")
                 waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
                 perf.command("enable")
                 pushed = time.monotonic()

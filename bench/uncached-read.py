@@ -60,19 +60,14 @@ def refresh(port):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--server", help="almanac-server binary (or ALMANAC_SERVER_BIN)")
-    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--connections", type=int, default=64)
-    p.add_argument("--wrk-threads", type=int, default=2)
-    p.add_argument("--server-threads", type=int, default=os.cpu_count())
-    p.add_argument("--keys", type=int, default=60, help="settings in orders.yml")
+    bl.add_load_options(p, keys_help="settings in orders.yml")
     p.add_argument("--apps", type=int, default=100, help="other applications in the repository")
     p.add_argument("--samples", type=int, default=30, help="commits for the miss latency table")
     p.add_argument("--smoke", action="store_true", help="tiny run that only checks the tables")
     args = p.parse_args()
     if args.smoke:
-        args.duration, args.rounds, args.connections, args.wrk_threads = 1, 1, 4, 1
-        args.keys, args.apps, args.samples = 5, 3, 3
+        bl.shrink_for_smoke(args)
+        args.apps, args.samples = 3, 3
     binary = bl.server_binary(args.server)
 
     work = bl.workdir()
@@ -105,18 +100,18 @@ def main():
             targets += [(form, "almanac cached", cached.port, path),
                         (form, "almanac rendered", rendered.port, path),
                         (form, "nginx", ngx.port, path)]
-        runs = {(f, n): [] for f, n, _, _ in targets}
-        loads = [os.getloadavg()[0]]
-        for _ in range(args.rounds):
-            for form, name, port, path in targets:
-                if name == "almanac rendered":
-                    serial += 1
-                    new_commit(repo, serial, args.keys)
-                    refresh(rendered.port)
-                runs[(form, name)].append(bl.wrk("http://127.0.0.1:%d%s" % (port, path),
-                                                 args.wrk_threads, args.connections,
-                                                 args.duration))
-            loads.append(os.getloadavg()[0])
+
+        def run(target):
+            nonlocal serial
+            _, name, port, path = target
+            if name == "almanac rendered":
+                serial += 1
+                new_commit(repo, serial, args.keys)
+                refresh(rendered.port)
+            return bl.wrk("http://127.0.0.1:%d%s" % (port, path), args.wrk_threads,
+                          args.connections, args.duration)
+
+        runs, loads = bl.alternate(targets, args.rounds, run, key=lambda t: (t[0], t[1]))
 
         # The cached server catches up with the commits made above before the latency samples.
         refresh_ms, first_ms, second_ms, floor_ms = [], [], [], []
@@ -143,11 +138,8 @@ def main():
                          sum(x["errors"] for x in r), "%.2f" % (rps / nginx_rps)))
     print("### Read forms, cached and rendered on every request, against nginx")
     print()
-    print("wrk -t%d -c%d -d%ds --latency, %d alternating round(s), medians; server threads / nginx "
-          "workers: %d; repository: orders + %d applications; %s"
-          % (args.wrk_threads, args.connections, args.duration, args.rounds,
-             args.server_threads, args.apps, bl.machine_line()))
-    print("1-minute load average during the runs: %s" % " ".join("%.2f" % x for x in loads))
+    print(bl.load_header(args, loads, "server threads / nginx workers",
+                         "repository: orders + %d applications; " % args.apps))
     print()
     print(bl.table(["path", "server", "body bytes", "requests/s", "p50", "p99", "errors",
                     "this/nginx (req/s)"], rows))

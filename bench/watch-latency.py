@@ -42,7 +42,7 @@ KEY = b"/config/orders/dev"
 
 async def almanac_round(port, repo, count, round_no):
     conns = await w.park_on_current(port, count)
-    w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
+    bl.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
     waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
     pushed = time.monotonic()
     await w.request(port, "/actuator/refresh", "POST")
@@ -85,7 +85,7 @@ async def monitor_round(push_port, watch_port, repo, count, round_no, last_push)
     wait = last_push + PUSH_GAP - time.monotonic()
     if wait > 0:
         await asyncio.sleep(wait)
-    w.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
+    bl.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
     waits = [asyncio.ensure_future(w.wait_answer(r)) for r, _ in conns]
     pushed = time.monotonic()
     await signed_monitor(push_port)

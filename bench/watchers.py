@@ -18,25 +18,13 @@ import re
 import resource
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def git(repo, *args):
-    subprocess.run(["git", "-C", repo, *args], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, GIT_CONFIG_NOSYSTEM="1", HOME=repo))
-
-
-def commit(repo, files, message):
-    for name, text in files.items():
-        with open(os.path.join(repo, name), "w") as f:
-            f.write(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as bl  # noqa: E402
 
 
 def open_sockets(pid):
@@ -55,14 +43,6 @@ async def settle(pid, sockets):
     deadline = time.monotonic() + 10
     while open_sockets(pid) > sockets and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 async def request(port, path, method="GET"):
@@ -128,24 +108,24 @@ async def round_trip(port, pid, count):
     tag = await etag_of(port, "/orders/dev")
     path = "/orders/dev?watch=%s&timeout=120" % tag.strip('"')
     first = count // 2
-    rss_before = rss_kib(pid)
+    rss_before = bl.rss_kib(pid)
     watchers = await park(port, path, first, 0)
-    rss_half = rss_kib(pid)
+    rss_half = bl.rss_kib(pid)
     watchers += await park(port, path, count - first, first)
-    rss_parked = rss_kib(pid)
+    rss_parked = bl.rss_kib(pid)
     return watchers, rss_parked - rss_before, rss_parked - rss_half
 
 
 async def main_async(args, server, repo):
     port = server.port
     await request(port, "/orders/dev")
-    idle_rss = rss_kib(server.proc.pid)
+    idle_rss = bl.rss_kib(server.proc.pid)
     idle_sockets = open_sockets(server.proc.pid)
     rows = []
     for round_no in range(args.rounds):
         await settle(server.proc.pid, idle_sockets)
         watchers, growth, second_half = await round_trip(port, server.proc.pid, args.watchers)
-        commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
+        bl.commit(repo, {"orders.yml": "orders:\n  round: %d\n" % (round_no + 1)}, "round")
         waits = [asyncio.ensure_future(wait_answer(r)) for r, _ in watchers]
         pushed = time.monotonic()
         await request(port, "/actuator/refresh", "POST")
@@ -202,10 +182,6 @@ class ServerProcess:
         self.proc.wait(timeout=30)
 
 
-def percentile(values, p):
-    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="build/server/almanac-server")
@@ -223,11 +199,7 @@ def main():
     work = tempfile.mkdtemp(prefix="almanac-bench-")
     try:
         repo = os.path.join(work, "remote")
-        os.makedirs(repo)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "config", "user.email", "bench@almanac.invalid")
-        git(repo, "config", "user.name", "bench")
-        commit(repo, {"orders.yml": "orders:\n  round: 0\n", "application.yml": "a: 1\n"}, "start")
+        bl.make_repo(repo, {"orders.yml": "orders:\n  round: 0\n", "application.yml": "a: 1\n"})
         server = ServerProcess(args.server, repo, work, args.watchers, shlex.split(args.server_flags))
         try:
             idle_rss, rows = asyncio.run(main_async(args, server, repo))
@@ -247,7 +219,7 @@ def main():
     for round_no, growth, second_half, lat in rows:
         print("| %d | %d KiB | %.0f B | %.0f B | %.1f ms | %.1f ms | %.1f ms |"
               % (round_no, growth, growth * 1024.0 / args.watchers,
-                 second_half * 1024.0 / second, percentile(lat, 50), percentile(lat, 99),
+                 second_half * 1024.0 / second, bl.percentile(lat, 50), bl.percentile(lat, 99),
                  lat[-1]))
     print("server RSS when idle: %d KiB" % idle_rss)
     return 0
