@@ -1173,6 +1173,29 @@ out:
     return error;
 }
 
+/* A plain file's path as the client asks for it: relative, a file, no empty segment. */
+static int check_file_path(const char *path)
+{
+    size_t plen = strlen(path);
+    if (plen == 0 || path[0] == '/' || path[plen - 1] == '/' || strstr(path, "//") != NULL)
+        return alm__error_set(ALM_EINVALID,
+                              "file path '%s' must be relative, name a file, and "
+                              "have no empty segment",
+                              path);
+    return 0;
+}
+
+/* Hands the answer's body to `out`; an empty body is an empty string, never NULL. */
+static int take_body(alm_buf *out, response *r)
+{
+    if (r->body == NULL && (r->body = calloc(1, 1)) == NULL)
+        return alm__error_set(ALM_ENOMEM, "out of memory");
+    out->ptr = r->body;
+    out->size = r->len;
+    r->body = NULL;
+    return 0;
+}
+
 int alm_client_fetch_file(alm_buf *out, alm_client *c, const char *path)
 {
     int error = 0;
@@ -1184,24 +1207,14 @@ int alm_client_fetch_file(alm_buf *out, alm_client *c, const char *path)
         return alm__error_set(ALM_EINVALID, "alm_client_fetch_file: NULL argument");
     out->ptr = NULL;
     out->size = 0;
-    size_t plen = strlen(path);
-    if (plen == 0 || path[0] == '/' || path[plen - 1] == '/' || strstr(path, "//") != NULL)
-        return alm__error_set(ALM_EINVALID,
-                              "file path '%s' must be relative, name a file, and "
-                              "have no empty segment",
-                              path);
+    if ((error = check_file_path(path)) < 0)
+        return error;
     if ((error = file_target(c, path, &file_path, &query)) < 0)
         goto out;
     const target t = {.path = file_path, .query = query, .accept = "Accept: */*"};
     if ((error = get_with_retry(c, &t, &r)) < 0)
         goto out;
-    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
-        error = alm__error_set(ALM_ENOMEM, "out of memory");
-        goto out;
-    }
-    out->ptr = r.body;
-    out->size = r.len;
-    r.body = NULL;
+    error = take_body(out, &r);
 out:
     free(file_path);
     response_dispose(&r);
@@ -1242,13 +1255,7 @@ int alm_client_diff(alm_buf *out, alm_client *c, const char *from, const char *t
     const target t = {.path = path, .query = query, .accept = "Accept: application/json"};
     if ((error = get_with_retry(c, &t, &r)) < 0)
         goto out;
-    if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
-        error = alm__error_set(ALM_ENOMEM, "out of memory");
-        goto out;
-    }
-    out->ptr = r.body;
-    out->size = r.len;
-    r.body = NULL;
+    error = take_body(out, &r);
 out:
     free(path);
     free(query);
@@ -1271,12 +1278,8 @@ int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client *c, const c
         return alm__error_set(ALM_EINVALID, "alm_client_poll_file: NULL argument");
     out->ptr = etag_out->ptr = NULL;
     out->size = etag_out->size = 0;
-    size_t plen = strlen(path);
-    if (plen == 0 || path[0] == '/' || path[plen - 1] == '/' || strstr(path, "//") != NULL)
-        return alm__error_set(ALM_EINVALID,
-                              "file path '%s' must be relative, name a file, and "
-                              "have no empty segment",
-                              path);
+    if ((error = check_file_path(path)) < 0)
+        return error;
     if (timeout_s == 0 || timeout_s > MAX_POLL_TIMEOUT_S)
         return alm__error_set(ALM_EINVALID, "alm_client_poll_file: timeout must be 1-%u seconds",
                               MAX_POLL_TIMEOUT_S);
@@ -1305,16 +1308,13 @@ int alm_client_poll_file(alm_buf *out, alm_buf *etag_out, alm_client *c, const c
                                               "watch plain files", path);
         goto out;
     }
-    if ((etag_out->ptr = strdup(r.etag)) == NULL ||
-        (r.body == NULL && (r.body = calloc(1, 1)) == NULL)) {
-        alm_buf_dispose(etag_out);
+    if ((etag_out->ptr = strdup(r.etag)) == NULL) {
         error = alm__error_set(ALM_ENOMEM, "out of memory");
         goto out;
     }
     etag_out->size = strlen(r.etag);
-    out->ptr = r.body;
-    out->size = r.len;
-    r.body = NULL;
+    if ((error = take_body(out, &r)) < 0)
+        alm_buf_dispose(etag_out);
 out:
     curl_free(escaped);
     free(file_path);
@@ -1344,15 +1344,8 @@ static int cipher_call(alm_buf *out, alm_client *c, const char *op, const char *
         error_detail(detail, sizeof(detail), &r);
         error = alm__error_set(ALM_EINVALID, "the server cannot %s this text%s", op + 1, detail);
     }
-    if (error == 0) {
-        if (r.body == NULL && (r.body = calloc(1, 1)) == NULL) {
-            error = alm__error_set(ALM_ENOMEM, "out of memory");
-        } else {
-            out->ptr = r.body;
-            out->size = r.len;
-            r.body = NULL;
-        }
-    }
+    if (error == 0)
+        error = take_body(out, &r);
     /* The answer to /decrypt is a secret. */
     if (r.body != NULL)
         OPENSSL_cleanse(r.body, r.len);
