@@ -3,9 +3,13 @@
  *
  * The file is one JSON object: a format name and version, the request it answers (application,
  * profiles, label), the ETag and time of the answer, and the Environment exactly as the server
- * sent it, as a string, with its SHA-256. Keeping the server's bytes (rather than a re-encoding)
- * means the checksum covers precisely what is parsed back. Writes are atomic: a reader, even
- * after a crash, sees the old file or the new one, never a mix.
+ * sent it, as a string, with a SHA-256. Keeping the server's bytes (rather than a re-encoding)
+ * means the checksum covers precisely what is parsed back. Version 1 summed the Environment
+ * alone, so an edited fetched_at (how old the copy looks) or ETag was accepted; version 2 sums
+ * every field read back (see digest_v2). Version 1 files are still read, and replaced by
+ * version 2 at the next write. Writes are atomic: a reader, even after a crash, sees the old
+ * file or the new one, never a mix; the temporary files of writes that were killed are removed
+ * by the next write.
  *
  * This module owns the file format and the file; it does not decide when the cache is used
  * (client.c does).
@@ -15,6 +19,7 @@
 #include "err.h"
 #include "fileread.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -23,10 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CACHE_FORMAT "almanac-cache"
-#define CACHE_FORMAT_VERSION 1
+#define CACHE_FORMAT_VERSION 2
+#define CACHE_FORMAT_OLDEST 1    /* still read */
+#define STALE_TEMP_SECONDS 60    /* a temporary file this old belongs to no running write */
+#define TEMP_SUFFIX ".tmp-XXXXXX" /* mkostemp's pattern after the cache file's name */
 
 int alm__sha256_hex(char out[65], const void *data, size_t len)
 {
@@ -37,6 +46,74 @@ int alm__sha256_hex(char out[65], const void *data, size_t len)
     for (unsigned int i = 0; i < mdlen; i++)
         snprintf(out + 2 * i, 3, "%02x", md[i]);
     return 0;
+}
+
+static int digest_field(EVP_MD_CTX *ctx, const char *value, size_t len)
+{
+    char head[32];
+    /* length first, so that no bytes can move from one field into the next */
+    int n = value != NULL ? snprintf(head, sizeof(head), "%zu:", len) : snprintf(head, sizeof(head), "-");
+    return EVP_DigestUpdate(ctx, head, (size_t)n) == 1 &&
+           (value == NULL || EVP_DigestUpdate(ctx, value, len) == 1) &&
+           EVP_DigestUpdate(ctx, ";", 1) == 1;
+}
+
+/* Version 2's checksum: every field that is read back, the Environment last. */
+static int digest_v2(char out[65], const alm__cache_key *key, const char *etag, int64_t fetched_at,
+                     const char *env, size_t env_len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char at[32];
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+
+    snprintf(at, sizeof(at), "%lld", (long long)fetched_at);
+    ok = ok && digest_field(ctx, CACHE_FORMAT "/2", strlen(CACHE_FORMAT "/2"));
+    ok = ok && digest_field(ctx, key->application, key->application ? strlen(key->application) : 0);
+    ok = ok && digest_field(ctx, key->profiles, key->profiles ? strlen(key->profiles) : 0);
+    ok = ok && digest_field(ctx, key->label, key->label ? strlen(key->label) : 0);
+    ok = ok && digest_field(ctx, etag, etag ? strlen(etag) : 0);
+    ok = ok && digest_field(ctx, at, strlen(at));
+    ok = ok && digest_field(ctx, env, env_len);
+    ok = ok && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return alm__error_set(ALM_ERROR, "SHA-256 failed");
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/*
+ * Removes "<cache file>.tmp-XXXXXX" files (mkostemp's pattern, nothing else) older than
+ * STALE_TEMP_SECONDS: what writes killed between creating and renaming their temporary file
+ * left. A younger one may be another process's write in progress and is left alone.
+ */
+static void remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t base_len = strlen(base), suffix_len = strlen(TEMP_SUFFIX);
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    DIR *d = dir ? opendir(dir) : NULL;
+    struct dirent *de;
+    time_t now = time(NULL);
+
+    while (d && (de = readdir(d)) != NULL) {
+        struct stat st;
+        if (strlen(de->d_name) != base_len + suffix_len ||
+            strncmp(de->d_name, base, base_len) != 0 ||
+            strncmp(de->d_name + base_len, TEMP_SUFFIX, suffix_len - 6) != 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            now - st.st_mtime < STALE_TEMP_SECONDS)
+            continue;
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
 }
 
 static int write_all(int fd, const char *buf, size_t len)
@@ -84,20 +161,21 @@ int alm__cache_write(const char *path, const alm__cache_key *key, const char *pa
     json_t *doc = NULL;
     char digest[65];
 
-    if ((error = alm__sha256_hex(digest, payload, len)) < 0)
+    if ((error = digest_v2(digest, key, etag, fetched_at, payload, len)) < 0)
         goto out;
     doc = json_pack("{s:s, s:i, s:s, s:s, s:s*, s:s*, s:I, s:s, s:s%}", "format", CACHE_FORMAT,
                     "format_version", CACHE_FORMAT_VERSION, "application", key->application,
                     "profiles", key->profiles, "label", key->label, "etag", etag, "fetched_at",
                     (json_int_t)fetched_at, "sha256", digest, "environment", payload, len);
     text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    size_t tmplen = strlen(path) + sizeof(".tmp-XXXXXX");
+    size_t tmplen = strlen(path) + sizeof(TEMP_SUFFIX);
     tmp = malloc(tmplen);
     if (text == NULL || tmp == NULL) {
         error = alm__error_set(ALM_ENOMEM, "out of memory writing the cache file");
         goto out;
     }
-    snprintf(tmp, tmplen, "%s.tmp-XXXXXX", path);
+    snprintf(tmp, tmplen, "%s" TEMP_SUFFIX, path);
+    remove_stale_temps(path);
     /* mkstemp creates the file 0600 whatever the umask: the cache may hold secrets. */
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
@@ -188,11 +266,12 @@ int alm__cache_parse(alm_config **out, const char *text, size_t len, const char 
         error = alm__error_set(ALM_ECACHE, "%s is not an almanac cache file", path);
         goto out;
     }
-    if (json_integer_value(version) != CACHE_FORMAT_VERSION) {
+    json_int_t format_version = json_integer_value(version);
+    if (format_version < CACHE_FORMAT_OLDEST || format_version > CACHE_FORMAT_VERSION) {
         error = alm__error_set(ALM_ECACHE,
                                "cache file %s has format version %" JSON_INTEGER_FORMAT
-                               ", this library reads version %d; delete it",
-                               path, json_integer_value(version), CACHE_FORMAT_VERSION);
+                               ", this library reads versions %d to %d; delete it",
+                               path, format_version, CACHE_FORMAT_OLDEST, CACHE_FORMAT_VERSION);
         goto out;
     }
     const json_t *env = json_object_get(doc, "environment");
@@ -207,7 +286,17 @@ int alm__cache_parse(alm_config **out, const char *text, size_t len, const char 
                                path);
         goto out;
     }
-    if ((error = alm__sha256_hex(digest, json_string_value(env), json_string_length(env))) < 0)
+    /* the key is checked below against the file's own fields: version 2 sums what the file says */
+    alm__cache_key stored = {json_string_value(json_object_get(doc, "application")),
+                             json_string_value(json_object_get(doc, "profiles")),
+                             json_string_value(json_object_get(doc, "label"))};
+    if (format_version == 1)
+        error = alm__sha256_hex(digest, json_string_value(env), json_string_length(env));
+    else
+        error = digest_v2(digest, &stored, json_is_string(etag) ? json_string_value(etag) : NULL,
+                          (int64_t)json_integer_value(at), json_string_value(env),
+                          json_string_length(env));
+    if (error < 0)
         goto out;
     if (strcmp(digest, json_string_value(sum)) != 0) {
         error = alm__error_set(ALM_ECACHE,

@@ -1,6 +1,7 @@
 /*
  * The cache file: round trip, atomic replacement, mode 0600, and rejection of every kind of
- * damage (truncation, a changed byte, a foreign file, a newer format, another application's).
+ * damage (truncation, a changed byte, an edited date or ETag, a foreign file, a newer format,
+ * another application's); version 1 files still read; killed writes' temporary files removed.
  */
 #include "client_tests.h"
 
@@ -14,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 static const char environment[] =
     "{\"name\":\"orders\",\"profiles\":[\"prod\"],\"label\":null,\"version\":\"abc123\","
@@ -213,12 +216,80 @@ static void test_foreign_and_newer(void **state)
     expect_damaged(f, "not an almanac cache file");
 
     write_good(f);
-    edit_file(f, "\"format_version\":1", "\"format_version\":2");
-    expect_damaged(f, "format version 2");
+    edit_file(f, "\"format_version\":2", "\"format_version\":3");
+    expect_damaged(f, "format version 3");
 
     write_good(f);
     edit_file(f, "\"sha256\"", "\"sha257\"");
     expect_damaged(f, "fields missing");
+}
+
+/* Version 1 summed the Environment alone: an edited date made a stale copy look fresh. */
+static void test_edited_date_or_etag(void **state)
+{
+    fixture *f = *state;
+    write_good(f);
+    edit_file(f, "\"fetched_at\":1700000000", "\"fetched_at\":1900000000");
+    expect_damaged(f, "checksum");
+    write_good(f);
+    edit_file(f, "\"etag-1\"", "\"etag-2\"");
+    expect_damaged(f, "checksum");
+}
+
+/* A file written by a library that wrote version 1 still stands in. */
+static void test_reads_version_1(void **state)
+{
+    fixture *f = *state;
+    char digest[65];
+    assert_int_equal(alm__sha256_hex(digest, environment, strlen(environment)), 0);
+    json_t *doc = json_pack("{s:s, s:i, s:s, s:s, s:n, s:s, s:I, s:s, s:s}", "format",
+                            "almanac-cache", "format_version", 1, "application", "orders",
+                            "profiles", "prod", "label", "etag", "etag-0", "fetched_at",
+                            (json_int_t)1600000000, "sha256", digest, "environment", environment);
+    char *text = json_dumps(doc, JSON_COMPACT);
+    test_write_file(f->path, text, strlen(text));
+    free(text);
+    json_decref(doc);
+    alm_config *cfg = NULL;
+    if (alm__cache_read(&cfg, f->path, &orders) != 0)
+        fail_msg("%s", alm_error_last()->message);
+    assert_int_equal(alm_config_fetched_at(cfg), 1600000000);
+    assert_string_equal(alm_config_etag(cfg), "etag-0");
+    alm_config_free(cfg);
+    /* and its Environment is still checked */
+    edit_file(f, "jdbc:pg://prod", "jdbc:pg://evil");
+    expect_damaged(f, "checksum");
+}
+
+static void make_file_aged(const fixture *f, const char *suffix, time_t age)
+{
+    char path[1200];
+    snprintf(path, sizeof(path), "%s%s", f->path, suffix);
+    test_write_file(path, "partial", 7);
+    struct utimbuf when = {time(NULL) - age, time(NULL) - age};
+    assert_int_equal(utime(path, &when), 0);
+}
+
+static int exists_with(const fixture *f, const char *suffix)
+{
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s%s", f->path, suffix);
+    return stat(path, &st) == 0;
+}
+
+/* Writes killed between creating and renaming their temporary file left it behind. */
+static void test_stale_temporary_files_removed(void **state)
+{
+    fixture *f = *state;
+    make_file_aged(f, ".tmp-Ab12Cd", 3600);  /* a killed write's */
+    make_file_aged(f, ".tmp-Xy98Zw", 0);     /* maybe another process writing right now */
+    make_file_aged(f, ".tmp-notours", 3600); /* not mkostemp's pattern: not ours */
+    write_good(f);
+    assert_false(exists_with(f, ".tmp-Ab12Cd"));
+    assert_true(exists_with(f, ".tmp-Xy98Zw"));
+    assert_true(exists_with(f, ".tmp-notours"));
+    assert_true(exists_with(f, ""));
 }
 
 /* A checksum that matches a payload that is not an Environment: still damaged, not "protocol". */
@@ -259,6 +330,9 @@ int client_cache_tests(void)
         cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_and_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_checksum_bad_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edited_date_or_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_version_1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_temporary_files_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_unwritable, setup, teardown),
     };
     return cmocka_run_group_tests_name("client_cache", tests, NULL, NULL);
