@@ -131,6 +131,22 @@ static void on_library_log(alm_log_level level, const char *message, void *paylo
     log_write(mapped, "client", "%s", message);
 }
 
+/* The library's words for a configuration fetched but not written to --cache-file
+ * (client.c, after a good fetch). */
+#define CACHE_NOT_WRITTEN "configuration fetched, but not cached"
+
+/*
+ * Commands that print one line for their outcome (get, diff, cipher) keep the library's
+ * per-attempt warnings to themselves. A cache file that could not be written (a full disk) is
+ * news their outcome does not carry, since the command succeeded, and the next boot without
+ * a server would find no copy: that warning is passed on.
+ */
+static void on_quiet_library_log(alm_log_level level, const char *message, void *payload)
+{
+    if (level >= ALM_LOG_WARN && strncmp(message, CACHE_NOT_WRITTEN, strlen(CACHE_NOT_WRITTEN)) == 0)
+        on_library_log(level, message, payload);
+}
+
 int cli_client_new(alm_client **out, const cli_common *common, const char *app,
                    const char *profiles, int warnings)
 {
@@ -156,6 +172,10 @@ int cli_client_new(alm_client **out, const cli_common *common, const char *app,
     } else if (warnings) {
         log_configure(LOG_LEVEL_WARN, LOG_FORMAT_TEXT);
         opts.log_cb = on_library_log;
+        opts.log_level = ALM_LOG_WARN;
+    } else {
+        log_configure(LOG_LEVEL_WARN, LOG_FORMAT_TEXT);
+        opts.log_cb = on_quiet_library_log;
         opts.log_level = ALM_LOG_WARN;
     }
     int error = alm_client_new(out, &opts);

@@ -968,6 +968,8 @@ static int accept_answer(alm_config **out, alm_client *c, const response *r)
         alm__cache_key key = {c->application, c->profiles, c->label};
         if (alm__cache_write(c->cache_file, &key, r->body, r->len, r->etag[0] ? r->etag : NULL,
                              now) < 0)
+            /* the CLI passes this line on even where it keeps warnings quiet: keep its start
+             * as cli.c's CACHE_NOT_WRITTEN says */
             alm__client_log(c, ALM_LOG_WARN, "configuration fetched, but not cached: %s",
                             alm_error_last()->message);
     }

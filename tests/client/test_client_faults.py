@@ -1,6 +1,6 @@
 """libalmanac and the CLI when the server side is at fault (see docs/operations.md, "What
 Almanac does when…"): a replica that cannot find the default branch, servers restarting under
-parked watchers, and a cache file that is odd or damaged.
+parked watchers, and a cache file that is odd, damaged or cannot be written.
 """
 
 import json
@@ -102,6 +102,39 @@ class OddCacheFileTest(h.ServerTestCase):
                     server="http://127.0.0.1:1", timeout=30)
         self.assertEqual(r.code, 6, r)
         self.assertIn("not a regular file", r.err)
+
+
+class CacheWriteFailsTest(h.ServerTestCase):
+    """A cache file that cannot be written (a full disk) must not go unnoticed: the next boot
+    without a server would find no copy."""
+
+    @classmethod
+    def setUpServers(cls):
+        require_cli_bin()
+        cls.repo = cls.make_repo()
+        big = "".join("k%d: %s\n" % (i, "v" * 1000) for i in range(200))  # ~200 KB
+        cls.repo.commit({"orders.yml": big}, "big")
+        cls.server = cls.start_server(cls.repo.uri)
+
+    def test_full_disk_is_one_warning_line(self):
+        tiny = os.path.join(self.tmp, "tiny")
+        os.makedirs(tiny)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", tiny],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a 64 KiB tmpfs for a full disk (needs root): %s"
+                          % mounted.stdout.decode().strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", tiny])
+        cache = os.path.join(tiny, "orders.cache.json")
+        url = "http://127.0.0.1:%d" % self.server.port
+        r = run_cli("get", "orders", "default", "--cache-file", cache, "--key", "k1",
+                    server=url)
+        self.assertEqual((r.code, r.out), (0, "v" * 1000 + "\n"), r)
+        lines = r.err.splitlines()
+        self.assertEqual(len(lines), 1, r.err)
+        self.assertIn("configuration fetched, but not cached", lines[0])
+        self.assertIn("No space left on device", lines[0])
+        self.assertEqual(os.listdir(tiny), [])  # no temporary file left on the full disk
 
 
 class WatchFailoverTest(h.ServerTestCase):
