@@ -5,6 +5,8 @@ garbage ref), and odd bytes in a request path. What each test shows is summed up
 in docs/operations.md ("What Almanac does when…").
 """
 
+import concurrent.futures
+import http.client
 import json
 import os
 import signal
@@ -422,6 +424,115 @@ class MirrorDamageTest(h.ServerTestCase):
         details = health(server)["components"]["repository"]
         self.assertEqual(details["status"], "UP", details)
         self.assertEqual(metric(server, 'almanac_mirror_reclones_total{result="ok"}'), 1)
+
+
+def pack_count(server):
+    return len(packs(mirror_dir(server), ".pack"))
+
+
+def deleted_packs_held(pid):
+    """Pack files the process still holds open or mapped after they were deleted."""
+    held = []
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        if "/objects/pack/" in target and target.endswith("(deleted)"):
+            held.append(target)
+    with open("/proc/%d/maps" % pid) as f:
+        held += [line.strip() for line in f if "/objects/pack/" in line and "(deleted)" in line]
+    return held
+
+
+class RepackTest(h.ServerTestCase):
+    """Past 20 packs the mirror's packs are merged into one: the old ones let go of at once, and
+    a repack that fails (a full disk) neither repeats on every fetch nor hides from health."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.repo = cls.make_repo()
+        cls.repo.commit({"application.yml": "a: 1\n"}, "one")
+        cls.n = 0
+
+    def add_pack(self, server, read=True):
+        """One commit with an incompressible blob, fetched: one more pack in the mirror."""
+        type(self).n += 1
+        self.repo.commit({"blobs/%d.bin" % self.n: os.urandom(20000),
+                          "application.yml": "a: %d\n" % self.n}, "pack %d" % self.n)
+        server.refresh()
+        if read:
+            self.read_all(server)
+
+    def read_all(self, server):
+        # reads over several connections after each fetch, so that several request threads
+        # hold the packs open (each file is read from the mirror: a response is cached per
+        # path)
+        def read(k):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            try:
+                conn.request("GET", "/app/default/main/blobs/%d.bin?r=%d" % (k, self.n))
+                return conn.getresponse().status
+            finally:
+                conn.close()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(read, range(1, self.n + 1)))
+        self.assertEqual(set(statuses), {200}, statuses)
+        self.assertEqual(server.get("/application/default").status, 200)
+
+    def test_old_packs_are_released_after_a_repack(self):
+        server = self.start_server(self.repo.uri)
+        while pack_count(server) < 20:
+            self.add_pack(server)
+        self.assertEqual(metric(server, 'almanac_git_repack_total{result="ok"}'), 0)
+        # the fetch that repacks; no read after it, so request threads stay idle
+        self.add_pack(server, read=False)
+        self.assertTrue(server.wait_for_log(r"repacked \d+ packs"), server.log_tail())
+        self.assertEqual(pack_count(server), 1)
+        h.wait_until(lambda: not deleted_packs_held(server.proc.pid))
+        held = deleted_packs_held(server.proc.pid)
+        self.assertEqual(held, [], "%d deleted pack files held, first %s" % (len(held), held[:1]))
+        self.assertEqual(metric(server, 'almanac_git_repack_total{result="ok"}'), 1)
+        self.read_all(server)
+
+    def test_failed_repack_waits_and_says_so(self):
+        cache = os.path.join(self.tmp, "small-disk")
+        os.makedirs(cache)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", cache],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if mounted.returncode != 0:
+            self.skipTest("cannot mount a small tmpfs for a full disk (needs root): %s"
+                          % mounted.stdout.decode().strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", cache])
+        server = self.start_server(self.repo.uri, cache_dir=cache)
+        while pack_count(server) < 20:
+            self.add_pack(server)
+        # the disk fills up, leaving room for a few small fetches but not for a repack
+        st = os.statvfs(cache)
+        filler = os.path.join(cache, "filler")
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (st.f_bavail * st.f_frsize - (160 << 10)))
+        self.add_pack(server)
+        self.assertTrue(server.wait_for_log(r"cannot merge the mirror's 21 packs"),
+                        server.log_tail())
+        self.assertEqual(metric(server, 'almanac_git_repack_total{result="failed"}'), 1)
+        repo = health(server)["components"]["repository"]
+        self.assertEqual(repo["status"], "DEGRADED", repo)
+        self.assertIn("tried again in", repo["details"]["repackError"])
+        # the next fetch serves the new commit and does not try again
+        self.add_pack(server)
+        self.assertEqual(metric(server, 'almanac_git_repack_total{result="failed"}'), 1)
+        status, _, body = server.get_json("/application/default")
+        self.assertEqual(body["propertySources"][0]["source"]["a"], self.n)
+        # room again, and a restart: the repack is done and health is UP
+        os.unlink(filler)
+        server.stop()
+        again = self.start_server(self.repo.uri, cache_dir=cache)
+        self.assertEqual(pack_count(again), 1)
+        repo = health(again)["components"]["repository"]
+        self.assertEqual(repo["status"], "UP", repo)
+        again.stop()
 
 
 class OddRequestsTest(h.ServerTestCase):

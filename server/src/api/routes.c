@@ -417,7 +417,7 @@ static json_t *mirror_health(repo *source, bool *degraded)
 {
     repo_status st;
     repo_get_status(source, &st);
-    *degraded = st.degraded || st.default_gone[0] || st.mirror_damaged[0];
+    *degraded = st.degraded || st.default_gone[0] || st.mirror_damaged[0] || st.repack_error[0];
     json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(source), "defaultLabel",
                                 st.default_label);
     if (details != NULL && st.is_git) {
@@ -431,6 +431,8 @@ static json_t *mirror_health(repo *source, bool *degraded)
             json_object_set_new(details, "defaultLabelGone", json_string(st.default_gone));
         if (st.mirror_damaged[0])
             json_object_set_new(details, "mirrorDamaged", json_string(st.mirror_damaged));
+        if (st.repack_error[0])
+            json_object_set_new(details, "repackError", json_string(st.repack_error));
     }
     return details;
 }

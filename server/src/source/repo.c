@@ -103,6 +103,7 @@ extern char **environ;
 #define DEFAULT_MAX_FILE (16u * 1024u * 1024u)
 #define REMOTE_NAME "origin"
 #define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
+#define REPACK_RETRY_SECONDS 3600.0 /* after a failed repack, the next try waits this long */
 #define DEFAULT_GIT_TIMEOUT 60u
 #define CHILD_REPORT_MAX 1024 /* the child's one-line report */
 /* The fetch process's proxy: in its environment, not its argv, which any local user can read
@@ -176,6 +177,7 @@ struct repo {
     bool repair_thread_started; /* joined before the next one starts and at repo_free */
     atomic_bool repair_running;
     double last_sound_check;    /* monotonic; a clean check is not repeated for a while */
+    double repack_failed_at;    /* monotonic, under fetch_lock; 0: the last repack was fine */
 };
 
 #define SUSPECT_CHECK_INTERVAL 60.0 /* seconds after a clean check before a read error re-checks */
@@ -1620,7 +1622,12 @@ static void delete_packs_but(const char *mirror, const char *keep)
     free(dir);
 }
 
-/* Called under fetch_lock. Failure leaves the old packs alone; it is only logged. */
+/*
+ * Called under fetch_lock. Failure leaves the old packs alone. A repack that failed (a full
+ * disk, typically, where it used to burn half a minute of CPU on every fetch while refresh
+ * waited) is not tried again for REPACK_RETRY_SECONDS, nor before a restart; meanwhile health
+ * says DEGRADED with the reason and almanac_git_repack_total{result="failed"} counts it.
+ */
 static void maybe_repack(repo *r)
 {
     git_packbuilder *pb = NULL;
@@ -1632,7 +1639,8 @@ static void maybe_repack(repo *r)
     const char *name;
     int error;
 
-    if (packs <= REPACK_THRESHOLD)
+    if (packs <= REPACK_THRESHOLD ||
+        (r->repack_failed_at > 0 && now_monotonic() - r->repack_failed_at < REPACK_RETRY_SECONDS))
         return;
     if ((error = git_packbuilder_new(&pb, g)) < 0 || (error = git_revwalk_new(&walk, g)) < 0 ||
         (error = git_reference_iterator_new(&it, g)) < 0)
@@ -1669,8 +1677,23 @@ static void maybe_repack(repo *r)
     if (error == 0)
         LOG_INFO(MODULE, "repacked %zu packs of %s into one", packs, r->display_uri);
 out:
-    if (error < 0 && error != GIT_ITEROVER)
-        LOG_WARN(MODULE, "cannot repack the mirror of %s: %s", r->display_uri, git_reason());
+    if (error < 0 && error != GIT_ITEROVER) {
+        char why[sizeof(r->status.repack_error)];
+        snprintf(why, sizeof(why), "cannot merge the mirror's %zu packs into one: %.200s; tried "
+                 "again in %.0f min or at restart", packs, git_reason(), REPACK_RETRY_SECONDS / 60);
+        LOG_WARN(MODULE, "%s", why);
+        r->repack_failed_at = now_monotonic();
+        metrics_repack(false);
+        pthread_mutex_lock(&r->status_lock);
+        snprintf(r->status.repack_error, sizeof(r->status.repack_error), "%s", why);
+        pthread_mutex_unlock(&r->status_lock);
+    } else if (error == 0) {
+        r->repack_failed_at = 0;
+        metrics_repack(true);
+        pthread_mutex_lock(&r->status_lock);
+        r->status.repack_error[0] = '\0';
+        pthread_mutex_unlock(&r->status_lock);
+    }
     git_reference_iterator_free(it);
     git_revwalk_free(walk);
     git_packbuilder_free(pb);

@@ -67,6 +67,9 @@ typedef struct repo_status {
     /* The mirror is damaged (a pack, an index or a ref; see mirror_check.h): what was found and
      * whether it is being cloned again or cloning failed. "" while the mirror is sound. */
     char mirror_damaged[320];
+    /* The last repack of the mirror's packs failed (a full disk): why, and when it is tried
+     * again. "" when it worked or was not needed. */
+    char repack_error[320];
 } repo_status;
 
 /*
