@@ -169,7 +169,9 @@ struct repo {
     unsigned long labels_generation;
 
     /* A damaged mirror (see mirror_check.h) is cloned again; these are under fetch_lock. */
-    bool needs_repair;   /* damaged and the last re-clone failed: the next fetch re-clones */
+    /* damaged and the last re-clone failed: the next fetch re-clones (read without the lock by
+     * suspect_damage, which then starts nothing) */
+    atomic_bool needs_repair;
     char damage[200];    /* what the check found */
     /* The background check a read error starts (suspect_damage); one at a time. */
     pthread_mutex_t repair_lock;
@@ -1791,15 +1793,15 @@ static int repair_mirror(repo *r)
     set_mirror_damaged(r, text);
     LOG_WARN(MODULE, "the mirror in %s is damaged (%s): cloning %s again", r->mirror_path,
              r->damage, r->display_uri);
-    r->needs_repair = true;
+    atomic_store(&r->needs_repair, true);
     if (clone_to_temp(r, &fresh, why, sizeof(why), &timed_out) < 0) {
         if (timed_out)
             metrics_git_fetch_timeout(now_monotonic() - started);
         else
             metrics_git_fetch(false, now_monotonic() - started);
         metrics_mirror_repair(false);
-        snprintf(text, sizeof(text), "mirror damaged: %s; cloning again failed (%s), tried again "
-                 "at the next fetch", r->damage, why);
+        snprintf(text, sizeof(text), "mirror damaged: %.140s; cloning again failed (%.100s), "
+                 "tried again at the next fetch", r->damage, why);
         set_mirror_damaged(r, text);
         LOG_WARN(MODULE, "cannot clone %s again (%s): serving what the damaged mirror still "
                  "holds", r->display_uri, why);
@@ -1817,7 +1819,7 @@ static int repair_mirror(repo *r)
             LOG_WARN(MODULE, "cannot reopen the mirror in %s: %s", r->mirror_path, git_reason());
         free(fresh);
         metrics_mirror_repair(false);
-        snprintf(text, sizeof(text), "mirror damaged: %s; %s", r->damage, why);
+        snprintf(text, sizeof(text), "mirror damaged: %.140s; %.150s", r->damage, why);
         set_mirror_damaged(r, text);
         LOG_WARN(MODULE, "%s", why);
         return -1;
@@ -1834,7 +1836,7 @@ static int repair_mirror(repo *r)
     }
     rm_rf(old);
     free(old);
-    r->needs_repair = false;
+    atomic_store(&r->needs_repair, false);
     r->damage[0] = '\0';
     set_mirror_damaged(r, "");
     metrics_mirror_repair(true);
@@ -1855,6 +1857,7 @@ static int repair_mirror(repo *r)
 typedef struct suspect_job {
     repo *r;
     bool error_means_damage;
+    char error[160]; /* the reader's libgit2 error: this thread has its own */
 } suspect_job;
 
 static void *suspect_main(void *arg)
@@ -1865,24 +1868,27 @@ static void *suspect_main(void *arg)
     bool damaged = false;
 
     pthread_mutex_lock(&r->fetch_lock);
-    if (r->needs_repair) {
-        damaged = true; /* already known; the failed re-clone is tried again */
+    if (atomic_load(&r->needs_repair)) {
+        damaged = false; /* known, and the next fetch clones again: not once per read error */
     } else if (git_repository_open_bare(&g, r->mirror_path) < 0) {
         snprintf(r->damage, sizeof(r->damage), "it cannot be opened (%s)", git_reason());
         damaged = true;
     } else {
         damaged = check_mirror(r, g, true);
         if (!damaged && job->error_means_damage) {
-            snprintf(r->damage, sizeof(r->damage), "a read failed: %s", git_reason());
+            snprintf(r->damage, sizeof(r->damage), "a read failed: %s", job->error);
             damaged = true;
         }
     }
     git_repository_free(g);
     if (damaged)
         repair_mirror(r);
-    else
-        r->last_sound_check = now_monotonic();
     pthread_mutex_unlock(&r->fetch_lock);
+    if (!damaged && !atomic_load(&r->needs_repair)) {
+        pthread_mutex_lock(&r->repair_lock);
+        r->last_sound_check = now_monotonic();
+        pthread_mutex_unlock(&r->repair_lock);
+    }
     atomic_store(&r->repair_running, false);
     free(job);
     return NULL;
@@ -1896,7 +1902,7 @@ static void suspect_damage(repo *r)
     bool expected = false;
     suspect_job *job;
 
-    if (!r->is_git || r->in_place)
+    if (!r->is_git || r->in_place || atomic_load(&r->needs_repair))
         return;
     bool means_damage = mirror_error_means_damage();
     pthread_mutex_lock(&r->repair_lock);
@@ -1914,6 +1920,7 @@ static void suspect_damage(repo *r)
     }
     job->r = r;
     job->error_means_damage = means_damage;
+    snprintf(job->error, sizeof(job->error), "%s", git_reason());
     if (pthread_create(&r->repair_thread, NULL, suspect_main, job) != 0) {
         free(job);
         atomic_store(&r->repair_running, false);
@@ -1943,7 +1950,7 @@ int repo_fetch(repo *r, bool *changed)
     was_degraded = r->status.degraded;
     pthread_mutex_unlock(&r->status_lock);
 
-    if (r->needs_repair) { /* damaged, and the last re-clone failed: a fetch cannot heal it */
+    if (atomic_load(&r->needs_repair)) { /* damaged, the last re-clone failed: a fetch cannot heal it */
         bool repaired = repair_mirror(r) == 0;
         pthread_mutex_unlock(&r->fetch_lock);
         if (changed)
@@ -2241,6 +2248,7 @@ int repo_open(repo **out, const repo_options *opts)
     pthread_mutex_init(&r->slots_lock, NULL);
     pthread_mutex_init(&r->status_lock, NULL);
     pthread_mutex_init(&r->repair_lock, NULL);
+    atomic_init(&r->needs_repair, false);
     pthread_rwlockattr_t handles_attr;
     pthread_rwlockattr_init(&handles_attr);
     /* a repack or re-clone must get in while requests keep coming */
