@@ -1,5 +1,6 @@
-"""Helpers for the almanac CLI tests: running the CLI, and a scripted HTTP stub that stands in
-for a server when a test needs an answer no real server would give (a 500, a malformed or huge
+"""Helpers for the almanac CLI tests: running the CLI (to its end, or in the background while a
+test reads its lines), watching a server's parked watchers, and a scripted HTTP stub that stands
+in for a server when a test needs an answer no real server would give (a 500, a malformed or huge
 body) or needs to see exactly what the client sent.
 
 Standard library only. $ALMANAC_CLI_BIN names the CLI (set by ctest).
@@ -8,10 +9,12 @@ Standard library only. $ALMANAC_CLI_BIN names the CLI (set by ctest).
 import http.server
 import json
 import os
+import select
 import socket
 import ssl
 import subprocess
 import threading
+import time
 import unittest
 
 CLI_BIN = os.environ.get("ALMANAC_CLI_BIN", "")
@@ -33,15 +36,84 @@ class Result:
         return "Result(code=%d, out=%r, err=%r)" % (self.code, self.out[:500], self.err[:500])
 
 
-def run_cli(*args, env=None, server=None, timeout=CLI_TIMEOUT):
-    """Runs the CLI with a clean ALMANAC_* environment; returns a Result."""
+def cli_env(server=None, env=None):
+    """This process's environment without its ALMANAC_* variables (a test says what the client
+    gets), then ALMANAC_SERVER=server and `env`."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
     if server is not None:
         full_env["ALMANAC_SERVER"] = server
     full_env.update(env or {})
+    return full_env
+
+
+def run_cli(*args, env=None, server=None, timeout=CLI_TIMEOUT):
+    """Runs the CLI with a clean ALMANAC_* environment; returns a Result."""
     proc = subprocess.run([CLI_BIN, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=full_env, timeout=timeout)
+                          stderr=subprocess.PIPE, env=cli_env(server, env), timeout=timeout)
     return Result(proc)
+
+
+def spawn(*argv, server=None, env=None):
+    """Starts argv (the CLI, CLI_BIN, or a client program) in the background with cli_env(),
+    stdout and stderr piped; stop it with reap()."""
+    return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=cli_env(server, env))
+
+
+def reap(proc):
+    """Kills a spawn()ed process that is still running, waits for it and closes its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def read_line(proc, timeout=30):
+    """The next line the process prints; fails when it prints none in `timeout` seconds (a
+    safety net for a client that hangs, not a measurement) or exits first."""
+    name = " ".join([os.path.basename(proc.args[0])] + proc.args[1:2])
+    end = time.monotonic() + timeout
+    buf = b""
+    while not buf.endswith(b"\n"):
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError("no line from %s within %ss" % (name, timeout))
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            ch = os.read(proc.stdout.fileno(), 1)
+            if not ch:
+                raise AssertionError("%s exited: %r" % (name, proc.stderr.read()))
+            buf += ch
+    return buf.decode()
+
+
+def watchers(server):
+    """How many watchers the server has parked now (its almanac_watchers metric)."""
+    for line in server.get("/metrics").text.splitlines():
+        if line.startswith("almanac_watchers "):
+            return float(line.split()[1])
+    return 0
+
+
+def wait_parked(server, deadline=20.0):
+    """True once the server has a parked watcher, False at the deadline: a test changes the
+    configuration only after its client is listening."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if watchers(server) >= 1:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def write_files(root, files):
+    """Writes {relative path: text} below root, making the folders on the way."""
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
 
 
 def closed_port_url():

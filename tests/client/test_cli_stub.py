@@ -6,17 +6,15 @@ gives (401, 404, 500 then 200, malformed and oversized bodies), plus usage error
 import base64
 import json
 import os
-import select
 import signal
-import subprocess
 import shutil
 import stat
 import tempfile
 import unittest
 import urllib.parse
 
-from clitest import (CLI_BIN, Stub, closed_port_url, environment, make_certificate,
-                     require_cli_bin, run_cli)
+from clitest import (CLI_BIN, Stub, closed_port_url, environment, make_certificate, read_line,
+                     reap, require_cli_bin, run_cli, spawn, write_files)
 
 ENV = environment(sources=[
     {"name": "orders-prod.yml", "source": {"db.url": "jdbc:pg://prod", "db.pool": 20,
@@ -369,27 +367,9 @@ class CliStubTest(unittest.TestCase):
         return run_cli("exec", *args, server=self.stub.url, env=env)
 
     def start_exec(self, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        env["ALMANAC_SERVER"] = self.stub.url
-        proc = subprocess.Popen([CLI_BIN, "exec", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-        self.addCleanup(self.reap, proc)
+        proc = spawn(CLI_BIN, "exec", *args, server=self.stub.url)
+        self.addCleanup(reap, proc)
         return proc
-
-    @staticmethod
-    def reap(proc):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
-
-    @staticmethod
-    def read_line(proc, timeout=30):
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        if not ready:
-            raise AssertionError("no output within %ss" % timeout)
-        return proc.stdout.readline().decode()
 
     def changed_env(self):
         env2 = json.loads(json.dumps(ENV))
@@ -400,10 +380,10 @@ class CliStubTest(unittest.TestCase):
         self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""))
         proc = self.start_exec("orders", "prod", "--restart", "--wait", "1", "--", "sh", "-c",
                                'echo "$DB_URL"; exec sleep 600')
-        self.assertEqual(self.read_line(proc), "jdbc:pg://prod\n")
+        self.assertEqual(read_line(proc), "jdbc:pg://prod\n")
         self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
                          (304, {"ETag": '"e2"'}, ""))
-        self.assertEqual(self.read_line(proc), "jdbc:pg://new\n")
+        self.assertEqual(read_line(proc), "jdbc:pg://new\n")
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGTERM)
 
@@ -411,10 +391,10 @@ class CliStubTest(unittest.TestCase):
         self.stub.script((200, {"ETag": '"e1"'}, ENV), (304, {"ETag": '"e1"'}, ""))
         proc = self.start_exec("orders", "prod", "--restart", "--grace", "1", "--wait", "1",
                                "--", "sh", "-c", 'trap "" TERM; echo "$DB_URL"; exec sleep 600')
-        self.assertEqual(self.read_line(proc), "jdbc:pg://prod\n")
+        self.assertEqual(read_line(proc), "jdbc:pg://prod\n")
         self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
                          (304, {"ETag": '"e2"'}, ""))
-        self.assertEqual(self.read_line(proc), "jdbc:pg://new\n")
+        self.assertEqual(read_line(proc), "jdbc:pg://new\n")
         proc.send_signal(signal.SIGINT)
         self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGINT)
         self.assertIn("did not exit within 1 s", proc.stderr.read().decode())
@@ -424,10 +404,10 @@ class CliStubTest(unittest.TestCase):
         proc = self.start_exec("orders", "prod", "--signal", "HUP", "--wait", "1", "--", "sh",
                                "-c", 'trap "echo hup; exit 7" HUP; echo start; '
                                'while :; do sleep 1; done')
-        self.assertEqual(self.read_line(proc), "start\n")
+        self.assertEqual(read_line(proc), "start\n")
         self.stub.script((200, {"ETag": '"e2"'}, self.changed_env()),
                          (304, {"ETag": '"e2"'}, ""))
-        self.assertEqual(self.read_line(proc), "hup\n")
+        self.assertEqual(read_line(proc), "hup\n")
         self.assertEqual(proc.wait(timeout=30), 7)
 
     # -- lint ---------------------------------------------------------------------------------
@@ -446,10 +426,7 @@ class CliStubTest(unittest.TestCase):
             "notes.txt": "not: [checked\n",
             ".git/config.yml": "not: [checked\n",
         }
-        for rel, text in files.items():
-            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
-            with open(os.path.join(repo, rel), "w") as f:
-                f.write(text)
+        write_files(repo, files)
         r = run_cli("lint", repo)
         self.assertEqual(r.code, 1, r)
         lines = r.out.splitlines()
@@ -515,10 +492,7 @@ class CliStubTest(unittest.TestCase):
                         "b: 2\n---\nspring:\n  profiles: '!dev, prod'\nc: 3\n",
             "good.properties": "a=1\n#---\nspring.profiles=dev | prod\nb=2\n",
         }
-        for rel, text in files.items():
-            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
-            with open(os.path.join(repo, rel), "w") as f:
-                f.write(text)
+        write_files(repo, files)
         r = run_cli("lint", repo)
         self.assertEqual(r.code, 1, r)
         lines = r.out.splitlines()
@@ -565,10 +539,7 @@ class CliStubTest(unittest.TestCase):
                            "  - optional:file:./y.yml\n  - ok.yml\n  - ../shared/c.yml\n",
             "shared/c.properties": "spring.config.import=classpath:a.yml, ../../b.yml\n",
         }
-        for rel, text in files.items():
-            os.makedirs(os.path.dirname(os.path.join(repo, rel)), exist_ok=True)
-            with open(os.path.join(repo, rel), "w") as f:
-                f.write(text)
+        write_files(repo, files)
         r = run_cli("lint", repo)
         self.assertEqual(r.code, 1, r)
         lines = r.out.splitlines()

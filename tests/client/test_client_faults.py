@@ -5,41 +5,16 @@ parked watchers, and a cache file that is odd, damaged or cannot be written.
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import time
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import almanac_harness as h  # noqa: E402
-from clitest import CLI_BIN, require_cli_bin, run_cli  # noqa: E402
-
-
-def watchers(server):
-    for line in server.get("/metrics").text.splitlines():
-        if line.startswith("almanac_watchers "):
-            return float(line.split()[1])
-    return 0
-
-
-def read_line(proc, timeout):
-    end = time.monotonic() + timeout
-    buf = b""
-    while not buf.endswith(b"\n"):
-        left = end - time.monotonic()
-        if left <= 0:
-            raise AssertionError("no line from almanac watch within %ss" % timeout)
-        ready, _, _ = select.select([proc.stdout], [], [], left)
-        if ready:
-            ch = os.read(proc.stdout.fileno(), 1)
-            if not ch:
-                raise AssertionError("almanac watch exited: %r" % proc.stderr.read())
-            buf += ch
-    return buf.decode()
+from clitest import CLI_BIN, read_line, require_cli_bin, run_cli, spawn, watchers  # noqa: E402
 
 
 class DefaultBranchMissingTest(h.ServerTestCase):
@@ -148,24 +123,23 @@ class WatchFailoverTest(h.ServerTestCase):
         cls.repo.commit({"svc.yml": "color: blue\n"}, "blue")
 
     def watch(self, *urls):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        return subprocess.Popen([CLI_BIN, "watch", "svc", "default", "--server", ",".join(urls),
-                                 "--wait", "600", "--verbose"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        return spawn(CLI_BIN, "watch", "svc", "default", "--server", ",".join(urls), "--wait",
+                     "600", "--verbose")
 
-    def test_stopping_server_sends_watchers_to_the_next_one(self):
+    def fail_over(self, color, take_down):
+        """A watch parked on A, a commit only B serves, then take_down(A): the watch prints the
+        commit, got from B, and says on stderr that it moved on."""
         a = self.start_server(self.repo.uri)
         b = self.start_server(self.repo.uri)
-        urls = ["http://127.0.0.1:%d" % s.port for s in (a, b)]
-        proc = self.watch(*urls)
+        proc = self.watch(*("http://127.0.0.1:%d" % s.port for s in (a, b)))
         try:
             read_line(proc, 30)
             self.assertTrue(h.wait_until(lambda: watchers(a) >= 1, deadline=20))
-            head = self.repo.commit({"svc.yml": "color: green\n"}, "green")
+            head = self.repo.commit({"svc.yml": "color: %s\n" % color}, color)
             b.refresh()  # only B knows the new commit; A never will
-            self.assertEqual(a.stop(), 0)
+            take_down(a)
             second = json.loads(read_line(proc, 30))
-            self.assertEqual(second["color"], "green", second)
+            self.assertEqual(second["color"], color, second)
             self.assertEqual(b.get("/svc/default").json()["version"], head)
         finally:
             proc.kill()
@@ -175,27 +149,14 @@ class WatchFailoverTest(h.ServerTestCase):
             proc.stderr.close()
         self.assertIn("asking the next server in", err)
 
+    def test_stopping_server_sends_watchers_to_the_next_one(self):
+        self.fail_over("green", lambda a: self.assertEqual(a.stop(), 0))
+
     def test_dropped_connection_sends_watchers_to_the_next_one(self):
-        a = self.start_server(self.repo.uri)
-        b = self.start_server(self.repo.uri)
-        urls = ["http://127.0.0.1:%d" % s.port for s in (a, b)]
-        proc = self.watch(*urls)
-        try:
-            read_line(proc, 30)
-            self.assertTrue(h.wait_until(lambda: watchers(a) >= 1, deadline=20))
-            self.repo.commit({"svc.yml": "color: red\n"}, "red")
-            b.refresh()
+        def drop(a):
             a.proc.send_signal(signal.SIGKILL)  # no goodbye: the connection just drops
             a.proc.wait()
-            second = json.loads(read_line(proc, 30))
-            self.assertEqual(second["color"], "red", second)
-        finally:
-            proc.kill()
-            proc.wait()
-            err = proc.stderr.read().decode()
-            proc.stdout.close()
-            proc.stderr.close()
-        self.assertIn("asking the next server in", err)
+        self.fail_over("red", drop)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ JWKS; tokens minted with the openssl CLI in the Kubernetes shape (tests/integrat
 
 import json
 import os
-import select
-import subprocess
 import sys
 import time
 import unittest
@@ -16,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import almanac_harness as h  # noqa: E402
-from clitest import CLI_BIN, require_cli_bin, run_cli  # noqa: E402
+from clitest import CLI_BIN, read_line, reap, require_cli_bin, run_cli, spawn  # noqa: E402
 from jwt_tools import ISSUER, Key, jwks, k8s_claims, mint  # noqa: E402
 
 ADMIN_TOKEN = "client-jwt-admin-token-51d2"
@@ -108,48 +106,26 @@ class TokenFileTest(h.ServerTestCase):
 
     def test_watch_reads_the_rotated_token_in_the_same_process(self):
         self.rotate("shop", "orders")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        proc = subprocess.Popen([CLI_BIN, "watch", "orders", "default", "--server", self.url,
-                                 "--token-file", self.token_file, "--count", "3", "--wait", "60"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = spawn(CLI_BIN, "watch", "orders", "default", "--server", self.url, "--token-file",
+                     self.token_file, "--count", "3", "--wait", "60")
         try:
-            self.assertEqual(json.loads(self.read_line(proc, 30))["color"], "red")
+            self.assertEqual(json.loads(read_line(proc, 30))["color"], "red")
             self.rotate("shop", "orders-v2")
             self.repo.commit({"orders.yml": "color: green\n"}, "green")
             self.refresh()
-            self.assertEqual(json.loads(self.read_line(proc, 30))["color"], "green")
+            self.assertEqual(json.loads(read_line(proc, 30))["color"], "green")
             self.repo.commit({"orders.yml": "color: blue\n"}, "blue")
             self.refresh()
-            self.assertEqual(json.loads(self.read_line(proc, 30))["color"], "blue")
+            self.assertEqual(json.loads(read_line(proc, 30))["color"], "blue")
             self.assertEqual(proc.wait(timeout=15), 0)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         # The first request came with the first token, a later one with the rotated token.
         log = self.server.log()
         first = log.find("user=system:serviceaccount:shop:orders\n")
         later = log.find("user=system:serviceaccount:shop:orders-v2")
         self.assertGreaterEqual(first, 0, log[-3000:])
         self.assertGreater(later, first, log[-3000:])
-
-    @staticmethod
-    def read_line(proc, timeout):
-        end = time.monotonic() + timeout
-        buf = b""
-        while not buf.endswith(b"\n"):
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no line from almanac watch within %ss" % timeout)
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if ready:
-                ch = os.read(proc.stdout.fileno(), 1)
-                if not ch:
-                    raise AssertionError("almanac watch exited: %r" % proc.stderr.read())
-                buf += ch
-        return buf.decode()
 
 
 if __name__ == "__main__":

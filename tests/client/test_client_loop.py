@@ -10,7 +10,6 @@ server that stops to the next one of `A,B`.
 import os
 import re
 import signal
-import subprocess
 import sys
 import unittest
 
@@ -18,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import almanac_harness as h  # noqa: E402
-from test_client_faults import read_line, watchers  # noqa: E402
+from clitest import read_line, reap, spawn, watchers  # noqa: E402
 
 POLL_BIN = os.environ.get("ALMANAC_POLL_EXAMPLE_BIN", "")
 LIBUV_BIN = os.environ.get("ALMANAC_LIBUV_EXAMPLE_BIN", "")
@@ -31,20 +30,9 @@ class EventLoopExamplesTest(h.ServerTestCase):
             raise unittest.SkipTest("ALMANAC_POLL_EXAMPLE_BIN is not set")
 
     def start(self, binary, *urls):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        env["ALMANAC_SERVER"] = ",".join(urls)
-        proc = subprocess.Popen([binary, "svc", "default"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.addCleanup(self.reap, proc)
+        proc = spawn(binary, "svc", "default", server=",".join(urls))
+        self.addCleanup(reap, proc)
         return proc
-
-    @staticmethod
-    def reap(proc):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
 
     def follow_a_change(self, binary):
         repo = self.make_repo(os.path.basename(binary))

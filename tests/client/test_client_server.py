@@ -8,7 +8,6 @@ commit.
 import base64
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import almanac_harness as h  # noqa: E402
-from clitest import CLI_BIN, closed_port_url, require_cli_bin, run_cli  # noqa: E402
+from clitest import (CLI_BIN, closed_port_url, read_line, reap, require_cli_bin,  # noqa: E402
+                     run_cli, spawn, wait_parked)
 
 EXAMPLE_BIN = os.environ.get("ALMANAC_EXAMPLE_BIN", "")
 WATCH_EXAMPLE_BIN = os.environ.get("ALMANAC_WATCH_EXAMPLE_BIN", "")
@@ -169,35 +169,29 @@ class ClientServerTest(h.ServerTestCase):
         repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
         server = self.start_server(repo.uri)
         url = "http://127.0.0.1:%d" % server.port
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
         # --wait 60 and an exit expected well before: stopping interrupts the long-poll.
-        proc = subprocess.Popen([CLI_BIN, "watch", "svc", "default", "--server", url,
-                                 "--count", "3", "--wait", "60", "--diff"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = spawn(CLI_BIN, "watch", "svc", "default", "--server", url, "--count", "3",
+                     "--wait", "60", "--diff")
         try:
-            first = self.read_line(proc, 30)
+            first = read_line(proc, 30)
             self.assertEqual(json.loads(first), {"color": "blue", "size": 1})
             # Wait until the watcher is parked on the server, then change the configuration.
-            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            self.assertTrue(wait_parked(server), server.log_tail())
             repo.commit({"svc.yml": "color: green\nsize: 1\n"}, "green")
             server.refresh()
-            second = json.loads(self.read_line(proc, 30))
+            second = json.loads(read_line(proc, 30))
             version = repo.head()
             self.assertEqual(second, {"version": version, "added": {},
                                       "changed": {"color": "green"}, "removed": []})
-            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            self.assertTrue(wait_parked(server), server.log_tail())
             repo.commit({"svc.yml": "color: green\nshape: round\n"}, "shape")
             server.refresh()
-            third = json.loads(self.read_line(proc, 30))
+            third = json.loads(read_line(proc, 30))
             self.assertEqual(third, {"version": repo.head(), "added": {"shape": "round"},
                                      "changed": {}, "removed": ["size"]})
             self.assertEqual(proc.wait(timeout=15), 0)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
 
     def test_render_repository_files(self):
         out = os.path.join(self.tmp, "render-files")
@@ -221,27 +215,21 @@ class ClientServerTest(h.ServerTestCase):
         first = repo.commit({"svc.yml": "color: blue\nsize: 1\n"}, "blue")
         server = self.start_server(repo.uri)
         url = "http://127.0.0.1:%d" % server.port
-        env = dict(os.environ, ALMANAC_SERVER=url)
-        proc = subprocess.Popen([WATCH_EXAMPLE_BIN, "svc", "default"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = spawn(WATCH_EXAMPLE_BIN, "svc", "default", server=url)
         try:
-            self.assertEqual(self.read_line(proc, 30), "booted on version %s\n" % first)
-            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            self.assertEqual(read_line(proc, 30), "booted on version %s\n" % first)
+            self.assertTrue(wait_parked(server), server.log_tail())
             second = repo.commit({"svc.yml": "color: green\nshape: round\n"}, "green")
             server.refresh()
-            self.assertEqual(self.read_line(proc, 30), "version %s -> %s\n" % (first, second))
-            lines = {self.read_line(proc, 30) for _ in range(3)}
+            self.assertEqual(read_line(proc, 30), "version %s -> %s\n" % (first, second))
+            lines = {read_line(proc, 30) for _ in range(3)}
             self.assertEqual(lines, {"  + shape\n", "  ~ color\n", "  - size\n"})
             proc.send_signal(signal.SIGINT)
-            self.assertEqual(self.read_line(proc, 30),
+            self.assertEqual(read_line(proc, 30),
                              "stopping on version %s (fresh)\n" % second)
             self.assertEqual(proc.wait(timeout=30), 0)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
 
     # -- encrypt / decrypt --------------------------------------------------------------------
 
@@ -442,12 +430,9 @@ class ClientServerTest(h.ServerTestCase):
         url = "http://127.0.0.1:%d" % server.port
         out = os.path.join(self.tmp, "render-out")
         marker = os.path.join(self.tmp, "render-marker")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", url,
-                                 "--out-dir", out, "--format", "yaml,json", "--watch",
-                                 "--wait", "30", "--count", "3",
-                                 "--on-change", "echo changed >> '%s'" % marker],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = spawn(CLI_BIN, "render", "svc", "default", "--server", url, "--out-dir", out,
+                     "--format", "yaml,json", "--watch", "--wait", "30", "--count", "3",
+                     "--on-change", "echo changed >> '%s'" % marker)
         stop = threading.Event()
         seen = {"reads": 0, "mixed": [], "colors": set()}
 
@@ -472,25 +457,22 @@ class ClientServerTest(h.ServerTestCase):
 
         t = threading.Thread(target=reader)
         try:
-            self.assertTrue(self.wait_for(lambda: self.read_json(out, "svc.json") ==
-                                          {"color": "blue", "size": 1}))
+            self.assertTrue(h.wait_until(lambda: self.read_json(out, "svc.json") ==
+                                         {"color": "blue", "size": 1}, deadline=30))
             t.start()
             for color in ("green", "red"):
-                self.assertTrue(self.wait_parked(server, url), server.log_tail())
+                self.assertTrue(wait_parked(server), server.log_tail())
                 repo.commit({"svc.yml": "color: %s\nsize: 1\n" % color}, color)
                 server.refresh()
-                self.assertTrue(self.wait_for(
-                    lambda: (self.read_json(out, "svc.json") or {}).get("color") == color))
+                self.assertTrue(h.wait_until(
+                    lambda: (self.read_json(out, "svc.json") or {}).get("color") == color,
+                    deadline=30))
             self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
         finally:
             stop.set()
             if t.is_alive():
                 t.join()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         self.assertEqual(seen["mixed"], [])
         self.assertGreater(seen["reads"], 0)
         # The layout: stable links through ..data, one version folder left, files 0600.
@@ -512,12 +494,10 @@ class ClientServerTest(h.ServerTestCase):
         server = self.start_server(repo.uri)
         url = "http://127.0.0.1:%d" % server.port
         log = os.path.join(self.tmp, "exec-child.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
         # Each start of the child appends the value it was given, then waits to be stopped.
         child = "echo \"$COLOR $SIZE\" >> '%s'; exec sleep 600" % log
-        proc = subprocess.Popen([CLI_BIN, "exec", "svc", "default", "--server", url, "--restart",
-                                 "--grace", "5", "--wait", "30", "--", "sh", "-c", child],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = spawn(CLI_BIN, "exec", "svc", "default", "--server", url, "--restart", "--grace",
+                     "5", "--wait", "30", "--", "sh", "-c", child)
 
         def lines():
             try:
@@ -526,20 +506,17 @@ class ClientServerTest(h.ServerTestCase):
             except FileNotFoundError:
                 return []
         try:
-            self.assertTrue(self.wait_for(lambda: lines() == ["blue 1"]), lines())
-            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            self.assertTrue(h.wait_until(lambda: lines() == ["blue 1"], deadline=30), lines())
+            self.assertTrue(wait_parked(server), server.log_tail())
             repo.commit({"svc.yml": "color: green\nsize: 2\n"}, "green")
             server.refresh()
-            self.assertTrue(self.wait_for(lambda: lines() == ["blue 1", "green 2"]), lines())
+            self.assertTrue(h.wait_until(lambda: lines() == ["blue 1", "green 2"], deadline=30),
+                            lines())
             # SIGTERM goes to the child; exec exits with the child's status (128 + SIGTERM).
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 128 + signal.SIGTERM, proc.stderr.read())
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         self.assertEqual(lines(), ["blue 1", "green 2"])
 
     def test_render_watch_stops_cleanly_on_sigterm_and_honours_mode(self):
@@ -548,22 +525,16 @@ class ClientServerTest(h.ServerTestCase):
         server = self.start_server(repo.uri)
         url = "http://127.0.0.1:%d" % server.port
         out = os.path.join(self.tmp, "render-signal-out")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", url,
-                                 "--out-dir", out, "--mode", "0644", "--watch", "--wait", "30"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = spawn(CLI_BIN, "render", "svc", "default", "--server", url, "--out-dir", out,
+                     "--mode", "0644", "--watch", "--wait", "30")
         try:
-            self.assertTrue(self.wait_parked(server, url), server.log_tail())
+            self.assertTrue(wait_parked(server), server.log_tail())
             # As a sidecar's PID 1 an unhandled SIGTERM would be ignored; here it would kill
             # the process with -SIGTERM. Either way only a handled one exits 0.
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=30), 0, proc.stderr.read())
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            reap(proc)
         version = os.readlink(os.path.join(out, "..data"))
         self.assertEqual(os.stat(os.path.join(out, version)).st_mode & 0o777, 0o755)
         self.assertEqual(os.stat(os.path.join(out, "svc.yml")).st_mode & 0o777, 0o644)
@@ -575,49 +546,6 @@ class ClientServerTest(h.ServerTestCase):
                 return json.load(f)
         except (FileNotFoundError, json.JSONDecodeError):
             return None
-
-    @staticmethod
-    def wait_for(predicate, deadline=30.0):
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return False
-
-    @staticmethod
-    def wait_parked(server, url, deadline=20.0):
-        """True once the server's metrics (or log) show a parked watcher; False at the deadline.
-        Without such a signal, fall back to the first long-poll request having been logged."""
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            r = server.get("/metrics")
-            if r.status == 200:
-                for line in r.text.splitlines():
-                    if line.startswith("almanac_watchers "):
-                        try:
-                            if float(line.split()[-1]) >= 1:
-                                return True
-                        except ValueError:
-                            pass
-            time.sleep(0.05)
-        return False
-
-    @staticmethod
-    def read_line(proc, timeout):
-        end = time.monotonic() + timeout
-        buf = b""
-        while not buf.endswith(b"\n"):
-            left = end - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no line from almanac watch within %ss" % timeout)
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if ready:
-                ch = os.read(proc.stdout.fileno(), 1)
-                if not ch:
-                    raise AssertionError("almanac watch exited: %r" % proc.stderr.read())
-                buf += ch
-        return buf.decode()
 
 
 class SampleDocumentsTest(h.ServerTestCase):
@@ -698,18 +626,16 @@ class WatchLockoutTest(h.ServerTestCase):
         os.chmod(cls.auth, 0o600)
 
     def test_rotated_password_does_not_lock_out_the_address(self):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
-        env.update(ALMANAC_SERVER=self.url, ALMANAC_USER="svc", ALMANAC_PASSWORD="old-pw")
+        credentials = {"ALMANAC_USER": "svc", "ALMANAC_PASSWORD": "old-pw"}
         watchers = []
         for i in range(self.WATCHERS):
             args = [CLI_BIN, "watch", "orders", "dev", "--wait", "1"]
             if i == 0:
                 args.append("--verbose")  # the per-attempt lines, at debug level
-            p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            p = spawn(*args, server=self.url, env=credentials)
             watchers.append(p)
             self.addCleanup(self.stop, p)
-            ClientServerTest.read_line(p, 30)  # booted with the old password
+            read_line(p, 30)  # booted with the old password
 
         self.write_auth("new-pw")
         self.server.proc.send_signal(signal.SIGHUP)

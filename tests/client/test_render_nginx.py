@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import almanac_harness as h  # noqa: E402
-from clitest import CLI_BIN, require_cli_bin  # noqa: E402
+from clitest import CLI_BIN, cli_env, require_cli_bin  # noqa: E402
 
 SOURCE_DIR = os.environ.get("ALMANAC_SOURCE_DIR",
                             os.path.dirname(os.path.dirname(HERE)))
@@ -168,12 +168,11 @@ class RenderNginxTest(h.ServerTestCase):
         # Each run notes the version it reloaded for, then answers with the reload's status.
         on_change = ('%s -c %s/nginx.conf -s reload; rc=$?; echo "$ALMANAC_RENDER_VERSION" >> %s;'
                      ' exit $rc' % (nginx, self.out, self.marker))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
         self.render_proc = subprocess.Popen(
             [CLI_BIN, "render", "gateway", "prod", "--server", url, "--out-dir", self.out,
              "--file", "gateway/nginx.conf", "--watch", "--wait", "30", "--check", check,
              "--on-change", on_change], stdin=subprocess.DEVNULL, stdout=self.render_log,
-            stderr=subprocess.STDOUT, env=env)
+            stderr=subprocess.STDOUT, env=cli_env())
         self.assertEqual(h.wait_until(self.served, DEADLINE), self.first, self.render_output())
         # nginx starts from the projected file, as the gateway container does.
         self.nginx_proc = subprocess.Popen(
@@ -270,13 +269,12 @@ class RenderLayoutAndRevertTest(h.ServerTestCase):
         cls.url = "http://127.0.0.1:%d" % cls.server.port
 
     def render(self, out, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALMANAC_")}
         log = open(os.path.join(self.tmp, os.path.basename(out) + ".log"), "w+b")
         self.addCleanup(log.close)
         proc = subprocess.Popen([CLI_BIN, "render", "svc", "default", "--server", self.url,
                                  "--out-dir", out, "--file", "conf/app.conf", "--watch",
                                  "--wait", "30", *args], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+                                stdout=log, stderr=subprocess.STDOUT, env=cli_env())
 
         def stop():
             if proc.poll() is None:
