@@ -17,8 +17,10 @@
 #define MAX_PATTERNS 256
 #define FIELD_MAX 4096
 
-static const char *const fields[] = {"pattern", "uri", "search-paths", "default-label",
-                                     "refresh-interval", NULL};
+static const char *const fields[] = {"pattern",         "uri",         "search-paths",
+                                     "default-label",   "refresh-interval",
+                                     "git-ca-file",     "git-proxy",   "git-known-hosts",
+                                     "git-ssh-key-file", NULL};
 
 bool reposet_is_key(const char *key)
 {
@@ -50,6 +52,10 @@ static void spec_dispose(repo_spec *s)
     free(s->uri);
     free(s->search_paths);
     free(s->default_label);
+    free(s->git_ca_file);
+    free(s->git_proxy);
+    free(s->git_known_hosts);
+    free(s->git_ssh_key_file);
 }
 
 void reposet_dispose(repo_specs *s)
@@ -225,6 +231,16 @@ static int apply_field(repo_spec *s, const char *key, const char *field, size_t 
             return fail(why, size, "%s: empty", key);
         return set_once(&s->uri, text, key, why, size);
     }
+    struct {
+        const char *name;
+        char **field;
+    } transport[] = {{"git-ca-file", &s->git_ca_file},
+                     {"git-proxy", &s->git_proxy},
+                     {"git-known-hosts", &s->git_known_hosts},
+                     {"git-ssh-key-file", &s->git_ssh_key_file}};
+    for (size_t i = 0; i < sizeof(transport) / sizeof(transport[0]); i++)
+        if (flen == strlen(transport[i].name) && strncmp(field, transport[i].name, flen) == 0)
+            return text[0] == '\0' ? 0 : set_once(transport[i].field, text, key, why, size);
     if (flen == 13 && strncmp(field, "default-label", 13) == 0)
         return text[0] == '\0' ? 0 : set_once(&s->default_label, text, key, why, size);
     if (flen == 16 && strncmp(field, "refresh-interval", 16) == 0) {
@@ -235,7 +251,7 @@ static int apply_field(repo_spec *s, const char *key, const char *field, size_t 
         s->refresh_interval = (long)v;
         return 0;
     }
-    char known[160] = "";
+    char known[256] = "";
     for (size_t i = 0; fields[i] != NULL; i++) {
         strncat(known, i ? ", " : "", sizeof(known) - strlen(known) - 1);
         strncat(known, fields[i], sizeof(known) - strlen(known) - 1);

@@ -27,6 +27,8 @@ typedef struct repo_spec {
     char *search_paths;      /* comma-joined; NULL: the server's --search-paths */
     char *default_label;     /* NULL: the server's --default-label */
     long refresh_interval;   /* seconds; -1: the server's --refresh-interval */
+    /* The Git transport, each NULL for the server's --git-… setting of the same name. */
+    char *git_ca_file, *git_proxy, *git_known_hosts, *git_ssh_key_file;
     unsigned line;           /* where the entry starts in the file (0: unknown) */
 } repo_spec;
 
@@ -40,7 +42,7 @@ typedef struct repo_specs {
  * out, in file order; other keys are ignored. origins (may be NULL) maps keys to "LINE:COL".
  * Fields: pattern (text or list; a text may list several separated by commas, as Spring's
  * binder reads it), uri (required), search-paths (text or list), default-label,
- * refresh-interval. On a bad entry: -1 and "KEY: reason" in why, with the key's origin in
+ * refresh-interval, git-ca-file, git-proxy, git-known-hosts, git-ssh-key-file. On a bad entry: -1 and "KEY: reason" in why, with the key's origin in
  * *origin (or NULL). out is left empty then.
  */
 int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, char *why,

@@ -153,6 +153,25 @@ static unsigned long now_seconds(void)
     return (unsigned long)t.tv_sec;
 }
 
+/* The default repository's options with what an entry of repos: sets for itself. */
+static repo_options options_for(const repo_set *s, const repo_spec *spec)
+{
+    repo_options ro = s->base;
+    if (spec == NULL)
+        return ro;
+    if (spec->default_label != NULL)
+        ro.default_label = spec->default_label;
+    if (spec->git_ca_file != NULL)
+        ro.transport.ca_file = spec->git_ca_file;
+    if (spec->git_proxy != NULL)
+        ro.transport.proxy = spec->git_proxy;
+    if (spec->git_known_hosts != NULL)
+        ro.transport.known_hosts = spec->git_known_hosts;
+    if (spec->git_ssh_key_file != NULL)
+        ro.transport.ssh_key = spec->git_ssh_key_file;
+    return ro;
+}
+
 int repo_set_open(repo_set **out, const repo_set_options *o)
 {
     repo_set *s = calloc(1, sizeof(*s));
@@ -205,10 +224,8 @@ int repo_set_open(repo_set **out, const repo_set_options *o)
                      spec->name, spec->uri);
             continue;
         }
-        repo_options ro = s->base;
+        repo_options ro = options_for(s, spec);
         ro.uri = m->uri;
-        if (spec != NULL && spec->default_label != NULL)
-            ro.default_label = spec->default_label;
         if ((error = repo_open(&m->pub.repo, &ro)) < 0) {
             if (spec != NULL)
                 err_set(error, "repos.%s: %s", spec->name, err_message());
@@ -434,10 +451,8 @@ static member *mirror_of(repo_set *s, member *tmpl, const char *key, const char 
             spec = &s->specs->items[i - 1];
     (void)label;
     member *fresh = member_new(tmpl->name, key);
-    repo_options ro = s->base;
+    repo_options ro = options_for(s, spec);
     ro.uri = key;
-    if (spec->default_label != NULL)
-        ro.default_label = spec->default_label;
     if (fresh != NULL) {
         fresh->tmpl = tmpl;
         fresh->pub.search_paths = tmpl->pub.search_paths;

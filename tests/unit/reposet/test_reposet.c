@@ -104,13 +104,19 @@ static void comma_separated_pattern_text(void **state)
     assert_int_equal(parse(&s,
                            "repos:\n  t:\n    pattern: 'a-*, b-*'\n    uri: x\n"
                            "    search-paths: ['{application}', shared]\n"
-                           "    default-label: release\n    refresh-interval: 5\n",
+                           "    default-label: release\n    refresh-interval: 5\n"
+                           "    git-known-hosts: /etc/kh\n    git-ssh-key-file: /k\n"
+                           "    git-ca-file: /ca.pem\n    git-proxy: http://proxy:3128\n",
                            why, sizeof(why)),
                      0);
     assert_int_equal(reposet_match(&s, "b-1", "dev"), 0);
     assert_string_equal(s.items[0].search_paths, "{application},shared");
     assert_string_equal(s.items[0].default_label, "release");
     assert_int_equal(s.items[0].refresh_interval, 5);
+    assert_string_equal(s.items[0].git_known_hosts, "/etc/kh");
+    assert_string_equal(s.items[0].git_ssh_key_file, "/k");
+    assert_string_equal(s.items[0].git_ca_file, "/ca.pem");
+    assert_string_equal(s.items[0].git_proxy, "http://proxy:3128");
     reposet_dispose(&s);
 }
 
