@@ -217,6 +217,53 @@ class ManyReposTest(ServerTestCase):
         conn.close()
         self.assertEqual(data["applications"], ["payments"])
 
+    def fetches(self):
+        return {n: metric(self.server, "almanac_repository_fetch_total", repository=n,
+                          result="ok") for n in ("default", "team-a", "payments", "team-c")}
+
+    def test_gitlab_and_bitbucket_payloads_name_their_repository(self):
+        hooks = [
+            ("team-c", {"X-Gitlab-Event": "Push Hook"},
+             {"object_kind": "push", "project": {"git_http_url": self.repo_c.uri + "/",
+                                                 "git_ssh_url": "git@example.invalid:c.git"},
+              "commits": [{"modified": ["c-one.yml"], "added": [], "removed": []}]}),
+            ("payments", {"X-Event-Key": "repo:push"},
+             {"repository": {"links": {"clone": [{"href": self.repo_b.uri + ".git",
+                                                  "name": "http"}]}}}),
+        ]
+        for name, headers, body in hooks:
+            before = self.fetches()
+            headers = dict(headers, **{"Content-Type": "application/json"})
+            r = self.server.post("/monitor", json.dumps(body).encode(), headers)
+            self.assertEqual(r.status, 200, r)
+            self.assertTrue(wait_until(lambda: self.fetches()[name] == before[name] + 1, 20),
+                            (name, self.fetches()))
+            after = self.fetches()
+            for other in before:
+                if other != name:
+                    self.assertEqual(after[other], before[other], (name, other, after))
+
+    def test_concurrent_requests_for_a_missing_repository_clone_once(self):
+        before = self.clones()
+        results = []
+
+        def ask():
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=60)
+            try:
+                conn.request("GET", "/app-nowhere/dev")
+                r = conn.getresponse()
+                results.append((r.status, json.loads(r.read())["propertySources"]))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(results, [(200, [])] * 8)
+        self.assertEqual(self.clones(), before + 1)
+
     # -- templates --------------------------------------------------------------------------------
 
     def clones(self):
@@ -383,6 +430,45 @@ class PerRepositoryTransportTest(ServerTestCase):
         self.assertEqual(server.wait_exit(), 1)
         self.assertIn(self.host_fp, server.log())
         self.assertIn("repos.over-ssh", server.log())
+
+
+class PeersManyReposTest(ServerTestCase):
+    """Two replicas with the same repos:; a push to team-a's repository reaches the other
+    replica through a peer notice (nobody polls)."""
+
+    @classmethod
+    def setUpServers(cls):
+        from test_peers import PEER_SECRET, Replica, free_ports
+        cls.platform = cls.make_repo("platform")
+        cls.platform.commit({"application.yml": "where: platform\n"}, "first")
+        cls.repo_a = cls.make_repo("team-a")
+        cls.repo_a.commit({"team-a-api.yml": "api: 1\n"}, "first")
+        config = os.path.join(cls.tmp, "almanac.yml")
+        with open(config, "w") as f:
+            f.write("repos:\n  team-a:\n    pattern: team-a-*\n    uri: %s\n" % cls.repo_a.uri)
+        secret = os.path.join(cls.tmp, "peer-secret")
+        with open(secret, "w") as f:
+            f.write(PEER_SECRET + "\n")
+        os.chmod(secret, 0o600)
+        ports = free_ports(2)
+        peers = ",".join("127.0.0.1:%d" % p for p in ports)
+        cls.replicas = []
+        for port in ports:
+            s = Replica(cls.platform.uri, cls.tmp, port,
+                        ["--peers", peers, "--peer-secret", secret, "--config", config])
+            cls.servers.append(s)
+            cls.replicas.append(s.start())
+
+    def test_push_to_a_team_repository_reaches_the_other_replica(self):
+        a, b = self.replicas
+        tag = b.get("/team-a-api/dev").header("etag")
+        commit = self.repo_a.commit({"team-a-api.yml": "api: 2\n"}, "change a")
+        r = a.post("/monitor", github_push(self.repo_a.uri, ["team-a-api.yml"]),
+                   {"Content-Type": "application/json", "X-GitHub-Event": "push"})
+        self.assertEqual(r.status, 200, r)
+        w = b.get("/team-a-api/dev?watch=%s&timeout=20" % tag)
+        self.assertEqual(w.status, 200, w)
+        self.assertEqual(w.json()["version"], commit)
 
 
 if __name__ == "__main__":
