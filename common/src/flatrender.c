@@ -845,6 +845,17 @@ static void write_literal(sbuf *b, const char *s, size_t len, size_t indent)
     }
 }
 
+/* A scalar on one line, keys and values alike: plain, or quoted as `style` says. */
+static void write_inline(sbuf *b, const char *s, size_t len, scalar_style style)
+{
+    if (style == STYLE_PLAIN)
+        sb_add(b, s, len);
+    else if (style == STYLE_SINGLE)
+        write_single(b, s, len);
+    else
+        write_double(b, s, len);
+}
+
 /* A scalar as a value, ending its line. indent: where a literal block's lines go. */
 static void write_value(sbuf *b, const json_t *value, size_t indent, bool literal_ok)
 {
@@ -864,22 +875,13 @@ static void write_value(sbuf *b, const json_t *value, size_t indent, bool litera
         free(text);
         return;
     }
-    switch (choose_style(text, len, false, literal_ok)) {
-    case STYLE_PLAIN:
-        sb_add(b, text, len);
-        break;
-    case STYLE_SINGLE:
-        write_single(b, text, len);
-        break;
-    case STYLE_DOUBLE:
-        write_double(b, text, len);
-        break;
-    case STYLE_LITERAL:
+    scalar_style style = choose_style(text, len, false, literal_ok);
+    if (style == STYLE_LITERAL) {
         write_literal(b, text, len, indent);
-        free(text);
-        return;
+    } else {
+        write_inline(b, text, len, style);
+        sb_char(b, '\n');
     }
-    sb_char(b, '\n');
     free(text);
 }
 
@@ -889,17 +891,7 @@ static void write_key(sbuf *b, const char *key, size_t indent)
     bool explicit_key = len > YAML_MAX_SIMPLE_KEY;
     if (explicit_key)
         sb_str(b, "? ");
-    switch (choose_style(key, len, true, false)) {
-    case STYLE_PLAIN:
-        sb_add(b, key, len);
-        break;
-    case STYLE_SINGLE:
-        write_single(b, key, len);
-        break;
-    default:
-        write_double(b, key, len);
-        break;
-    }
+    write_inline(b, key, len, choose_style(key, len, true, false));
     if (explicit_key) {
         sb_char(b, '\n');
         sb_spaces(b, indent);
