@@ -10,7 +10,8 @@ the two binaries):
      the Environments, opened by --client-procs client processes (asyncio, raw sockets), each
      connection bound to one of --addresses loopback source addresses 127.0.0.2, 127.0.0.3...
      so that no address reaches the server's per-address caps nor runs out of ephemeral ports.
-     The server's VmRSS is read before parking and once the almanac_watchers gauge says all are
+     The server's VmRSS is read once every client knows its Environments' ETags (so every
+     Environment is rendered and cached) and again once the almanac_watchers gauge says all are
      parked: bytes per parked watcher = growth / watchers.
   2. a commit to application.yml, then the push: POST /actuator/refresh, or POST /monitor signed
      as GitHub signs it (X-Hub-Signature-256). The clock starts when the push is sent; each
@@ -161,6 +162,10 @@ async def client_loop(pipe):
                     raise SystemExit("GET %s answered %r" % (path, head[:200]))
                 items.append((port, addr, "%s?watch=%s&timeout=%d"
                               % (path, m.group(1).decode(), WATCH_TIMEOUT)))
+            # Asking for the tags rendered and cached every Environment: the main process reads
+            # the server's RSS now, so that the growth it measures is the watchers' alone.
+            pipe.send(("tagged",))
+            await loop.run_in_executor(None, pipe.recv)
             conns = await park_all(almanac_watcher, items)
             waits = [asyncio.ensure_future(wait_status(r)) for r, _ in conns]
         elif kind == "etcd":
@@ -236,9 +241,18 @@ class Clients:
                 msg = pipe.recv()
                 raise SystemExit("a client process failed: %r" % (msg,))
 
-    def park(self, commands):
+    def park(self, commands, before_parking=None):
+        """Sends each process its watchers; an almanac command stops once the ETags are known
+        (before_parking runs then) and parks on "go"."""
         for pipe, cmd in zip(self.pipes, commands):
             pipe.send(cmd)
+        if commands[0][0] == "almanac":
+            for pipe in self.pipes:
+                self.expect(pipe, "tagged")
+            if before_parking:
+                before_parking()
+            for pipe in self.pipes:
+                pipe.send(("go",))
         return sum(self.expect(pipe, "parked")[1] for pipe in self.pipes)
 
     def times(self):
@@ -402,8 +416,10 @@ class Fleet:
     def almanac_round(self, clients, server, push, perf=None):
         pid, port = server.proc.pid, server.port
         settle(pid, self.idle_sockets[port])
-        rss_before = bl.rss_kib(pid)
-        parked = clients.park(self.watch_commands(port, len(clients.pipes)))
+        rss = {}
+        parked = clients.park(self.watch_commands(port, len(clients.pipes)),
+                              lambda: rss.setdefault("before", bl.rss_kib(pid)))
+        rss_before = rss["before"]
         deadline = time.monotonic() + 120
         while metric(port, "almanac_watchers") < parked:
             clients.check()
