@@ -217,7 +217,15 @@ class StalledRemoteTest(ServerTestCase):
     def recover(self, expected_commit, expected_greeting):
         """The remote answers again: the next refresh fetches what the stalls held back."""
         self.proxy.mode = "pass"
-        r = self.server.refresh()
+        # A fetch the refresher started as the stalled one was abandoned (a request that came
+        # in meanwhile asks for one more) may have connected before the remote recovered: a
+        # refresh then answers 202 until that one is abandoned in its turn. The first refresh
+        # that completes after the recovery must have fetched.
+        def completed_refresh():
+            r = self.server.post("/actuator/refresh", b"", {"Content-Type": "application/json"})
+            return r if r.status == 200 else None
+        r = wait_until(completed_refresh, deadline=GIT_TIMEOUT * 3)
+        self.assertTrue(r, "no refresh completed after the remote recovered")
         self.assertEqual(r.json()["version"], expected_commit)
         status, body = quick_get(self.server.port, "/app/default")
         self.assertEqual(status, 200)
