@@ -362,6 +362,29 @@ http {
         self.assertNotIn("cannot read --git-ca-file", log)
         self.assertNotIn("cannot use --git-ca-file", log)
 
+    def test_ca_file_per_repository(self):
+        # A repos: entry trusts its own CA; the default repository (file://) and the server's
+        # settings have none. Without the entry's git-ca-file the same configuration fails.
+        default = GitRepo(self.tmp, "default-for-repos")
+        default.commit({"application.yml": "where: default\n"}, "first")
+        def config(name, with_ca):
+            path = os.path.join(self.tmp, name)
+            with open(path, "w") as f:
+                f.write("repos:\n  secure:\n    pattern: secure-*\n    uri: %s\n" % self.url())
+                if with_ca:
+                    f.write("    git-ca-file: %s\n" % self.ca_file)
+            return path
+        s = self.start(["--config", config("repos-with-ca.yml", True)], url=default.uri)
+        status, _, body = s.get_json("/secure-app/default")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["version"], self.commit)
+        self.assertEqual(body["propertySources"][0]["source"]["greeting"], "over https")
+        status, _, body = s.get_json("/other/default")
+        self.assertEqual(body["propertySources"][0]["source"]["where"], "default")
+        log = self.start_failing(["--config", config("repos-without-ca.yml", False)],
+                                 url=default.uri)
+        self.assertIn("repos.secure", log)
+
     def test_missing_ca_file_is_a_clear_error(self):
         missing = os.path.join(self.tmp, "no-such-ca.pem")
         log = self.start_failing(["--git-ca-file", missing])
