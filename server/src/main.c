@@ -251,7 +251,7 @@ static int run(const settings *cfg)
                       .proxy = cfg->git_proxy,
                       .known_hosts = cfg->git_known_hosts,
                       .ssh_key = cfg->git_ssh_key_file},
-        /* this program again, as `git-fetch`: a fetch that hangs can be killed */
+        /* this program again, as a `git-fetch` worker: a fetch that hangs can be killed */
         .fetch_program = "/proc/self/exe",
     };
     repo_set_options sopts = {

@@ -7,6 +7,11 @@ must answer (and do so while the proxy still holds the stuck connection: an orde
 stopwatch); after --git-timeout the repository shows DEGRADED "fetch timed out after N s" and
 metrics count result="timeout"; the mirror keeps no lock or temporary file; the next refresh,
 once the remote answers again, fetches; SIGTERM ends the server even with a fetch stuck.
+
+Fetches run in a long-lived worker process (`almanac-server git-fetch --serve`) that the server
+reuses: one worker serves fetch after fetch; one killed while idle is replaced without a failed
+fetch; one killed in the middle of a fetch costs that fetch only; one stuck past the deadline is
+killed and a new worker serves the next fetch.
 """
 
 import http.client
@@ -156,6 +161,47 @@ def quick_get(port, path):
         conn.close()
 
 
+def fetch_workers(server_pid):
+    """Pids of the server's live fetch workers (children running `git-fetch`, zombies left out)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if int(ppid) == server_pid and state != "Z" and b"git-fetch" in argv[1:2]:
+            found.append(int(entry))
+    return found
+
+
+def gone(pid):
+    """True once pid has exited (a zombie counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def quick_post(port, path):
+    """A POST on its own connection (long enough for a parked refresh): (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=GIT_TIMEOUT * 2)
+    try:
+        conn.request("POST", path, body=b"")
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
 def leftovers(cache_dir):
     """Lock files and temporary pack files anywhere under the cache directory."""
     found = []
@@ -234,9 +280,14 @@ class StalledRemoteTest(ServerTestCase):
         self.assertEqual(env["propertySources"][0]["source"]["greeting"], expected_greeting)
         self.assertEqual(self.health()["status"], "UP")
 
+    def workers(self):
+        return fetch_workers(self.server.proc.pid)
+
     def test_1_silent_remote(self):
         before = self.fetch_metric("timeout") or 0
         first = self.work.head()
+        stuck = self.workers()
+        self.assertEqual(len(stuck), 1, "one worker, left by the first clone")
         self.proxy.mode = "silent"
         second = self.push({"application.yml": "greeting: second\n"}, "second")
 
@@ -265,8 +316,14 @@ class StalledRemoteTest(ServerTestCase):
         self.assertFalse(self.proxy.holding(), "the stuck connection was not closed")
         self.assertEqual(leftovers(self.server.cache_dir), [])
         self.assertTrue(wait_until(lambda: "fetch timed out" in self.server.log()))
+        # the stuck worker was killed at the deadline, and another one waits for the next fetch
+        self.assertTrue(gone(stuck[0]), "the stuck worker is still running")
+        self.assertTrue(wait_until(lambda: len(self.workers()) == 1, deadline=10))
+        spare = self.workers()
+        self.assertNotIn(stuck[0], spare)
 
         self.recover(second, "second")
+        self.assertEqual(self.workers(), spare, "the next fetch did not use the new worker")
 
     def test_2_stall_in_the_middle_of_a_pack(self):
         before = self.fetch_metric("timeout") or 0
@@ -309,6 +366,118 @@ class StalledRemoteTest(ServerTestCase):
         self.assertEqual(code, 0, server.log_tail())
         self.assertTrue(wait_until(lambda: not self.proxy.holding(), deadline=10),
                         "the stuck fetch outlived the server")
+
+
+class FetchWorkerTest(ServerTestCase):
+    """The worker process is reused, and replaced whenever it is lost."""
+
+    @classmethod
+    def setUpServers(cls):
+        cls.work = GitRepo(cls.tmp, "work")
+        cls.work.commit({"application.yml": "greeting: first\n"}, "first")
+        cls.base = os.path.join(cls.tmp, "served")
+        os.makedirs(cls.base)
+        cls.origin = os.path.join(cls.base, "origin.git")
+        subprocess.run(["git", "clone", "-q", "--bare", cls.work.path, cls.origin], check=True)
+        cls.proxy = StallingProxy(cls.base)
+        cls.server = cls.start_server(cls.proxy.url("origin.git"),
+                                      extra_args=["--git-timeout", str(GIT_TIMEOUT)])
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.proxy.close()
+
+    def setUp(self):
+        self.proxy.mode = "pass"
+
+    def workers(self):
+        return fetch_workers(self.server.proc.pid)
+
+    def push(self, greeting):
+        commit = self.work.commit({"application.yml": "greeting: %s\n" % greeting}, greeting)
+        self.work.git("push", "-q", self.origin, "main")
+        return commit
+
+    def assert_serves(self, commit, greeting):
+        status, body = quick_get(self.server.port, "/app/default")
+        self.assertEqual(status, 200)
+        env = json.loads(body)
+        self.assertEqual(env["version"], commit)
+        self.assertEqual(env["propertySources"][0]["source"]["greeting"], greeting)
+
+    def failed_fetches(self):
+        _, body = quick_get(self.server.port, "/metrics")
+        for line in body.decode().splitlines():
+            if line.startswith('almanac_git_fetch_total{result="failed"} '):
+                return float(line.split()[1])
+        self.fail("no failed-fetch counter in /metrics")
+
+    def test_one_worker_serves_fetch_after_fetch(self):
+        self.assertTrue(wait_until(lambda: len(self.workers()) == 1, deadline=10))
+        worker = self.workers()
+        for greeting in ("again-1", "again-2", "again-3"):
+            commit = self.push(greeting)
+            r = self.server.refresh()
+            self.assertEqual(r.json()["version"], commit)
+            self.assert_serves(commit, greeting)
+        self.assertEqual(self.workers(), worker, "a fetch started a new worker")
+
+    def test_worker_killed_while_idle_is_replaced_without_a_failed_fetch(self):
+        self.assertTrue(wait_until(lambda: len(self.workers()) == 1, deadline=10))
+        old = self.workers()[0]
+        failed = self.failed_fetches()
+        os.kill(old, signal.SIGKILL)
+        self.assertTrue(wait_until(lambda: gone(old), deadline=10))
+        commit = self.push("after-idle-kill")
+        r = self.server.refresh()
+        self.assertEqual(r.json()["version"], commit)
+        self.assert_serves(commit, "after-idle-kill")
+        self.assertEqual(self.failed_fetches(), failed)
+        new = self.workers()
+        self.assertEqual(len(new), 1)
+        self.assertNotIn(old, new)
+        self.assertTrue(wait_until(lambda: "ended while idle" in self.server.log()))
+
+    def test_worker_killed_in_the_middle_of_a_fetch_costs_that_fetch_only(self):
+        self.assertTrue(wait_until(lambda: len(self.workers()) == 1, deadline=10))
+        old = self.workers()[0]
+        failed = self.failed_fetches()
+        status, body = quick_get(self.server.port, "/app/default")
+        self.assertEqual(status, 200)
+        served = json.loads(body)
+        stalls = self.proxy.stall_count()
+        self.proxy.mode = "silent"
+        commit = self.push("after-busy-kill")
+        # the refresh waits for its fetch: send it from a thread, kill the worker meanwhile
+        answer = []
+        asker = threading.Thread(target=lambda: answer.append(
+            quick_post(self.server.port, "/actuator/refresh")))
+        asker.start()
+        self.assertTrue(wait_until(lambda: self.proxy.stall_count() > stalls, deadline=10),
+                        "the fetch never reached the remote")
+        self.assertTrue(self.proxy.holding())
+        os.kill(old, signal.SIGKILL)
+        asker.join(timeout=30)
+        self.assertFalse(asker.is_alive(), "the refresh never answered")
+        self.assertTrue(wait_until(lambda: self.failed_fetches() > failed, deadline=10))
+        status, body = quick_get(self.server.port, "/actuator/health")
+        repo = json.loads(body)["components"]["repository"]
+        self.assertEqual(repo["status"], "DEGRADED", repo)
+        self.assertIn("ended abnormally (signal 9)", repo["details"]["lastError"])
+        # the failed fetch lost nothing: the commit served before is still served
+        self.assert_serves(served["version"],
+                           served["propertySources"][0]["source"]["greeting"])
+        self.assertEqual(leftovers(self.server.cache_dir), [])
+        self.assertTrue(wait_until(lambda: self.workers() != [] and old not in self.workers(),
+                                   deadline=10), "no new worker")
+
+        self.proxy.mode = "pass"
+        r = self.server.refresh()
+        self.assertEqual(r.json()["version"], commit)
+        self.assert_serves(commit, "after-busy-kill")
 
 
 class StalledFirstCloneTest(ServerTestCase):

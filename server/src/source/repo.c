@@ -20,14 +20,16 @@
  *
  * Bounded fetches. libgit2 1.5 has no network timeout: a remote that accepts a connection and
  * then says nothing holds a fetch in recv() for as long as the socket lives. So every fetch
- * (the first clone too) runs in a child process, this same program started again as
- * `git-fetch` (repo_fetch_child_main), and the parent kills it once --git-timeout has passed,
- * whatever it was doing: connecting, waiting for the first byte or in the middle of a pack.
+ * (the first clone too) runs in another process, a fetch worker: this same program started
+ * again as `git-fetch --serve` (repo_fetch_child_main), which takes fetch orders one after
+ * another, and which the server kills once --git-timeout has passed, whatever it was doing:
+ * connecting, waiting for the first byte or in the middle of a pack. Workers are started ahead
+ * of need and reused, so a fetch costs no process start (see "the worker process" below).
  * libgit2 writes objects before it moves refs, and each ref through a lock file renamed into
  * place, so a killed fetch leaves whole refs pointing at whole commits; what it can leave is
  * lock files and temporary pack files, which are removed before the next fetch (and when a
  * mirror is opened, for a process that was killed itself). See docs/architecture.md for why a
- * child rather than a custom libgit2 stream.
+ * process rather than a custom libgit2 stream, and why a long-lived one.
  *
  * Display URI (the prefix of property-source names): the URI as given without userinfo and
  * without a trailing slash; a plain path shows as file://<absolute path>; dir:PATH shows as
@@ -42,7 +44,7 @@
  *               else ALMANAC_GIT_USERNAME, else "git".
  * Each kind of credential is offered once per fetch, so a wrong one fails instead of looping.
  *
- * Trust (repo_transport, the same in the fetch process): https:// certificates are libgit2's
+ * Trust (repo_transport, the same in the fetch worker): https:// certificates are libgit2's
  * to check, against the system's CAs plus --git-ca-file (apply_ca_file); ssh:// host keys are
  * ours, against --git-known-hosts (certificate_cb, known_hosts.c); the proxy is ours to choose
  * (proxy_for). docs/security.md, "Trust on the Git channel", says what each refusal reads.
@@ -90,7 +92,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,15 +118,13 @@ extern char **environ;
 #define REPACK_THRESHOLD 20 /* packs in the mirror before they are merged into one */
 #define REPACK_RETRY_SECONDS 3600.0 /* after a failed repack, the next try waits this long */
 #define DEFAULT_GIT_TIMEOUT 60u
-#define CHILD_REPORT_MAX 1024 /* the child's one-line report */
-/* The fetch process's proxy: in its environment, not its argv, which any local user can read
- * (a proxy URL may carry a password). */
-#define CHILD_PROXY_ENV "ALMANAC_GIT_FETCH_PROXY"
+#define CHILD_REPORT_MAX 1024 /* a fetch worker's one-line answer */
 #define CA_FILE_MAX (16u * 1024u * 1024u) /* a CA bundle; the system's is about 200 KiB */
 #define KNOWN_HOSTS_MAX (4u * 1024u * 1024u) /* a known_hosts file; OpenSSH's are kilobytes */
 
 /* What a fetch may do beyond the URL, and whom it trusts: the same in the server and in its
- * fetch process (see repo_transport; the strings are owned by the repo, or by argv in the child). */
+ * fetch worker (see repo_transport; the strings are owned by the repo, or by the order in the
+ * worker). */
 typedef struct fetch_policy {
     bool allow_insecure_http; /* a password may cross plain http:// */
     char *ca_file;            /* NULL: the system's CAs only */
@@ -771,8 +771,8 @@ static const char *proxy_for(const char *url, const fetch_policy *policy, const 
  * what it does depends on its TLS library: with OpenSSL it adds to the default store, with
  * mbedTLS (Debian's build) it replaces the whole trusted set. So the system's certificate
  * directory (OpenSSL's default, or SSL_CERT_DIR) is always passed with the file: both libraries
- * then trust the system's CAs and the file's. Process-wide: in the server this runs in the
- * fetch process only.
+ * then trust the system's CAs and the file's. Process-wide: in the server this runs in fetch
+ * workers only, each bound to one --git-ca-file (see the worker process below).
  */
 /* 1: the file holds a PEM certificate, 0: none (empty, or comments only), -1: unreadable. */
 static int ca_file_has_certificate(const char *ca_file)
@@ -1030,7 +1030,7 @@ static int drop_non_commit_tags(git_repository *g)
 
 static atomic_bool fetches_cancelled;
 
-/* The fetch processes running now (one per repository at most), for repo_cancel_fetches. */
+/* The fetch workers running now (busy or idle), for repo_cancel_fetches. */
 #define CHILDREN_MAX 64
 static pthread_mutex_t children_lock = PTHREAD_MUTEX_INITIALIZER;
 static pid_t children[CHILDREN_MAX];
@@ -1142,7 +1142,7 @@ out:
     return error;
 }
 
-/* ---- bounded fetches: the child process ----------------------------------------------------- */
+/* ---- bounded fetches: the worker process ---------------------------------------------------- */
 
 /*
  * What a killed fetch can leave in a mirror: lock files (FETCH_HEAD.lock, packed-refs.lock,
@@ -1178,74 +1178,194 @@ static void remove_fetch_leftovers(const char *git_dir)
     nftw(git_dir, leftover_entry, 16, FTW_PHYS);
 }
 
-static void child_report(FILE *out, const char *word, const char *text)
+/*
+ * A fetch worker is this program started as `git-fetch --serve`. It pays for loading its
+ * libraries and initialising libgit2 (the system's CA bundle included) once, then answers fetch
+ * orders on the Unix socket it has as descriptor 0, one at a time: an order is one line of JSON
+ * (git_dir, url, timeout, allow_insecure_http, and the transport: ca_file, proxy, known_hosts,
+ * ssh_key, each null when unset; members it does not know are ignored, so a new option is one
+ * more member), the answer one line, "ok 0", "ok 1" (refs moved) or "error MESSAGE". The mirror
+ * comes with each order, so one worker serves any repository. Nothing of an order is on a
+ * command line or in an environment, which other local users can read (a proxy URL may carry a
+ * password); credentials themselves are read from their files at each fetch, as the server
+ * would. The worker opens the mirror afresh for every order (the server moves refs and repacks
+ * between fetches) and keeps nothing between orders but libgit2's global state, of which only
+ * the trusted CAs depend on the order: a worker applies its first order's --git-ca-file and
+ * then serves orders with that one only (the server's pool matches workers on it).
+ */
+static void worker_answer(const char *word, const char *text)
 {
     char line[CHILD_REPORT_MAX];
-    snprintf(line, sizeof(line), "%s %s", word, text);
-    /* one line: the parent reads up to the first newline */
+    size_t len, done = 0;
+
+    snprintf(line, sizeof(line) - 1, "%s %s", word, text);
+    /* one line: the server reads up to the first newline */
     for (char *p = line; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    fprintf(out, "%s\n", line);
-    fflush(out);
+    len = strlen(line);
+    line[len++] = '\n';
+    while (done < len) {
+        ssize_t n = write(STDIN_FILENO, line + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(1); /* the server is gone */
+        done += (size_t)n;
+    }
+}
+
+/*
+ * The server closing its end (it exited, or was killed even by SIGKILL) ends the worker, even in
+ * the middle of a fetch. Not PR_SET_PDEATHSIG: that follows the thread that started the worker,
+ * and a worker outlives the fetch (and maybe the thread) it was started for.
+ */
+static void *worker_watch_server(void *unused)
+{
+    struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLRDHUP};
+    (void)unused;
+    for (;;) {
+        if (poll(&pfd, 1, -1) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+            _exit(1);
+    }
+    return NULL;
+}
+
+/* A string member of an order; NULL when absent or null. */
+static const char *order_string(json_t *order, const char *key)
+{
+    return json_string_value(json_object_get(order, key));
+}
+
+/* A copy of a transport setting of an order (the policy owns its strings); false: no memory. */
+static bool order_setting(json_t *order, const char *key, char **out)
+{
+    const char *value = order_string(order, key);
+    *out = value ? strdup(value) : NULL;
+    return !value || *out;
+}
+
+static bool same_setting(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static void worker_serve_order(const char *text, char **ca_applied, bool *ca_known)
+{
+    json_error_t jerr;
+    json_t *order = json_loads(text, 0, &jerr);
+    json_t *timeout_json = json_object_get(order, "timeout");
+    const char *git_dir = order_string(order, "git_dir"), *url = order_string(order, "url");
+    json_int_t timeout = json_is_integer(timeout_json) ? json_integer_value(timeout_json) : 0;
+    fetch_policy policy = {0};
+    git_repository *g = NULL;
+    char why[256] = "";
+    bool changed = false;
+
+    if (!git_dir || !url || timeout <= 0) {
+        worker_answer("error", "git-fetch: a malformed order");
+        json_decref(order);
+        return;
+    }
+    policy.allow_insecure_http = json_is_true(json_object_get(order, "allow_insecure_http"));
+    if (!order_setting(order, "ca_file", &policy.ca_file) ||
+        !order_setting(order, "proxy", &policy.proxy) ||
+        !order_setting(order, "known_hosts", &policy.known_hosts) ||
+        !order_setting(order, "ssh_key", &policy.ssh_key)) {
+        worker_answer("error", "git-fetch: out of memory");
+        goto out;
+    }
+    /* the trusted CAs are process-wide: the first order decides them (see above) */
+    if (*ca_known && !same_setting(*ca_applied, policy.ca_file)) {
+        worker_answer("error", "git-fetch: an order for another --git-ca-file");
+        goto out;
+    }
+    if (!*ca_known) {
+        *ca_known = true;
+        *ca_applied = policy.ca_file ? strdup(policy.ca_file) : NULL;
+    }
+    /* The server kills this process at the deadline; this covers a server that cannot. */
+    alarm((unsigned)(timeout > 86400 ? 86400 : timeout) + 5);
+    git_error_clear();
+    if (git_repository_open_bare(&g, git_dir) < 0) {
+        snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", git_dir, git_reason());
+        worker_answer("error", why);
+    } else if (fetch_into(g, url, &policy, &changed, why, sizeof(why)) < 0) {
+        worker_answer("error", why);
+    } else {
+        worker_answer("ok", changed ? "1" : "0");
+    }
+    alarm(0);
+    git_repository_free(g);
+out:
+    free(policy.ca_file);
+    free(policy.proxy);
+    free(policy.known_hosts);
+    free(policy.ssh_key);
+    json_decref(order);
 }
 
 int repo_fetch_child_main(int argc, char **argv)
 {
-    const char *git_dir = NULL, *url = NULL;
-    fetch_policy policy = {0};
-    unsigned long timeout = DEFAULT_GIT_TIMEOUT;
     long parent = 0;
-    git_repository *g = NULL;
-    char why[256] = "";
-    bool changed = false;
-    int status = 1;
+    bool serve = false, ca_known = false;
+    pthread_t watcher;
+    FILE *orders;
+    char *line = NULL, *ca_applied = NULL;
+    size_t cap = 0;
 
-    /* The parent's descriptors (client sockets among them) are not ours to keep open. */
+    /* The server's descriptors (client sockets among them) are not ours to keep open. */
     closefrom(3);
-    /* A parent that dies (even by SIGKILL) takes its fetch along. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--git-dir") == 0)
-            git_dir = argv[i + 1];
-        else if (strcmp(argv[i], "--url") == 0)
-            url = argv[i + 1];
-        else if (strcmp(argv[i], "--timeout") == 0)
-            timeout = strtoul(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--parent") == 0)
-            parent = strtol(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--allow-insecure-http") == 0)
-            policy.allow_insecure_http = strcmp(argv[i + 1], "1") == 0;
-        else if (strcmp(argv[i], "--ca-file") == 0)
-            policy.ca_file = argv[i + 1];
-        else if (strcmp(argv[i], "--known-hosts") == 0)
-            policy.known_hosts = argv[i + 1];
-        else if (strcmp(argv[i], "--ssh-key") == 0)
-            policy.ssh_key = argv[i + 1];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--serve") == 0)
+            serve = true;
+        else if (strcmp(argv[i], "--parent") == 0 && i + 1 < argc)
+            parent = strtol(argv[++i], NULL, 10);
     }
-    policy.proxy = getenv(CHILD_PROXY_ENV);
-    if (!git_dir || !url || (parent > 0 && getppid() != (pid_t)parent)) {
-        child_report(stdout, "error", "git-fetch: bad arguments or no parent");
+    if (!serve || parent <= 0 || getppid() != (pid_t)parent) {
+        fprintf(stderr, "almanac-server git-fetch: started by almanac-server only (--serve "
+                        "--parent PID, orders on descriptor 0)\n");
         return 2;
     }
-    /* The parent kills this process at the deadline; this covers a parent that cannot. */
-    alarm((unsigned)(timeout + 5));
+    if (pthread_create(&watcher, NULL, worker_watch_server, NULL) != 0 ||
+        !(orders = fdopen(STDIN_FILENO, "r")))
+        return 1;
     git_libgit2_init();
-    if (git_repository_open_bare(&g, git_dir) < 0) {
-        snprintf(why, sizeof(why), "cannot open the mirror in %s: %s", git_dir, git_reason());
-        child_report(stdout, "error", why);
-    } else if (fetch_into(g, url, &policy, &changed, why, sizeof(why)) < 0) {
-        child_report(stdout, "error", why);
-    } else {
-        child_report(stdout, "ok", changed ? "1" : "0");
-        status = 0;
-    }
-    git_repository_free(g);
-    git_libgit2_shutdown();
-    return status;
+    while (getline(&line, &cap, orders) > 0)
+        worker_serve_order(line, &ca_applied, &ca_known);
+    free(line);
+    free(ca_applied);
+    return 0; /* the server closed its end: no more orders */
 }
 
-/* ---- bounded fetches: the parent ------------------------------------------------------------ */
+/* ---- bounded fetches: the server's side ----------------------------------------------------- */
+
+/*
+ * Workers are pooled across repositories: a fetch takes an idle one (or starts one when none is
+ * idle, as for the first fetch or fetches of several repositories at once), sends its order,
+ * waits for the answer until --git-timeout and gives the worker back. A worker that misses the
+ * deadline or dies is killed, its mirror cleaned of what it may have left, and a fresh one is
+ * started at once, so the next fetch does not pay for starting a process either.
+ */
+#define WORKERS_IDLE_MAX 8      /* idle workers kept; more are ended */
+#define WORKER_ORDERS_MAX 1000  /* orders before a worker is retired (bounds any slow leak) */
+
+typedef struct fetch_worker {
+    pid_t pid;
+    int sock;        /* our end of its socket: orders out, answers in */
+    unsigned orders; /* answered so far */
+    char program[PATH_MAX];
+    char ca_file[PATH_MAX]; /* the --git-ca-file it serves ("" none): its trusted CAs */
+} fetch_worker;
+
+/* Whether w runs program and trusts what ca_file (NULL: none) asks for. */
+static bool worker_fits(const fetch_worker *w, const char *program, const char *ca_file)
+{
+    return strcmp(w->program, program) == 0 && strcmp(w->ca_file, ca_file ? ca_file : "") == 0;
+}
+
+static fetch_worker idle_workers[WORKERS_IDLE_MAX]; /* under children_lock */
+static size_t idle_count;
 
 static long ms_until(double deadline)
 {
@@ -1253,119 +1373,47 @@ static long ms_until(double deadline)
     return left <= 0 ? 0 : (long)(left * 1000.0) + 1;
 }
 
-/* Waits (at most until deadline) for pid to exit without reaping it; false at the deadline. */
-static bool child_exited_by(pid_t pid, double deadline)
+/* Starts a worker running program, registered in children so that repo_cancel_fetches ends it. */
+static int worker_start(const char *program, const char *ca_file, fetch_worker *w, char *why,
+                        size_t why_size)
 {
-    for (;;) {
-        siginfo_t info;
-        memset(&info, 0, sizeof(info));
-        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT | WNOHANG) < 0)
-            return errno != EINTR;
-        if (info.si_pid == pid)
-            return true;
-        if (ms_until(deadline) == 0)
-            return false;
-        struct timespec pause = {0, 5 * 1000 * 1000};
-        nanosleep(&pause, NULL);
-    }
-}
-
-/* This process's environment without CHILD_PROXY_ENV, plus CHILD_PROXY_ENV=proxy when set. */
-static char **child_environment(const char *proxy)
-{
-    size_t n = 0, out = 0, prefix = strlen(CHILD_PROXY_ENV "=");
-    char **env;
-
-    while (environ[n])
-        n++;
-    if (!(env = calloc(n + 2, sizeof(*env))))
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], CHILD_PROXY_ENV "=", prefix) != 0)
-            env[out++] = environ[i];
-    if (proxy && !(env[out++] = concat3(CHILD_PROXY_ENV "=", proxy, ""))) {
-        free(env);
-        return NULL;
-    }
-    env[out] = NULL;
-    return env;
-}
-
-static void free_child_environment(char **env)
-{
-    size_t n = 0;
-    if (!env)
-        return;
-    while (env[n])
-        n++;
-    /* only the last entry, our own, was allocated here */
-    if (n > 0 && strncmp(env[n - 1], CHILD_PROXY_ENV "=", strlen(CHILD_PROXY_ENV "=")) == 0)
-        free(env[n - 1]);
-    free(env);
-}
-
-/*
- * Runs one fetch of r->url into git_dir in a child process, killed at r->git_timeout. *timed_out
- * tells a deadline apart from any other failure (why says which).
- */
-static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t why_size,
-                       bool *timed_out)
-{
-    char cmd[] = "git-fetch", o_dir[] = "--git-dir", o_url[] = "--url", o_timeout[] = "--timeout",
-         o_parent[] = "--parent", o_insecure[] = "--allow-insecure-http", timeout_text[24],
-         parent_text[24], insecure_text[2] = {r->policy.allow_insecure_http ? '1' : '0', '\0'};
-    char o_ca[] = "--ca-file", o_known[] = "--known-hosts", o_key[] = "--ssh-key";
-    char *args[24] = {r->fetch_program, cmd,        o_dir,         git_dir,    o_url,
-                      r->url,           o_timeout,  timeout_text,  o_parent,   parent_text,
-                      o_insecure,       insecure_text};
-    size_t argn = 12;
-    /* the transport's file names go on the command line: none of them is a secret */
-    char *const transport[][2] = {{o_ca, r->policy.ca_file},
-                                  {o_known, r->policy.known_hosts},
-                                  {o_key, r->policy.ssh_key}};
-    for (size_t i = 0; i < sizeof(transport) / sizeof(transport[0]); i++) {
-        if (transport[i][1]) {
-            args[argn++] = transport[i][0];
-            args[argn++] = transport[i][1];
-        }
-    }
-    args[argn] = NULL;
-    char report[CHILD_REPORT_MAX + 1];
-    size_t got = 0;
-    int fds[2] = {-1, -1}, wstatus = 0, rc, error = -1;
+    char cmd[] = "git-fetch", o_serve[] = "--serve", o_parent[] = "--parent", parent_text[24];
+    char *args[] = {w->program, cmd, o_serve, o_parent, parent_text, NULL};
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     sigset_t none, defaults;
-    double deadline = now_monotonic() + r->git_timeout;
-    bool killed = false, cancelled;
+    int sv[2], rc;
     size_t slot = CHILDREN_MAX;
+    bool cancelled;
     pid_t pid = 0;
-    char **child_env = NULL;
 
-    *changed = false;
-    *timed_out = false;
-    if (!(child_env = child_environment(r->policy.proxy))) {
-        snprintf(why, why_size, "cannot start a fetch: out of memory");
+    memset(w, 0, sizeof(*w));
+    w->sock = -1;
+    if (strlen(program) >= sizeof(w->program) ||
+        (ca_file && strlen(ca_file) >= sizeof(w->ca_file))) {
+        snprintf(why, why_size, "cannot start a fetch: a path is too long");
         return -1;
     }
-    snprintf(timeout_text, sizeof(timeout_text), "%u", r->git_timeout);
+    strcpy(w->program, program);
+    strcpy(w->ca_file, ca_file ? ca_file : "");
     snprintf(parent_text, sizeof(parent_text), "%ld", (long)getpid());
-    if (pipe2(fds, O_CLOEXEC) < 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         snprintf(why, why_size, "cannot start a fetch: %s", strerror(errno));
-        free_child_environment(child_env);
         return -1;
     }
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, sv[1], STDIN_FILENO);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
     posix_spawnattr_init(&attr);
-    /* the server blocks its signals in every thread (main.c waits for them): the child must not */
+    /* the server blocks its signals in every thread (main.c waits for them) and ignores
+     * SIGPIPE: the worker must do neither */
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGTERM);
     sigaddset(&defaults, SIGINT);
     sigaddset(&defaults, SIGHUP);
     sigaddset(&defaults, SIGALRM);
+    sigaddset(&defaults, SIGPIPE);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -1376,82 +1424,239 @@ static int fetch_child(repo *r, char *git_dir, bool *changed, char *why, size_t 
         if (children[i] == 0)
             slot = i;
     rc = cancelled ? 0
-         : slot == CHILDREN_MAX
-             ? EAGAIN
-             : posix_spawn(&pid, r->fetch_program, &actions, &attr, args, child_env);
+         : slot == CHILDREN_MAX ? EAGAIN
+                                : posix_spawn(&pid, w->program, &actions, &attr, args, environ);
     if (!cancelled && rc == 0)
         children[slot] = pid;
     pthread_mutex_unlock(&children_lock);
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
-    close(fds[1]);
-    if (cancelled) {
-        snprintf(why, why_size, "cancelled: the server is stopping");
-        goto out;
+    close(sv[1]);
+    if (cancelled || rc != 0) {
+        close(sv[0]);
+        if (cancelled)
+            snprintf(why, why_size, "cancelled: the server is stopping");
+        else
+            snprintf(why, why_size, "cannot start %s: %s", w->program, strerror(rc));
+        return -1;
     }
-    if (rc != 0) {
-        snprintf(why, why_size, "cannot start %s: %s", r->fetch_program, strerror(rc));
-        goto out;
-    }
+    w->pid = pid;
+    w->sock = sv[0];
+    LOG_DEBUG(MODULE, "started fetch worker %ld", (long)pid);
+    return 0;
+}
 
-    /* Read the report until the child closes its end (it exits) or the deadline passes. */
+/* Kills (whatever it was doing), reaps and forgets a worker; returns its wait status. */
+static int worker_end(fetch_worker *w)
+{
+    int wstatus = 0;
+
+    kill(w->pid, SIGKILL);
+    /* not reaped yet, so the pid cannot have been reused when it is cleared */
+    pthread_mutex_lock(&children_lock);
+    for (size_t i = 0; i < CHILDREN_MAX; i++)
+        if (children[i] == w->pid)
+            children[i] = 0;
+    pthread_mutex_unlock(&children_lock);
+    close(w->sock);
+    while (waitpid(w->pid, &wstatus, 0) < 0 && errno == EINTR)
+        ;
+    w->pid = 0;
+    w->sock = -1;
+    return wstatus;
+}
+
+/* Puts a worker in the idle pool, or ends it when the pool is full or the server stopping. */
+static void worker_park(fetch_worker *w)
+{
+    bool kept = false;
+
+    pthread_mutex_lock(&children_lock);
+    if (idle_count < WORKERS_IDLE_MAX && !atomic_load(&fetches_cancelled)) {
+        idle_workers[idle_count++] = *w;
+        kept = true;
+    }
+    pthread_mutex_unlock(&children_lock);
+    if (!kept)
+        worker_end(w);
+}
+
+/* Starts a spare worker unless a fitting one is idle already. */
+static void worker_prestart(const char *program, const char *ca_file)
+{
+    fetch_worker w;
+    char why[256];
+    bool idle = false;
+
+    pthread_mutex_lock(&children_lock);
+    for (size_t i = 0; i < idle_count && !idle; i++)
+        idle = worker_fits(&idle_workers[i], program, ca_file);
+    pthread_mutex_unlock(&children_lock);
+    if (idle)
+        return;
+    if (worker_start(program, ca_file, &w, why, sizeof(why)) < 0) {
+        if (!atomic_load(&fetches_cancelled))
+            LOG_WARN(MODULE, "cannot start a spare fetch worker: %s", why);
+        return;
+    }
+    worker_park(&w);
+}
+
+/* An idle worker says nothing: anything to read (above all an end of file) means it is gone. */
+static bool worker_idle_ok(const fetch_worker *w)
+{
+    struct pollfd pfd = {.fd = w->sock, .events = POLLIN | POLLRDHUP};
+    return poll(&pfd, 1, 0) == 0;
+}
+
+/* A fitting idle worker, or a new one. */
+static int worker_take(const char *program, const char *ca_file, fetch_worker *w, char *why,
+                       size_t why_size)
+{
     for (;;) {
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        long wait_ms = ms_until(deadline);
-        if (wait_ms == 0)
-            break;
-        rc = poll(&pfd, 1, wait_ms > 1000000 ? 1000000 : (int)wait_ms);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            continue; /* the deadline is checked above */
-        ssize_t n = read(fds[0], report + got, got < CHILD_REPORT_MAX ? CHILD_REPORT_MAX - got : 0);
+        bool found = false;
+        pthread_mutex_lock(&children_lock);
+        for (size_t i = idle_count; i-- > 0 && !found;) {
+            if (worker_fits(&idle_workers[i], program, ca_file)) {
+                *w = idle_workers[i];
+                idle_workers[i] = idle_workers[--idle_count];
+                found = true;
+            }
+        }
+        pthread_mutex_unlock(&children_lock);
+        if (!found)
+            return worker_start(program, ca_file, w, why, why_size);
+        if (worker_idle_ok(w))
+            return 0;
+        LOG_INFO(MODULE, "fetch worker %ld ended while idle; using another", (long)w->pid);
+        worker_end(w);
+    }
+}
+
+/* The order for one fetch of r->url into git_dir, as one line. */
+static char *worker_order(const repo *r, const char *git_dir)
+{
+    json_t *order = json_pack("{s:s, s:s, s:I, s:b, s:s?, s:s?, s:s?, s:s?}", "git_dir", git_dir,
+                              "url", r->url, "timeout", (json_int_t)r->git_timeout,
+                              "allow_insecure_http", r->policy.allow_insecure_http, "ca_file",
+                              r->policy.ca_file, "proxy", r->policy.proxy, "known_hosts",
+                              r->policy.known_hosts, "ssh_key", r->policy.ssh_key);
+    char *text = order ? json_dumps(order, JSON_COMPACT) : NULL;
+    char *line = text ? concat3(text, "\n", "") : NULL;
+    json_decref(order);
+    free(text);
+    return line;
+}
+
+static int send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0 && got < CHILD_REPORT_MAX)
-            break; /* end of file */
-        if (n > 0)
-            got += (size_t)n;
-        else
-            break; /* the report is full: anything more is noise */
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
     }
-    if (!child_exited_by(pid, deadline)) {
-        kill(pid, SIGKILL);
-        killed = true;
-        child_exited_by(pid, now_monotonic() + 3600);
-    }
-    /* not reaped yet (WNOWAIT), so the pid cannot have been reused when this is cleared */
-    pthread_mutex_lock(&children_lock);
-    children[slot] = 0;
-    cancelled = atomic_load(&fetches_cancelled);
-    pthread_mutex_unlock(&children_lock);
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-        ;
-    report[got] = '\0';
-    report[strcspn(report, "\n")] = '\0';
+    return 0;
+}
 
-    if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 && strncmp(report, "ok ", 3) == 0) {
-        *changed = report[3] == '1';
-        error = 0;
-    } else if (WIFEXITED(wstatus) && strncmp(report, "error ", 6) == 0) {
-        size_t n = strnlen(report + 6, why_size - 1); /* a long reason is cut short */
-        memcpy(why, report + 6, n);
-        why[n] = '\0';
-    } else if (killed && !cancelled) {
+/*
+ * Runs one fetch of r->url into git_dir in a worker, killed at r->git_timeout. *timed_out
+ * tells a deadline apart from any other failure (why says which).
+ */
+static int fetch_in_worker(repo *r, const char *git_dir, bool *changed, char *why,
+                           size_t why_size, bool *timed_out)
+{
+    double deadline = now_monotonic() + r->git_timeout;
+    char *order = worker_order(r, git_dir);
+    char answer[CHILD_REPORT_MAX + 1];
+    size_t got = 0;
+    bool complete = false, expired = false, cancelled;
+    fetch_worker w;
+    int error = -1, wstatus;
+
+    *changed = false;
+    *timed_out = false;
+    if (!order) {
+        snprintf(why, why_size, "out of memory");
+        return -1;
+    }
+    for (int attempt = 0;; attempt++) {
+        if (worker_take(r->fetch_program, r->policy.ca_file, &w, why, why_size) < 0)
+            goto out;
+        if (send_all(w.sock, order, strlen(order)) == 0)
+            break;
+        /* it went between the check and the order: nothing was fetched, another may try */
+        snprintf(why, why_size, "cannot hand the fetch to a worker: %s", strerror(errno));
+        worker_end(&w);
+        if (attempt > 0)
+            goto out;
+    }
+
+    /* Read the answer until its newline, the worker's end of file, or the deadline. */
+    while (!complete) {
+        struct pollfd pfd = {.fd = w.sock, .events = POLLIN};
+        long wait_ms = ms_until(deadline);
+        int rc;
+        if (wait_ms == 0) {
+            expired = true;
+            break;
+        }
+        rc = poll(&pfd, 1, wait_ms > 1000000 ? 1000000 : (int)wait_ms);
+        if (rc <= 0)
+            continue; /* EINTR, or the deadline, checked above */
+        ssize_t n = read(w.sock, answer + got, CHILD_REPORT_MAX - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the worker is gone */
+        got += (size_t)n;
+        complete = memchr(answer, '\n', got) != NULL;
+        if (!complete && got == CHILD_REPORT_MAX)
+            break; /* not an answer */
+    }
+    answer[got] = '\0';
+    answer[strcspn(answer, "\n")] = '\0';
+
+    if (complete) {
+        w.orders++;
+        if (w.orders < WORKER_ORDERS_MAX) {
+            worker_park(&w);
+        } else {
+            worker_end(&w);
+            worker_prestart(r->fetch_program, r->policy.ca_file);
+        }
+        if (strncmp(answer, "ok ", 3) == 0) {
+            *changed = answer[3] == '1';
+            error = 0;
+        } else {
+            const char *text = strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer;
+            size_t n = strnlen(text, why_size - 1); /* a long reason is cut short */
+            memcpy(why, text, n);
+            why[n] = '\0';
+        }
+        goto out;
+    }
+
+    wstatus = worker_end(&w);
+    cancelled = atomic_load(&fetches_cancelled);
+    if (cancelled)
+        snprintf(why, why_size, "cancelled: the server is stopping");
+    else if (expired) {
         *timed_out = true;
         snprintf(why, why_size, "fetch timed out after %u s", r->git_timeout);
-    } else if (cancelled) {
-        snprintf(why, why_size, "cancelled: the server is stopping");
     } else {
         snprintf(why, why_size, "the fetch process ended abnormally (%s %d)",
                  WIFSIGNALED(wstatus) ? "signal" : "status",
                  WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
     }
-    if (!WIFEXITED(wstatus))
-        remove_fetch_leftovers(git_dir);
+    remove_fetch_leftovers(git_dir);
+    if (!cancelled)
+        worker_prestart(r->fetch_program, r->policy.ca_file);
 out:
-    close(fds[0]);
-    free_child_environment(child_env);
+    free(order);
     return error;
 }
 
@@ -1461,7 +1666,7 @@ static int run_fetch(repo *r, git_repository *g, char *git_dir, bool *changed, c
 {
     *timed_out = false;
     if (r->fetch_program)
-        return fetch_child(r, git_dir, changed, why, why_size, timed_out);
+        return fetch_in_worker(r, git_dir, changed, why, why_size, timed_out);
     return fetch_into(g, r->url, &r->policy, changed, why, why_size);
 }
 

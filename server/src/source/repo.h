@@ -44,9 +44,10 @@ typedef struct repo_options {
                                 * no mirror, never fetched (offline tools: `almanac diff`) */
     unsigned git_timeout;      /* seconds a fetch may take, connecting included; 0: 60 */
     /*
-     * The program that runs a fetch in a child process (called as `PROGRAM git-fetch ...`, see
-     * repo_fetch_child_main), killed when it outlives git_timeout. NULL: fetch in this process,
-     * unbounded (libgit2 1.5 has no network timeout); only for tests of local remotes.
+     * The program that runs fetches in a worker process (started as `PROGRAM git-fetch --serve`,
+     * see repo_fetch_child_main, and reused across fetches and repositories), killed when a
+     * fetch outlives git_timeout. NULL: fetch in this process, unbounded (libgit2 1.5 has no
+     * network timeout); only for tests of local remotes.
      */
     const char *fetch_program;
     bool allow_insecure_http;  /* send ALMANAC_GIT_PASSWORD_FILE over plain http:// */
@@ -87,14 +88,15 @@ void repo_free(repo *r);
 int repo_fetch(repo *r, bool *changed);
 
 /* From any thread or a signal-handling thread, never blocking: every clone or fetch running
- * (its child process is killed) or started from now on fails at once (the process is stopping). */
+ * (its worker process is killed) or started from now on fails at once (the process is stopping). */
 void repo_cancel_fetches(void);
 
 /*
- * The child side of a bounded fetch: `git-fetch --git-dir DIR --url URL --timeout SECONDS`
- * (and the transport's settings: --ca-file, --proxy, --known-hosts, --ssh-key).
- * Fetches into DIR and writes one line to stdout ("ok 0", "ok 1" when refs moved, or
- * "error MESSAGE"). Returns the process exit status.
+ * The fetch worker: `git-fetch --serve --parent PID`, started by the server only. Reads fetch
+ * orders (one line of JSON each: git_dir, url, timeout, allow_insecure_http and the transport's
+ * ca_file, proxy, known_hosts, ssh_key) from descriptor 0, a Unix socket, and answers each on it
+ * with one line ("ok 0", "ok 1" when refs moved, or "error MESSAGE"). Returns the process exit
+ * status once the server closes its end.
  */
 int repo_fetch_child_main(int argc, char **argv);
 
