@@ -48,7 +48,9 @@ class StallingProxy:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.closing = False
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def url(self, name):
         return "git://127.0.0.1:%d/%s" % (self.port, name)
@@ -67,6 +69,9 @@ class StallingProxy:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
+                return
+            if self.closing:
+                conn.close()
                 return
             threading.Thread(target=self._serve, args=(conn, self.mode), daemon=True).start()
 
@@ -137,6 +142,15 @@ class StallingProxy:
             pass
 
     def close(self):
+        # Closing the listening socket alone would leave this thread blocked in accept(), and its
+        # descriptor number free for the next proxy's socket: this thread would then take that
+        # proxy's connections and serve them from a base path that is gone. shutdown() wakes it.
+        self.closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(timeout=10)
         self.sock.close()
         with self.lock:
             for conn, _, _ in self.conns:
@@ -478,6 +492,30 @@ class FetchWorkerTest(ServerTestCase):
         r = self.server.refresh()
         self.assertEqual(r.json()["version"], commit)
         self.assert_serves(commit, "after-busy-kill")
+
+
+class FetchWorkerCommandLineTest(ServerTestCase):
+    """A worker's command line names no repository and no transport setting: all of an order,
+    the proxy URL (which may carry a password) included, travels over the worker's socket."""
+
+    def test_orders_stay_off_the_command_line(self):
+        work = GitRepo(self.tmp, "work-cmdline")
+        work.commit({"application.yml": "greeting: first\n"}, "first")
+        secret = "s3cret-in-the-proxy"
+        env = dict(os.environ, ALMANAC_GIT_PROXY="http://user:%s@127.0.0.1:9" % secret)
+        server = Server(work.path, self.tmp, cache_dir=os.path.join(self.tmp, "cache-cmdline"),
+                        env=env)
+        type(self).servers.append(server)
+        server.start()
+        commit = work.commit({"application.yml": "greeting: second\n"}, "second")
+        self.assertEqual(server.refresh().json()["version"], commit)
+        workers = fetch_workers(server.proc.pid)
+        self.assertEqual(len(workers), 1, workers)
+        with open("/proc/%d/cmdline" % workers[0], "rb") as f:
+            argv = f.read().rstrip(b"\0").split(b"\0")
+        self.assertEqual(argv[1:], [b"git-fetch", b"--serve", b"--parent",
+                                    str(server.proc.pid).encode()])
+        self.assertNotIn(secret.encode(), b" ".join(argv))
 
 
 class StalledFirstCloneTest(ServerTestCase):
