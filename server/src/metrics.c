@@ -52,6 +52,7 @@ static struct {
     counter cache_hits, cache_misses;
     counter snapshot_ok, snapshot_failed, snapshot_ns;
     counter fetch_ok, fetch_failed, fetch_timeout, fetch_ns;
+    counter commits_verified, commits_refused;
     counter bus_published, bus_received, bus_failed;
     counter refresh_immediate, refresh_coalesced;
     counter last_fetch_ok; /* bits of a double: a gauge is only ever stored whole */
@@ -195,6 +196,11 @@ void metrics_git_fetch_timeout(double seconds)
 {
     add(&m.fetch_timeout, 1);
     add(&m.fetch_ns, to_ns(seconds));
+}
+
+void metrics_commit_verification(bool verified)
+{
+    add(verified ? &m.commits_verified : &m.commits_refused, 1);
 }
 
 void metrics_bus(metrics_bus_event what)
@@ -375,6 +381,13 @@ char *metrics_render(size_t *len)
     render_results(f, "almanac_git_repack_total",
                    "The mirror's packs merged into one, by result (failed: a full disk, say).",
                    &m.repack_ok, &m.repack_failed);
+    family(f, "almanac_commit_verifications_total", "counter",
+           "Commits whose SSH signature was checked (--verify-commits), by result; a refused "
+           "commit is never served.");
+    fprintf(f, "almanac_commit_verifications_total{result=\"verified\"} %llu\n"
+               "almanac_commit_verifications_total{result=\"refused\"} %llu\n",
+            (unsigned long long)get(&m.commits_verified),
+            (unsigned long long)get(&m.commits_refused));
     family(f, "almanac_refresh_requests_total", "counter",
            "Requests to fetch (webhooks, peers, the bus), by whether they fetched at once or "
            "joined a fetch running or due.");

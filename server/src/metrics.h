@@ -20,6 +20,8 @@ void metrics_git_fetch(bool ok, double seconds);
 /* A fetch abandoned at --git-timeout: counted as result="timeout", not "failed". */
 void metrics_git_fetch_timeout(double seconds);
 void metrics_set_last_fetch_ok(double unix_seconds);
+/* One commit's signature checked (--verify-commits): verified or refused. Each commit once. */
+void metrics_commit_verification(bool verified);
 typedef enum { METRICS_BUS_PUBLISHED, METRICS_BUS_RECEIVED, METRICS_BUS_FAILED } metrics_bus_event;
 void metrics_bus(metrics_bus_event what);
 /* A requested fetch: immediate (leading edge) or coalesced into one running or due. */

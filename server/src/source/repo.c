@@ -70,6 +70,7 @@
 #include "source/mirror_check.h"
 #include "source/repo_dir.h"
 #include "fileread.h"
+#include "sshsig.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -191,6 +192,11 @@ struct repo {
     atomic_bool repair_running;
     double last_sound_check;    /* monotonic; a clean check is not repeated for a while */
     double repack_failed_at;    /* monotonic, under fetch_lock; 0: the last repack was fine */
+    /* Signed configuration only: NULL when commits are not verified. */
+    allowed_signers *signers;
+    pthread_mutex_t verdicts_lock;
+    json_t *verdicts; /* "commit hex" -> {"ok": bool, "text": signer or reason} */
+    json_t *refused;  /* branch -> {"branch","commit","reason","serving"}; under status_lock */
 };
 
 #define SUSPECT_CHECK_INTERVAL 60.0 /* seconds after a clean check before a read error re-checks */
@@ -932,7 +938,8 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, bool timed_o
  */
 #define PIN_REF "refs/almanac/default"
 
-static int lookup_label(git_repository *g, const char *label, git_oid *id);
+static int lookup_served(repo *r, git_repository *g, const char *label, git_oid *id);
+static void verify_branch_tips(repo *r, git_repository *g);
 static bool label_ok(const char *label);
 
 /* The default label's commit: 0 found, 1 the branch (main/master, or --default-label) is gone. */
@@ -941,10 +948,10 @@ static int lookup_default(repo *r, git_repository *g, git_oid *id)
     int found;
 
     if (r->default_label)
-        return label_ok(r->default_label) ? lookup_label(g, r->default_label, id) : 1;
-    found = lookup_label(g, "main", id);
+        return label_ok(r->default_label) ? lookup_served(r, g, r->default_label, id) : 1;
+    found = lookup_served(r, g, "main", id);
     if (found == 1)
-        found = lookup_label(g, "master", id);
+        found = lookup_served(r, g, "master", id);
     return found;
 }
 
@@ -2235,6 +2242,9 @@ int repo_fetch(repo *r, bool *changed)
         LOG_DEBUG(MODULE, "still cannot fetch from %s: %s", r->display_uri, why);
     else if (was_degraded)
         LOG_INFO(MODULE, "%s is reachable again", r->display_uri);
+    /* even after a failed fetch: one killed between two ref updates moved some refs */
+    if (r->fetch_git)
+        verify_branch_tips(r, r->fetch_git);
     if (error == 0) {
         metrics_set_last_fetch_ok((double)time(NULL));
         pin_default(r, r->fetch_git);
@@ -2428,6 +2438,7 @@ static int open_git(repo *r, const repo_options *opts)
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, false, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
+        verify_branch_tips(r, r->fetch_git);
         pin_default(r, r->fetch_git);
     } else if (run_fetch(r, r->fetch_git, r->mirror_path, &moved, why, sizeof(why),
                          &timed_out) < 0) {
@@ -2445,6 +2456,7 @@ static int open_git(repo *r, const repo_options *opts)
         }
         if (stat(fetch_head, &st) == 0)
             r->status.last_fetch_ok = st.st_mtime; /* no other thread knows r yet */
+        verify_branch_tips(r, r->fetch_git); /* the refs as an earlier run left them */
     } else {
         if (moved && r->fetch_program) {
             git_repository_free(r->fetch_git);
@@ -2458,6 +2470,7 @@ static int open_git(repo *r, const repo_options *opts)
         metrics_git_fetch(true, now_monotonic() - started);
         status_after_fetch(r, r->fetch_git, true, false, "", time(NULL));
         metrics_set_last_fetch_ok((double)time(NULL));
+        verify_branch_tips(r, r->fetch_git);
         pin_default(r, r->fetch_git);
         LOG_INFO(MODULE, "opened the mirror of %s in %s", r->display_uri, r->mirror_path);
         maybe_repack(r); /* a mirror left by an earlier run may have collected packs */
@@ -2513,6 +2526,21 @@ int repo_open(repo **out, const repo_options *opts)
         !(r->default_label = dup_str(opts->default_label))) {
         error = err_set(ERR_NOMEM, "out of memory");
         goto out;
+    }
+
+    pthread_mutex_init(&r->verdicts_lock, NULL);
+    if (opts->allowed_signers_file) {
+        if (strncmp(opts->uri, "dir:", 4) == 0) {
+            error = err_set(ERR_CONFIG, "a dir: source has no commits to verify "
+                                        "(--verify-commits needs a Git repository)");
+            goto out;
+        }
+        if ((error = allowed_signers_load(&r->signers, opts->allowed_signers_file)) < 0)
+            goto out;
+        if (!(r->verdicts = json_object()) || !(r->refused = json_object())) {
+            error = err_set(ERR_NOMEM, "out of memory");
+            goto out;
+        }
     }
 
     if (strncmp(opts->uri, "dir:", 4) == 0) {
@@ -2595,6 +2623,10 @@ void repo_free(repo *r)
     pthread_rwlock_destroy(&r->handles_lock);
     pthread_rwlock_destroy(&r->labels_lock);
     json_decref(r->labels);
+    pthread_mutex_destroy(&r->verdicts_lock);
+    json_decref(r->verdicts);
+    json_decref(r->refused);
+    allowed_signers_free(r->signers);
     free(r->display_uri);
     free(r->url);
     free(r->mirror_path);
@@ -2770,6 +2802,9 @@ static int resolve_revision(git_repository *g, const char *spec, char commit_out
     return error;
 }
 
+static int served_commit_verified(repo *r, git_repository *g, const git_oid *id,
+                                  const char *label);
+
 static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COMMIT_HEX])
 {
     git_repository *g = NULL;
@@ -2791,22 +2826,334 @@ static int resolve_uncached(repo *r, const char *label, char commit_out[REPO_COM
             return r->default_label
                        ? err_set(ERR_NOT_FOUND, "no such label: %s", r->default_label)
                        : err_set(ERR_NOT_FOUND, "no default branch (main or master)");
+        if ((error = served_commit_verified(r, g, &id, NULL)) < 0)
+            return error;
         git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
         return 0;
     }
-    if (r->in_place) /* the caller's own clone, read by the caller: HEAD~1, origin/main */
-        return resolve_revision(g, label, commit_out);
+    if (r->in_place) { /* the caller's own clone, read by the caller: HEAD~1, origin/main */
+        if ((error = resolve_revision(g, label, commit_out)) < 0)
+            return error;
+        if (r->signers && git_oid_fromstr(&id, commit_out) == 0)
+            return served_commit_verified(r, g, &id, label);
+        return 0;
+    }
     if (!label_ok(label))
         return err_set(ERR_NOT_FOUND, "no such label"); /* not echoed: it may hold anything */
-    found = lookup_label(g, label, &id);
+    found = lookup_served(r, g, label, &id);
     if (found < 0)
         return found;
     if (found == 2)
         return ERR_NOT_FOUND;
     if (found == 1)
         return err_set(ERR_NOT_FOUND, "no such label: %s", label);
+    if ((error = served_commit_verified(r, g, &id, label)) < 0)
+        return error;
     git_oid_tostr(commit_out, REPO_COMMIT_HEX, &id);
     return 0;
+}
+
+/* ---- signed commits ------------------------------------------------------------------------- */
+
+/*
+ * Signed configuration only (--verify-commits). Every commit a label resolves to is checked
+ * against the allowed signers (sshsig.c) before it is served, whatever the label: branch, tag,
+ * commit id, the default branch's pin. A branch whose new tip does not verify keeps being
+ * served at its last verified commit, recorded under VERIFIED_PREFIX after each fetch (outside
+ * the fetch refspecs like PIN_REF, so pruning leaves it, and a ref, so a repack keeps its
+ * objects); a branch that never had a verified tip, a tag or a commit id that does not verify
+ * answers 403. Verdicts are cached by commit id: a commit's bytes never change, and its
+ * committer time (the time valid-after/valid-before are checked at, as Git does) is part of
+ * them.
+ */
+#define VERIFIED_PREFIX "refs/almanac/verified/"
+#define VERDICTS_MAX 4096
+#define SIGNER_MAX 256
+
+/* 0 verified; ERR_FORBIDDEN with the bare reason ("not signed", "bad signature: ..."). */
+static int verify_uncached(repo *r, git_repository *g, const git_oid *id, char *signer,
+                           size_t signer_size)
+{
+    git_buf signature = GIT_BUF_INIT, signed_data = GIT_BUF_INIT;
+    git_commit *commit = NULL;
+    git_oid oid;
+    int error;
+
+    git_oid_cpy(&oid, id);
+    /* the commit object without its gpgsig header: what `git commit -S` signed */
+    error = git_commit_extract_signature(&signature, &signed_data, g, &oid, NULL);
+    if (error == GIT_ENOTFOUND) {
+        error = err_set(ERR_FORBIDDEN, "not signed");
+        goto out;
+    }
+    if (error < 0 || git_commit_lookup(&commit, g, id) < 0) {
+        error = err_set(ERR_GIT, "cannot read the commit: %s", git_reason());
+        goto out;
+    }
+    error = sshsig_verify(r->signers, signature.ptr, signature.size, signed_data.ptr,
+                          signed_data.size, "git",
+                          (int64_t)git_commit_committer(commit)->when.time, signer, signer_size);
+out:
+    git_commit_free(commit);
+    git_buf_dispose(&signature);
+    git_buf_dispose(&signed_data);
+    return error;
+}
+
+/* 0 with the signer, ERR_FORBIDDEN with the reason (err_message()), other <0 failures. */
+static int verify_oid(repo *r, git_repository *g, const git_oid *id, char *signer,
+                      size_t signer_size)
+{
+    char hex[GIT_OID_HEXSZ + 1], principal[SIGNER_MAX] = "";
+    int error;
+
+    if (!r->signers)
+        return err_set(ERR_INTERNAL, "commits are not verified (no --verify-commits)");
+    git_oid_tostr(hex, sizeof(hex), id);
+    pthread_mutex_lock(&r->verdicts_lock);
+    json_t *verdict = json_object_get(r->verdicts, hex);
+    if (verdict != NULL) {
+        bool ok = json_is_true(json_object_get(verdict, "ok"));
+        const char *text = json_string_value(json_object_get(verdict, "text"));
+        if (ok && signer && signer_size)
+            snprintf(signer, signer_size, "%s", text ? text : "");
+        error = ok ? 0 : err_set(ERR_FORBIDDEN, "%s", text ? text : "refused");
+        pthread_mutex_unlock(&r->verdicts_lock);
+        return error;
+    }
+    pthread_mutex_unlock(&r->verdicts_lock);
+
+    error = verify_uncached(r, g, id, principal, sizeof(principal));
+    if (error == 0 || error == ERR_FORBIDDEN) {
+        metrics_commit_verification(error == 0);
+        json_t *entry = json_pack("{s:b, s:s}", "ok", error == 0, "text",
+                                  error == 0 ? principal : err_message());
+        pthread_mutex_lock(&r->verdicts_lock);
+        if (json_object_size(r->verdicts) >= VERDICTS_MAX)
+            json_object_clear(r->verdicts);
+        if (entry)
+            json_object_set_new(r->verdicts, hex, entry);
+        pthread_mutex_unlock(&r->verdicts_lock);
+        if (error == ERR_FORBIDDEN)
+            err_set(ERR_FORBIDDEN, "%s", json_string_value(json_object_get(entry, "text")));
+    }
+    if (error == 0 && signer && signer_size)
+        snprintf(signer, signer_size, "%s", principal);
+    return error;
+}
+
+int repo_verify_commit(repo *r, const char *commit, char *signer, size_t signer_size)
+{
+    git_repository *g = NULL;
+    git_oid id;
+    int error;
+
+    if (signer && signer_size)
+        signer[0] = '\0';
+    if (!r->is_git || !r->signers)
+        return err_set(ERR_INTERNAL, "commits are not verified here");
+    if (git_oid_fromstr(&id, commit) < 0)
+        return err_set(ERR_NOT_FOUND, "not a commit id: %.64s", commit);
+    if ((error = thread_git(r, &g)) < 0)
+        return error;
+    return verify_oid(r, g, &id, signer, signer_size);
+}
+
+bool repo_verifies_commits(const repo *r)
+{
+    return r->signers != NULL;
+}
+
+/* The last check before a commit is served: 403 naming the commit and the label. */
+static int served_commit_verified(repo *r, git_repository *g, const git_oid *id,
+                                  const char *label)
+{
+    char hex[GIT_OID_HEXSZ + 1];
+    int error;
+
+    if (!r->signers || (error = verify_oid(r, g, id, NULL, 0)) == 0)
+        return 0;
+    if (error != ERR_FORBIDDEN)
+        return error;
+    git_oid_tostr(hex, sizeof(hex), id);
+    if (label && strcmp(label, hex) != 0)
+        return err_set(ERR_FORBIDDEN,
+                       "label %s is commit %s, which is not verified (--verify-commits): %s",
+                       label, hex, err_message());
+    return err_set(ERR_FORBIDDEN, "commit %s is not verified (--verify-commits): %s", hex,
+                   err_message());
+}
+
+/*
+ * lookup_label, but a branch resolves to its last verified commit when commits are verified
+ * (a repository read in place, by lint, checks exactly what it is asked).
+ */
+static int lookup_served(repo *r, git_repository *g, const char *label, git_oid *id)
+{
+    char refname[LABEL_MAX + sizeof(VERIFIED_PREFIX)];
+    git_oid tip;
+    int found = lookup_label(g, label, id);
+
+    if (found != 0 || !r->signers || r->in_place)
+        return found;
+    snprintf(refname, sizeof(refname), "refs/heads/%s", label);
+    if (git_reference_name_to_id(&tip, g, refname) < 0 || !git_oid_equal(&tip, id))
+        return 0; /* a tag or a commit id: checked as it is */
+    snprintf(refname, sizeof(refname), VERIFIED_PREFIX "%s", label);
+    if (git_reference_name_to_id(id, g, refname) == 0)
+        return 0;
+
+    char reason[300] = "";
+    pthread_mutex_lock(&r->status_lock);
+    json_t *refusal = json_object_get(r->refused, label);
+    if (refusal)
+        snprintf(reason, sizeof(reason), ": its tip %.12s: %s",
+                 json_string_value(json_object_get(refusal, "commit")),
+                 json_string_value(json_object_get(refusal, "reason")));
+    pthread_mutex_unlock(&r->status_lock);
+    return err_set(ERR_FORBIDDEN, "branch %s has no verified commit (--verify-commits)%s", label,
+                   reason);
+}
+
+static void record_refusal(repo *r, const char *branch, const git_oid *tip, const git_oid *serving,
+                           const char *reason)
+{
+    char hex[GIT_OID_HEXSZ + 1], served[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), tip);
+    if (serving)
+        git_oid_tostr(served, sizeof(served), serving);
+
+    pthread_mutex_lock(&r->status_lock);
+    json_t *old = json_object_get(r->refused, branch);
+    bool news = !old || strcmp(json_string_value(json_object_get(old, "commit")), hex) != 0;
+    json_t *entry = json_pack("{s:s, s:s, s:s, s:o}", "branch", branch, "commit", hex, "reason",
+                              reason, "serving", serving ? json_string(served) : json_null());
+    if (entry)
+        json_object_set_new(r->refused, branch, entry);
+    pthread_mutex_unlock(&r->status_lock);
+    if (!news)
+        return;
+    if (serving)
+        LOG_WARN(MODULE, "branch %s: commit %s refused (%s); still serving %s", branch, hex,
+                 reason, served);
+    else
+        LOG_WARN(MODULE, "branch %s: commit %s refused (%s); the branch has no verified commit "
+                         "and answers 403", branch, hex, reason);
+}
+
+static void clear_refusal(repo *r, const char *branch)
+{
+    pthread_mutex_lock(&r->status_lock);
+    json_object_del(r->refused, branch);
+    pthread_mutex_unlock(&r->status_lock);
+}
+
+/* Each branch's tip: verified, it becomes what the branch serves; refused, it is recorded. */
+static void verify_heads(repo *r, git_repository *g)
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+
+    if (git_reference_iterator_glob_new(&it, g, "refs/heads/*") < 0) {
+        LOG_WARN(MODULE, "cannot list branches to verify: %s", git_reason());
+        return;
+    }
+    while (git_reference_next(&ref, it) == 0) {
+        const char *branch = git_reference_name(ref) + strlen("refs/heads/");
+        char refname[LABEL_MAX + sizeof(VERIFIED_PREFIX)], signer[SIGNER_MAX];
+        git_reference *pin = NULL;
+        git_oid verified;
+        const git_oid *tip = git_reference_type(ref) == GIT_REFERENCE_DIRECT
+                                 ? git_reference_target(ref)
+                                 : NULL;
+        bool have_verified;
+
+        if (!tip || strlen(branch) > LABEL_MAX) {
+            git_reference_free(ref);
+            continue;
+        }
+        snprintf(refname, sizeof(refname), VERIFIED_PREFIX "%s", branch);
+        have_verified = git_reference_name_to_id(&verified, g, refname) == 0;
+        if (have_verified && git_oid_equal(&verified, tip)) {
+            clear_refusal(r, branch);
+        } else if (verify_oid(r, g, tip, signer, sizeof(signer)) == 0) {
+            char hex[GIT_OID_HEXSZ + 1];
+            if (git_reference_create(&pin, g, refname, tip, 1, "almanac: verified") < 0)
+                LOG_WARN(MODULE, "cannot record the verified commit of %s: %s", branch,
+                         git_reason());
+            git_reference_free(pin);
+            clear_refusal(r, branch);
+            LOG_INFO(MODULE, "branch %s: commit %s verified, signed by %s", branch,
+                     git_oid_tostr(hex, sizeof(hex), tip), signer);
+        } else {
+            record_refusal(r, branch, tip, have_verified ? &verified : NULL, err_message());
+        }
+        git_reference_free(ref);
+    }
+    git_reference_iterator_free(it);
+}
+
+/* A branch that is gone takes its verified commit with it: a new branch of the same name must
+ * earn its own. */
+static void drop_gone_branches(repo *r, git_repository *g)
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    const char *key;
+    json_t *value;
+    void *tmp;
+
+    if (git_reference_iterator_glob_new(&it, g, VERIFIED_PREFIX "*") == 0) {
+        while (git_reference_next(&ref, it) == 0) {
+            const char *branch = git_reference_name(ref) + strlen(VERIFIED_PREFIX);
+            char refname[LABEL_MAX + 16];
+            git_oid tip;
+            snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+            if (strlen(branch) <= LABEL_MAX && git_reference_name_to_id(&tip, g, refname) ==
+                                                   GIT_ENOTFOUND) {
+                LOG_INFO(MODULE, "branch %s is gone: forgetting its verified commit", branch);
+                if (git_reference_delete(ref) < 0)
+                    LOG_WARN(MODULE, "cannot delete %s: %s", git_reference_name(ref),
+                             git_reason());
+            }
+            git_reference_free(ref);
+        }
+        git_reference_iterator_free(it);
+    }
+    pthread_mutex_lock(&r->status_lock);
+    json_object_foreach_safe(r->refused, tmp, key, value) {
+        char refname[LABEL_MAX + 16];
+        git_oid tip;
+        snprintf(refname, sizeof(refname), "refs/heads/%s", key);
+        if (git_reference_name_to_id(&tip, g, refname) == GIT_ENOTFOUND)
+            json_object_del(r->refused, key);
+    }
+    pthread_mutex_unlock(&r->status_lock);
+}
+
+/* Called under fetch_lock (or at open) after every fetch, before pin_default. */
+static void verify_branch_tips(repo *r, git_repository *g)
+{
+    if (!r->signers || !g)
+        return;
+    verify_heads(r, g);
+    drop_gone_branches(r, g);
+}
+
+json_t *repo_refused_commits(repo *r)
+{
+    json_t *list = json_array();
+    const char *key;
+    json_t *value;
+
+    if (!list || !r->refused)
+        return list;
+    pthread_mutex_lock(&r->status_lock);
+    json_object_foreach(r->refused, key, value) {
+        json_array_append_new(list, json_deep_copy(value));
+    }
+    pthread_mutex_unlock(&r->status_lock);
+    return list;
 }
 
 /* ---- reading: shared checks ----------------------------------------------------------------- */

@@ -52,6 +52,12 @@ typedef struct repo_options {
     const char *fetch_program;
     bool allow_insecure_http;  /* send ALMANAC_GIT_PASSWORD_FILE over plain http:// */
     repo_transport transport;
+    /*
+     * Signed configuration only (--verify-commits): an allowed signers file. Every commit
+     * served must carry an SSH signature by one of its keys (common/src/sshsig.h); a branch
+     * whose tip does not verify is served at its last verified commit. NULL: no checks.
+     */
+    const char *allowed_signers_file;
 } repo_options;
 
 typedef struct repo_status {
@@ -142,6 +148,21 @@ typedef int (*repo_log_fn)(const repo_commit_info *info, void *payload);
  * A callback's non-zero return stops the walk and is returned. ERR_GIT; nothing in dir mode.
  */
 int repo_log(repo *r, const char *commit, size_t max, repo_log_fn fn, void *payload);
+
+/*
+ * Signed configuration only (repo_options.allowed_signers_file). 0 when commit (a full id)
+ * carries a good SSH signature by an allowed signer, whose principals go into signer (may be
+ * NULL); ERR_FORBIDDEN saying why not; ERR_INTERNAL when the repository verifies nothing.
+ * Verdicts are remembered per commit.
+ */
+int repo_verify_commit(repo *r, const char *commit, char *signer, size_t signer_size);
+bool repo_verifies_commits(const repo *r);
+/*
+ * Branches whose tip was refused, as a new JSON array of {"branch", "commit", "reason",
+ * "serving"} ("serving": the branch's last verified commit, or null when it never had one);
+ * empty when none is or verification is off. NULL on OOM.
+ */
+json_t *repo_refused_commits(repo *r);
 
 /* The URI as shown in property source names ("file:///srv/config", "https://..."). */
 const char *repo_display_uri(const repo *r);
