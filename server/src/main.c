@@ -251,6 +251,7 @@ static int run(const settings *cfg)
                       .proxy = cfg->git_proxy,
                       .known_hosts = cfg->git_known_hosts,
                       .ssh_key = cfg->git_ssh_key_file},
+        .allowed_signers_file = cfg->verify_commits ? cfg->allowed_signers : NULL,
         /* this program again, as a `git-fetch` worker: a fetch that hangs can be killed */
         .fetch_program = "/proc/self/exe",
     };

@@ -124,6 +124,13 @@ static const setting_def setting_defs[] = {
         "too). Default: ~/.ssh/known_hosts."),
     STR("git-ssh-key-file", git_ssh_key_file, "FILE", NULL, 0,
         "Private key (without passphrase) for an ssh:// remote. Default: ssh-agent."),
+    BOOL("verify-commits", verify_commits, "false",
+         "Serve only commits with an SSH signature (git commit -S, gpg.format=ssh) by a key of "
+         "--allowed-signers; a branch whose new tip does not verify stays on its last verified "
+         "commit."),
+    STR("allowed-signers", allowed_signers, "FILE", NULL, 0,
+        "Allowed signers file (ssh-keygen's ALLOWED SIGNERS format, as Git's "
+        "gpg.ssh.allowedSignersFile) for --verify-commits."),
     STR("encrypt-key-file", encrypt_key_file, "FILE", NULL, 0,
         "File holding the symmetric key for {cipher} values."),
     {"encrypt-salt", SET_HEX, FIELD(encrypt_salt), "HEX", "deadbeef", 0, 0, NULL, 0,
@@ -836,6 +843,13 @@ int settings_load(settings *out, int argc, char **argv, char **envp, char *errbu
     /* Receivers match originService as a pattern: one of these would make it match others. */
     if (s.bus_id != NULL && strpbrk(s.bus_id, "*?{}") != NULL) {
         fail(errbuf, errsize, "--bus-id: no '*', '?', '{' or '}' (it is matched as a pattern)");
+        goto out;
+    }
+    if (s.verify_commits != (s.allowed_signers != NULL)) {
+        fail(errbuf, errsize, s.verify_commits
+                                  ? "--verify-commits needs --allowed-signers FILE: the keys "
+                                    "commits must be signed with"
+                                  : "--allowed-signers has no effect without --verify-commits");
         goto out;
     }
     if (s.peers != NULL && s.peer_secret == NULL) {

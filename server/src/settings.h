@@ -32,6 +32,8 @@ typedef struct settings {
     char *git_proxy;            /* --git-proxy URL; NULL: https_proxy/http_proxy/all_proxy */
     char *git_known_hosts;      /* --git-known-hosts FILE; NULL: ~/.ssh/known_hosts */
     char *git_ssh_key_file;     /* --git-ssh-key-file (ALMANAC_GIT_SSH_KEY_FILE); NULL: agent */
+    bool verify_commits;        /* --verify-commits: serve only commits signed by an allowed signer */
+    char *allowed_signers;      /* --allowed-signers FILE (Git's gpg.ssh.allowedSignersFile format) */
     char *encrypt_key_file;     /* --encrypt-key-file */
     char *encrypt_salt;         /* --encrypt-salt hex, default "deadbeef" */
     char *encrypt_rsa_key_file; /* --encrypt-rsa-key-file (PEM) */

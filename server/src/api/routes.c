@@ -412,12 +412,15 @@ static long open_files_limit(void)
     return getrlimit(RLIMIT_NOFILE, &limit) == 0 ? (long)limit.rlim_cur : -1;
 }
 
-/* One mirror's health: UP, or DEGRADED with why (a failed fetch, a vanished default branch). */
+/* One mirror's health: UP, or DEGRADED with why (a failed fetch, a vanished default branch, a
+ * branch tip refused by --verify-commits). */
 static json_t *mirror_health(repo *source, bool *degraded)
 {
     repo_status st;
     repo_get_status(source, &st);
-    *degraded = st.degraded || st.default_gone[0] || st.mirror_damaged[0] || st.repack_error[0];
+    json_t *refused = repo_refused_commits(source);
+    *degraded = st.degraded || st.default_gone[0] || st.mirror_damaged[0] || st.repack_error[0] ||
+                json_array_size(refused) > 0;
     json_t *details = json_pack("{s:s, s:s}", "uri", repo_display_uri(source), "defaultLabel",
                                 st.default_label);
     if (details != NULL && st.is_git) {
@@ -434,6 +437,11 @@ static json_t *mirror_health(repo *source, bool *degraded)
         if (st.repack_error[0])
             json_object_set_new(details, "repackError", json_string(st.repack_error));
     }
+    if (details != NULL && repo_verifies_commits(source))
+        json_object_set_new(details, "verifyCommits", json_true());
+    if (details != NULL && json_array_size(refused) > 0)
+        json_object_set(details, "refusedCommits", refused);
+    json_decref(refused);
     return details;
 }
 
