@@ -20,12 +20,18 @@
  * as `file:line:col: message`, and `--which APP[/PROFILES]` prints which repository serves a
  * request, as the server would choose it.
  * It needs no server and uses no part of libalmanac.
+ *
+ * With --verify-commits --allowed-signers FILE it also checks, before a push, that a commit of
+ * the Git repository DIR belongs to (HEAD, or --revision REV) carries an SSH signature by an
+ * allowed signer: the server's own check (repo_verify_commit), so a commit that passes here is
+ * one a server with the same file serves.
  */
 #include "cli.h"
 #include "confdoc.h"
 #include "err.h"
 #include "fileread.h"
 #include "profile_expr.h"
+#include "source/repo.h"
 #include "propfile.h"
 #include "reposet.h"
 #include "springconf.h"
@@ -50,7 +56,8 @@ typedef struct lint_state {
 
 static void help(void)
 {
-    printf("usage: almanac lint [--config FILE [--which APP[/PROFILES]]...] [DIR]\n\n"
+    printf("usage: almanac lint [--config FILE [--which APP[/PROFILES]]...]\n"
+           "                    [--verify-commits --allowed-signers FILE [--revision REV]] [DIR]\n\n"
            "Checks the configuration files under DIR (*.yml, *.yaml, *.properties; .git and\n"
            "other dot-directories are skipped) with the server's own parsers, and reports\n"
            "each problem as 'file:line:col: message' on stdout:\n"
@@ -68,6 +75,11 @@ static void help(void)
            "server's own parser); --which APP[/PROFILES] (repeatable) then prints which\n"
            "repository serves that request and the URI it reads: 'APP/PROFILES: NAME URI',\n"
            "NAME 'default' for the --repo repository.\n\n"
+           "--verify-commits also checks that the commit REV (default HEAD) of the Git\n"
+           "repository DIR is in is signed (git commit -S with gpg.format=ssh) by a key of the\n"
+           "allowed signers FILE (Git's gpg.ssh.allowedSignersFile format), exactly as\n"
+           "almanac-server --verify-commits checks what it serves; a refusal is reported as\n"
+           "'REV: why' and counts as a problem.\n\n"
            "Exit codes: 0 no problem, 1 problems found or a file could not be read,\n"
            "2 bad command line.\n");
 }
@@ -430,14 +442,46 @@ out:
     free(file.data);
 }
 
+/* The commit rev of the repository dir is in: 0 verified, 1 refused (reported), <0 failed. */
+static int verify_revision(lint_state *st, const char *dir, const char *rev, const char *signers)
+{
+    repo_options opts = {.uri = dir, .in_place = true, .allowed_signers_file = signers};
+    char commit[REPO_COMMIT_HEX], signer[256];
+    repo *r = NULL;
+    int rc = -1;
+
+    if (repo_open(&r, &opts) < 0) {
+        fprintf(stderr, "almanac lint: %s\n", err_message());
+        goto out;
+    }
+    int error = repo_resolve(r, rev, commit);
+    if (error == 0)
+        error = repo_verify_commit(r, commit, signer, sizeof(signer));
+    if (error == ERR_FORBIDDEN) {
+        printf("%s: %s\n", rev, err_message());
+        st->problems++;
+        rc = 1;
+    } else if (error < 0) {
+        fprintf(stderr, "almanac lint: %s: %s\n", rev, err_message());
+    } else {
+        fprintf(stderr, "almanac: %s (%s) is signed by %s\n", rev, commit, signer);
+        rc = 0;
+    }
+out:
+    repo_free(r);
+    return rc;
+}
+
 int cli_cmd_lint(int argc, char **argv)
 {
     lint_state st = {0};
+    const char *dir = NULL, *signers = NULL, *revision = NULL;
+    bool verify = false;
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         help();
         return CLI_EXIT_OK;
     }
-    const char *config = NULL, *dir = NULL;
+    const char *config = NULL;
     char *which[MAX_WHICH];
     size_t nwhich = 0;
     for (int i = 1; i < argc; i++) {
@@ -447,6 +491,12 @@ int cli_cmd_lint(int argc, char **argv)
             if (nwhich == MAX_WHICH)
                 return cli_usage_error("lint", "at most %d --which", MAX_WHICH);
             which[nwhich++] = argv[++i];
+        } else if (strcmp(argv[i], "--verify-commits") == 0) {
+            verify = true;
+        } else if (strcmp(argv[i], "--allowed-signers") == 0 && i + 1 < argc) {
+            signers = argv[++i];
+        } else if (strcmp(argv[i], "--revision") == 0 && i + 1 < argc) {
+            revision = argv[++i];
         } else if (argv[i][0] == '-' || dir != NULL) {
             return cli_usage_error("lint", "unexpected '%s'", argv[i]);
         } else {
@@ -457,11 +507,19 @@ int cli_cmd_lint(int argc, char **argv)
         return cli_usage_error("lint", "expected a directory or --config FILE");
     if (nwhich > 0 && config == NULL)
         return cli_usage_error("lint", "--which needs --config");
+    if (verify != (signers != NULL))
+        return cli_usage_error("lint", "--verify-commits and --allowed-signers FILE go together");
+    if (revision != NULL && !verify)
+        return cli_usage_error("lint", "--revision needs --verify-commits");
+    if (verify && dir == NULL)
+        return cli_usage_error("lint", "--verify-commits needs the repository's directory");
     struct stat sb;
     if (dir != NULL && (stat(dir, &sb) < 0 || !S_ISDIR(sb.st_mode)))
         return cli_usage_error("lint", "'%s' is not a directory", dir);
     if (config != NULL)
         lint_config(&st, config, which, nwhich);
+    if (verify && verify_revision(&st, dir, revision ? revision : "HEAD", signers) < 0)
+        st.failed = 1;
     if (dir != NULL)
         lint_dir(&st, dir, 0);
     fflush(stdout);
