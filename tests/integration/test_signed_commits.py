@@ -271,6 +271,23 @@ class SignedCommitsTest(ServerTestCase):
         self.assertEqual(self.served(again), (c1, {"v": 1}))
         self.assertRefusedHead(again, c2, "not signed", c1)
 
+    def test_a_withdrawn_key_is_not_served_after_a_restart(self):
+        repo = self.new_repo()
+        c1 = self.signed(repo, self.alice, {"app.yml": "v: 1\n"})
+        server = self.serve(repo)
+        self.assertEqual(self.served(server)[0], c1)
+        cache = server.cache_dir
+        server.stop()
+        without_alice = os.path.join(self.tmp, "without_alice")
+        with open(self.signers) as f, open(without_alice, "w") as out:
+            out.writelines(line for line in f if not line.startswith("alice@"))
+        again = self.start_server(repo.uri, cache_dir=cache, extra_args=[
+            "--verify-commits", "--allowed-signers", without_alice])
+        again.wait_for_log(r"branch main: its last verified commit no longer verifies "
+                           r"\(signed by a key not in the allowed signers file")
+        self.assertErrorBody(again.get("/app/default"), 403)
+        self.assertRefusedHead(again, c1, "not in the allowed signers file", None)
+
     # -- start-up -------------------------------------------------------------------------------
 
     def run_server(self, *args):

@@ -3074,6 +3074,17 @@ static void verify_heads(repo *r, git_repository *g)
         }
         snprintf(refname, sizeof(refname), VERIFIED_PREFIX "%s", branch);
         have_verified = git_reference_name_to_id(&verified, g, refname) == 0;
+        /* recorded by an earlier run, perhaps with another file: a withdrawn key's commit must
+         * not be served */
+        if (have_verified && verify_oid(r, g, &verified, NULL, 0) < 0) {
+            LOG_WARN(MODULE, "branch %s: its last verified commit no longer verifies (%s); "
+                             "forgetting it", branch, err_message());
+            if (git_reference_lookup(&pin, g, refname) == 0 && git_reference_delete(pin) < 0)
+                LOG_WARN(MODULE, "cannot delete %s: %s", refname, git_reason());
+            git_reference_free(pin);
+            pin = NULL;
+            have_verified = false;
+        }
         if (have_verified && git_oid_equal(&verified, tip)) {
             clear_refusal(r, branch);
         } else if (verify_oid(r, g, tip, signer, sizeof(signer)) == 0) {
