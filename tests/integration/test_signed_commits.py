@@ -271,6 +271,25 @@ class SignedCommitsTest(ServerTestCase):
         self.assertEqual(self.served(again), (c1, {"v": 1}))
         self.assertRefusedHead(again, c2, "not signed", c1)
 
+    def test_a_recloned_mirror_keeps_the_last_verified_commit(self):
+        repo = self.new_repo()
+        c1 = self.signed(repo, self.alice, {"app.yml": "v: 1\n"})
+        repo.branch("keep")
+        server = self.serve(repo)
+        c2 = repo.commit({"app.yml": "v: 2\n"}, "not signed")
+        server.refresh()
+        self.assertEqual(self.served(server)[0], c1)
+        server.stop()
+        mirrors = [d for d in os.listdir(server.cache_dir) if d.endswith(".git")]
+        self.assertEqual(len(mirrors), 1, mirrors)
+        with open(os.path.join(server.cache_dir, mirrors[0], "refs", "heads", "keep"), "w") as f:
+            f.write("garbage\n")
+        again = self.start_server(repo.uri, cache_dir=server.cache_dir, extra_args=[
+            "--verify-commits", "--allowed-signers", self.signers])
+        again.wait_for_log(r"cloned .* again into")
+        self.assertEqual(self.served(again), (c1, {"v": 1}))
+        self.assertRefusedHead(again, c2, "not signed", c1)
+
     def test_a_withdrawn_key_is_not_served_after_a_restart(self):
         repo = self.new_repo()
         c1 = self.signed(repo, self.alice, {"app.yml": "v: 1\n"})

@@ -940,6 +940,8 @@ static void status_after_fetch(repo *r, git_repository *g, bool ok, bool timed_o
 
 static int lookup_served(repo *r, git_repository *g, const char *label, git_oid *id);
 static void verify_branch_tips(repo *r, git_repository *g);
+static json_t *verified_commits_save(repo *r, git_repository *g);
+static void verified_commits_restore(git_repository *g, json_t *saved);
 static bool label_ok(const char *label);
 
 /* The default label's commit: 0 found, 1 the branch (main/master, or --default-label) is gone. */
@@ -2031,6 +2033,7 @@ static int repair_mirror(repo *r)
     double started = now_monotonic();
 
     have_pin = r->fetch_git && git_reference_name_to_id(&pin, r->fetch_git, PIN_REF) == 0;
+    json_t *verified = verified_commits_save(r, r->fetch_git);
     snprintf(text, sizeof(text), "mirror damaged: %s, re-cloning", r->damage);
     set_mirror_damaged(r, text);
     LOG_WARN(MODULE, "the mirror in %s is damaged (%s): cloning %s again", r->mirror_path,
@@ -2047,6 +2050,7 @@ static int repair_mirror(repo *r)
         set_mirror_damaged(r, text);
         LOG_WARN(MODULE, "cannot clone %s again (%s): serving what the damaged mirror still "
                  "holds", r->display_uri, why);
+        json_decref(verified);
         return -1;
     }
     metrics_git_fetch(true, now_monotonic() - started);
@@ -2064,6 +2068,7 @@ static int repair_mirror(repo *r)
         snprintf(text, sizeof(text), "mirror damaged: %.140s; %.150s", r->damage, why);
         set_mirror_damaged(r, text);
         LOG_WARN(MODULE, "%s", why);
+        json_decref(verified);
         return -1;
     }
     free(fresh);
@@ -2076,6 +2081,8 @@ static int repair_mirror(repo *r)
             LOG_WARN(MODULE, "cannot record the default label's commit: %s", git_reason());
         git_odb_free(odb);
     }
+    if (r->fetch_git)
+        verified_commits_restore(r->fetch_git, verified);
     rm_rf(old);
     free(old);
     atomic_store(&r->needs_repair, false);
@@ -2085,11 +2092,13 @@ static int repair_mirror(repo *r)
     status_after_fetch(r, r->fetch_git, r->fetch_git != NULL, false, "", time(NULL));
     if (r->fetch_git) {
         metrics_set_last_fetch_ok((double)time(NULL));
+        verify_branch_tips(r, r->fetch_git);
         pin_default(r, r->fetch_git);
     }
     LOG_INFO(MODULE, "cloned %s again into %s; the damaged mirror is removed", r->display_uri,
              r->mirror_path);
     git_reference_free(ref);
+    json_decref(verified);
     return 0;
 }
 
@@ -3140,6 +3149,51 @@ static void drop_gone_branches(repo *r, git_repository *g)
             json_object_del(r->refused, key);
     }
     pthread_mutex_unlock(&r->status_lock);
+}
+
+/* A re-clone (repair_mirror) must not forget what each branch last served: the verified refs
+ * are read before the damaged mirror goes (what can still be read of them) ... */
+static json_t *verified_commits_save(repo *r, git_repository *g)
+{
+    git_reference_iterator *it = NULL;
+    git_reference *ref = NULL;
+    json_t *saved;
+    char hex[GIT_OID_HEXSZ + 1];
+
+    if (!r->signers || !g || !(saved = json_object()))
+        return NULL;
+    if (git_reference_iterator_glob_new(&it, g, VERIFIED_PREFIX "*") == 0) {
+        while (git_reference_next(&ref, it) == 0) {
+            if (git_reference_type(ref) == GIT_REFERENCE_DIRECT) {
+                git_oid_tostr(hex, sizeof(hex), git_reference_target(ref));
+                json_object_set_new(saved, git_reference_name(ref), json_string(hex));
+            }
+            git_reference_free(ref);
+        }
+        git_reference_iterator_free(it);
+    }
+    return saved;
+}
+
+/* ... and written into the new clone where it has their commits (each is checked again before
+ * it is served). */
+static void verified_commits_restore(git_repository *g, json_t *saved)
+{
+    const char *name;
+    json_t *value;
+    git_odb *odb = NULL;
+
+    if (!saved || git_repository_odb(&odb, g) < 0)
+        return;
+    json_object_foreach(saved, name, value) {
+        git_oid id;
+        git_reference *ref = NULL;
+        if (git_oid_fromstr(&id, json_string_value(value)) == 0 && git_odb_exists(odb, &id) &&
+            git_reference_create(&ref, g, name, &id, 1, "almanac: re-clone") < 0)
+            LOG_WARN(MODULE, "cannot record %s again: %s", name, git_reason());
+        git_reference_free(ref);
+    }
+    git_odb_free(odb);
 }
 
 /* Called under fetch_lock (or at open) after every fetch, before pin_default. */
