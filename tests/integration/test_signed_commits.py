@@ -307,6 +307,33 @@ class SignedCommitsTest(ServerTestCase):
         self.assertErrorBody(again.get("/app/default"), 403)
         self.assertRefusedHead(again, c1, "not in the allowed signers file", None)
 
+    def test_every_repository_of_the_repos_section_is_verified(self):
+        default = self.new_repo()
+        self.signed(default, self.alice, {"application.yml": "where: default\n"})
+        team = self.new_repo()
+        t1 = self.signed(team, self.alice, {"team-x.yml": "v: 1\n"})
+        config = os.path.join(self.tmp, "repos-%d.yml" % self.count)
+        with open(config, "w") as f:
+            f.write("repos:\n  team:\n    pattern: team-*\n    uri: %s\n" % team.uri)
+        server = self.start_server(default.uri, extra_args=[
+            "--config", config, "--verify-commits", "--allowed-signers", self.signers])
+        r = server.get("/team-x/default")
+        self.assertEqual((r.status, r.json()["version"]), (200, t1), r)
+        t2 = team.commit({"team-x.yml": "v: 2\n"}, "not signed")
+        server.refresh()  # the default's answer; team fetches alongside
+
+        def team_health():
+            body = server.get("/actuator/health").json()
+            return body["components"]["repositories"]["components"]["team"]
+        health = wait_until(lambda: "refusedCommits" in team_health()["details"]
+                            and team_health(), 20)
+        self.assertEqual(health["status"], "DEGRADED", health)
+        self.assertEqual(health["details"]["refusedCommits"][0]["commit"], t2)
+        self.assertEqual(health["details"]["refusedCommits"][0]["serving"], t1)
+        r = server.get("/team-x/default")
+        self.assertEqual((r.status, r.json()["version"]), (200, t1), r)
+        self.assertErrorBody(server.get("/team-x/default/" + t2), 403)
+
     # -- start-up -------------------------------------------------------------------------------
 
     def run_server(self, *args):
