@@ -314,11 +314,17 @@ class SignedCommitsTest(ServerTestCase):
         t1 = self.signed(team, self.alice, {"team-x.yml": "v: 1\n"})
         config = os.path.join(self.tmp, "repos-%d.yml" % self.count)
         with open(config, "w") as f:
-            f.write("repos:\n  team:\n    pattern: team-*\n    uri: %s\n" % team.uri)
+            f.write("repos:\n  team:\n    pattern: team-*\n    uri: %s\n"
+                    "  per-app:\n    pattern: app-*\n    uri: file://%s/{application}\n"
+                    % (team.uri, os.path.join(self.tmp, "no-such-apps")))
         server = self.start_server(default.uri, extra_args=[
             "--config", config, "--verify-commits", "--allowed-signers", self.signers])
         r = server.get("/team-x/default")
         self.assertEqual((r.status, r.json()["version"]), (200, t1), r)
+        # an application whose template repository does not exist reads the empty stand-in,
+        # a directory with no commit to verify, as it does without --verify-commits
+        r = server.get("/app-missing/default")
+        self.assertEqual((r.status, r.json()["propertySources"]), (200, []), r)
         t2 = team.commit({"team-x.yml": "v: 2\n"}, "not signed")
         server.refresh()  # the default's answer; team fetches alongside
 

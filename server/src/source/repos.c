@@ -292,6 +292,7 @@ static member *empty_member(repo_set *s)
     member *m = member_new("", dir);
     repo_options ro = s->base;
     ro.uri = dir;
+    ro.allowed_signers_file = NULL; /* nothing in it, so no commit to verify (a dir: refuses) */
     if (m == NULL || (m->pub.search_paths = calloc(1, sizeof(char *))) == NULL ||
         repo_open(&m->pub.repo, &ro) < 0) {
         LOG_WARN(MODULE, "cannot open %s: %s", dir, err_message());
