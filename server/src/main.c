@@ -128,17 +128,26 @@ static bool serves_watched(void *ctx, const char *repository, const char *applic
     return strcmp(repo_set_match(srv->repos, applications, profiles)->name, repository) == 0;
 }
 
-/* The default repository's refresher and those of the others. */
+/* The default repository's refresher and those of the others: stopped first (no fetch runs
+ * on during shutdown), freed only once the HTTP server is gone (a webhook still being handled
+ * may call them until then). */
 static void stop_refreshers(server *srv)
+{
+    for (size_t i = 1; srv->repos != NULL && i < repo_set_count(srv->repos); i++)
+        refresher_stop(repo_set_at(srv->repos, i)->owner_data);
+    refresher_stop(srv->refresher);
+}
+
+static void free_refreshers(server *srv)
 {
     for (size_t i = 1; srv->repos != NULL && i < repo_set_count(srv->repos); i++) {
         repo_source *src = repo_set_at(srv->repos, i);
-        refresher_stop(src->owner_data);
+        refresher_free(src->owner_data);
         src->owner_data = NULL;
     }
     if (srv->repos != NULL)
         repo_set_at(srv->repos, 0)->owner_data = NULL;
-    refresher_stop(srv->refresher);
+    refresher_free(srv->refresher);
     srv->refresher = NULL;
 }
 
@@ -464,7 +473,7 @@ static int run(const settings *cfg)
 out:
     http_stop(http);
     bus_stop(srv.bus);
-    stop_refreshers(&srv); /* none after a clean stop; running if http_start failed */
+    free_refreshers(&srv); /* stopped after a clean stop; running if http_start failed */
     watch_registry_free(srv.watches);
     event_hub_free(srv.events);
     bus_free(srv.bus);

@@ -221,6 +221,7 @@ struct refresher {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping;
+    bool stopped; /* threads joined; the struct stays for late callers until refresher_free */
     bool pending;
     bool pending_unconditional; /* some pending request named no commit */
     char pending_commit[41];    /* otherwise: the commit the requests said we should have */
@@ -505,6 +506,11 @@ int refresher_answer(refresher *r, request *req)
     w->handle = request_suspend(req);
     w->deadline = add_ms(now, REFRESH_WAIT_MS);
     pthread_mutex_lock(&r->lock);
+    if (r->stopping) { /* stopped while this request was being suspended */
+        pthread_mutex_unlock(&r->lock);
+        waiter_answer(w, ERR_UNAVAILABLE, "the server is stopping", NULL, false);
+        return 0;
+    }
     /* the next refresh to begin is the first that began after this request */
     w->target = r->started + 1;
     w->next = r->waiters;
@@ -527,7 +533,7 @@ unsigned long refresher_runs(refresher *r)
 
 void refresher_stop(refresher *r)
 {
-    if (r == NULL)
+    if (r == NULL || r->stopped)
         return;
     pthread_mutex_lock(&r->lock);
     r->stopping = true;
@@ -539,14 +545,24 @@ void refresher_stop(refresher *r)
     pthread_join(r->thread, NULL);
     if (r->answer_thread_ok)
         pthread_join(r->answer_thread, NULL);
+    r->stopped = true;
     /* whoever still waits is answered before the HTTP server stops */
+    pthread_mutex_lock(&r->lock);
     refresh_waiter *left = r->waiters;
     r->waiters = NULL;
+    pthread_mutex_unlock(&r->lock);
     while (left != NULL) {
         refresh_waiter *next = left->next;
         waiter_answer(left, ERR_UNAVAILABLE, "the server is stopping", NULL, false);
         left = next;
     }
+}
+
+void refresher_free(refresher *r)
+{
+    if (r == NULL)
+        return;
+    refresher_stop(r);
     pthread_cond_destroy(&r->answer_wake);
     pthread_cond_destroy(&r->wake);
     pthread_mutex_destroy(&r->lock);

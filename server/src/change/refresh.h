@@ -62,6 +62,10 @@ int refresher_answer(refresher *r, struct request *req);
 void refresher_request_commit(refresher *r, const char *commit);
 /* Fetches completed since start (for tests and metrics). */
 unsigned long refresher_runs(refresher *r);
+/* Stops the threads and answers whoever waits; requests that still arrive (an HTTP worker
+ * finishing a webhook while the server stops) find a stopped refresher and are turned away, so
+ * the struct must outlive the HTTP server: refresher_free, after http_stop. */
 void refresher_stop(refresher *r);
+void refresher_free(refresher *r);
 
 #endif
