@@ -22,8 +22,10 @@
 #include "source/repos.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +195,39 @@ static size_t request_text(char *out, size_t cap, const uint8_t *data, size_t si
     return n < cap ? n : cap - 1;
 }
 
+/* libFuzzer's -timeout runs a SIGALRM timer: every call below may be interrupted (EINTR), and
+ * an interrupted connect() goes on in the background rather than restarting. */
+static int connect_through_signals(int fd, const struct sockaddr_in *addr)
+{
+    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0)
+        return 0;
+    if (errno != EINTR)
+        return -1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int ready, error = 0;
+    socklen_t error_len = sizeof(error);
+    while ((ready = poll(&p, 1, ANSWER_SECONDS * 1000)) < 0 && errno == EINTR)
+        ;
+    if (ready <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &error_len) < 0)
+        return -1;
+    errno = error;
+    return error == 0 ? 0 : -1;
+}
+
+static int send_all(int fd, const char *text, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, text, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        text += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static void check_answer(const uint8_t *data, size_t size)
 {
     static char line[3 * 8192 + 128];
@@ -204,13 +239,14 @@ static void check_answer(const uint8_t *data, size_t size)
 
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait)) < 0 ||
-        connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len) {
+        connect_through_signals(fd, &addr) < 0 || send_all(fd, line, len) < 0) {
         perror("router_fuzzer: cannot send the request");
         abort();
     }
     while (got < sizeof(answer) - 1) {
         ssize_t n = recv(fd, answer + got, sizeof(answer) - 1 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0)
             break;
         got += (size_t)n;
