@@ -42,6 +42,8 @@ static const char *git_reason(void)
     return e && e->message ? e->message : "unknown error";
 }
 
+static int found(check *c, int verdict, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static int found(check *c, int verdict, const char *fmt, ...)
 {
     va_list ap;
