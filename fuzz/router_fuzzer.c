@@ -134,7 +134,6 @@ static void start_server(void)
 {
     const char *tmp = getenv("TMPDIR");
     char repo_arg[sizeof(sample_root) + 8], cache[sizeof(sample_root) + 8];
-    char errbuf[512];
     http_server *http = NULL;
 
     snprintf(sample_root, sizeof(sample_root), "%s/almanac-router-fuzz-XXXXXX",
@@ -155,8 +154,8 @@ static void start_server(void)
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
     metrics_init();
     routes_init();
-    if (settings_load(&cfg, 9, argv, envp, errbuf, sizeof(errbuf)) != 0) {
-        fprintf(stderr, "router_fuzzer: settings: %s\n", errbuf);
+    if (settings_load(&cfg, 9, argv, envp) != 0) {
+        fprintf(stderr, "router_fuzzer: settings: %s\n", err_message());
         abort();
     }
     srv.settings = &cfg;

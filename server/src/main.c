@@ -529,12 +529,11 @@ int main(int argc, char **argv)
     block_signals();
 
     settings cfg;
-    char error[512];
-    int rc = settings_load(&cfg, argc, argv, NULL, error, sizeof(error));
+    int rc = settings_load(&cfg, argc, argv, NULL);
     if (rc == 1)
         return 0;
     if (rc < 0) {
-        fprintf(stderr, "almanac-server: %s\n(see almanac-server --help)\n", error);
+        fprintf(stderr, "almanac-server: %s\n(see almanac-server --help)\n", err_message());
         return 2;
     }
     log_configure(parse_level(cfg.log_level),

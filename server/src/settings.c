@@ -319,19 +319,6 @@ static void echo(char *buf, size_t size, const char *text)
     buf[n] = '\0';
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void
-fail(char *errbuf, size_t errsize, const char *fmt, ...)
-{
-    if (errbuf == NULL || errsize == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errsize, fmt, ap);
-    va_end(ap);
-}
 
 /* Digits only: no sign, no blanks, no base prefix. -1 on anything else or overflow. */
 static int parse_digits(const char *text, size_t len, unsigned long long *out)
@@ -416,43 +403,37 @@ static void choice_list(const setting_def *d, const char *sep, char *buf, size_t
 }
 
 /*
- * Checks `value` against d and stores it in s. On failure, `why` gets the reason without any
- * prefix (the caller knows whether the value came from a flag, a variable or a file).
+ * Checks `value` against d and stores it in s. On failure the message (err_message) is the
+ * reason without any prefix: the caller knows whether the value came from a flag, a variable
+ * or a file, and says so.
  */
-static int setting_set(settings *s, const setting_def *d, const char *value, char *why,
-                       size_t whysize)
+static int setting_set(settings *s, const setting_def *d, const char *value)
 {
     char shown[ECHO_MAX + 4], lo[32], hi[32], list[128];
     unsigned long long v = 0;
     size_t len = strlen(value);
 
     echo(shown, sizeof(shown), value);
-    if (len > VALUE_MAX_LEN) {
-        fail(why, whysize, "value is longer than %d bytes", VALUE_MAX_LEN);
-        return -1;
-    }
+    if (len > VALUE_MAX_LEN)
+        return err_set(ERR_CONFIG, "value is longer than %d bytes", VALUE_MAX_LEN);
     switch (d->type) {
     case SET_STRING:
-        if (len == 0 && (d->flags & SET_NONEMPTY)) {
-            fail(why, whysize, "must not be empty");
-            return -1;
-        }
+        if (len == 0 && (d->flags & SET_NONEMPTY))
+            return err_set(ERR_CONFIG, "must not be empty");
         break;
     case SET_UINT:
-        if (parse_digits(value, len, &v) < 0 || v < d->min || v > d->max) {
-            fail(why, whysize, "\"%s\" is not a number between %llu and %llu", shown, d->min,
-                 d->max);
-            return -1;
-        }
+        if (parse_digits(value, len, &v) < 0 || v < d->min || v > d->max)
+            return err_set(ERR_CONFIG, "\"%s\" is not a number between %llu and %llu", shown,
+                           d->min, d->max);
         *(unsigned *)field_of(s, d) = (unsigned)v;
         return 0;
     case SET_SIZE:
         if (parse_size(value, &v) < 0 || v < d->min || v > d->max || v > SIZE_MAX) {
             format_size(lo, sizeof(lo), d->min);
             format_size(hi, sizeof(hi), d->max);
-            fail(why, whysize, "\"%s\" is not a size between %s and %s (bytes, or with k, M, G)",
-                 shown, lo, hi);
-            return -1;
+            return err_set(ERR_CONFIG,
+                           "\"%s\" is not a size between %s and %s (bytes, or with k, M, G)", shown,
+                           lo, hi);
         }
         *(size_t *)field_of(s, d) = (size_t)v;
         return 0;
@@ -464,8 +445,7 @@ static int setting_set(settings *s, const setting_def *d, const char *value, cha
             }
         }
         choice_list(d, ", ", list, sizeof(list));
-        fail(why, whysize, "\"%s\" is not one of %s", shown, list);
-        return -1;
+        return err_set(ERR_CONFIG, "\"%s\" is not one of %s", shown, list);
     case SET_BOOL:
         if (strcasecmp(value, "true") == 0 || strcasecmp(value, "yes") == 0 ||
             strcasecmp(value, "on") == 0 || strcmp(value, "1") == 0) {
@@ -477,34 +457,25 @@ static int setting_set(settings *s, const setting_def *d, const char *value, cha
             *(bool *)field_of(s, d) = false;
             return 0;
         }
-        fail(why, whysize, "\"%s\" is not true or false", shown);
-        return -1;
+        return err_set(ERR_CONFIG, "\"%s\" is not true or false", shown);
     case SET_HEX:
-        if (len == 0 || len % 2 != 0 || len > 256 ||
-            strspn(value, "0123456789abcdefABCDEF") != len) {
-            fail(why, whysize, "\"%s\" is not an even-length hex string of at most 256 digits",
-                 shown);
-            return -1;
-        }
+        if (len == 0 || len % 2 != 0 || len > 256 || strspn(value, "0123456789abcdefABCDEF") != len)
+            return err_set(ERR_CONFIG,
+                           "\"%s\" is not an even-length hex string of at most 256 digits", shown);
         break;
     }
 store:
-    if (set_string(s, d, len == 0 ? NULL : value) < 0) {
-        fail(why, whysize, "out of memory");
-        return -1;
-    }
+    if (set_string(s, d, len == 0 ? NULL : value) < 0)
+        return err_set(ERR_NOMEM, "out of memory");
     return 0;
 }
 
-static int apply_defaults(settings *s, char **envp, char *errbuf, size_t errsize)
+static int apply_defaults(settings *s, char **envp)
 {
-    char why[256];
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         const setting_def *d = &setting_defs[i];
-        if (d->def != NULL && setting_set(s, d, d->def, why, sizeof(why)) < 0) {
-            fail(errbuf, errsize, "default of %s: %s", d->name, why);
-            return -1;
-        }
+        if (d->def != NULL && setting_set(s, d, d->def) < 0)
+            return err_set(ERR_CONFIG, "default of %s: %s", d->name, err_message());
     }
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -521,16 +492,14 @@ static int apply_defaults(settings *s, char **envp, char *errbuf, size_t errsize
         n = asprintf(&dir, "%s/.cache/almanac", home);
     else
         n = (dir = strdup("/tmp/almanac-cache")) == NULL ? -1 : 0;
-    if (n < 0) {
-        fail(errbuf, errsize, "out of memory");
-        return -1;
-    }
+    if (n < 0)
+        return err_set(ERR_NOMEM, "out of memory");
     s->cache_dir = dir;
     return 0;
 }
 
 /* The settings file whole; messages name it as shown (escaped), not as given. */
-static int read_file(const char *path, char **data, size_t *len, char *errbuf, size_t errsize)
+static int read_file(const char *path, char **data, size_t *len)
 {
     char shown[PATH_ECHO_MAX + 4];
     file_contents file = {0};
@@ -541,8 +510,7 @@ static int read_file(const char *path, char **data, size_t *len, char *errbuf, s
         if (strncmp(why, path, plen) == 0 && strncmp(why + plen, ": ", 2) == 0)
             why += plen + 2;
         echo(shown, sizeof(shown), path);
-        fail(errbuf, errsize, "%s: %s", shown, why);
-        return -1;
+        return err_set(ERR_CONFIG, "%s: %s", shown, why);
     }
     *data = file.data;
     *len = file.len;
@@ -570,7 +538,7 @@ static int join_item(char **joined, const char *item)
     return 0;
 }
 
-static int apply_file(settings *s, const char *path, char *errbuf, size_t errsize)
+static int apply_file(settings *s, const char *path)
 {
     confdoc_limits limits = {.max_bytes = CONFIG_FILE_MAX,
                              .max_depth = 16,
@@ -581,26 +549,26 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
     confdoc_error perr = {0};
     char *data = NULL, *text = NULL, *joined[SETTING_COUNT] = {0};
     const char *joined_origin[SETTING_COUNT] = {0};
-    char shown[PATH_ECHO_MAX + 4], key_shown[ECHO_MAX + 4], why[256];
+    char shown[PATH_ECHO_MAX + 4], key_shown[ECHO_MAX + 4];
     size_t len = 0;
-    int error = -1;
+    int error = ERR_CONFIG;
 
     echo(shown, sizeof(shown), path);
-    if (read_file(path, &data, &len, errbuf, errsize) < 0)
+    if (read_file(path, &data, &len) < 0)
         goto out;
     if (yamlconf_parse(&list, data, len, &limits, &perr) < 0) {
         if (perr.line > 0)
-            fail(errbuf, errsize, "%s:%u:%u: %s", shown, perr.line, perr.col, perr.message);
+            err_set(ERR_CONFIG, "%s:%u:%u: %s", shown, perr.line, perr.col, perr.message);
         else
-            fail(errbuf, errsize, "%s: %s", shown, perr.message);
+            err_set(ERR_CONFIG, "%s: %s", shown, perr.message);
         goto out;
     }
     if (list.count > 1) {
         const char *first = NULL;
         json_t *v;
         json_object_foreach(list.docs[1].props, first, v) break;
-        fail(errbuf, errsize, "%s:%s: only one YAML document is allowed", shown,
-             first != NULL ? origin_of(&list.docs[1], first) : "?:?");
+        err_set(ERR_CONFIG, "%s:%s: only one YAML document is allowed", shown,
+                first != NULL ? origin_of(&list.docs[1], first) : "?:?");
         goto out;
     }
 
@@ -627,24 +595,24 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
             if (d == NULL) {
                 char maybe[64];
                 hint(maybe, sizeof(maybe), "", key, strlen(key));
-                fail(errbuf, errsize, "%s:%s: %s: unknown key%s", shown, origin_of(doc, key),
-                     key_shown, maybe);
+                err_set(ERR_CONFIG, "%s:%s: %s: unknown key%s", shown, origin_of(doc, key),
+                        key_shown, maybe);
                 goto out;
             }
             if (d->flags & SET_NOT_IN_FILE) {
-                fail(errbuf, errsize, "%s:%s: %s: cannot be set inside the config file", shown,
-                     origin_of(doc, key), key_shown);
+                err_set(ERR_CONFIG, "%s:%s: %s: cannot be set inside the config file", shown,
+                        origin_of(doc, key), key_shown);
                 goto out;
             }
             /* Spring's text of the scalar, so `port: 8080` and `port: "8080"` read alike. */
             free(text);
             if ((text = scalar_to_text(value)) == NULL) {
-                fail(errbuf, errsize, "out of memory");
+                err_set(ERR_NOMEM, "out of memory");
                 goto out;
             }
             if (json_is_string(value) && strlen(text) != json_string_length(value)) {
-                fail(errbuf, errsize, "%s:%s: %s: value holds a NUL byte", shown,
-                     origin_of(doc, key), key_shown);
+                err_set(ERR_CONFIG, "%s:%s: %s: value holds a NUL byte", shown, origin_of(doc, key),
+                        key_shown);
                 goto out;
             }
             if (bracket != NULL) {
@@ -652,13 +620,14 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
                 if (joined_origin[i] == NULL)
                     joined_origin[i] = origin_of(doc, key);
                 if (join_item(&joined[i], text) < 0) {
-                    fail(errbuf, errsize, "out of memory");
+                    err_set(ERR_NOMEM, "out of memory");
                     goto out;
                 }
                 continue;
             }
-            if (setting_set(s, d, text, why, sizeof(why)) < 0) {
-                fail(errbuf, errsize, "%s:%s: %s: %s", shown, origin_of(doc, key), key_shown, why);
+            if (setting_set(s, d, text) < 0) {
+                err_set(ERR_CONFIG, "%s:%s: %s: %s", shown, origin_of(doc, key), key_shown,
+                        err_message());
                 goto out;
             }
         }
@@ -673,10 +642,9 @@ static int apply_file(settings *s, const char *path, char *errbuf, size_t errsiz
         }
     }
     for (size_t i = 0; i < SETTING_COUNT; i++) {
-        if (joined[i] != NULL &&
-            setting_set(s, &setting_defs[i], joined[i], why, sizeof(why)) < 0) {
-            fail(errbuf, errsize, "%s:%s: %s: %s", shown, joined_origin[i], setting_defs[i].name,
-                 why);
+        if (joined[i] != NULL && setting_set(s, &setting_defs[i], joined[i]) < 0) {
+            err_set(ERR_CONFIG, "%s:%s: %s: %s", shown, joined_origin[i], setting_defs[i].name,
+                    err_message());
             goto out;
         }
     }
@@ -708,8 +676,7 @@ static bool url_has_password(const char *value)
 }
 
 /* Reads argv into flags[] without applying anything. 1 when --help was asked for. */
-static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, char *errbuf,
-                     size_t errsize)
+static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv)
 {
     char shown[ECHO_MAX + 4];
     *count = 0;
@@ -718,10 +685,8 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
         echo(shown, sizeof(shown), arg);
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
             return 1;
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
-            fail(errbuf, errsize, "unexpected argument \"%s\"", shown);
-            return -1;
-        }
+        if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
+            return err_set(ERR_CONFIG, "unexpected argument \"%s\"", shown);
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t namelen = eq != NULL ? (size_t)(eq - name) : strlen(name);
         const setting_def *d = find_def(name, namelen);
@@ -738,34 +703,31 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
                 shown[eq - arg] = '\0';
             char maybe[64];
             hint(maybe, sizeof(maybe), "--", name, namelen);
-            fail(errbuf, errsize, "unknown flag %s%s", shown, maybe);
-            return -1;
+            return err_set(ERR_CONFIG, "unknown flag %s%s", shown, maybe);
         }
         const char *value = eq != NULL ? eq + 1 : negated;
         if (value == NULL && d->type == SET_BOOL)
             value = "true";
         if (value == NULL) {
             /* A following flag is not taken for a value: `--repo --port 1` is a mistake. */
-            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
-                fail(errbuf, errsize, "--%s: needs a value", d->name);
-                return -1;
-            }
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
+                return err_set(ERR_CONFIG, "--%s: needs a value", d->name);
             value = argv[++i];
         }
         if ((d->flags & SET_NO_PASSWORD_ARGV) && url_has_password(value) &&
             strcmp(d->name, "repo") == 0) {
-            fail(errbuf, errsize,
-                 "--repo: a password in the URI does not belong on the command line (other users "
-                 "see it in the process list); write it to a file and name that file in "
-                 "ALMANAC_GIT_PASSWORD_FILE (the user name goes in ALMANAC_GIT_USERNAME)");
-            return -1;
+            return err_set(
+                ERR_CONFIG,
+                "--repo: a password in the URI does not belong on the command line (other users "
+                "see it in the process list); write it to a file and name that file in "
+                "ALMANAC_GIT_PASSWORD_FILE (the user name goes in ALMANAC_GIT_USERNAME)");
         }
         if ((d->flags & SET_NO_PASSWORD_ARGV) && url_has_password(value)) {
-            fail(errbuf, errsize,
-                 "--%s: a URL with a password does not belong on the command line (other users "
-                 "see it in the process list); give it in the environment or the --config file",
-                 d->name);
-            return -1;
+            return err_set(
+                ERR_CONFIG,
+                "--%s: a URL with a password does not belong on the command line (other users "
+                "see it in the process list); give it in the environment or the --config file",
+                d->name);
         }
         flags[*count].def = d;
         flags[*count].value = value;
@@ -774,32 +736,30 @@ static int scan_argv(flag_value *flags, size_t *count, int argc, char **argv, ch
     return 0;
 }
 
-int settings_load(settings *out, int argc, char **argv, char **envp, char *errbuf, size_t errsize)
+int settings_load(settings *out, int argc, char **argv, char **envp)
 {
     settings s = {0};
     flag_value *flags = NULL;
     size_t nflags = 0;
     const char *config = NULL;
-    char name[64], why[256];
-    int error = -1;
+    char name[64];
+    int error = ERR_CONFIG;
 
-    if (errbuf != NULL && errsize > 0)
-        errbuf[0] = '\0';
     if (envp == NULL)
         envp = environ;
     if (argc < 0)
         argc = 0;
     if ((flags = calloc((size_t)argc + 1, sizeof(*flags))) == NULL) {
-        fail(errbuf, errsize, "out of memory");
+        error = err_set(ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((error = scan_argv(flags, &nflags, argc, argv, errbuf, errsize)) != 0) {
+    if ((error = scan_argv(flags, &nflags, argc, argv)) != 0) {
         if (error > 0)
             settings_usage(stdout);
         goto out;
     }
-    error = -1;
-    if (apply_defaults(&s, envp, errbuf, errsize) < 0)
+    error = ERR_CONFIG;
+    if (apply_defaults(&s, envp) < 0)
         goto out;
 
     /* The file is chosen first (flag over environment), then read below both. */
@@ -812,37 +772,36 @@ int settings_load(settings *out, int argc, char **argv, char **envp, char *errbu
         if (flags[i].def == config_def)
             config = flags[i].value;
     }
-    if (config != NULL && config[0] != '\0' && apply_file(&s, config, errbuf, errsize) < 0)
+    if (config != NULL && config[0] != '\0' && apply_file(&s, config) < 0)
         goto out;
 
     /* An empty variable counts as unset, as most 12-factor tools treat `ALMANAC_X=`. */
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         env_name(&setting_defs[i], name, sizeof(name));
         const char *value = env_get(envp, name);
-        if (value != NULL && value[0] != '\0' &&
-            setting_set(&s, &setting_defs[i], value, why, sizeof(why)) < 0) {
-            fail(errbuf, errsize, "%s: %s", name, why);
+        if (value != NULL && value[0] != '\0' && setting_set(&s, &setting_defs[i], value) < 0) {
+            err_set(ERR_CONFIG, "%s: %s", name, err_message());
             goto out;
         }
     }
     for (size_t i = 0; i < nflags; i++) {
-        if (setting_set(&s, flags[i].def, flags[i].value, why, sizeof(why)) < 0) {
-            fail(errbuf, errsize, "--%s: %s", flags[i].def->name, why);
+        if (setting_set(&s, flags[i].def, flags[i].value) < 0) {
+            err_set(ERR_CONFIG, "--%s: %s", flags[i].def->name, err_message());
             goto out;
         }
     }
 
     if (s.repo == NULL) {
-        fail(errbuf, errsize, "no repository: give --repo URI or ALMANAC_REPO");
+        err_set(ERR_CONFIG, "no repository: give --repo URI or ALMANAC_REPO");
         goto out;
     }
     if ((s.tls_cert == NULL) != (s.tls_key == NULL)) {
-        fail(errbuf, errsize, "--tls-cert and --tls-key go together: give both or neither");
+        err_set(ERR_CONFIG, "--tls-cert and --tls-key go together: give both or neither");
         goto out;
     }
     /* Receivers match originService as a pattern: one of these would make it match others. */
     if (s.bus_id != NULL && strpbrk(s.bus_id, "*?{}") != NULL) {
-        fail(errbuf, errsize, "--bus-id: no '*', '?', '{' or '}' (it is matched as a pattern)");
+        err_set(ERR_CONFIG, "--bus-id: no '*', '?', '{' or '}' (it is matched as a pattern)");
         goto out;
     }
     if (s.verify_commits != (s.allowed_signers != NULL)) {
@@ -853,7 +812,7 @@ int settings_load(settings *out, int argc, char **argv, char **envp, char *errbu
         goto out;
     }
     if (s.peers != NULL && s.peer_secret == NULL) {
-        fail(errbuf, errsize, "--peers needs --peer-secret: peer notices are signed");
+        err_set(ERR_CONFIG, "--peers needs --peer-secret: peer notices are signed");
         goto out;
     }
     error = 0;

@@ -71,10 +71,11 @@ typedef struct settings {
 
 /*
  * Fills *out from defaults, the config file, the environment (envp NULL: the process's) and
- * argv (argv[0] is skipped). 0 on success; -1 with a one-line message in errbuf. On failure
- * *out is left disposed. `--help` returns 1 after printing usage to stdout.
+ * argv (argv[0] is skipped). 0 on success; ERR_CONFIG (ERR_NOMEM) with a one-line message in
+ * err_message() (err.h). On failure *out is left disposed. `--help` returns 1 after printing
+ * usage to stdout.
  */
-int settings_load(settings *out, int argc, char **argv, char **envp, char *errbuf, size_t errsize);
+int settings_load(settings *out, int argc, char **argv, char **envp);
 void settings_dispose(settings *s);
 void settings_usage(FILE *to);
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "err.h"
 #include "settings.h"
 
 #define MAX_ARGS 32
@@ -66,8 +67,13 @@ static int load_args(settings *s, const char *const *env, const char *const *arg
         assert_true(argc < MAX_ARGS);
         argv[argc] = (char *)(uintptr_t)args[argc - 1];
     }
-    errbuf[0] = '\0';
-    return settings_load(s, argc, argv, envp, errbuf, sizeof(errbuf));
+    err_clear();
+    int rc = settings_load(s, argc, argv, envp);
+    /* The message is err.h's, per thread; a success leaves none behind here. */
+    snprintf(errbuf, sizeof(errbuf), "%s", rc < 0 ? err_message() : "");
+    if (rc < 0)
+        assert_int_equal(err_last_code(), rc);
+    return rc;
 }
 
 #define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -79,7 +85,7 @@ static void expect_error(const char *const *envp, const char *const *args, const
 {
     settings s;
     memset(&s, 0xa5, sizeof(s));
-    assert_int_equal(load_args(&s, envp, args), -1);
+    assert_int_equal(load_args(&s, envp, args), ERR_CONFIG);
     assert_string_equal(errbuf, message);
     /* All or nothing: whatever was filled before the error is gone. */
     settings zero = {0};
@@ -90,7 +96,7 @@ static void expect_error_prefix(const char *const *envp, const char *const *args
                                 const char *prefix)
 {
     settings s;
-    assert_int_equal(load_args(&s, envp, args), -1);
+    assert_int_equal(load_args(&s, envp, args), ERR_CONFIG);
     if (strncmp(errbuf, prefix, strlen(prefix)) != 0)
         fail_msg("error \"%s\" does not start with \"%s\"", errbuf, prefix);
 }
@@ -510,7 +516,7 @@ static void test_required_repo(void **state)
     /* no argv at all: everything from the environment */
     settings s;
     char *env[] = {(char *)(uintptr_t) "ALMANAC_REPO=file:///r", NULL};
-    assert_int_equal(settings_load(&s, 0, NULL, env, errbuf, sizeof(errbuf)), 0);
+    assert_int_equal(settings_load(&s, 0, NULL, env), 0);
     assert_string_equal(s.repo, "file:///r");
     settings_dispose(&s);
 }
@@ -651,7 +657,7 @@ static void test_file_syntax_error(void **state)
     const char *file = write_file("syntax.yml", "repo: r\nport: 1\nlisten: [a, b\n");
     settings s;
     memset(&s, 0x5a, sizeof(s));
-    assert_int_equal(load_args(&s, empty_env, ARGS("--config", file)), -1);
+    assert_int_equal(load_args(&s, empty_env, ARGS("--config", file)), ERR_CONFIG);
     /* FILE:LINE:COL: parser message, at the line where the flow sequence breaks off */
     size_t n = strlen(file);
     assert_memory_equal(errbuf, file, n);
@@ -665,7 +671,7 @@ static void test_file_syntax_error(void **state)
     assert_memory_equal(&s, &zero, sizeof(s));
 
     file = write_file("tab.yml", "repo: r\n\tport: 1\n");
-    assert_int_equal(load_args(&s, empty_env, ARGS("--config", file)), -1);
+    assert_int_equal(load_args(&s, empty_env, ARGS("--config", file)), ERR_CONFIG);
     n = strlen(file);
     assert_memory_equal(errbuf, file, n);
     assert_int_equal(sscanf(errbuf + n, ":%u:%u: %255[^\n]", &line, &col, rest), 3);
@@ -682,7 +688,7 @@ static void test_all_or_nothing(void **state)
     memset(&s, 0xff, sizeof(s));
     assert_int_equal(load_args(&s, ENV("ALMANAC_LISTEN=127.0.0.1", "ALMANAC_REPO=r"),
                                ARGS("--auth-file=/a", "--port=70000")),
-                     -1);
+                     ERR_CONFIG);
     settings zero = {0};
     assert_memory_equal(&s, &zero, sizeof(s));
     assert_string_equal(errbuf, "--port: \"70000\" is not a number between 0 and 65535");
@@ -692,13 +698,13 @@ static void test_all_or_nothing(void **state)
     settings_dispose(&s);
     settings_dispose(NULL);
 
-    /* a too-small errbuf is truncated, never overrun */
-    char tiny[8];
+    /* the failure is this thread's last error, code and message */
     char arg0[] = "almanac-server", arg1[] = "--bogus";
     char *argv[] = {arg0, arg1, NULL}, *no_env[] = {NULL};
-    assert_int_equal(settings_load(&s, 2, argv, no_env, tiny, sizeof(tiny)), -1);
-    assert_string_equal(tiny, "unknown");
-    assert_int_equal(settings_load(&s, 2, argv, no_env, NULL, 0), -1);
+    err_clear();
+    assert_int_equal(settings_load(&s, 2, argv, no_env), ERR_CONFIG);
+    assert_int_equal(err_last()->code, ERR_CONFIG);
+    assert_string_equal(err_last()->message, "unknown flag --bogus");
 }
 
 /* Runs f with stdout sent to a file, and returns what it printed (caller frees). */
