@@ -114,19 +114,18 @@ static int load_secret(char **secret, size_t *len, size_t *size, const char *com
     return CLI_EXIT_OK;
 }
 
+/* cipher_format's err_code as the CLI says it: with what to check, and the exit status. */
 static int cipher_failed(const char *command, int error, bool enc)
 {
-    if (error == CIPHER_ENOMEM)
-        fprintf(stderr, "almanac %s: out of memory\n", command);
-    else if (error == CIPHER_EINVALID && enc)
+    if (error == ERR_TOO_LARGE)
         fprintf(stderr, "almanac encrypt: the text is too large (at most %u bytes)\n",
                 CIPHER_MAX_TEXT);
-    else if (error == CIPHER_EINVALID)
+    else if (error == ERR_INVALID_CIPHER && !enc)
         fprintf(stderr, "almanac decrypt: the text was not encrypted with this key (or is "
                         "damaged); check the key file and --salt\n");
     else
-        fprintf(stderr, "almanac %s: the cryptographic library failed\n", command);
-    return error == CIPHER_EINVALID && !enc ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
+        fprintf(stderr, "almanac %s: %s\n", command, err_message());
+    return error == ERR_INVALID_CIPHER && !enc ? CLI_EXIT_USAGE : CLI_EXIT_ERROR;
 }
 
 static bool is_space(char c)
@@ -157,8 +156,8 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
     error = cipher_salt_decode(o->salt != NULL ? o->salt : CIPHER_SPRING_DEFAULT_SALT, &salt,
                                &salt_len);
     if (error < 0) {
-        rc = error == CIPHER_ENOMEM ? cipher_failed(command, error, enc)
-                                    : cli_usage_error(command, "--salt is empty or too long");
+        rc = error == ERR_NOMEM ? cipher_failed(command, error, enc)
+                                : cli_usage_error(command, "--salt is empty or too long");
         goto out;
     }
     if (!enc) {
@@ -175,7 +174,7 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
         }
         if (len > CIPHER_MAX_TEXT || cipher_parse_prefixes(input, len, &prefix) < 0 ||
             (kind = cipher_detect(prefix.body, prefix.body_len)) == CIPHER_KIND_UNKNOWN) {
-            rc = cipher_failed(command, CIPHER_EINVALID, enc);
+            rc = cipher_failed(command, ERR_INVALID_CIPHER, enc);
             goto out;
         }
         if (kind == CIPHER_KIND_SPRING_RSA && o->rsa_key_file == NULL) {
@@ -205,13 +204,13 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
     switch (kind) {
     case CIPHER_KIND_ALMANAC:
         error = cipher_almanac_derive(key, secret, secret_len);
-        if (error == CIPHER_OK)
+        if (error == 0)
             error = enc ? cipher_almanac_encrypt(key, bytes, len, out)
                         : cipher_almanac_decrypt(key, prefix.body, prefix.body_len, out, out_len);
         break;
     case CIPHER_KIND_SPRING_SYMMETRIC:
         error = cipher_spring_derive(key, secret, secret_len, salt, salt_len);
-        if (error == CIPHER_OK)
+        if (error == 0)
             error = enc ? cipher_spring_encrypt(key, bytes, len, out)
                         : cipher_spring_decrypt(key, prefix.body, prefix.body_len, out, out_len);
         break;
@@ -226,9 +225,9 @@ static int run_offline(char **out, size_t *out_len, const offline_opts *o, bool 
                                               out, out_len);
         break;
     }
-    if (error == CIPHER_OK && enc)
+    if (error == 0 && enc)
         *out_len = strlen(*out);
-    rc = error == CIPHER_OK ? CLI_EXIT_OK : cipher_failed(command, error, enc);
+    rc = error == 0 ? CLI_EXIT_OK : cipher_failed(command, error, enc);
 out:
     OPENSSL_cleanse(key, sizeof(key));
     cipher_free_secret(secret, secret_size);

@@ -10,6 +10,8 @@
  */
 #include "cipher_format.h"
 
+#include "err.h"
+
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -59,10 +61,24 @@ static void wipe_free(unsigned char *buf, size_t len)
     free(buf);
 }
 
+/*
+ * Every failure leaves through here: OpenSSL's own error queue is dropped (its messages could
+ * say more about a key than a caller should show), and err.h's message says what went wrong
+ * in words that reveal neither key nor text.
+ */
 static int fail(int code)
 {
     ERR_clear_error();
-    return code;
+    switch (code) {
+    case ERR_NOMEM:
+        return err_set(code, "out of memory");
+    case ERR_INVALID_CIPHER:
+        return err_set(code, "Text not encrypted with this key");
+    case ERR_TOO_LARGE:
+        return err_set(code, "text too large to encrypt");
+    default:
+        return err_set(ERR_INTERNAL, "the cryptographic library failed");
+    }
 }
 
 /* --- encodings ------------------------------------------------------------------------------ */
@@ -113,7 +129,7 @@ static bool is_b64_char(char c)
 static int b64_decode(const char *text, size_t len, bool url, unsigned char **out,
                       size_t *out_len)
 {
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     char *padded = NULL;
     unsigned char *bytes = NULL;
     size_t data = len;
@@ -131,12 +147,12 @@ static int b64_decode(const char *text, size_t len, bool url, unsigned char **ou
     if (data % 4 == 1)
         goto out;
     size_t padded_len = (data + 3) / 4 * 4;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     padded = malloc(padded_len + 1);
     bytes = malloc(padded_len / 4 * 3 + 1);
     if (padded == NULL || bytes == NULL)
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     for (size_t i = 0; i < data; i++) {
         char c = text[i];
         if (url) {
@@ -158,11 +174,11 @@ static int b64_decode(const char *text, size_t len, bool url, unsigned char **ou
     *out_len = data / 4 * 3 + (data % 4 == 0 ? 0 : data % 4 - 1);
     *out = bytes;
     bytes = NULL;
-    error = CIPHER_OK;
+    error = 0;
 out:
     free(padded);
     free(bytes);
-    return error == CIPHER_EINVALID ? fail(error) : error;
+    return error == 0 ? 0 : fail(error);
 }
 
 int cipher_base64_decode(const char *text, size_t len, unsigned char **out, size_t *out_len)
@@ -174,14 +190,14 @@ static int b64_encode(const unsigned char *in, size_t len, bool url, char **out)
 {
     *out = NULL;
     if (len > CIPHER_MAX_TEXT)
-        return CIPHER_EINVALID;
+        return fail(ERR_TOO_LARGE);
     char *text = malloc((len + 2) / 3 * 4 + 1);
     if (text == NULL)
-        return CIPHER_ENOMEM;
+        return fail(ERR_NOMEM);
     int n = EVP_EncodeBlock((unsigned char *)text, in, (int)len);
     if (n < 0) {
         free(text);
-        return fail(CIPHER_EINTERNAL);
+        return fail(ERR_INTERNAL);
     }
     size_t tlen = (size_t)n;
     if (url) {
@@ -192,7 +208,7 @@ static int b64_encode(const unsigned char *in, size_t len, bool url, char **out)
     }
     text[tlen] = '\0';
     *out = text;
-    return CIPHER_OK;
+    return 0;
 }
 
 /* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
@@ -259,7 +275,7 @@ int cipher_parse_prefixes(const char *text, size_t len, cipher_prefix *out)
         const char *token = text + pos + 1;
         size_t token_len = (size_t)(close - token);
         if (token_len + 2 > MAX_PREFIX_LEN)
-            return CIPHER_EINVALID;
+            return fail(ERR_INVALID_CIPHER);
         if (token_len == 5 && memcmp(token, "plain", 5) == 0) {
             pos += token_len + 2;
             break;
@@ -272,7 +288,7 @@ int cipher_parse_prefixes(const char *text, size_t len, cipher_prefix *out)
         size_t value_len = token_len - name_len - 1;
         if (name_len == 3 && memcmp(token, "key", 3) == 0) {
             if (!cipher_key_name_valid(value, value_len))
-                return CIPHER_EINVALID;
+                return fail(ERR_INVALID_CIPHER);
             out->key_name = value;
             out->key_name_len = value_len;
         } else if (name_len == 6 && memcmp(token, "secret", 6) == 0) {
@@ -282,7 +298,7 @@ int cipher_parse_prefixes(const char *text, size_t len, cipher_prefix *out)
     }
     out->body = text + pos;
     out->body_len = len - pos;
-    return CIPHER_OK;
+    return 0;
 }
 
 cipher_kind cipher_detect(const char *text, size_t len)
@@ -306,10 +322,10 @@ int cipher_salt_decode(const char *salt, unsigned char **out, size_t *out_len)
     *out = NULL;
     *out_len = 0;
     if (len == 0 || len > MAX_SALT_LEN)
-        return CIPHER_EINVALID;
+        return fail(ERR_INVALID_CIPHER);
     unsigned char *bytes = malloc(len);
     if (bytes == NULL)
-        return CIPHER_ENOMEM;
+        return fail(ERR_NOMEM);
     if (is_hex(salt, len)) {
         hex_decode(salt, len, bytes);
         *out_len = len / 2;
@@ -318,7 +334,7 @@ int cipher_salt_decode(const char *salt, unsigned char **out, size_t *out_len)
         *out_len = len;
     }
     *out = bytes;
-    return CIPHER_OK;
+    return 0;
 }
 
 /* --- AES layers ------------------------------------------------------------------------------ */
@@ -327,7 +343,7 @@ int cipher_salt_decode(const char *salt, unsigned char **out, size_t *out_len)
 static int aes_cbc_encrypt(const unsigned char *key, const unsigned char *plain, size_t len,
                            unsigned char **out, size_t *out_len)
 {
-    int error = CIPHER_ENOMEM;
+    int error = ERR_NOMEM;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     size_t cap = SPRING_IV_LEN + len + AES_BLOCK;
     unsigned char *buf = malloc(cap);
@@ -335,7 +351,7 @@ static int aes_cbc_encrypt(const unsigned char *key, const unsigned char *plain,
 
     if (ctx == NULL || buf == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (RAND_bytes(buf, SPRING_IV_LEN) != 1 ||
         EVP_EncryptInit_ex2(ctx, EVP_aes_256_cbc(), key, buf, NULL) != 1 ||
         EVP_EncryptUpdate(ctx, buf + SPRING_IV_LEN, &n1, plain, (int)len) != 1 ||
@@ -344,18 +360,18 @@ static int aes_cbc_encrypt(const unsigned char *key, const unsigned char *plain,
     *out_len = SPRING_IV_LEN + (size_t)n1 + (size_t)n2;
     *out = buf;
     buf = NULL;
-    error = CIPHER_OK;
+    error = 0;
 out:
     EVP_CIPHER_CTX_free(ctx);
     wipe_free(buf, cap);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 /* in = iv || ciphertext; the PKCS#7 padding is checked in full by EVP_DecryptFinal_ex. */
 static int aes_cbc_decrypt(const unsigned char *key, const unsigned char *in, size_t len,
                            char **plain, size_t *plain_len)
 {
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     EVP_CIPHER_CTX *ctx = NULL;
     unsigned char *buf = NULL;
     size_t cap = len + 1;
@@ -364,27 +380,27 @@ static int aes_cbc_decrypt(const unsigned char *key, const unsigned char *in, si
     if (len < SPRING_IV_LEN + AES_BLOCK || (len - SPRING_IV_LEN) % AES_BLOCK != 0 ||
         len > CIPHER_MAX_TEXT)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     ctx = EVP_CIPHER_CTX_new();
     buf = malloc(cap);
     if (ctx == NULL || buf == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (EVP_DecryptInit_ex2(ctx, EVP_aes_256_cbc(), key, in, NULL) != 1 ||
         EVP_DecryptUpdate(ctx, buf, &n1, in + SPRING_IV_LEN, (int)(len - SPRING_IV_LEN)) != 1)
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     if (EVP_DecryptFinal_ex(ctx, buf + n1, &n2) != 1)
         goto out;
     *plain_len = (size_t)n1 + (size_t)n2;
     buf[*plain_len] = '\0';
     *plain = (char *)buf;
     buf = NULL;
-    error = CIPHER_OK;
+    error = 0;
 out:
     EVP_CIPHER_CTX_free(ctx);
     wipe_free(buf, cap);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 /* out = iv || AES-256-GCM(plain) || tag, aad optional. */
@@ -392,7 +408,7 @@ static int aes_gcm_encrypt(const unsigned char *key, size_t iv_len, const unsign
                            size_t aad_len, const unsigned char *plain, size_t len,
                            unsigned char **out, size_t *out_len)
 {
-    int error = CIPHER_ENOMEM;
+    int error = ERR_NOMEM;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     size_t cap = iv_len + len + GCM_TAG_LEN;
     unsigned char *buf = malloc(cap);
@@ -403,7 +419,7 @@ static int aes_gcm_encrypt(const unsigned char *key, size_t iv_len, const unsign
 
     if (ctx == NULL || buf == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (RAND_bytes(buf, (int)iv_len) != 1 ||
         EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), NULL, NULL, params) != 1 ||
         EVP_EncryptInit_ex2(ctx, NULL, key, buf, NULL) != 1)
@@ -418,18 +434,18 @@ static int aes_gcm_encrypt(const unsigned char *key, size_t iv_len, const unsign
     *out_len = iv_len + (size_t)n1 + (size_t)n2 + GCM_TAG_LEN;
     *out = buf;
     buf = NULL;
-    error = CIPHER_OK;
+    error = 0;
 out:
     EVP_CIPHER_CTX_free(ctx);
     wipe_free(buf, cap);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 static int aes_gcm_decrypt(const unsigned char *key, size_t iv_len, const unsigned char *aad,
                            size_t aad_len, const unsigned char *in, size_t len, char **plain,
                            size_t *plain_len)
 {
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     EVP_CIPHER_CTX *ctx = NULL;
     unsigned char *buf = NULL;
     unsigned char tag[GCM_TAG_LEN];
@@ -443,12 +459,12 @@ static int aes_gcm_decrypt(const unsigned char *key, size_t iv_len, const unsign
         goto out;
     ct_len = len - iv_len - GCM_TAG_LEN;
     memcpy(tag, in + len - GCM_TAG_LEN, GCM_TAG_LEN);
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     ctx = EVP_CIPHER_CTX_new();
     buf = malloc(cap);
     if (ctx == NULL || buf == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (EVP_DecryptInit_ex2(ctx, EVP_aes_256_gcm(), NULL, NULL, params) != 1 ||
         EVP_DecryptInit_ex2(ctx, NULL, key, in, NULL) != 1)
         goto out;
@@ -457,18 +473,18 @@ static int aes_gcm_decrypt(const unsigned char *key, size_t iv_len, const unsign
     if (EVP_DecryptUpdate(ctx, buf, &n1, in + iv_len, (int)ct_len) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, GCM_TAG_LEN, tag) != 1)
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     if (EVP_DecryptFinal_ex(ctx, buf + n1, &n2) != 1)
         goto out;
     *plain_len = (size_t)n1 + (size_t)n2;
     buf[*plain_len] = '\0';
     *plain = (char *)buf;
     buf = NULL;
-    error = CIPHER_OK;
+    error = 0;
 out:
     EVP_CIPHER_CTX_free(ctx);
     wipe_free(buf, cap);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 /* --- Spring symmetric ------------------------------------------------------------------------ */
@@ -477,11 +493,11 @@ int cipher_spring_derive(unsigned char key[CIPHER_KEY_LEN], const char *password
                          size_t password_len, const unsigned char *salt, size_t salt_len)
 {
     if (password_len > CIPHER_MAX_TEXT || salt_len == 0 || salt_len > MAX_SALT_LEN)
-        return CIPHER_EINVALID;
+        return fail(ERR_INVALID_CIPHER);
     if (PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len,
                           SPRING_PBKDF2_ITERATIONS, EVP_sha1(), CIPHER_KEY_LEN, key) != 1)
-        return fail(CIPHER_EINTERNAL);
-    return CIPHER_OK;
+        return fail(ERR_INTERNAL);
+    return 0;
 }
 
 int cipher_spring_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsigned char *plain,
@@ -493,20 +509,20 @@ int cipher_spring_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsigne
 
     *out = NULL;
     if (plain_len > CIPHER_MAX_TEXT)
-        return CIPHER_EINVALID;
+        return fail(ERR_TOO_LARGE);
     int error = aes_cbc_encrypt(key, plain, plain_len, &bin, &bin_len);
     if (error < 0)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     hex = malloc(2 * bin_len + 1);
     if (hex == NULL)
         goto out;
     hex_encode(bin, bin_len, hex);
     *out = hex;
-    error = CIPHER_OK;
+    error = 0;
 out:
     free(bin);
-    return error;
+    return error == 0 ? 0 : fail(error);
 }
 
 int cipher_spring_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *hex,
@@ -515,13 +531,13 @@ int cipher_spring_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *h
     unsigned char *bin = NULL;
     char *text = NULL;
     size_t text_len = 0;
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
 
     *plain = NULL;
     *plain_len = 0;
     if (hex_len > CIPHER_MAX_TEXT || !is_hex(hex, hex_len))
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     bin = malloc(hex_len / 2);
     if (bin == NULL)
         goto out;
@@ -531,7 +547,7 @@ int cipher_spring_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *h
         goto out;
     /* A wrong key passes the padding check about once in 256 tries; garbage is rarely UTF-8. */
     if (!utf8_valid((const unsigned char *)text, text_len)) {
-        error = CIPHER_EINVALID;
+        error = ERR_INVALID_CIPHER;
         goto out;
     }
     *plain = text;
@@ -540,7 +556,7 @@ int cipher_spring_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *h
 out:
     free(bin);
     cipher_free_secret(text, text_len);
-    return error;
+    return error == 0 ? 0 : fail(error);
 }
 
 /* --- Spring RSA ------------------------------------------------------------------------------ */
@@ -569,7 +585,7 @@ int cipher_spring_rsa_encrypt(EVP_PKEY *pkey, cipher_rsa_padding padding, cipher
                               const unsigned char *salt, size_t salt_len,
                               const unsigned char *plain, size_t plain_len, char **out)
 {
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     EVP_PKEY_CTX *ctx = NULL;
     unsigned char random[SPRING_RANDOM_LEN];
     unsigned char key[CIPHER_KEY_LEN];
@@ -577,18 +593,22 @@ int cipher_spring_rsa_encrypt(EVP_PKEY *pkey, cipher_rsa_padding padding, cipher
     size_t block_len = 0, aes_len = 0, all_len = 0;
 
     *out = NULL;
-    if (pkey == NULL || plain_len > CIPHER_MAX_TEXT || !EVP_PKEY_is_a(pkey, "RSA"))
+    if (plain_len > CIPHER_MAX_TEXT) {
+        error = ERR_TOO_LARGE;
+        goto out;
+    }
+    if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA"))
         goto out;
     int size = EVP_PKEY_get_size(pkey);
     if (size <= 0 || size > MAX_RSA_BLOCK)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     block_len = (size_t)size;
     block = malloc(block_len);
     ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     if (block == NULL || ctx == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (RAND_bytes(random, sizeof(random)) != 1 || EVP_PKEY_encrypt_init(ctx) != 1 ||
         !rsa_ctx_padding(ctx, padding) ||
         EVP_PKEY_encrypt(ctx, block, &block_len, random, sizeof(random)) != 1)
@@ -600,7 +620,7 @@ int cipher_spring_rsa_encrypt(EVP_PKEY *pkey, cipher_rsa_padding padding, cipher
                 : aes_cbc_encrypt(key, plain, plain_len, &aes, &aes_len);
     if (error < 0)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     all_len = 2 + block_len + aes_len;
     all = malloc(all_len);
     if (all == NULL)
@@ -617,39 +637,39 @@ out:
     free(block);
     free(aes);
     free(all);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
-/* The 16 random bytes in block under the given padding, or CIPHER_EINVALID. */
+/* The 16 random bytes in block under the given padding, or ERR_INVALID_CIPHER. */
 static int rsa_unwrap(EVP_PKEY *pkey, cipher_rsa_padding padding, const unsigned char *block,
                       size_t block_len, unsigned char random[SPRING_RANDOM_LEN])
 {
-    int error = CIPHER_ENOMEM;
+    int error = ERR_NOMEM;
     unsigned char *buf = malloc(block_len);
     size_t len = block_len;
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
 
     if (buf == NULL || ctx == NULL)
         goto out;
-    error = CIPHER_EINTERNAL;
+    error = ERR_INTERNAL;
     if (EVP_PKEY_decrypt_init(ctx) != 1 || !rsa_ctx_padding(ctx, padding))
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     if (EVP_PKEY_decrypt(ctx, buf, &len, block, block_len) != 1 || len != SPRING_RANDOM_LEN)
         goto out;
     memcpy(random, buf, SPRING_RANDOM_LEN);
-    error = CIPHER_OK;
+    error = 0;
 out:
     EVP_PKEY_CTX_free(ctx);
     wipe_free(buf, block_len);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 int cipher_spring_rsa_decrypt(EVP_PKEY *pkey, const unsigned char *salt, size_t salt_len,
                               const char *b64, size_t b64_len, char **plain, size_t *plain_len)
 {
     static const cipher_rsa_padding paddings[] = {CIPHER_RSA_OAEP, CIPHER_RSA_PKCS1};
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     unsigned char *bin = NULL;
     size_t bin_len = 0;
     unsigned char random[SPRING_RANDOM_LEN];
@@ -663,7 +683,7 @@ int cipher_spring_rsa_decrypt(EVP_PKEY *pkey, const unsigned char *salt, size_t 
         goto out;
     if ((error = b64_decode(b64, b64_len, false, &bin, &bin_len)) < 0)
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     if (bin_len < 2)
         goto out;
     size_t block_len = (size_t)bin[0] << 8 | bin[1];
@@ -675,28 +695,28 @@ int cipher_spring_rsa_decrypt(EVP_PKEY *pkey, const unsigned char *salt, size_t 
 
     for (size_t i = 0; i < sizeof(paddings) / sizeof(paddings[0]); i++) {
         error = rsa_unwrap(pkey, paddings[i], bin + 2, block_len, random);
-        if (error == CIPHER_EINVALID)
+        if (error == ERR_INVALID_CIPHER)
             continue;
         if (error < 0 || (error = rsa_secret_key(key, random, salt, salt_len)) < 0)
             goto out;
         error = aes_gcm_decrypt(key, SPRING_IV_LEN, NULL, 0, aes, aes_len, &text, &text_len);
-        if (error != CIPHER_EINVALID)
+        if (error != ERR_INVALID_CIPHER)
             goto out;
         error = aes_cbc_decrypt(key, aes, aes_len, &text, &text_len);
-        if (error == CIPHER_OK && !utf8_valid((const unsigned char *)text, text_len)) {
+        if (error == 0 && !utf8_valid((const unsigned char *)text, text_len)) {
             cipher_free_secret(text, text_len);
             text = NULL;
-            error = CIPHER_EINVALID;
+            error = ERR_INVALID_CIPHER;
         }
         /* OAEP cannot succeed by chance: its secret is right, so the AES part decides. */
-        if (error != CIPHER_EINVALID || paddings[i] == CIPHER_RSA_OAEP)
+        if (error != ERR_INVALID_CIPHER || paddings[i] == CIPHER_RSA_OAEP)
             goto out;
     }
 out:
     OPENSSL_cleanse(random, sizeof(random));
     OPENSSL_cleanse(key, sizeof(key));
     free(bin);
-    if (error == CIPHER_OK) {
+    if (error == 0) {
         *plain = text;
         *plain_len = text_len;
         return error;
@@ -710,7 +730,7 @@ out:
 int cipher_almanac_derive(unsigned char key[CIPHER_KEY_LEN], const char *secret,
                           size_t secret_len)
 {
-    int error = CIPHER_EINTERNAL;
+    int error = ERR_INTERNAL;
     unsigned char master[CIPHER_KEY_LEN];
     EVP_KDF *scrypt = NULL, *hkdf = NULL;
     EVP_KDF_CTX *sctx = NULL, *hctx = NULL;
@@ -719,7 +739,7 @@ int cipher_almanac_derive(unsigned char key[CIPHER_KEY_LEN], const char *secret,
     uint64_t maxmem = 64u << 20;
 
     if (secret_len == 0 || secret_len > CIPHER_MAX_TEXT)
-        return CIPHER_EINVALID;
+        return fail(ERR_INVALID_CIPHER);
     OSSL_PARAM sparams[] = {
         OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)secret,
                                           secret_len),
@@ -748,21 +768,21 @@ int cipher_almanac_derive(unsigned char key[CIPHER_KEY_LEN], const char *secret,
     if (EVP_KDF_derive(sctx, master, sizeof(master), sparams) != 1 ||
         EVP_KDF_derive(hctx, key, CIPHER_KEY_LEN, hparams) != 1)
         goto out;
-    error = CIPHER_OK;
+    error = 0;
 out:
     OPENSSL_cleanse(master, sizeof(master));
     EVP_KDF_CTX_free(sctx);
     EVP_KDF_CTX_free(hctx);
     EVP_KDF_free(scrypt);
     EVP_KDF_free(hkdf);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }
 
 int cipher_almanac_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsigned char *plain,
                            size_t plain_len, char **out)
 {
     static const unsigned char version = ALMANAC_VERSION;
-    int error = CIPHER_EINVALID;
+    int error = ERR_TOO_LARGE;
     unsigned char *sealed = NULL, *all = NULL;
     size_t sealed_len = 0;
     char *b64 = NULL, *text = NULL;
@@ -775,7 +795,7 @@ int cipher_almanac_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsign
                             &sealed_len);
     if (error < 0)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     all = malloc(1 + sealed_len);
     if (all == NULL)
         goto out;
@@ -783,7 +803,7 @@ int cipher_almanac_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsign
     memcpy(all + 1, sealed, sealed_len);
     if ((error = b64_encode(all, 1 + sealed_len, true, &b64)) < 0)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     size_t blen = strlen(b64);
     text = malloc(plen + blen + 1);
     if (text == NULL)
@@ -791,18 +811,18 @@ int cipher_almanac_encrypt(const unsigned char key[CIPHER_KEY_LEN], const unsign
     memcpy(text, CIPHER_ALMANAC_PREFIX, plen);
     memcpy(text + plen, b64, blen + 1);
     *out = text;
-    error = CIPHER_OK;
+    error = 0;
 out:
     free(sealed);
     free(all);
     free(b64);
-    return error;
+    return error == 0 ? 0 : fail(error);
 }
 
 int cipher_almanac_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *text,
                            size_t text_len, char **plain, size_t *plain_len)
 {
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     unsigned char *bin = NULL;
     size_t bin_len = 0;
     size_t plen = sizeof(CIPHER_ALMANAC_PREFIX) - 1;
@@ -814,7 +834,7 @@ int cipher_almanac_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *
         goto out;
     if ((error = b64_decode(text + plen, text_len - plen, true, &bin, &bin_len)) < 0)
         goto out;
-    error = CIPHER_EINVALID;
+    error = ERR_INVALID_CIPHER;
     if (bin_len < 1 + ALMANAC_NONCE_LEN + GCM_TAG_LEN || bin[0] != ALMANAC_VERSION)
         goto out;
     /* The version byte is authenticated too, so it cannot be swapped for a future format's. */
@@ -822,7 +842,7 @@ int cipher_almanac_decrypt(const unsigned char key[CIPHER_KEY_LEN], const char *
                             plain_len);
 out:
     free(bin);
-    return error;
+    return error == 0 ? 0 : fail(error);
 }
 
 /* --- public key ------------------------------------------------------------------------------ */
@@ -832,7 +852,7 @@ static int ssh_put_mpint(EVP_PKEY *pkey, const char *param, unsigned char *buf, 
                          size_t *pos)
 {
     BIGNUM *bn = NULL;
-    int error = CIPHER_EINTERNAL;
+    int error = ERR_INTERNAL;
     if (EVP_PKEY_get_bn_param(pkey, param, &bn) != 1)
         goto out;
     int need = BN_bn2mpi(bn, NULL);
@@ -840,7 +860,7 @@ static int ssh_put_mpint(EVP_PKEY *pkey, const char *param, unsigned char *buf, 
         goto out;
     BN_bn2mpi(bn, buf + *pos);
     *pos += (size_t)need;
-    error = CIPHER_OK;
+    error = 0;
 out:
     BN_free(bn);
     return error;
@@ -849,7 +869,7 @@ out:
 int cipher_ssh_public_key(EVP_PKEY *pkey, const char *comment, char **out)
 {
     static const unsigned char prefix[] = {0, 0, 0, 7, 's', 's', 'h', '-', 'r', 's', 'a'};
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
     unsigned char *blob = NULL;
     char *b64 = NULL, *line = NULL;
     size_t pos = sizeof(prefix), cap;
@@ -858,7 +878,7 @@ int cipher_ssh_public_key(EVP_PKEY *pkey, const char *comment, char **out)
     if (pkey == NULL || !EVP_PKEY_is_a(pkey, "RSA") || EVP_PKEY_get_size(pkey) <= 0)
         goto out;
     cap = sizeof(prefix) + 2 * ((size_t)EVP_PKEY_get_size(pkey) + 16);
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     if ((blob = malloc(cap)) == NULL)
         goto out;
     memcpy(blob, prefix, sizeof(prefix));
@@ -866,7 +886,7 @@ int cipher_ssh_public_key(EVP_PKEY *pkey, const char *comment, char **out)
         (error = ssh_put_mpint(pkey, OSSL_PKEY_PARAM_RSA_N, blob, cap, &pos)) < 0 ||
         (error = b64_encode(blob, pos, false, &b64)) < 0)
         goto out;
-    error = CIPHER_ENOMEM;
+    error = ERR_NOMEM;
     size_t len = strlen("ssh-rsa ") + strlen(b64) + 1 + strlen(comment) + 1;
     if ((line = malloc(len)) == NULL)
         goto out;
@@ -875,9 +895,9 @@ int cipher_ssh_public_key(EVP_PKEY *pkey, const char *comment, char **out)
     strcat(line, " ");
     strcat(line, comment);
     *out = line;
-    error = CIPHER_OK;
+    error = 0;
 out:
     free(blob);
     free(b64);
-    return error == CIPHER_OK ? error : fail(error);
+    return error == 0 ? 0 : fail(error);
 }

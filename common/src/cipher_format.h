@@ -12,7 +12,7 @@
  *   - Almanac's own format: "alm1:" base64url(version || nonce(12) || AES-256-GCM(text) ||
  *     tag(16)), the key derived from the secret with scrypt then HKDF-SHA256.
  *
- * Every decryption validates its input completely and fails with CIPHER_EINVALID rather than
+ * Every decryption validates its input completely and fails with ERR_INVALID_CIPHER rather than
  * returning garbage; nothing here logs, and no error path reveals the key or the plaintext.
  * Plaintexts come back NUL-terminated in buffers released with cipher_free_secret(), which
  * wipes them. This module does not read files, parse `{cipher}`, or choose between keys: that is
@@ -25,12 +25,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum {
-    CIPHER_OK = 0,
-    CIPHER_EINVALID = -1, /* not a ciphertext of this format and key (damaged, wrong key, ...) */
-    CIPHER_ENOMEM = -2,
-    CIPHER_EINTERNAL = -3 /* the crypto library failed on valid input */
-};
+/*
+ * Errors follow err.h: 0, or a negative err_code with its message in err_message():
+ * ERR_INVALID_CIPHER (not a ciphertext of this format and key: damaged, wrong key, ...; also a
+ * malformed prefix, salt or base64), ERR_TOO_LARGE (a plaintext over CIPHER_MAX_TEXT to
+ * encrypt), ERR_NOMEM, ERR_INTERNAL (the crypto library failed on valid input).
+ */
 
 /* Largest plaintext or ciphertext text handled; anything bigger is rejected up front. */
 #define CIPHER_MAX_TEXT (1u << 20)
@@ -61,7 +61,7 @@ typedef struct cipher_prefix {
 /*
  * Splits text (without "{cipher}") into its `{name:value}` prefixes and the ciphertext, the
  * way Spring does: `{key:NAME}` names a key, `{secret:...}` is noted, other pairs are ignored,
- * `{plain}` ends the prefixes. CIPHER_EINVALID for a key name that is not [A-Za-z0-9._-]{1,64}
+ * `{plain}` ends the prefixes. ERR_INVALID_CIPHER for a key name that is not [A-Za-z0-9._-]{1,64}
  * (not starting with '.') or a prefix over 256 bytes.
  */
 int cipher_parse_prefixes(const char *text, size_t len, cipher_prefix *out);
@@ -74,7 +74,7 @@ bool cipher_key_name_valid(const char *name, size_t len);
 
 /*
  * Decodes a salt as Spring's RsaSecretEncryptor does: hex when it is valid hex, otherwise its
- * bytes. Empty salt or over 256 bytes is CIPHER_EINVALID. *out is freed with free().
+ * bytes. Empty salt or over 256 bytes is ERR_INVALID_CIPHER. *out is freed with free().
  */
 int cipher_salt_decode(const char *salt, unsigned char **out, size_t *out_len);
 

@@ -136,7 +136,7 @@ int routes_cipher_strip_form(const char *body, size_t len, const char *content_t
             unsigned char *bytes = NULL;
             size_t bytes_len = 0;
             bool strip = all_hex(text, n - 1) ||
-                         cipher_base64_decode(text, n - 1, &bytes, &bytes_len) == CIPHER_OK;
+                         cipher_base64_decode(text, n - 1, &bytes, &bytes_len) == 0;
             free(bytes);
             if (strip)
                 text[--n] = '\0';

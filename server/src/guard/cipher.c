@@ -83,22 +83,6 @@ void keyring_free_secret(char *secret, size_t len)
     cipher_free_secret(secret, len);
 }
 
-static int map_error(int cipher_error, int invalid_as)
-{
-    switch (cipher_error) {
-    case CIPHER_OK:
-        return 0;
-    case CIPHER_ENOMEM:
-        return err_set(ERR_NOMEM, "out of memory");
-    case CIPHER_EINVALID:
-        return invalid_as == ERR_INVALID_CIPHER
-                   ? err_set(ERR_INVALID_CIPHER, "Text not encrypted with this key")
-                   : err_set(invalid_as, "text too large to encrypt");
-    default:
-        return err_set(ERR_INTERNAL, "the cryptographic library failed");
-    }
-}
-
 static void warn_to_log(void *ctx, const char *message)
 {
     (void)ctx;
@@ -115,9 +99,9 @@ static int init_symmetric(keyring_key *key, const keyring *k, const char *secret
         return err_set(ERR_CONFIG, "%s: the key is empty", origin);
     key->symmetric = true;
     int error = cipher_spring_derive(key->spring, secret, len, k->salt, k->salt_len);
-    if (error == CIPHER_OK)
+    if (error == 0)
         error = cipher_almanac_derive(key->almanac, secret, len);
-    if (error != CIPHER_OK)
+    if (error < 0)
         return err_set(ERR_CONFIG, "%s: cannot derive the key", origin);
     return 0;
 }
@@ -205,8 +189,8 @@ int keyring_load(keyring **out, const keyring_options *opts)
                                                       : KEYRING_FORMAT_ALMANAC;
     const char *salt = opts->salt ? opts->salt : CIPHER_SPRING_DEFAULT_SALT;
     if ((error = cipher_salt_decode(salt, &k->salt, &k->salt_len)) < 0) {
-        error = error == CIPHER_ENOMEM ? err_set(ERR_NOMEM, "out of memory")
-                                       : err_set(ERR_CONFIG, "encrypt salt: empty or too long");
+        if (error != ERR_NOMEM)
+            error = err_set(ERR_CONFIG, "encrypt salt: empty or too long");
         goto out;
     }
     if (opts->key_file != NULL || (opts->key_secret != NULL && opts->key_secret[0] != '\0')) {
@@ -309,7 +293,7 @@ int keyring_encrypt(const keyring *k, const char *name, keyring_format format,
     else
         error = cipher_spring_rsa_encrypt(key->pkey, CIPHER_RSA_OAEP, CIPHER_AES_GCM, k->salt,
                                           k->salt_len, bytes, len, out);
-    return map_error(error, ERR_TOO_LARGE);
+    return error;
 }
 
 static bool is_space(char c)
@@ -323,7 +307,7 @@ int keyring_decrypt_text(const keyring *k, const char *text, size_t len, char **
     static const char tag[] = "{cipher}";
     cipher_prefix prefix;
     const keyring_key *key = NULL;
-    int error = CIPHER_EINVALID;
+    int error = ERR_INVALID_CIPHER;
 
     *plain = NULL;
     *plain_len = 0;
@@ -341,7 +325,7 @@ int keyring_decrypt_text(const keyring *k, const char *text, size_t len, char **
         len -= sizeof(tag) - 1;
     }
     if (len > CIPHER_MAX_TEXT || cipher_parse_prefixes(text, len, &prefix) < 0)
-        return map_error(CIPHER_EINVALID, ERR_INVALID_CIPHER);
+        return err_set(ERR_INVALID_CIPHER, "Text not encrypted with this key");
     cipher_kind kind = cipher_detect(prefix.body, prefix.body_len);
     bool symmetric = kind != CIPHER_KIND_SPRING_RSA;
     if (prefix.key_name != NULL)
@@ -349,7 +333,7 @@ int keyring_decrypt_text(const keyring *k, const char *text, size_t len, char **
     else
         key = symmetric ? k->sym : k->rsa;
     if (kind == CIPHER_KIND_UNKNOWN || key == NULL || (!symmetric && !key->can_decrypt))
-        return map_error(CIPHER_EINVALID, ERR_INVALID_CIPHER);
+        return err_set(ERR_INVALID_CIPHER, "Text not encrypted with this key");
     switch (kind) {
     case CIPHER_KIND_ALMANAC:
         error = cipher_almanac_decrypt(key->almanac, prefix.body, prefix.body_len, plain,
@@ -364,7 +348,7 @@ int keyring_decrypt_text(const keyring *k, const char *text, size_t len, char **
                                           prefix.body_len, plain, plain_len);
         break;
     }
-    return map_error(error, ERR_INVALID_CIPHER);
+    return error;
 }
 
 int keyring_decrypt_value(const keyring *k, const char *value, char **plain, size_t *plain_len)
@@ -381,7 +365,7 @@ int keyring_public_key_ssh(const keyring *k, char **out)
     *out = NULL;
     if (k == NULL || k->rsa == NULL)
         return err_set(ERR_NOT_FOUND, "No public key available");
-    return map_error(cipher_ssh_public_key(k->rsa->pkey, "application", out), ERR_INTERNAL);
+    return cipher_ssh_public_key(k->rsa->pkey, "application", out);
 }
 
 /* --- offline helper ------------------------------------------------------------------------- */

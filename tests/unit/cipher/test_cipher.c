@@ -339,14 +339,14 @@ static void test_rsa_variants(void **state)
             plain = NULL;
             assert_int_equal(cipher_spring_rsa_decrypt(other, salt, sizeof(salt), b64,
                                                        strlen(b64), &plain, &plain_len),
-                             CIPHER_EINVALID);
+                             ERR_INVALID_CIPHER);
             assert_null(plain);
             /* The other salt derives another AES key: GCM cannot pass, CBC hardly ever. */
             const unsigned char salt2[] = {0xca, 0xfe};
             if (mode == CIPHER_AES_GCM)
                 assert_int_equal(cipher_spring_rsa_decrypt(pkey, salt2, sizeof(salt2), b64,
                                                            strlen(b64), &plain, &plain_len),
-                                 CIPHER_EINVALID);
+                                 ERR_INVALID_CIPHER);
             cipher_free_secret(plain, plain_len);
             free(b64);
         }
@@ -636,10 +636,10 @@ static void test_prefixes(void **state)
         {"{key:k}{plain}{x}", 0, "k", 0, "{x}"},
         {"{nocolon}abcd", 0, NULL, 0, "{nocolon}abcd"},
         {"{key:k}{unterminated", 0, "k", 0, "{unterminated"},
-        {"{key:}abcd", CIPHER_EINVALID, NULL, 0, NULL},
-        {"{key:../etc}abcd", CIPHER_EINVALID, NULL, 0, NULL},
-        {"{key:.hidden}abcd", CIPHER_EINVALID, NULL, 0, NULL},
-        {"{key:a b}abcd", CIPHER_EINVALID, NULL, 0, NULL},
+        {"{key:}abcd", ERR_INVALID_CIPHER, NULL, 0, NULL},
+        {"{key:../etc}abcd", ERR_INVALID_CIPHER, NULL, 0, NULL},
+        {"{key:.hidden}abcd", ERR_INVALID_CIPHER, NULL, 0, NULL},
+        {"{key:a b}abcd", ERR_INVALID_CIPHER, NULL, 0, NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cipher_prefix p;
@@ -660,7 +660,7 @@ static void test_prefixes(void **state)
     char longkey[400];
     snprintf(longkey, sizeof(longkey), "{key:%0300d}x", 0);
     cipher_prefix p;
-    assert_int_equal(cipher_parse_prefixes(longkey, strlen(longkey), &p), CIPHER_EINVALID);
+    assert_int_equal(cipher_parse_prefixes(longkey, strlen(longkey), &p), ERR_INVALID_CIPHER);
 }
 
 static void test_detect(void **state)
@@ -689,18 +689,23 @@ static void test_base64(void **state)
         const char *bytes;
     } cases[] = {
         {"YWJj", 0, "abc"},   {"YWI=", 0, "ab"},    {"YWI", 0, "ab"},   {"YQ==", 0, "a"},
-        {"YQ", 0, "a"},       {"YQ=", CIPHER_EINVALID, NULL},          {"Y", CIPHER_EINVALID, NULL},
-        {"YWJjZ", CIPHER_EINVALID, NULL},           {"YW Jj", CIPHER_EINVALID, NULL},
-        {"YW=j", CIPHER_EINVALID, NULL},            {"YQ===", CIPHER_EINVALID, NULL},
-        {"YW-j", CIPHER_EINVALID, NULL},            {"", CIPHER_EINVALID, NULL},
+        {"YQ", 0, "a"},       {"YQ=", ERR_INVALID_CIPHER, NULL},          {"Y", ERR_INVALID_CIPHER, NULL},
+        {"YWJjZ", ERR_INVALID_CIPHER, NULL},           {"YW Jj", ERR_INVALID_CIPHER, NULL},
+        {"YW=j", ERR_INVALID_CIPHER, NULL},            {"YQ===", ERR_INVALID_CIPHER, NULL},
+        {"YW-j", ERR_INVALID_CIPHER, NULL},            {"", ERR_INVALID_CIPHER, NULL},
         {"+/+/", 0, "\xfb\xff\xbf"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         unsigned char *out = NULL;
         size_t len = 0;
+        err_clear();
         int rc = cipher_base64_decode(cases[i].text, strlen(cases[i].text), &out, &len);
         if (rc != cases[i].rc)
             fail_msg("base64 '%s': %d, expected %d", cases[i].text, rc, cases[i].rc);
+        /* A failure is this thread's last error (err.h), as everywhere else. */
+        assert_int_equal(err_last()->code, rc);
+        if (rc < 0)
+            assert_string_equal(err_last()->message, "Text not encrypted with this key");
         if (rc == 0) {
             assert_int_equal(len, strlen(cases[i].bytes));
             assert_memory_equal(out, cases[i].bytes, len);
@@ -854,6 +859,15 @@ static void test_size_caps(void **state)
     size_t plain_len = 0;
     assert_int_equal(keyring_encrypt(test_keyring("default"), NULL, KEYRING_FORMAT_ALMANAC, text,
                                      big, &cipher), ERR_TOO_LARGE);
+    assert_null(cipher);
+    assert_string_equal(err_message(), "text too large to encrypt");
+    /* The formats themselves say so, without the keyring translating. */
+    unsigned char key[CIPHER_KEY_LEN] = {0};
+    assert_int_equal(cipher_spring_encrypt(key, (const unsigned char *)text, big, &cipher),
+                     ERR_TOO_LARGE);
+    assert_int_equal(err_last()->code, ERR_TOO_LARGE);
+    assert_int_equal(cipher_almanac_encrypt(key, (const unsigned char *)text, big, &cipher),
+                     ERR_TOO_LARGE);
     assert_null(cipher);
     assert_int_equal(keyring_encrypt(test_keyring("rsa"), NULL, KEYRING_FORMAT_SPRING, text, big,
                                      &cipher), ERR_TOO_LARGE);
