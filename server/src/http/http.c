@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "http/internal.h"
 #include "http/parking.h"
 #include "server.h"
 #include "http/tls.h"
@@ -49,15 +50,6 @@ struct http_server {
     parking_lot *parking; /* NULL under TLS: a TLS session cannot leave libmicrohttpd */
 };
 
-struct prepared_response {
-    atomic_int refs;
-    unsigned status;
-    size_t size;
-    struct MHD_Response *mhd;
-    const char *body; /* the bytes mhd sends, for answers written outside it */
-    char *fields;     /* its header lines ("Content-Type: ...\r\n..."), same use */
-};
-
 struct response_stream_handle {
     atomic_int refs;
     pthread_mutex_t lock;
@@ -70,30 +62,9 @@ struct response_stream_handle {
     char *content_type;
 };
 
-/*
- * What watch.c holds for a parked request: either the request's own state (a connection
- * suspended inside libmicrohttpd) or a detached_request (the socket parked outside it).
- */
-struct request_handle {
-    bool detached;
-};
-
-/* A parked request whose socket left libmicrohttpd: what the answer and the access log need. */
-typedef struct detached_request {
-    struct request_handle handle;
-    parked_socket *socket;
-    http_server *owner;
-    struct timespec started;
-    int metrics_route;
-    unsigned status;
-    size_t bytes_out;
-    bool head_only;
-    char text[]; /* request id, method, url, user: each NUL-terminated */
-} detached_request;
-
 /* One HTTP request, from the first access-handler call to the completion callback. */
 typedef struct request_state {
-    struct request_handle handle; /* when suspended inside libmicrohttpd */
+    struct request_handle handle; /* {.suspended = itself} while suspended */
     request req;
     struct timespec started;
     char *path_storage;    /* the decoded segments point into this */
@@ -111,8 +82,8 @@ typedef struct request_state {
     struct http_server *owner;
     bool suspended;        /* parked by request_suspend, waiting for request_resume */
     response pending;      /* the answer request_resume left for the next access call */
-    /* parked outside libmicrohttpd: the connection is dropped */
-    detached_request *detached;
+    /* parked outside libmicrohttpd (parking.c): the connection is dropped */
+    parked_request *parked;
 } request_state;
 
 static double seconds_since(const struct timespec *start)
@@ -517,7 +488,7 @@ void response_stream_wake(response_stream_handle *s)
     pthread_mutex_unlock(&s->lock);
 }
 
-static void response_dispose(response *res)
+void response_dispose(response *res)
 {
     if (res->stream != NULL)
         stream_close(res->stream); /* never sent */
@@ -678,10 +649,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     } else {
         h->dispatch(&st->req, &res, &st->metrics_route);
     }
-    if (st->detached != NULL) {
+    if (st->parked != NULL) {
         /* The socket is parked outside: have libmicrohttpd drop the connection without a word
-         * (it cannot write anything on it any more; see detach). */
-        st->detached->metrics_route = st->metrics_route;
+         * (it cannot write anything on it any more; see request_suspend). */
+        parking_set_route(st->parked, st->metrics_route);
         response_dispose(&res);
         log_set_request_id(NULL);
         return MHD_NO;
@@ -698,147 +669,56 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 /*
- * Moves a request that is about to wait out of libmicrohttpd: a duplicate of its socket goes
- * to the parking lot, and on_request then returns MHD_NO, which makes libmicrohttpd forget the
- * connection and close its own descriptor — without shutdown(), because the daemon runs with
- * MHD_USE_TURBO; without it, the client would see the end of the stream. The answer then ends
- * the connection. NULL when the request cannot leave (TLS, the lot stopping, out of
- * descriptors): it is suspended instead.
+ * Parks a request that is about to wait: outside libmicrohttpd when the socket can leave it
+ * (parking.c takes a duplicate; on_request then returns MHD_NO, which makes libmicrohttpd
+ * forget the connection and close its own descriptor — without shutdown(), because the daemon
+ * runs with MHD_USE_TURBO; without it, the client would see the end of the stream), else
+ * suspended inside it (TLS, the lot stopping, out of descriptors).
  */
-static detached_request *detach(request_state *st)
-{
-    http_server *h = st->owner;
-    if (h->parking == NULL)
-        return NULL;
-    const union MHD_ConnectionInfo *fd_info =
-        MHD_get_connection_info(st->req.conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (fd_info == NULL)
-        return NULL;
-    size_t id_len = strlen(st->request_id) + 1;
-    size_t method_len = strlen(st->req.method) + 1;
-    size_t url_len = strlen(st->req.url) + 1;
-    size_t user_len = strlen(st->user) + 1;
-    detached_request *d = malloc(sizeof(*d) + id_len + method_len + url_len + user_len);
-    if (d == NULL)
-        return NULL;
-    d->handle.detached = true;
-    d->owner = h;
-    d->started = st->started;
-    d->metrics_route = -1;
-    d->status = 0;
-    d->bytes_out = 0;
-    d->head_only = strcmp(st->req.method, "HEAD") == 0;
-    memcpy(d->text, st->request_id, id_len);
-    memcpy(d->text + id_len, st->req.method, method_len);
-    memcpy(d->text + id_len + method_len, st->req.url, url_len);
-    memcpy(d->text + id_len + method_len + url_len, st->user, user_len);
-    int fd = fcntl(fd_info->connect_fd, F_DUPFD_CLOEXEC, 0);
-    d->socket = fd < 0 ? NULL : parking_park(h->parking, fd, d);
-    if (d->socket == NULL) {
-        if (fd >= 0)
-            close(fd);
-        free(d);
-        return NULL;
-    }
-    return d;
-}
-
 request_handle *request_suspend(request *req)
 {
     request_state *st = req->http_state;
-    detached_request *d = detach(st);
-    if (d != NULL) {
-        st->detached = d;
-        return &d->handle;
+    http_server *h = st->owner;
+    const union MHD_ConnectionInfo *fd_info =
+        h->parking == NULL ? NULL
+                           : MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fd_info != NULL) {
+        parking_record record = {
+            .request_id = st->request_id,
+            .method = req->method,
+            .url = req->url,
+            .user = st->user,
+            .started = st->started,
+            .metrics_route = -1,
+        };
+        st->parked = parking_detach(h->parking, fd_info->connect_fd, &record);
+        if (st->parked != NULL)
+            return parking_handle(st->parked);
     }
     /* Suspend before anyone can learn of the handle, so a resume never precedes it. */
     MHD_suspend_connection(req->conn);
     st->suspended = true;
-    st->handle.detached = false;
+    st->handle.suspended = st;
+    st->handle.parked = NULL;
     return &st->handle;
-}
-
-static void prepared_body_done(void *cls)
-{
-    prepared_response_release(cls);
-}
-
-/*
- * The answer to a detached request, written as libmicrohttpd would have written it: status
- * line, Date, the response's own fields, Content-Length (none on 1xx, 204 and 304), and
- * "Connection: close" (the client's next request comes on a new connection). A prepared
- * response lends its body and header lines; any other body travels in the same buffer as the
- * head.
- */
-static void answer_detached(detached_request *d, response *res)
-{
-    prepared_response *p = res->prepared;
-    unsigned status = p ? p->status : (res->status ? res->status : 200);
-    const char *body = p ? p->body : res->body;
-    size_t body_len = p ? p->size : res->body_len;
-    bool has_length = status >= 200 && status != 204 && status != 304;
-    bool send_body = has_length && !d->head_only && body_len > 0;
-
-    char date[40];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-
-    parking_answer answer;
-    memset(&answer, 0, sizeof(answer));
-    FILE *head = open_memstream(&answer.head, &answer.head_len);
-    if (head != NULL) {
-        const char *reason = MHD_get_reason_phrase_for(status);
-        fprintf(head, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, reason ? reason : "", date);
-        if (p != NULL) {
-            fputs(p->fields, head);
-        } else {
-            if (res->content_type != NULL)
-                fprintf(head, "Content-Type: %s\r\n", res->content_type);
-            for (size_t i = 0; i < res->nheaders; i++)
-                fprintf(head, "%s: %s\r\n", res->headers[i].name, res->headers[i].value);
-        }
-        if (has_length)
-            fprintf(head, "Content-Length: %zu\r\n", body_len);
-        fputs("Connection: close\r\n\r\n", head);
-        if (send_body && p == NULL)
-            fwrite(body, 1, body_len, head);
-        if (fclose(head) != 0) {
-            free(answer.head);
-            answer.head = NULL;
-        }
-    }
-    if (answer.head == NULL) {
-        /* Out of memory: the client gets a closed connection rather than a wrong answer. */
-        answer.head_len = 0;
-        send_body = false;
-    }
-    if (send_body && p != NULL) {
-        answer.body = body;
-        answer.body_len = body_len;
-    }
-    if (p != NULL) {
-        res->prepared = NULL; /* the answer holds the reference until the body is sent */
-        answer.body_done = prepared_body_done;
-        answer.body_cls = p;
-    }
-    d->status = status;
-    d->bytes_out = send_body ? body_len : 0;
-    response_dispose(res);
-    parking_send(d->socket, &answer);
 }
 
 void request_resume(request_handle *handle, response *res)
 {
-    if (handle->detached) {
-        answer_detached((detached_request *)(void *)handle, res);
+    if (handle->parked != NULL) {
+        parking_answer(handle->parked, res);
         return;
     }
-    request_state *st = (request_state *)(void *)handle;
+    request_state *st = handle->suspended;
     st->pending = *res;
     memset(res, 0, sizeof(*res));
     MHD_resume_connection(st->req.conn);
+}
+
+const char *http_reason_phrase(unsigned status)
+{
+    const char *reason = MHD_get_reason_phrase_for(status);
+    return reason ? reason : "";
 }
 
 /* One access-log line and one metrics sample per answered request, however it was sent. */
@@ -855,17 +735,13 @@ static void record_request(const char *request_id, const char *method, const cha
     log_set_request_id(NULL);
 }
 
-static void detached_done(void *ctx, bool sent)
+/* A parked request's exchange is over: its line in the access log, and it leaves the count. */
+static void parked_done(void *ctx, const parking_record *r, bool sent)
 {
-    detached_request *d = ctx;
-    const char *request_id = d->text;
-    const char *method = request_id + strlen(request_id) + 1;
-    const char *url = method + strlen(method) + 1;
-    const char *user = url + strlen(url) + 1;
-    record_request(request_id, method, url, user, d->metrics_route, d->status, d->bytes_out,
-                   &d->started, sent);
-    atomic_fetch_sub_explicit(&d->owner->in_flight, 1, memory_order_relaxed);
-    free(d);
+    http_server *h = ctx;
+    record_request(r->request_id, r->method, r->url, r->user, r->metrics_route, r->status,
+                   r->bytes_out, &r->started, sent);
+    atomic_fetch_sub_explicit(&h->in_flight, 1, memory_order_relaxed);
 }
 
 void request_note_user(request *req, const char *name)
@@ -905,11 +781,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
     request_state *st = *ctx;
     if (st == NULL)
         return;
-    /* A detached request is not over: libmicrohttpd is done with its socket, which the parking
+    /* A parked request is not over: libmicrohttpd is done with its socket, which the parking
      * lot now owns, and it stays in flight (and unlogged) until its answer is written. */
-    bool detached = st->detached != NULL;
+    bool detached = st->parked != NULL;
     if (detached)
-        parking_release(st->detached->socket);
+        parking_release(st->parked);
     if (st->answered && !detached)
         record_request(st->request_id, st->req.method, st->req.url, st->user, st->metrics_route,
                        st->status, st->bytes_out, &st->started,
@@ -1017,7 +893,7 @@ int http_start(http_server **out, struct server *srv, const http_options *opts,
     h->dispatch = dispatch;
     h->max_body_bytes = opts->max_body_bytes;
     if (!opts->tls) {
-        static const parking_handlers handlers = {.done = detached_done};
+        parking_handlers handlers = {.done = parked_done, .ctx = h};
         if (parking_lot_start(&h->parking, &handlers) < 0) {
             free(h);
             close(listen_fd);

@@ -1,5 +1,5 @@
 /*
- * parking — long-poll sockets held outside libmicrohttpd while they wait (see parking.h).
+ * parking — long-poll requests held outside libmicrohttpd while they wait (see parking.h).
  *
  * One epoll set and one thread. A waiting socket is registered for EPOLLRDHUP only: a client
  * that hangs up is noticed and its descriptor closed at once, while bytes a client sends early
@@ -15,35 +15,52 @@
 #include "http/parking.h"
 
 #include "errors.h"
+#include "http/internal.h"
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MODULE "parking"
 #define EVENTS_PER_WAIT 256
 
-struct parked_socket {
+/* The bytes of an answer: head owned (wiped and freed when done), body lent until body_done. */
+typedef struct wire_answer {
+    char *head;
+    size_t head_len;
+    const char *body;
+    size_t body_len;
+    void (*body_done)(void *body_cls);
+    void *body_cls;
+} wire_answer;
+
+struct parked_request {
+    struct request_handle handle; /* {.parked = itself} */
+    parking_record record;        /* its strings point into text */
+    bool head_only;
     parking_lot *lot;
     int fd;        /* -1 once closed */
     bool released; /* the HTTP server dropped its descriptor: ours to watch */
-    bool answered; /* parking_send ran */
+    bool answered; /* parking_answer ran */
     bool writing;  /* the lot's thread is sending the answer (lot thread only) */
-    parking_answer answer;
+    wire_answer answer;
     size_t written; /* bytes of head, then body, already sent */
-    void *ctx;
-    parked_socket *next_ready;
-    parked_socket *prev, *next; /* every socket the lot holds, for stop */
+    parked_request *next_ready;
+    parked_request *prev, *next; /* every socket the lot holds, for stop */
+    char text[]; /* request id, method, url, user: each NUL-terminated */
 };
 
 struct parking_lot {
@@ -53,8 +70,8 @@ struct parking_lot {
     pthread_t thread;
     pthread_mutex_t lock;
     bool stopping;
-    parked_socket *ready_head, *ready_tail; /* answered and released, not yet written */
-    parked_socket *all;
+    parked_request *ready_head, *ready_tail; /* answered and released, not yet written */
+    parked_request *all;
 };
 
 static void wake_thread(parking_lot *lot)
@@ -65,7 +82,7 @@ static void wake_thread(parking_lot *lot)
 }
 
 /* Lock held. */
-static void queue_ready(parking_lot *lot, parked_socket *s)
+static void queue_ready(parking_lot *lot, parked_request *s)
 {
     bool was_empty = lot->ready_head == NULL;
     s->next_ready = NULL;
@@ -78,7 +95,7 @@ static void queue_ready(parking_lot *lot, parked_socket *s)
         wake_thread(lot);
 }
 
-static void close_socket(parked_socket *s)
+static void close_socket(parked_request *s)
 {
     if (s->fd < 0)
         return;
@@ -89,7 +106,7 @@ static void close_socket(parked_socket *s)
     s->fd = -1;
 }
 
-static void release_answer(parking_answer *a)
+static void release_answer(wire_answer *a)
 {
     if (a->head != NULL) {
         OPENSSL_cleanse(a->head, a->head_len);
@@ -113,7 +130,7 @@ static void discard_unread(int fd)
 }
 
 /* Lot thread: the exchange is over, one way or the other. */
-static void finish(parked_socket *s, bool sent)
+static void finish(parked_request *s, bool sent)
 {
     parking_lot *lot = s->lot;
     pthread_mutex_lock(&lot->lock);
@@ -129,14 +146,14 @@ static void finish(parked_socket *s, bool sent)
         discard_unread(s->fd);
     close_socket(s);
     release_answer(&s->answer);
-    lot->handlers.done(s->ctx, sent);
+    lot->handlers.done(lot->handlers.ctx, &s->record, sent);
     free(s);
 }
 
 /* 1: all sent, 0: the socket is full (wait for EPOLLOUT), -1: the client is gone. */
-static int send_some(parked_socket *s)
+static int send_some(parked_request *s)
 {
-    const parking_answer *a = &s->answer;
+    const wire_answer *a = &s->answer;
     size_t total = a->head_len + a->body_len;
     while (s->written < total) {
         struct iovec iov[2];
@@ -171,7 +188,7 @@ static int send_some(parked_socket *s)
 }
 
 /* Lot thread: write what the socket takes; finish when all of it went out or the client left. */
-static void advance(parked_socket *s)
+static void advance(parked_request *s)
 {
     int state = s->fd < 0 ? -1 : send_some(s);
     if (state != 0) {
@@ -192,18 +209,18 @@ static void drain_ready(parking_lot *lot)
     ssize_t n = read(lot->wake_fd, &count, sizeof(count));
     (void)n;
     pthread_mutex_lock(&lot->lock);
-    parked_socket *list = lot->ready_head;
+    parked_request *list = lot->ready_head;
     lot->ready_head = lot->ready_tail = NULL;
     pthread_mutex_unlock(&lot->lock);
     while (list != NULL) {
-        parked_socket *s = list;
+        parked_request *s = list;
         list = s->next_ready;
         advance(s);
     }
 }
 
 /* Lot thread: an event on a socket still waiting for its answer, or being written. */
-static void on_socket_event(parked_socket *s, uint32_t events)
+static void on_socket_event(parked_request *s, uint32_t events)
 {
     if (s->writing) {
         if (events & (EPOLLERR | EPOLLHUP))
@@ -303,22 +320,38 @@ void parking_lot_stop(parking_lot *lot)
     free(lot);
 }
 
-parked_socket *parking_park(parking_lot *lot, int fd, void *ctx)
+parked_request *parking_detach(parking_lot *lot, int fd, const parking_record *record)
 {
-    parked_socket *s = calloc(1, sizeof(*s));
+    size_t id_len = strlen(record->request_id) + 1, method_len = strlen(record->method) + 1;
+    size_t url_len = strlen(record->url) + 1, user_len = strlen(record->user) + 1;
+    parked_request *s = calloc(1, sizeof(*s) + id_len + method_len + url_len + user_len);
     if (s == NULL)
         return NULL;
     s->lot = lot;
-    s->fd = fd;
-    s->ctx = ctx;
+    s->handle.parked = s;
+    s->record = *record;
+    s->record.status = 0;
+    s->record.bytes_out = 0;
+    char *text = s->text;
+    s->record.request_id = memcpy(text, record->request_id, id_len);
+    s->record.method = memcpy(text += id_len, record->method, method_len);
+    s->record.url = memcpy(text += method_len, record->url, url_len);
+    s->record.user = memcpy(text + url_len, record->user, user_len);
+    s->head_only = strcmp(record->method, "HEAD") == 0;
+    s->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (s->fd < 0) {
+        free(s);
+        return NULL;
+    }
     /* The answer goes out in one write: nothing to gain from holding it back. */
     int on = 1, off = 0;
-    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    setsockopt(s->fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
+    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 
     pthread_mutex_lock(&lot->lock);
     if (lot->stopping) {
         pthread_mutex_unlock(&lot->lock);
+        close(s->fd);
         free(s);
         return NULL;
     }
@@ -330,7 +363,17 @@ parked_socket *parking_park(parking_lot *lot, int fd, void *ctx)
     return s;
 }
 
-void parking_release(parked_socket *s)
+request_handle *parking_handle(parked_request *p)
+{
+    return &p->handle;
+}
+
+void parking_set_route(parked_request *p, int metrics_route)
+{
+    p->record.metrics_route = metrics_route;
+}
+
+void parking_release(parked_request *s)
 {
     parking_lot *lot = s->lot;
     pthread_mutex_lock(&lot->lock);
@@ -347,7 +390,7 @@ void parking_release(parked_socket *s)
     pthread_mutex_unlock(&lot->lock);
 }
 
-void parking_send(parked_socket *s, const parking_answer *answer)
+static void send_answer(parked_request *s, const wire_answer *answer)
 {
     parking_lot *lot = s->lot;
     pthread_mutex_lock(&lot->lock);
@@ -362,4 +405,67 @@ void parking_send(parked_socket *s, const parking_answer *answer)
         queue_ready(lot, s);
     }
     pthread_mutex_unlock(&lot->lock);
+}
+
+static void prepared_body_done(void *cls)
+{
+    prepared_response_release(cls);
+}
+
+void parking_answer(parked_request *s, response *res)
+{
+    prepared_response *p = res->prepared;
+    unsigned status = p ? p->status : (res->status ? res->status : 200);
+    const char *body = p ? p->body : res->body;
+    size_t body_len = p ? p->size : res->body_len;
+    bool has_length = status >= 200 && status != 204 && status != 304;
+    bool send_body = has_length && !s->head_only && body_len > 0;
+
+    char date[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+
+    wire_answer answer;
+    memset(&answer, 0, sizeof(answer));
+    FILE *head = open_memstream(&answer.head, &answer.head_len);
+    if (head != NULL) {
+        fprintf(head, "HTTP/1.1 %u %s\r\nDate: %s\r\n", status, http_reason_phrase(status), date);
+        if (p != NULL) {
+            fputs(p->fields, head);
+        } else {
+            if (res->content_type != NULL)
+                fprintf(head, "Content-Type: %s\r\n", res->content_type);
+            for (size_t i = 0; i < res->nheaders; i++)
+                fprintf(head, "%s: %s\r\n", res->headers[i].name, res->headers[i].value);
+        }
+        if (has_length)
+            fprintf(head, "Content-Length: %zu\r\n", body_len);
+        fputs("Connection: close\r\n\r\n", head);
+        if (send_body && p == NULL)
+            fwrite(body, 1, body_len, head);
+        if (fclose(head) != 0) {
+            free(answer.head);
+            answer.head = NULL;
+        }
+    }
+    if (answer.head == NULL) {
+        /* Out of memory: the client gets a closed connection rather than a wrong answer. */
+        answer.head_len = 0;
+        send_body = false;
+    }
+    if (send_body && p != NULL) {
+        answer.body = body;
+        answer.body_len = body_len;
+    }
+    if (p != NULL) {
+        res->prepared = NULL; /* the answer holds the reference until the body is sent */
+        answer.body_done = prepared_body_done;
+        answer.body_cls = p;
+    }
+    s->record.status = status;
+    s->record.bytes_out = send_body ? body_len : 0;
+    response_dispose(res);
+    send_answer(s, &answer);
 }
