@@ -203,6 +203,43 @@ static void dir_mode_announces_edits_that_change_what_is_parsed(void **state)
     server_down(&srv);
 }
 
+/* A listener subscribed later hears the notices from then on, with the same fields. */
+static void a_listener_added_later_hears_what_follows(void **state)
+{
+    char origin[512], c1[REPO_COMMIT_HEX], c2[REPO_COMMIT_HEX], c3[REPO_COMMIT_HEX];
+    rig srv;
+    ear e = {0}, late = {0};
+    refresh_result result;
+    (void)state;
+
+    gitfix_init(origin, sizeof(origin));
+    gitfix_write(origin, "orders.yml", "o: 1\n");
+    gitfix_write(origin, "billing.yml", "b: 1\n");
+    gitfix_commit(origin, c1);
+    server_up(&srv, gitfix_open(origin, false, 0), &e);
+
+    gitfix_write(origin, "orders.yml", "o: 2\n");
+    gitfix_commit(origin, c2);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
+    assert_int_equal(change_subscribe(srv.changes, first_listener, &late), 0);
+    gitfix_write(origin, "billing.yml", "b: 2\n");
+    gitfix_commit(origin, c3);
+    assert_int_equal(refresh_now(&srv.deps, &result), 0);
+
+    assert_int_equal(e.count, 2);
+    assert_string_equal(e.order, "abab");
+    assert_int_equal(late.count, 1);
+    assert_string_equal(late.order, "a");
+    assert_string_equal(late.notices[0].from, c2);
+    assert_string_equal(late.notices[0].to, c3);
+    assert_names(late.notices[0].applications, "[\"billing\"]");
+    assert_string_equal(e.notices[1].to, c3);
+
+    ear_dispose(&e);
+    ear_dispose(&late);
+    server_down(&srv);
+}
+
 static void nobody_listening(void *ctx, const change_notice *n)
 {
     (void)ctx;
@@ -233,6 +270,7 @@ int main(void)
         cmocka_unit_test(git_commit_is_announced_once_to_each_listener_in_order),
         cmocka_unit_test(another_ref_moving_is_announced_without_applications),
         cmocka_unit_test(dir_mode_announces_edits_that_change_what_is_parsed),
+        cmocka_unit_test(a_listener_added_later_hears_what_follows),
         cmocka_unit_test(the_listener_list_is_bounded),
     };
     log_configure(LOG_LEVEL_ERROR, LOG_FORMAT_TEXT);
