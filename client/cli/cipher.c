@@ -237,6 +237,38 @@ out:
     return rc;
 }
 
+typedef struct cipher_options {
+    int enc;
+    const char *command;
+    offline_opts offline;
+    int prefix, format_given;
+} cipher_options;
+
+static int cipher_option(void *ctx, int opt, const char *arg)
+{
+    cipher_options *o = ctx;
+    if (opt == OPT_PREFIX && o->enc) {
+        o->prefix = 1;
+    } else if (opt == OPT_KEY_FILE) {
+        o->offline.key_file = arg;
+    } else if (opt == OPT_RSA_KEY_FILE) {
+        o->offline.rsa_key_file = arg;
+    } else if (opt == OPT_SALT) {
+        o->offline.salt = arg;
+    } else if (opt == OPT_FORMAT && o->enc) {
+        if (strcmp(arg, "spring") != 0 && strcmp(arg, "almanac") != 0)
+            return cli_usage_error(o->command, "--format: expected almanac or spring");
+        o->offline.spring = strcmp(arg, "spring") == 0;
+        o->format_given = 1;
+    } else if (opt == OPT_FORMAT) {
+        return cli_usage_error(o->command, "--format is for encrypt: decrypt reads the format "
+                                           "from the text");
+    } else {
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 static int run(int argc, char **argv, int enc)
 {
     static const struct option options[] = {
@@ -249,47 +281,20 @@ static int run(int argc, char **argv, int enc)
         {NULL, 0, NULL, 0}};
     const char *command = enc ? "encrypt" : "decrypt";
     cli_common common;
-    offline_opts offline = {0};
-    int prefix = 0, format_given = 0, rc = CLI_EXIT_OK, opt;
+    cipher_options o = {.enc = enc, .command = command};
+    int rc;
     alm_client *client = NULL;
     alm_buf out = {NULL, 0};
     char *input = NULL, *result = NULL;
     size_t len = 0, result_len = 0;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help(command);
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        if (opt == OPT_PREFIX && enc)
-            prefix = 1;
-        else if (opt == OPT_KEY_FILE)
-            offline.key_file = optarg;
-        else if (opt == OPT_RSA_KEY_FILE)
-            offline.rsa_key_file = optarg;
-        else if (opt == OPT_SALT)
-            offline.salt = optarg;
-        else if (opt == OPT_FORMAT && enc) {
-            if (strcmp(optarg, "spring") != 0 && strcmp(optarg, "almanac") != 0)
-                return cli_usage_error(command, "--format: expected almanac or spring");
-            offline.spring = strcmp(optarg, "spring") == 0;
-            format_given = 1;
-        } else if (opt == OPT_FORMAT)
-            return cli_usage_error(command, "--format is for encrypt: decrypt reads the format "
-                                            "from the text");
-        else if (opt == ':')
-            return cli_usage_error(command, "%s needs a value", argv[optind - 1]);
-        else
-            return cli_usage_error(command, "unknown option '%s'", argv[optind - 1]);
-    }
+    cli_command cmd = {command, options, cipher_option, &o, help};
+    if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    offline_opts offline = o.offline;
+    int prefix = o.prefix, format_given = o.format_given;
     bool local = offline.key_file != NULL || offline.rsa_key_file != NULL;
     /* The server's own --encrypt-salt and --encrypt-format apply there: silently ignoring
      * them here would hand back a ciphertext in a format the user did not ask for. */

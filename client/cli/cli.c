@@ -121,6 +121,33 @@ int cli_common_option(cli_common *common, int opt, const char *arg)
     }
 }
 
+int cli_parse_options(const cli_command *cmd, cli_common *common, int argc, char **argv)
+{
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":", cmd->options, NULL)) != -1) {
+        if (opt == CLI_OPT_HELP) {
+            cmd->help(cmd->name);
+            return CLI_EXIT_OK;
+        }
+        int handled = cli_common_option(common, opt, optarg);
+        if (handled < 0)
+            return CLI_EXIT_USAGE;
+        if (handled)
+            continue;
+        if (opt == ':')
+            return cli_usage_error(cmd->name, "%s needs a value", argv[optind - 1]);
+        int own = opt == '?' || cmd->own == NULL ? CLI_OPTION_UNKNOWN
+                                                  : cmd->own(cmd->ctx, opt, optarg);
+        if (own == CLI_OPTION_UNKNOWN)
+            return cli_usage_error(cmd->name, "unknown option '%s'", argv[optind - 1]);
+        if (own != CLI_OPTION_TAKEN)
+            return own;
+    }
+    return -1;
+}
+
 static void on_library_log(alm_log_level level, const char *message, void *payload)
 {
     (void)payload;

@@ -97,6 +97,31 @@ void cli_common_init(cli_common *common);
 int cli_common_option(cli_common *common, int opt, const char *arg);
 
 /*
+ * A command's own option, handed over by cli_parse_options: CLI_OPTION_TAKEN, CLI_OPTION_UNKNOWN
+ * (not one of its options after all: a usage error follows), or the exit code to stop with
+ * after the command printed its own usage error (cli_usage_error's).
+ */
+enum { CLI_OPTION_TAKEN = 0, CLI_OPTION_UNKNOWN = -1 };
+typedef int (*cli_option_fn)(void *ctx, int opt, const char *arg);
+
+typedef struct cli_command {
+    const char *name;              /* as in messages: "get" */
+    const struct option *options;  /* its own, then CLI_COMMON_LONG_OPTIONS, then {NULL} */
+    cli_option_fn own;             /* its own options; NULL when it has none */
+    void *ctx;                     /* for own */
+    void (*help)(const char *name); /* prints `almanac NAME --help` */
+} cli_command;
+
+/*
+ * The option loop of every command: getopt_long over cmd->options (options may come anywhere
+ * before "--", where it stops), the common ones into common (cli_common_init first), the
+ * command's own to cmd->own; --help prints help; a missing value or an unknown option is a usage
+ * error. Returns -1 to go on, the operands from argv[optind]; otherwise the exit code to return
+ * now (CLI_EXIT_OK after --help).
+ */
+int cli_parse_options(const cli_command *cmd, cli_common *common, int argc, char **argv);
+
+/*
  * Creates a client for `app`/`profiles` from the common flags; prints the error and returns an
  * exit code on failure. The library's warnings reach stderr when `warnings` is set, everything
  * it logs with --verbose.

@@ -18,8 +18,9 @@ enum { EXIT_CHANGES = 1 };
 
 typedef enum { OUT_TEXT, OUT_JSON, OUT_MARKDOWN } out_format;
 
-static void help(void)
+static void help(const char *command)
 {
+    (void)command;
     printf("usage: almanac diff APP PROFILES --from A --to B [--format F] [options]\n"
            "       almanac diff [APP PROFILES] --repo-dir DIR --from A --to B [--format F]\n\n"
            "Prints the effective change of the configuration between two labels (commit ids,\n"
@@ -222,6 +223,37 @@ out:
     return rc;
 }
 
+typedef struct diff_options {
+    const char *from, *to, *repo_dir, *search_paths;
+    out_format format;
+} diff_options;
+
+static int diff_option(void *ctx, int opt, const char *arg)
+{
+    diff_options *o = ctx;
+    if (opt == OPT_FROM) {
+        o->from = arg;
+    } else if (opt == OPT_TO) {
+        o->to = arg;
+    } else if (opt == OPT_REPO_DIR) {
+        o->repo_dir = arg;
+    } else if (opt == OPT_SEARCH_PATHS) {
+        o->search_paths = arg;
+    } else if (opt == OPT_FORMAT) {
+        if (strcmp(arg, "text") == 0)
+            o->format = OUT_TEXT;
+        else if (strcmp(arg, "json") == 0)
+            o->format = OUT_JSON;
+        else if (strcmp(arg, "markdown") == 0)
+            o->format = OUT_MARKDOWN;
+        else
+            return cli_usage_error("diff", "unknown format '%s' (text, json, markdown)", arg);
+    } else {
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 int cli_cmd_diff(int argc, char **argv)
 {
     static const struct option options[] = {{"from", required_argument, NULL, OPT_FROM},
@@ -233,48 +265,16 @@ int cli_cmd_diff(int argc, char **argv)
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
-    const char *from = NULL, *to = NULL, *repo_dir = NULL, *search_paths = NULL;
-    out_format format = OUT_TEXT;
+    diff_options o = {.format = OUT_TEXT};
     json_t *result = NULL;
-    int rc, opt;
+    int rc;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help();
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        if (opt == OPT_FROM) {
-            from = optarg;
-        } else if (opt == OPT_TO) {
-            to = optarg;
-        } else if (opt == OPT_REPO_DIR) {
-            repo_dir = optarg;
-        } else if (opt == OPT_SEARCH_PATHS) {
-            search_paths = optarg;
-        } else if (opt == OPT_FORMAT) {
-            if (strcmp(optarg, "text") == 0)
-                format = OUT_TEXT;
-            else if (strcmp(optarg, "json") == 0)
-                format = OUT_JSON;
-            else if (strcmp(optarg, "markdown") == 0)
-                format = OUT_MARKDOWN;
-            else
-                return cli_usage_error("diff", "unknown format '%s' (text, json, markdown)",
-                                       optarg);
-        } else if (opt == ':') {
-            return cli_usage_error("diff", "%s needs a value", argv[optind - 1]);
-        } else {
-            return cli_usage_error("diff", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_command cmd = {"diff", options, diff_option, &o, help};
+    if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
+        return rc;
+    const char *from = o.from, *to = o.to, *repo_dir = o.repo_dir, *search_paths = o.search_paths;
+    out_format format = o.format;
     int args = argc - optind;
     if (from == NULL || to == NULL)
         return cli_usage_error("diff", "--from and --to are both needed");

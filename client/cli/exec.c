@@ -28,8 +28,9 @@ enum { OPT_RESTART = CLI_OPT_COMMAND_BASE, OPT_SIGNAL, OPT_GRACE };
 
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
-static void help(void)
+static void help(const char *command)
 {
+    (void)command;
     printf("usage: almanac exec APP PROFILES [--restart | --signal SIG] [options]\n"
            "                    -- CMD [ARG…]\n\n"
            "Runs CMD with the configuration of APP for PROFILES as environment variables:\n"
@@ -277,6 +278,31 @@ out:
     return rc;
 }
 
+typedef struct exec_options {
+    int restart, sig;
+    unsigned long wait_s, grace_s;
+} exec_options;
+
+static int exec_option(void *ctx, int opt, const char *arg)
+{
+    exec_options *o = ctx;
+    if (opt == OPT_RESTART) {
+        o->restart = 1;
+    } else if (opt == OPT_SIGNAL) {
+        if ((o->sig = parse_signal(arg)) < 0)
+            return cli_usage_error("exec", "unknown signal '%s'", arg);
+    } else if (opt == CLI_OPT_WAIT) {
+        if (cli_parse_seconds(&o->wait_s, arg) < 0)
+            return cli_usage_error("exec", "--wait takes 1-3600 seconds, not '%s'", arg);
+    } else if (opt == OPT_GRACE) {
+        if (cli_parse_seconds(&o->grace_s, arg) < 0)
+            return cli_usage_error("exec", "--grace takes 1-3600 seconds, not '%s'", arg);
+    } else {
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 int cli_cmd_exec(int argc, char **argv)
 {
     static const struct option options[] = {{"restart", no_argument, NULL, OPT_RESTART},
@@ -286,43 +312,20 @@ int cli_cmd_exec(int argc, char **argv)
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
-    int restart = 0, sig = 0, rc = CLI_EXIT_OK, opt;
-    unsigned long wait_s = 60, grace_s = 10;
+    exec_options o = {.wait_s = 60, .grace_s = 10};
+    int rc;
     alm_client *client = NULL;
     alm_config *cfg = NULL;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
     /* Options may come anywhere before "--"; getopt stops there, so CMD's options stay CMD's
      * (and moves APP and PROFILES to just after it). */
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help();
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        if (opt == OPT_RESTART) {
-            restart = 1;
-        } else if (opt == OPT_SIGNAL) {
-            if ((sig = parse_signal(optarg)) < 0)
-                return cli_usage_error("exec", "unknown signal '%s'", optarg);
-        } else if (opt == CLI_OPT_WAIT) {
-            if (cli_parse_seconds(&wait_s, optarg) < 0)
-                return cli_usage_error("exec", "--wait takes 1-3600 seconds, not '%s'", optarg);
-        } else if (opt == OPT_GRACE) {
-            if (cli_parse_seconds(&grace_s, optarg) < 0)
-                return cli_usage_error("exec", "--grace takes 1-3600 seconds, not '%s'", optarg);
-        } else if (opt == ':') {
-            return cli_usage_error("exec", "%s needs a value", argv[optind - 1]);
-        } else {
-            return cli_usage_error("exec", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_command command = {"exec", options, exec_option, &o, help};
+    if ((rc = cli_parse_options(&command, &common, argc, argv)) >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    int restart = o.restart, sig = o.sig;
+    unsigned long wait_s = o.wait_s, grace_s = o.grace_s;
     /* APP PROFILES, then (after an optional "--") the command. */
     if (argc - optind < 2)
         return cli_usage_error("exec", "expected APP PROFILES -- CMD");

@@ -10,8 +10,9 @@
 
 enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_KEY, OPT_EXPLAIN, OPT_RAW };
 
-static void help(void)
+static void help(const char *command)
 {
+    (void)command;
     printf("usage: almanac get APP PROFILES [--label L] [--format F] [--key KEY | --explain KEY] [options]\n\n"
            "Fetches the configuration of application APP for the comma-separated PROFILES and\n"
            "prints it merged, the most specific property source winning for each key.\n\n"
@@ -99,6 +100,31 @@ static int explain_key(alm_client *client, const char *key, const char *app, con
     return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
 }
 
+typedef struct get_options {
+    cli_common *common;
+    cli_format format;
+    const char *key, *explain;
+} get_options;
+
+static int get_option(void *ctx, int opt, const char *arg)
+{
+    get_options *o = ctx;
+    if (opt == OPT_FORMAT) {
+        if (cli_parse_format(&o->format, arg) < 0)
+            return cli_usage_error("get", "unknown format '%s' (json, yaml, properties, env)",
+                                   arg);
+    } else if (opt == OPT_KEY) {
+        o->key = arg;
+    } else if (opt == OPT_EXPLAIN) {
+        o->explain = arg;
+    } else if (opt == OPT_RAW) {
+        o->common->keep_placeholders = 1;
+    } else {
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 int cli_cmd_get(int argc, char **argv)
 {
     static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
@@ -108,41 +134,18 @@ int cli_cmd_get(int argc, char **argv)
                                             CLI_COMMON_LONG_OPTIONS,
                                             {NULL, 0, NULL, 0}};
     cli_common common;
-    cli_format format = CLI_FORMAT_PROPERTIES;
-    const char *key = NULL, *explain = NULL;
+    get_options o = {.common = &common, .format = CLI_FORMAT_PROPERTIES};
     alm_client *client = NULL;
     alm_config *cfg = NULL;
-    int rc = CLI_EXIT_OK, opt;
+    int rc = CLI_EXIT_OK;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help();
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        if (opt == OPT_FORMAT) {
-            if (cli_parse_format(&format, optarg) < 0)
-                return cli_usage_error("get", "unknown format '%s' (json, yaml, properties, env)",
-                                       optarg);
-        } else if (opt == OPT_KEY) {
-            key = optarg;
-        } else if (opt == OPT_EXPLAIN) {
-            explain = optarg;
-        } else if (opt == OPT_RAW) {
-            common.keep_placeholders = 1;
-        } else if (opt == ':') {
-            return cli_usage_error("get", "%s needs a value", argv[optind - 1]);
-        } else {
-            return cli_usage_error("get", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_command cmd = {"get", options, get_option, &o, help};
+    if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    const char *key = o.key, *explain = o.explain;
+    cli_format format = o.format;
     if (argc - optind != 2)
         return cli_usage_error("get", "expected APP and PROFILES, got %d argument(s)",
                                argc - optind);

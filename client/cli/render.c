@@ -106,8 +106,9 @@ typedef struct render_job {
     pthread_t main_thread; /* told with SIGUSR1 when --count versions are done */
 } render_job;
 
-static void help(void)
+static void help(const char *command)
 {
+    (void)command;
     printf("usage: almanac render APP PROFILES --out-dir DIR [--format F[,F…]] [--file PATH]…\n"
            "                      [--watch] [--check CMD] [--on-change CMD] [options]\n\n"
            "Writes the configuration into DIR as the kubelet writes a ConfigMap volume: the\n"
@@ -737,6 +738,87 @@ out:
     return rc;
 }
 
+typedef struct render_options {
+    render_job *job;
+    int watch;
+    unsigned long wait_s;
+} render_options;
+
+static int render_option(void *ctx, int opt, const char *arg)
+{
+    render_options *o = ctx;
+    char *end = NULL;
+    switch (opt) {
+    case OPT_OUT_DIR:
+        o->job->dir = arg;
+        break;
+    case OPT_FORMAT:
+        if (parse_formats(o->job, arg) < 0)
+            return cli_usage_error("render",
+                                   "bad --format '%s' (a list of yaml, json, "
+                                   "properties, env, each once)",
+                                   arg);
+        break;
+    case OPT_WATCH:
+        o->watch = 1;
+        break;
+    case OPT_ON_CHANGE:
+        o->job->on_change = arg;
+        break;
+    case OPT_CHECK:
+        o->job->check = arg;
+        break;
+    case OPT_NO_REVERT:
+        o->job->no_revert = true;
+        break;
+    case OPT_LAYOUT:
+        if (strcmp(arg, "symlinks") == 0)
+            o->job->layout = RDIR_LAYOUT_SYMLINKS;
+        else if (strcmp(arg, "files") == 0)
+            o->job->layout = RDIR_LAYOUT_FILES;
+        else
+            return cli_usage_error("render", "--layout is symlinks or files");
+        break;
+    case OPT_COUNT:
+        errno = 0;
+        o->job->count = strtoul(arg, &end, 10);
+        if (errno != 0 || *end != '\0' || arg[0] == '-' || o->job->count == 0)
+            return cli_usage_error("render", "--count takes a positive number");
+        break;
+    case OPT_MODE:
+        errno = 0;
+        unsigned long mode = strtoul(arg, &end, 8);
+        if (errno != 0 || *end != '\0' || mode > 0777 || (mode & 0400) == 0)
+            return cli_usage_error("render", "--mode takes octal permissions the owner "
+                                             "can read, like 0600 or 0644");
+        o->job->mode = (mode_t)mode;
+        break;
+    case OPT_FILE: {
+        const char *base = base_name(arg);
+        if (o->job->nfiles == MAX_FILES)
+            return cli_usage_error("render", "at most %d --file", MAX_FILES);
+        if (*base == '\0' || base[0] == '.' || arg[0] == '/' || strstr(arg, "//") ||
+            strncmp(arg, "../", 3) == 0 || strncmp(arg, "./", 2) == 0 ||
+            strstr(arg, "/../") || strstr(arg, "/./"))
+            return cli_usage_error("render",
+                                   "--file '%s' must be a relative path to a "
+                                   "file, without '.' or '..'",
+                                   arg);
+        if (strlen(base) >= RDIR_NAME_MAX)
+            return cli_usage_error("render", "--file '%s': name too long", arg);
+        o->job->files[o->job->nfiles++] = arg;
+        break;
+    }
+    case CLI_OPT_WAIT:
+        if (cli_parse_seconds(&o->wait_s, arg) < 0)
+            return cli_usage_error("render", "--wait takes 1-3600 seconds");
+        break;
+    default:
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 int cli_cmd_render(int argc, char **argv)
 {
     static const struct option options[] = {{"out-dir", required_argument, NULL, OPT_OUT_DIR},
@@ -754,95 +836,17 @@ int cli_cmd_render(int argc, char **argv)
                                             {NULL, 0, NULL, 0}};
     cli_common common;
     render_job job = {.formats = {CLI_FORMAT_YAML}, .nformats = 1, .mode = 0600};
-    int watch = 0, rc = CLI_EXIT_OK, opt;
-    unsigned long wait_s = 60;
+    render_options o = {.job = &job, .wait_s = 60};
+    int rc;
     alm_client *client = NULL;
-    char *end = NULL;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help();
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        switch (opt) {
-        case OPT_OUT_DIR:
-            job.dir = optarg;
-            break;
-        case OPT_FORMAT:
-            if (parse_formats(&job, optarg) < 0)
-                return cli_usage_error("render",
-                                       "bad --format '%s' (a list of yaml, json, "
-                                       "properties, env, each once)",
-                                       optarg);
-            break;
-        case OPT_WATCH:
-            watch = 1;
-            break;
-        case OPT_ON_CHANGE:
-            job.on_change = optarg;
-            break;
-        case OPT_CHECK:
-            job.check = optarg;
-            break;
-        case OPT_NO_REVERT:
-            job.no_revert = true;
-            break;
-        case OPT_LAYOUT:
-            if (strcmp(optarg, "symlinks") == 0)
-                job.layout = RDIR_LAYOUT_SYMLINKS;
-            else if (strcmp(optarg, "files") == 0)
-                job.layout = RDIR_LAYOUT_FILES;
-            else
-                return cli_usage_error("render", "--layout is symlinks or files");
-            break;
-        case OPT_COUNT:
-            errno = 0;
-            job.count = strtoul(optarg, &end, 10);
-            if (errno != 0 || *end != '\0' || optarg[0] == '-' || job.count == 0)
-                return cli_usage_error("render", "--count takes a positive number");
-            break;
-        case OPT_MODE:
-            errno = 0;
-            unsigned long mode = strtoul(optarg, &end, 8);
-            if (errno != 0 || *end != '\0' || mode > 0777 || (mode & 0400) == 0)
-                return cli_usage_error("render", "--mode takes octal permissions the owner "
-                                                 "can read, like 0600 or 0644");
-            job.mode = (mode_t)mode;
-            break;
-        case OPT_FILE: {
-            const char *base = base_name(optarg);
-            if (job.nfiles == MAX_FILES)
-                return cli_usage_error("render", "at most %d --file", MAX_FILES);
-            if (*base == '\0' || base[0] == '.' || optarg[0] == '/' || strstr(optarg, "//") ||
-                strncmp(optarg, "../", 3) == 0 || strncmp(optarg, "./", 2) == 0 ||
-                strstr(optarg, "/../") || strstr(optarg, "/./"))
-                return cli_usage_error("render",
-                                       "--file '%s' must be a relative path to a "
-                                       "file, without '.' or '..'",
-                                       optarg);
-            if (strlen(base) >= RDIR_NAME_MAX)
-                return cli_usage_error("render", "--file '%s': name too long", optarg);
-            job.files[job.nfiles++] = optarg;
-            break;
-        }
-        case CLI_OPT_WAIT:
-            if (cli_parse_seconds(&wait_s, optarg) < 0)
-                return cli_usage_error("render", "--wait takes 1-3600 seconds");
-            break;
-        case ':':
-            return cli_usage_error("render", "%s needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error("render", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_command cmd = {"render", options, render_option, &o, help};
+    if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    int watch = o.watch;
+    unsigned long wait_s = o.wait_s;
     if (argc - optind != 2)
         return cli_usage_error("render", "expected APP and PROFILES, got %d argument(s)",
                                argc - optind);

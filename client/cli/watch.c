@@ -14,8 +14,9 @@
 
 enum { OPT_FORMAT = CLI_OPT_COMMAND_BASE, OPT_WAIT, OPT_COUNT, OPT_DIFF };
 
-static void help(void)
+static void help(const char *command)
 {
+    (void)command;
     printf("usage: almanac watch APP PROFILES [--label L] [--format F] [--diff] [options]\n\n"
            "Prints the configuration of APP for PROFILES, then again each time it changes on\n"
            "the server, until interrupted. With the default json format each version is one\n"
@@ -95,6 +96,31 @@ static int parse_positive(unsigned long *out, const char *arg, unsigned long max
     return 0;
 }
 
+typedef struct watch_options {
+    watch_state *st;
+    unsigned long wait_s;
+} watch_options;
+
+static int watch_option(void *ctx, int opt, const char *arg)
+{
+    watch_options *o = ctx;
+    if (opt == OPT_FORMAT) {
+        if (cli_parse_format(&o->st->format, arg) < 0)
+            return cli_usage_error("watch", "unknown format '%s'", arg);
+    } else if (opt == OPT_WAIT) {
+        if (parse_positive(&o->wait_s, arg, 3600) < 0)
+            return cli_usage_error("watch", "--wait takes 1-3600 seconds, not '%s'", arg);
+    } else if (opt == OPT_COUNT) {
+        if (parse_positive(&o->st->count, arg, 1000000000ul) < 0)
+            return cli_usage_error("watch", "--count takes a positive number, not '%s'", arg);
+    } else if (opt == OPT_DIFF) {
+        o->st->diff = 1;
+    } else {
+        return CLI_OPTION_UNKNOWN;
+    }
+    return CLI_OPTION_TAKEN;
+}
+
 int cli_cmd_watch(int argc, char **argv)
 {
     static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
@@ -105,43 +131,18 @@ int cli_cmd_watch(int argc, char **argv)
                                             {NULL, 0, NULL, 0}};
     cli_common common;
     watch_state st = {.format = CLI_FORMAT_JSON, .rc = CLI_EXIT_OK};
-    unsigned long wait_s = 60;
+    watch_options o = {.st = &st, .wait_s = 60};
     alm_client *client = NULL;
     alm_config *cfg = NULL;
     alm_watch *watch = NULL;
-    int rc = CLI_EXIT_OK, opt;
+    int rc;
 
     cli_common_init(&common);
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (opt == CLI_OPT_HELP) {
-            help();
-            return CLI_EXIT_OK;
-        }
-        int handled = cli_common_option(&common, opt, optarg);
-        if (handled < 0)
-            return CLI_EXIT_USAGE;
-        if (handled)
-            continue;
-        if (opt == OPT_FORMAT) {
-            if (cli_parse_format(&st.format, optarg) < 0)
-                return cli_usage_error("watch", "unknown format '%s'", optarg);
-        } else if (opt == OPT_WAIT) {
-            if (parse_positive(&wait_s, optarg, 3600) < 0)
-                return cli_usage_error("watch", "--wait takes 1-3600 seconds, not '%s'", optarg);
-        } else if (opt == OPT_COUNT) {
-            if (parse_positive(&st.count, optarg, 1000000000ul) < 0)
-                return cli_usage_error("watch", "--count takes a positive number, not '%s'",
-                                       optarg);
-        } else if (opt == OPT_DIFF) {
-            st.diff = 1;
-        } else if (opt == ':') {
-            return cli_usage_error("watch", "%s needs a value", argv[optind - 1]);
-        } else {
-            return cli_usage_error("watch", "unknown option '%s'", argv[optind - 1]);
-        }
-    }
+    cli_command cmd = {"watch", options, watch_option, &o, help};
+    if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
+        return rc;
+    rc = CLI_EXIT_OK;
+    unsigned long wait_s = o.wait_s;
     if (argc - optind != 2)
         return cli_usage_error("watch", "expected APP and PROFILES, got %d argument(s)",
                                argc - optind);
