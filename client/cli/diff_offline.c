@@ -11,35 +11,17 @@
 #include "compose/snapshot.h"
 #include "errors.h"
 #include "source/repo.h"
+#include "springconf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SEARCH_PATHS 64
 
 static int fail(const char *what)
 {
     fprintf(stderr, "almanac diff: %s: %s\n", what, err_message());
     return err_last_code() == ERR_NOT_FOUND ? CLI_EXIT_NOTFOUND : CLI_EXIT_USAGE;
-}
-
-/* "a, {application}/b" -> NULL-terminated array pointing into `copy`. */
-static void split_paths(char *copy, const char *paths[MAX_SEARCH_PATHS + 1])
-{
-    size_t n = 0;
-    char *save = NULL;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && n < MAX_SEARCH_PATHS;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ' || *tok == '/')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '/'))
-            tok[--len] = '\0';
-        if (len > 0)
-            paths[n++] = tok;
-    }
-    paths[n] = NULL;
 }
 
 static int side(env_compose_params *p, repo *r, const char *rev, const char *const *paths)
@@ -78,24 +60,22 @@ int diff_offline(json_t **out, const char *repo_dir, const char *applications,
     repo *r = NULL;
     env_compose_params a, b;
     json_t *summary = NULL, *environments = json_array(), *result = NULL;
-    char *copy = search_paths ? strdup(search_paths) : NULL;
-    const char *paths[MAX_SEARCH_PATHS + 1];
+    char **paths = springconf_search_paths(search_paths);
     repo_options opts = {.uri = repo_dir, .in_place = true};
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     *out = NULL;
-    split_paths(copy, paths);
-    if (environments == NULL)
+    if (environments == NULL || paths == NULL)
         goto out;
     if (repo_open(&r, &opts) < 0) {
         rc = fail(repo_dir);
         goto out;
     }
-    if (side(&a, r, from, paths) < 0) {
+    if (side(&a, r, from, (const char *const *)paths) < 0) {
         rc = fail(from);
         goto out;
     }
-    if (side(&b, r, to, paths) < 0) {
+    if (side(&b, r, to, (const char *const *)paths) < 0) {
         rc = fail(to);
         goto out;
     }
@@ -134,6 +114,6 @@ out:
     repo_free(r);
     json_decref(summary);
     json_decref(environments);
-    free(copy);
+    springconf_search_paths_free(paths);
     return rc;
 }

@@ -209,3 +209,42 @@ const char *springconf_detect_platform(char *const *envp)
         return "aws_ecs";
     return "none";
 }
+
+char **springconf_search_paths(const char *value)
+{
+    size_t count = 0;
+    char **paths = calloc(1, sizeof(*paths));
+    if (paths == NULL || value == NULL || value[0] == '\0')
+        return paths;
+    char *copy = strdup(value);
+    char *save = NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && tok[len - 1] == ' ')
+            tok[--len] = '\0';
+        while (len > 0 && tok[len - 1] == '/')
+            tok[--len] = '\0';
+        if (len == 0)
+            continue;
+        char **grown = realloc(paths, (count + 2) * sizeof(*paths));
+        if (grown == NULL)
+            break;
+        paths = grown;
+        paths[count] = strdup(tok[0] == '/' ? tok + 1 : tok);
+        if (paths[count] != NULL)
+            count++;
+        paths[count] = NULL;
+    }
+    free(copy);
+    return paths;
+}
+
+void springconf_search_paths_free(char **paths)
+{
+    for (size_t i = 0; paths && paths[i]; i++)
+        free(paths[i]);
+    free(paths);
+}

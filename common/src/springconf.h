@@ -71,4 +71,13 @@ const char *springconf_platform(const char *spelling);
  */
 const char *springconf_detect_platform(char *const *envp);
 
+/*
+ * --search-paths (the server) and `almanac diff --search-paths` (offline): "a, {application}/b/"
+ * as a NULL-terminated array of entries, each trimmed of spaces and of slashes at its end, and
+ * of one leading slash (paths are relative to the repository); empty entries dropped. NULL or ""
+ * gives an empty array; NULL only when out of memory. Free with springconf_search_paths_free.
+ */
+char **springconf_search_paths(const char *value);
+void springconf_search_paths_free(char **paths);
+
 #endif

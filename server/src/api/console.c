@@ -42,12 +42,6 @@
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " \
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-static bool may_read(const char *applications, void *ctx)
-{
-    const request *req = ctx;
-    return req->principal == NULL || auth_allows_applications(req->principal, applications);
-}
-
 /* ---- static files ------------------------------------------------------------------------- */
 
 int console_handle_asset(request *req, response *res)
@@ -222,7 +216,7 @@ int console_handle_overview(request *req, response *res)
     json_t *profiles;
     json_object_foreach(json_object_get(all, "applications"), app, profiles)
     {
-        if (may_read(app, req) && json_object_set(visible, app, profiles) < 0)
+        if (auth_may_read(req->principal, app) && json_object_set(visible, app, profiles) < 0)
             goto out;
     }
     watchers = req->server->watches ? watch_counts_by_application(req->server->watches)
@@ -231,7 +225,7 @@ int console_handle_overview(request *req, response *res)
     json_t *count;
     json_object_foreach(watchers, app, count)
     {
-        if (may_read(app, req))
+        if (auth_may_read(req->principal, app))
             json_object_set(visible_watchers, app, count);
     }
     body = json_pack("{s:s?, s:o, s:O, s:o, s:b}", "version", commit[0] ? commit : NULL,
@@ -271,7 +265,7 @@ int console_handle_environment(request *req, response *res)
         names_check_profiles(profiles) < 0 ||
         (label_q && *label_q && names_decode(label_q, "label", label, sizeof(label)) < 0))
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
-    if (!may_read(app, req))
+    if (!auth_may_read(req->principal, app))
         return response_error(res, req, ERR_FORBIDDEN, NULL);
     env_query q = {.applications = app,
                    .profiles = profiles,

@@ -30,12 +30,6 @@ static int diff_labels(const request *req, char *from, char *to, size_t size)
     return 0;
 }
 
-static bool caller_may_read(const char *applications, void *ctx)
-{
-    const request *req = ctx;
-    return req->principal == NULL || auth_allows_applications(req->principal, applications);
-}
-
 /* Runs fn on the job for from= and to=; answers errors itself. apps NULL: the whole repo. */
 static int run_diff(request *req, response *res, const char *apps, const char *profiles)
 {
@@ -52,8 +46,8 @@ static int run_diff(request *req, response *res, const char *apps, const char *p
         .to = &b,
         .decrypt = req->is_admin && req->server->keyring != NULL,
         .opts = {.mask_secrets = !req->is_admin},
-        .may_read = caller_may_read,
-        .ctx = req,
+        .may_read = auth_may_read,
+        .caller = req->principal,
     };
     /* An application's diff reads the repository that serves it; the whole-repository diff
      * the default one. */
@@ -91,7 +85,7 @@ int diff_handle_environment(request *req, response *res)
     if (names_decode(req->segments[1], "application name", apps, sizeof(apps)) < 0 ||
         names_check_profiles(profiles) < 0)
         return response_error(res, req, ERR_BAD_REQUEST, NULL);
-    if (!caller_may_read(apps, req))
+    if (!auth_may_read(req->principal, apps))
         return response_error(res, req, ERR_FORBIDDEN, NULL);
     return run_diff(req, res, apps, profiles);
 }

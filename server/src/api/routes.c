@@ -228,7 +228,7 @@ static bool match_plain_file(const request *req)
  */
 static int check_applications(const request *req, const char *names)
 {
-    if (req->principal == NULL || auth_allows_applications(req->principal, names))
+    if (auth_may_read(req->principal, names))
         return 0;
     return err_set(ERR_FORBIDDEN, "not allowed to read application \"%s\"", names);
 }

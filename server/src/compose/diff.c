@@ -326,7 +326,7 @@ int diff_repository(json_t **out, const diff_job *job)
         const char *app = json_string_value(json_object_get(pair, "application"));
         const char *profile = json_string_value(json_object_get(pair, "profile"));
         json_t *diff = NULL;
-        if (job->may_read != NULL && !job->may_read(app, job->ctx))
+        if (job->may_read != NULL && !job->may_read(job->caller, app))
             continue;
         if ((error = diff_environment(&diff, job, app, profile)) < 0)
             goto out;

@@ -28,13 +28,13 @@ bool environment_diff_is_empty(const json_t *diff);
 bool diff_is_cipher(const json_t *value);
 
 /* Two labels to compare, each as the composition parameters of its snapshot. */
-typedef bool (*diff_filter_fn)(const char *applications, void *ctx);
+typedef bool (*diff_filter_fn)(const void *caller, const char *applications);
 typedef struct diff_job {
     const env_compose_params *from, *to;
     bool decrypt;            /* compose with {cipher} values decrypted (admins) */
     env_diff_options opts;
     diff_filter_fn may_read; /* NULL: every application; else pairs it refuses are left out */
-    void *ctx;
+    const void *caller;      /* for may_read: who asks (guard/auth.h's principal) */
 } diff_job;
 
 /* environment_diff of (applications, profiles) composed at both sides. Errors: composition's. */

@@ -1599,6 +1599,11 @@ static bool allows_one(const auth_principal *p, const char *name, size_t len)
     return false;
 }
 
+bool auth_may_read(const void *caller, const char *names)
+{
+    return caller == NULL || auth_allows_applications(caller, names);
+}
+
 bool auth_allows_applications(const auth_principal *p, const char *names)
 {
     if (p == NULL || names == NULL)

@@ -87,5 +87,11 @@ bool auth_principal_is_admin(const auth_principal *p);
  * globs with fnmatch(3) and no flags: `*` also matches `/` and a leading `.`.
  */
 bool auth_allows_applications(const auth_principal *p, const char *names);
+/*
+ * The read check every handler asks: whether the caller (a request's principal; NULL when
+ * authentication is off) may read every application in names. The signature is compose/diff's
+ * diff_filter_fn, so a diff leaves out what the caller may not read by the same rule.
+ */
+bool auth_may_read(const void *caller, const char *names);
 
 #endif

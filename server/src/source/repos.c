@@ -11,6 +11,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "springconf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -52,47 +53,6 @@ struct repo_set {
     unsigned long tick;
 };
 
-/* "a,{application}/b" -> NULL-terminated array of trimmed entries, without leading or trailing
- * slashes. */
-static char **split_search_paths(const char *value)
-{
-    size_t count = 0;
-    char **paths = calloc(1, sizeof(*paths));
-    if (paths == NULL || value == NULL || value[0] == '\0')
-        return paths;
-    char *copy = strdup(value);
-    char *save = NULL;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t len = strlen(tok);
-        while (len > 0 && tok[len - 1] == ' ')
-            tok[--len] = '\0';
-        while (len > 0 && tok[len - 1] == '/')
-            tok[--len] = '\0';
-        if (len == 0)
-            continue;
-        char **grown = realloc(paths, (count + 2) * sizeof(*paths));
-        if (grown == NULL)
-            break;
-        paths = grown;
-        paths[count] = strdup(tok[0] == '/' ? tok + 1 : tok);
-        if (paths[count] != NULL)
-            count++;
-        paths[count] = NULL;
-    }
-    free(copy);
-    return paths;
-}
-
-static void free_paths(char **paths)
-{
-    for (size_t i = 0; paths && paths[i]; i++)
-        free(paths[i]);
-    free(paths);
-}
-
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -122,7 +82,7 @@ static void member_free(member *m, bool remove_mirror)
         free(folder);
     }
     if (m->tmpl == NULL) /* a mirror borrows its template's search paths */
-        free_paths(m->pub.search_paths);
+        springconf_search_paths_free(m->pub.search_paths);
     pthread_mutex_destroy(&m->pub.refresh_lock);
     free(m->name);
     free(m->uri);
@@ -202,7 +162,7 @@ int repo_set_open(repo_set **out, const repo_set_options *o)
             goto fail;
         }
         s->configured[s->count++] = m;
-        m->pub.search_paths = split_search_paths(spec && spec->search_paths ? spec->search_paths
+        m->pub.search_paths = springconf_search_paths(spec && spec->search_paths ? spec->search_paths
                                                                             : o->search_paths);
         m->pub.refresh_interval = spec && spec->refresh_interval >= 0
                                       ? (unsigned)spec->refresh_interval
