@@ -269,16 +269,16 @@ static int cipher_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option cipher_flags[] = {
+    {"prefix", no_argument, NULL, OPT_PREFIX},
+    {"key-file", required_argument, NULL, OPT_KEY_FILE},
+    {"rsa-key-file", required_argument, NULL, OPT_RSA_KEY_FILE},
+    {"salt", required_argument, NULL, OPT_SALT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {NULL, 0, NULL, 0}};
+
 static int run(int argc, char **argv, int enc)
 {
-    static const struct option options[] = {
-        {"prefix", no_argument, NULL, OPT_PREFIX},
-        {"key-file", required_argument, NULL, OPT_KEY_FILE},
-        {"rsa-key-file", required_argument, NULL, OPT_RSA_KEY_FILE},
-        {"salt", required_argument, NULL, OPT_SALT},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        CLI_COMMON_LONG_OPTIONS,
-        {NULL, 0, NULL, 0}};
     const char *command = enc ? "encrypt" : "decrypt";
     cli_common common;
     cipher_options o = {.enc = enc, .command = command};
@@ -288,8 +288,7 @@ static int run(int argc, char **argv, int enc)
     char *input = NULL, *result = NULL;
     size_t len = 0, result_len = 0;
 
-    cli_common_init(&common);
-    cli_command cmd = {command, options, cipher_option, &o, help};
+    cli_command cmd = {command, cipher_flags, cipher_option, &o, help};
     if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
         return rc;
     rc = CLI_EXIT_OK;

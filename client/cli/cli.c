@@ -123,10 +123,20 @@ int cli_common_option(cli_common *common, int opt, const char *arg)
 
 int cli_parse_options(const cli_command *cmd, cli_common *common, int argc, char **argv)
 {
+    static const struct option common_options[] = {CLI_COMMON_LONG_OPTIONS};
+    enum { COMMON = sizeof(common_options) / sizeof(common_options[0]), MAX_OWN = 32 };
+    struct option all[MAX_OWN + COMMON + 1];
+    size_t n = 0;
+    for (; cmd->options != NULL && cmd->options[n].name != NULL && n < MAX_OWN; n++)
+        all[n] = cmd->options[n];
+    memcpy(all + n, common_options, sizeof(common_options));
+    memset(&all[n + COMMON], 0, sizeof(all[0]));
+
     int opt;
+    cli_common_init(common);
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":", cmd->options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":", all, NULL)) != -1) {
         if (opt == CLI_OPT_HELP) {
             cmd->help(cmd->name);
             return CLI_EXIT_OK;

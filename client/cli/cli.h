@@ -106,15 +106,17 @@ typedef int (*cli_option_fn)(void *ctx, int opt, const char *arg);
 
 typedef struct cli_command {
     const char *name;              /* as in messages: "get" */
-    const struct option *options;  /* its own, then CLI_COMMON_LONG_OPTIONS, then {NULL} */
+    const struct option *options;  /* its own (at most 32), then {NULL}; the common ones are
+                                    * added by cli_parse_options */
     cli_option_fn own;             /* its own options; NULL when it has none */
     void *ctx;                     /* for own */
     void (*help)(const char *name); /* prints `almanac NAME --help` */
 } cli_command;
 
 /*
- * The option loop of every command: getopt_long over cmd->options (options may come anywhere
- * before "--", where it stops), the common ones into common (cli_common_init first), the
+ * The option loop of every command: getopt_long over cmd->options and the common ones (options
+ * may come anywhere before "--", where it stops), the common ones into common (which it
+ * initialises with cli_common_init), the
  * command's own to cmd->own; --help prints help; a missing value or an unknown option is a usage
  * error. Returns -1 to go on, the operands from argv[optind]; otherwise the exit code to return
  * now (CLI_EXIT_OK after --help).

@@ -254,23 +254,22 @@ static int diff_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option diff_flags[] = {
+    {"from", required_argument, NULL, OPT_FROM},
+    {"to", required_argument, NULL, OPT_TO},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"repo-dir", required_argument, NULL, OPT_REPO_DIR},
+    {"search-paths", required_argument, NULL, OPT_SEARCH_PATHS},
+    {NULL, 0, NULL, 0}};
+
 int cli_cmd_diff(int argc, char **argv)
 {
-    static const struct option options[] = {{"from", required_argument, NULL, OPT_FROM},
-                                            {"to", required_argument, NULL, OPT_TO},
-                                            {"format", required_argument, NULL, OPT_FORMAT},
-                                            {"repo-dir", required_argument, NULL, OPT_REPO_DIR},
-                                            {"search-paths", required_argument, NULL,
-                                             OPT_SEARCH_PATHS},
-                                            CLI_COMMON_LONG_OPTIONS,
-                                            {NULL, 0, NULL, 0}};
     cli_common common;
     diff_options o = {.format = OUT_TEXT};
     json_t *result = NULL;
     int rc;
 
-    cli_common_init(&common);
-    cli_command cmd = {"diff", options, diff_option, &o, help};
+    cli_command cmd = {"diff", diff_flags, diff_option, &o, help};
     if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
         return rc;
     const char *from = o.from, *to = o.to, *repo_dir = o.repo_dir, *search_paths = o.search_paths;

@@ -303,24 +303,24 @@ static int exec_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option exec_flags[] = {
+    {"restart", no_argument, NULL, OPT_RESTART},
+    {"signal", required_argument, NULL, OPT_SIGNAL},
+    {"wait", required_argument, NULL, CLI_OPT_WAIT},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {NULL, 0, NULL, 0}};
+
 int cli_cmd_exec(int argc, char **argv)
 {
-    static const struct option options[] = {{"restart", no_argument, NULL, OPT_RESTART},
-                                            {"signal", required_argument, NULL, OPT_SIGNAL},
-                                            {"wait", required_argument, NULL, CLI_OPT_WAIT},
-                                            {"grace", required_argument, NULL, OPT_GRACE},
-                                            CLI_COMMON_LONG_OPTIONS,
-                                            {NULL, 0, NULL, 0}};
     cli_common common;
     exec_options o = {.wait_s = 60, .grace_s = 10};
     int rc;
     alm_client *client = NULL;
     alm_config *cfg = NULL;
 
-    cli_common_init(&common);
     /* Options may come anywhere before "--"; getopt stops there, so CMD's options stay CMD's
      * (and moves APP and PROFILES to just after it). */
-    cli_command command = {"exec", options, exec_option, &o, help};
+    cli_command command = {"exec", exec_flags, exec_option, &o, help};
     if ((rc = cli_parse_options(&command, &common, argc, argv)) >= 0)
         return rc;
     rc = CLI_EXIT_OK;

@@ -125,22 +125,22 @@ static int get_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option get_flags[] = {
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"key", required_argument, NULL, OPT_KEY},
+    {"explain", required_argument, NULL, OPT_EXPLAIN},
+    {"raw", no_argument, NULL, OPT_RAW},
+    {NULL, 0, NULL, 0}};
+
 int cli_cmd_get(int argc, char **argv)
 {
-    static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
-                                            {"key", required_argument, NULL, OPT_KEY},
-                                            {"explain", required_argument, NULL, OPT_EXPLAIN},
-                                            {"raw", no_argument, NULL, OPT_RAW},
-                                            CLI_COMMON_LONG_OPTIONS,
-                                            {NULL, 0, NULL, 0}};
     cli_common common;
     get_options o = {.common = &common, .format = CLI_FORMAT_PROPERTIES};
     alm_client *client = NULL;
     alm_config *cfg = NULL;
     int rc = CLI_EXIT_OK;
 
-    cli_common_init(&common);
-    cli_command cmd = {"get", options, get_option, &o, help};
+    cli_command cmd = {"get", get_flags, get_option, &o, help};
     if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
         return rc;
     rc = CLI_EXIT_OK;

@@ -819,29 +819,29 @@ static int render_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option render_flags[] = {
+    {"out-dir", required_argument, NULL, OPT_OUT_DIR},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"watch", no_argument, NULL, OPT_WATCH},
+    {"on-change", required_argument, NULL, OPT_ON_CHANGE},
+    {"count", required_argument, NULL, OPT_COUNT},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"file", required_argument, NULL, OPT_FILE},
+    {"check", required_argument, NULL, OPT_CHECK},
+    {"no-revert", no_argument, NULL, OPT_NO_REVERT},
+    {"layout", required_argument, NULL, OPT_LAYOUT},
+    {"wait", required_argument, NULL, CLI_OPT_WAIT},
+    {NULL, 0, NULL, 0}};
+
 int cli_cmd_render(int argc, char **argv)
 {
-    static const struct option options[] = {{"out-dir", required_argument, NULL, OPT_OUT_DIR},
-                                            {"format", required_argument, NULL, OPT_FORMAT},
-                                            {"watch", no_argument, NULL, OPT_WATCH},
-                                            {"on-change", required_argument, NULL, OPT_ON_CHANGE},
-                                            {"count", required_argument, NULL, OPT_COUNT},
-                                            {"mode", required_argument, NULL, OPT_MODE},
-                                            {"file", required_argument, NULL, OPT_FILE},
-                                            {"check", required_argument, NULL, OPT_CHECK},
-                                            {"no-revert", no_argument, NULL, OPT_NO_REVERT},
-                                            {"layout", required_argument, NULL, OPT_LAYOUT},
-                                            {"wait", required_argument, NULL, CLI_OPT_WAIT},
-                                            CLI_COMMON_LONG_OPTIONS,
-                                            {NULL, 0, NULL, 0}};
     cli_common common;
     render_job job = {.formats = {CLI_FORMAT_YAML}, .nformats = 1, .mode = 0600};
     render_options o = {.job = &job, .wait_s = 60};
     int rc;
     alm_client *client = NULL;
 
-    cli_common_init(&common);
-    cli_command cmd = {"render", options, render_option, &o, help};
+    cli_command cmd = {"render", render_flags, render_option, &o, help};
     if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
         return rc;
     rc = CLI_EXIT_OK;

@@ -121,14 +121,15 @@ static int watch_option(void *ctx, int opt, const char *arg)
     return CLI_OPTION_TAKEN;
 }
 
+static const struct option watch_flags[] = {
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"wait", required_argument, NULL, OPT_WAIT},
+    {"count", required_argument, NULL, OPT_COUNT},
+    {"diff", no_argument, NULL, OPT_DIFF},
+    {NULL, 0, NULL, 0}};
+
 int cli_cmd_watch(int argc, char **argv)
 {
-    static const struct option options[] = {{"format", required_argument, NULL, OPT_FORMAT},
-                                            {"wait", required_argument, NULL, OPT_WAIT},
-                                            {"count", required_argument, NULL, OPT_COUNT},
-                                            {"diff", no_argument, NULL, OPT_DIFF},
-                                            CLI_COMMON_LONG_OPTIONS,
-                                            {NULL, 0, NULL, 0}};
     cli_common common;
     watch_state st = {.format = CLI_FORMAT_JSON, .rc = CLI_EXIT_OK};
     watch_options o = {.st = &st, .wait_s = 60};
@@ -137,8 +138,7 @@ int cli_cmd_watch(int argc, char **argv)
     alm_watch *watch = NULL;
     int rc;
 
-    cli_common_init(&common);
-    cli_command cmd = {"watch", options, watch_option, &o, help};
+    cli_command cmd = {"watch", watch_flags, watch_option, &o, help};
     if ((rc = cli_parse_options(&cmd, &common, argc, argv)) >= 0)
         return rc;
     rc = CLI_EXIT_OK;
