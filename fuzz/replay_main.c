@@ -11,35 +11,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* The tests' own whole-file reader: corpus files are test data like theirs. */
+#include "../tests/unit/test_files.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int replay_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "replay: cannot open %s\n", path);
+    size_t len = 0;
+    char *buf = test_read_file(path, &len);
+    if (buf == NULL) {
+        fprintf(stderr, "replay: cannot read %s\n", path);
         return -1;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 4096;
-            uint8_t *grown = realloc(buf, cap);
-            if (grown == NULL) {
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        if (n == 0)
-            break;
-        len += n;
-    }
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, len);
+    LLVMFuzzerTestOneInput((const uint8_t *)buf, len);
     free(buf);
     return 0;
 }
