@@ -97,9 +97,9 @@ void cli_common_init(cli_common *common);
 int cli_common_option(cli_common *common, int opt, const char *arg);
 
 /*
- * A command's own option, handed over by cli_parse_options: CLI_OPTION_TAKEN, CLI_OPTION_UNKNOWN
- * (not one of its options after all: a usage error follows), or the exit code to stop with
- * after the command printed its own usage error (cli_usage_error's).
+ * A command's own option (only ever one of cmd->options), handed over by cli_parse_options:
+ * CLI_OPTION_TAKEN, CLI_OPTION_UNKNOWN (not one it takes in this mode: a usage error follows),
+ * or the exit code to stop with after the command printed its own usage error.
  */
 enum { CLI_OPTION_TAKEN = 0, CLI_OPTION_UNKNOWN = -1 };
 typedef int (*cli_option_fn)(void *ctx, int opt, const char *arg);

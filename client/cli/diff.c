@@ -248,8 +248,6 @@ static int diff_option(void *ctx, int opt, const char *arg)
             o->format = OUT_MARKDOWN;
         else
             return cli_usage_error("diff", "unknown format '%s' (text, json, markdown)", arg);
-    } else {
-        return CLI_OPTION_UNKNOWN;
     }
     return CLI_OPTION_TAKEN;
 }

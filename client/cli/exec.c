@@ -297,8 +297,6 @@ static int exec_option(void *ctx, int opt, const char *arg)
     } else if (opt == OPT_GRACE) {
         if (cli_parse_seconds(&o->grace_s, arg) < 0)
             return cli_usage_error("exec", "--grace takes 1-3600 seconds, not '%s'", arg);
-    } else {
-        return CLI_OPTION_UNKNOWN;
     }
     return CLI_OPTION_TAKEN;
 }

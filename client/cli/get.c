@@ -119,8 +119,6 @@ static int get_option(void *ctx, int opt, const char *arg)
         o->explain = arg;
     } else if (opt == OPT_RAW) {
         o->common->keep_placeholders = 1;
-    } else {
-        return CLI_OPTION_UNKNOWN;
     }
     return CLI_OPTION_TAKEN;
 }

@@ -115,8 +115,6 @@ static int watch_option(void *ctx, int opt, const char *arg)
             return cli_usage_error("watch", "--count takes a positive number, not '%s'", arg);
     } else if (opt == OPT_DIFF) {
         o->st->diff = 1;
-    } else {
-        return CLI_OPTION_UNKNOWN;
     }
     return CLI_OPTION_TAKEN;
 }
