@@ -412,7 +412,6 @@ static void lint_config(lint_state *st, const char *path, char **which, size_t n
     confdoc_error perr = {0};
     confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
     repo_specs specs = {0};
-    char why[512];
     const char *origin = NULL;
     st->files++;
     if (file_read(&file, path, limits.max_bytes, FILE_READ_REGULAR_ONLY) < 0) {
@@ -426,9 +425,8 @@ static void lint_config(lint_state *st, const char *path, char **which, size_t n
         goto out;
     }
     if (list.count > 0 &&
-        reposet_parse(&specs, list.docs[0].props, list.docs[0].origins, why, sizeof(why),
-                      &origin) < 0) {
-        printf("%s:%s: %s\n", path, origin ? origin : "1:1", why);
+        reposet_parse(&specs, list.docs[0].props, list.docs[0].origins, &origin) < 0) {
+        printf("%s:%s: %s\n", path, origin ? origin : "1:1", err_message());
         st->problems++;
         goto out;
     }

@@ -3,6 +3,8 @@
  */
 #include "reposet.h"
 
+#include "err.h"
+
 #include "scalar.h"
 
 #include <ctype.h>
@@ -27,14 +29,17 @@ bool reposet_is_key(const char *key)
     return strncmp(key, PREFIX, PREFIX_LEN) == 0 || strcmp(key, "repos") == 0;
 }
 
-static int fail(char *why, size_t size, const char *fmt, ...)
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int fail(const char *fmt, ...)
 {
+    char message[512];
     va_list ap;
     va_start(ap, fmt);
-    if (why != NULL && size > 0)
-        vsnprintf(why, size, fmt, ap);
+    vsnprintf(message, sizeof(message), fmt, ap);
     va_end(ap);
-    return -1;
+    return err_set(ERR_CONFIG, "%s", message);
 }
 
 static void free_list(char **list)
@@ -186,12 +191,12 @@ static bool valid_name(const char *name, size_t len)
     return true;
 }
 
-static int set_once(char **field, const char *text, const char *key, char *why, size_t size)
+static int set_once(char **field, const char *text, const char *key)
 {
     if (*field != NULL)
-        return fail(why, size, "%s: given twice", key);
+        return fail("%s: given twice", key);
     if ((*field = strdup(text)) == NULL)
-        return fail(why, size, "out of memory");
+        return err_set(ERR_NOMEM, "out of memory");
     return 0;
 }
 
@@ -210,26 +215,26 @@ static int join(char **field, const char *text)
 }
 
 static int apply_field(repo_spec *s, const char *key, const char *field, size_t flen,
-                       bool item, const char *text, char *why, size_t size)
+                       bool item, const char *text)
 {
     if (strlen(text) > FIELD_MAX)
-        return fail(why, size, "%s: longer than %d bytes", key, FIELD_MAX);
+        return fail("%s: longer than %d bytes", key, FIELD_MAX);
     if (flen == 7 && strncmp(field, "pattern", 7) == 0) {
         if (list_add_split(&s->patterns, text) < 0)
-            return fail(why, size, "%s: more than %d patterns", key, MAX_PATTERNS);
+            return fail("%s: more than %d patterns", key, MAX_PATTERNS);
         return 0;
     }
     if (flen == 12 && strncmp(field, "search-paths", 12) == 0) {
         if (!item && s->search_paths != NULL)
-            return fail(why, size, "%s: given twice", key);
-        return join(&s->search_paths, text) < 0 ? fail(why, size, "out of memory") : 0;
+            return fail("%s: given twice", key);
+        return join(&s->search_paths, text) < 0 ? err_set(ERR_NOMEM, "out of memory") : 0;
     }
     if (item)
-        return fail(why, size, "%s: takes one value, not a list", key);
+        return fail("%s: takes one value, not a list", key);
     if (flen == 3 && strncmp(field, "uri", 3) == 0) {
         if (text[0] == '\0')
-            return fail(why, size, "%s: empty", key);
-        return set_once(&s->uri, text, key, why, size);
+            return fail("%s: empty", key);
+        return set_once(&s->uri, text, key);
     }
     struct {
         const char *name;
@@ -240,14 +245,14 @@ static int apply_field(repo_spec *s, const char *key, const char *field, size_t 
                      {"git-ssh-key-file", &s->git_ssh_key_file}};
     for (size_t i = 0; i < sizeof(transport) / sizeof(transport[0]); i++)
         if (flen == strlen(transport[i].name) && strncmp(field, transport[i].name, flen) == 0)
-            return text[0] == '\0' ? 0 : set_once(transport[i].field, text, key, why, size);
+            return text[0] == '\0' ? 0 : set_once(transport[i].field, text, key);
     if (flen == 13 && strncmp(field, "default-label", 13) == 0)
-        return text[0] == '\0' ? 0 : set_once(&s->default_label, text, key, why, size);
+        return text[0] == '\0' ? 0 : set_once(&s->default_label, text, key);
     if (flen == 16 && strncmp(field, "refresh-interval", 16) == 0) {
         char *end = NULL;
         unsigned long v = strtoul(text, &end, 10);
         if (text[0] < '0' || text[0] > '9' || *end != '\0' || v > 86400)
-            return fail(why, size, "%s: seconds from 0 to 86400 expected", key);
+            return fail("%s: seconds from 0 to 86400 expected", key);
         s->refresh_interval = (long)v;
         return 0;
     }
@@ -256,11 +261,11 @@ static int apply_field(repo_spec *s, const char *key, const char *field, size_t 
         strncat(known, i ? ", " : "", sizeof(known) - strlen(known) - 1);
         strncat(known, fields[i], sizeof(known) - strlen(known) - 1);
     }
-    return fail(why, size, "%s: unknown field (known: %s)", key, known);
+    return fail("%s: unknown field (known: %s)", key, known);
 }
 
-int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, char *why,
-                  size_t why_size, const char **origin)
+int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins,
+                  const char **origin)
 {
     const char *key;
     json_t *value;
@@ -284,8 +289,7 @@ int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, c
         if (dot == NULL || !valid_name(name, (size_t)(dot - name))) {
             size_t nlen = dot ? (size_t)(dot - name) : strcspn(name, "[");
             if (!valid_name(name, nlen)) {
-                fail(why, why_size,
-                     "%s: a repository name is 1 to %d letters, digits, '-' or '_'", key,
+                fail("%s: a repository name is 1 to %d letters, digits, '-' or '_'", key,
                      REPOSET_NAME_MAX);
                 goto bad;
             }
@@ -306,7 +310,7 @@ int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, c
             goto bad_shape;
         repo_spec *s = find_or_add(out, name, (size_t)(dot - name));
         if (s == NULL) {
-            fail(why, why_size, "out of memory");
+            err_set(ERR_NOMEM, "out of memory");
             goto bad;
         }
         const char *o = origins ? json_string_value(json_object_get(origins, key)) : NULL;
@@ -314,10 +318,10 @@ int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, c
             s->line = (unsigned)strtoul(o, NULL, 10);
         char *text = scalar_to_text(value);
         if (text == NULL) {
-            fail(why, why_size, "out of memory");
+            err_set(ERR_NOMEM, "out of memory");
             goto bad;
         }
-        int error = apply_field(s, key, field, flen, bracket != NULL, text, why, why_size);
+        int error = apply_field(s, key, field, flen, bracket != NULL, text);
         free(text);
         if (error < 0)
             goto bad;
@@ -327,24 +331,24 @@ int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, c
         if (origin != NULL)
             *origin = NULL;
         if (s->uri == NULL) {
-            fail(why, why_size, "repos.%s: no uri", s->name);
+            fail("repos.%s: no uri", s->name);
             goto bad;
         }
         if (s->patterns == NULL) {
-            fail(why, why_size, "repos.%s: no pattern (it would never serve anything)", s->name);
+            fail("repos.%s: no pattern (it would never serve anything)", s->name);
             goto bad;
         }
         if (expand_patterns(s) < 0) {
-            fail(why, why_size, "out of memory");
+            err_set(ERR_NOMEM, "out of memory");
             goto bad;
         }
     }
     return 0;
 bad_shape:
-    fail(why, why_size, "%s: expected repos.NAME.FIELD (a map of repositories)", key);
+    fail("%s: expected repos.NAME.FIELD (a map of repositories)", key);
 bad:
     reposet_dispose(out);
-    return -1;
+    return err_last_code();
 }
 
 bool reposet_simple_match(const char *pattern, const char *text)

@@ -42,11 +42,12 @@ typedef struct repo_specs {
  * out, in file order; other keys are ignored. origins (may be NULL) maps keys to "LINE:COL".
  * Fields: pattern (text or list; a text may list several separated by commas, as Spring's
  * binder reads it), uri (required), search-paths (text or list), default-label,
- * refresh-interval, git-ca-file, git-proxy, git-known-hosts, git-ssh-key-file. On a bad entry: -1 and "KEY: reason" in why, with the key's origin in
+ * refresh-interval, git-ca-file, git-proxy, git-known-hosts, git-ssh-key-file. On a bad entry:
+ * ERR_CONFIG (ERR_NOMEM) with "KEY: reason" in err_message() (err.h), and the key's origin in
  * *origin (or NULL). out is left empty then.
  */
-int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins, char *why,
-                  size_t why_size, const char **origin);
+int reposet_parse(repo_specs *out, const json_t *props, const json_t *origins,
+                  const char **origin);
 void reposet_dispose(repo_specs *s);
 
 /* Whether key belongs to the repos: section. */

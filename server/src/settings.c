@@ -635,9 +635,8 @@ static int apply_file(settings *s, const char *path)
     if (list.count > 0) {
         const char *where = NULL;
         reposet_dispose(&s->repos);
-        if (reposet_parse(&s->repos, list.docs[0].props, list.docs[0].origins, why, sizeof(why),
-                          &where) < 0) {
-            fail(errbuf, errsize, "%s:%s: %s", shown, where ? where : "?:?", why);
+        if (reposet_parse(&s->repos, list.docs[0].props, list.docs[0].origins, &where) < 0) {
+            err_set(ERR_CONFIG, "%s:%s: %s", shown, where ? where : "?:?", err_message());
             goto out;
         }
     }

@@ -9,13 +9,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "err.h"
 #include "reposet.h"
 #include "yamlconf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Parses a config file's text; returns -1 with why filled on a bad section. */
+/* Parses a config file's text; returns -1 with why filled (err_message) on a bad section. */
 static int parse(repo_specs *out, const char *yaml, char *why, size_t size)
 {
     confdoc_list list = {0};
@@ -23,8 +24,16 @@ static int parse(repo_specs *out, const char *yaml, char *why, size_t size)
     confdoc_limits limits = CONFDOC_LIMITS_DEFAULT;
     assert_int_equal(yamlconf_parse(&list, yaml, strlen(yaml), &limits, &perr), 0);
     const char *origin = NULL;
-    int rc = reposet_parse(out, list.docs[0].props, list.docs[0].origins, why, size, &origin);
+    err_clear();
+    int rc = reposet_parse(out, list.docs[0].props, list.docs[0].origins, &origin);
     confdoc_list_dispose(&list);
+    if (rc < 0) {
+        /* The failure is this thread's last error, as everywhere else. */
+        assert_int_equal(rc, ERR_CONFIG);
+        assert_int_equal(err_last_code(), ERR_CONFIG);
+        snprintf(why, size, "%s", err_message());
+        return -1;
+    }
     return rc;
 }
 
