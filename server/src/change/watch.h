@@ -1,10 +1,12 @@
 /*
- * watch — long-poll watchers of an Environment: parked connections grouped by what they watch
+ * watch — long-poll watchers of an Environment: parked requests grouped by what they watch
  * (applications, profiles, label, format), woken when that Environment's ETag changes, or with
  * 304 when their own deadline passes. A commit that leaves an Environment as it was wakes
- * nobody. A watcher costs one small record here; its socket is held by http/parking.c, outside
- * libmicrohttpd (TLS connections stay suspended in libmicrohttpd). Woken by watch_notify, which
- * main.c subscribes to refresh's change notices (watch_on_change).
+ * nobody. A watcher costs one small record here and a request_handle (http/request.h); the
+ * socket itself is held by http/parking.c, outside libmicrohttpd (a TLS connection stays
+ * suspended inside libmicrohttpd instead). How a watched answer is rendered is handed in
+ * (watch_deps). Woken by watch_notify, which main.c subscribes to refresh's change notices
+ * (watch_on_change).
  */
 #ifndef ALMANAC_WATCH_H
 #define ALMANAC_WATCH_H

@@ -67,10 +67,11 @@ size_t prepared_response_size(const prepared_response *p);
 void response_use_prepared(response *res, prepared_response *p);
 
 /*
- * Long poll. request_suspend parks the connection from inside a handler (which then returns
+ * Long poll. request_suspend parks the request from inside a handler (which then returns
  * with nothing set) and hands back a handle; request_resume answers it later, from any thread,
- * exactly once, taking over res's contents. While parked the connection costs no thread, and
- * libmicrohttpd applies no timeout to it: whoever holds the handle keeps the deadline.
+ * exactly once, taking over res's contents. A parked request costs no thread: its socket leaves
+ * libmicrohttpd for http/parking.c (under TLS it stays suspended inside libmicrohttpd), and
+ * nothing times it out: whoever holds the handle keeps the deadline.
  */
 typedef struct request_handle request_handle;
 request_handle *request_suspend(request *req);
