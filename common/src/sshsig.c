@@ -418,7 +418,7 @@ static int parse_line(char *line, signer *s, const char *where)
                        type);
     if ((b64 = next_token(&p)) == NULL)
         return err_set(ERR_CONFIG, "%s: no base64 key after %s", where, type);
-    if (cipher_base64_decode(b64, strlen(b64), &blob, &blob_len) != CIPHER_OK)
+    if (cipher_base64_decode(b64, strlen(b64), &blob, &blob_len) != 0)
         return err_set(ERR_CONFIG, "%s: the %s key is not base64", where, type);
     s->blob = blob;
     s->blob_len = blob_len;
@@ -545,11 +545,11 @@ static int unarmor(const char *armored, size_t len, unsigned char **blob, size_t
         b64[n++] = *p;
     }
     b64[n] = '\0';
-    int rc = n ? cipher_base64_decode(b64, n, blob, blob_len) : CIPHER_EINVALID;
+    int rc = n ? cipher_base64_decode(b64, n, blob, blob_len) : ERR_INVALID_CIPHER;
     free(b64);
-    if (rc == CIPHER_ENOMEM)
-        return err_set(ERR_NOMEM, "out of memory");
-    if (rc != CIPHER_OK)
+    if (rc == ERR_NOMEM)
+        return rc;
+    if (rc != 0)
         return err_set(ERR_FORBIDDEN, "the SSH signature is not base64");
     return 0;
 }

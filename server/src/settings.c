@@ -804,10 +804,10 @@ int settings_load(settings *out, int argc, char **argv, char **envp)
         goto out;
     }
     if (s.verify_commits != (s.allowed_signers != NULL)) {
-        fail(errbuf, errsize, s.verify_commits
-                                  ? "--verify-commits needs --allowed-signers FILE: the keys "
-                                    "commits must be signed with"
-                                  : "--allowed-signers has no effect without --verify-commits");
+        err_set(ERR_CONFIG, "%s",
+                s.verify_commits ? "--verify-commits needs --allowed-signers FILE: the keys "
+                                   "commits must be signed with"
+                                 : "--allowed-signers has no effect without --verify-commits");
         goto out;
     }
     if (s.peers != NULL && s.peer_secret == NULL) {
