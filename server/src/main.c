@@ -117,7 +117,7 @@ static void bus_refresh_requested(void *ctx)
 {
     server *srv = ctx;
     if (srv->refresher != NULL)
-        refresh_request_all(srv->repos);
+        refresh_request_all_heard(srv->repos);
 }
 
 /* Whether the repository named serves what a watcher watches (its change may wake it). */

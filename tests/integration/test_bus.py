@@ -245,6 +245,25 @@ class BusTest(ServerTestCase):
             self.assertEqual(w.status, 200, w)
             self.assertEqual(w.json()["version"], commit)
 
+    def test_a_replica_that_fetched_for_an_event_does_not_announce_it_again(self):
+        with self.lock:
+            tag = self.etag(self.b)
+            published_by_b = metric(self.b, "published")
+            received_by_b = metric(self.b, "received")
+            commit = self.repo.commit({"orders.yml": "color: echo\n"}, "echo")
+            self.a.refresh()
+            w = self.b.get("/orders/dev?watch=%s&timeout=20" % tag)
+            self.assertEqual(w.status, 200, w)
+            self.assertEqual(w.json()["version"], commit)
+            # A marker event after B's fetch: once B has taken it, anything B had to publish
+            # for that fetch has been published (the bus thread publishes before it reads).
+            self.consumer.publish(refresh_event("spring:1:marker", "**"))
+            self.assertTrue(wait_until(lambda: metric(self.b, "received") >= received_by_b + 2,
+                                       20), "B never took the marker")
+            # Every node on the exchange had A's event: B announcing its own fetch again made
+            # A fetch once more and pushed A's next push into the refresher's one-second gap.
+            self.assertEqual(metric(self.b, "published"), published_by_b)
+
     def test_events_are_springs_exactly(self):
         with self.lock:
             self.repo.commit({"orders-dev.yml": "dev: 2\n"}, "orders-dev")

@@ -29,6 +29,9 @@ typedef struct change_notice {
                                  * CHANGE_MAX_FILES; NULL when not known (dir mode, or the label
                                  * did not move). A file whose rendering changed only through a
                                  * placeholder is not listed: its application is. */
+    bool heard_elsewhere;       /* the fetch was asked for only by another node's announcement
+                                 * (a bus event): listeners that announce to those same nodes
+                                 * have nothing to tell them */
 } change_notice;
 
 #define CHANGE_MAX_FILES 100

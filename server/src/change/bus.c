@@ -492,7 +492,11 @@ void bus_on_change(void *ctx, const change_notice *notice)
     /* Spring's /monitor: one event per name, `application` (here "*") meaning everyone. */
     size_t i;
     json_t *name;
-    if (notice->label != NULL || notice->applications == NULL)
+    /* Every node on the exchange took the event that asked for this fetch. Announcing its change
+     * again made the first node fetch once more, and that extra fetch put its next real push
+     * inside the refresher's one-second gap: wake-ups across replicas went from milliseconds to
+     * most of a second. */
+    if (notice->label != NULL || notice->applications == NULL || notice->heard_elsewhere)
         return;
     json_array_foreach(notice->applications, i, name)
     {

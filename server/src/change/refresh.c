@@ -163,6 +163,7 @@ static int refresh_one(const refresh_deps *deps, pthread_mutex_t *lock, const ch
         .versioned = git,
         .applications = names,
         .files = files,
+        .heard_elsewhere = deps->heard_elsewhere,
     };
     change_announce(deps->changes, &notice);
 out:
@@ -224,6 +225,7 @@ struct refresher {
     bool stopped; /* threads joined; the struct stays for late callers until refresher_free */
     bool pending;
     bool pending_unconditional; /* some pending request named no commit */
+    bool pending_heard_only;    /* every pending request came from refresher_request_heard */
     char pending_commit[41];    /* otherwise: the commit the requests said we should have */
     bool fetched_once;
     bool fetching;
@@ -353,7 +355,9 @@ static void *refresher_thread(void *arg)
             r->last_start = now;
             r->fetched_once = true;
         }
+        r->deps.heard_elsewhere = r->pending && r->pending_heard_only && !poll_due;
         r->pending = false;
+        r->pending_heard_only = false;
         r->started++;
         r->pending_unconditional = false;
         r->fetching = true;
@@ -461,12 +465,29 @@ void refresh_request_all(repo_set *set)
     }
 }
 
+static void request_fetch(refresher *r, const char *commit, bool heard);
+
+void refresher_request_heard(refresher *r)
+{
+    request_fetch(r, NULL, true);
+}
+
+void refresh_request_all_heard(repo_set *set)
+{
+    for (size_t i = 0; set != NULL && i < repo_set_count(set); i++) {
+        refresher *r = repo_set_at(set, i)->owner_data;
+        if (r != NULL)
+            refresher_request_heard(r);
+    }
+}
+
 void refresher_request(refresher *r)
 {
     refresher_request_commit(r, NULL);
 }
 
-void refresher_request_commit(refresher *r, const char *commit)
+/* heard: asked for by another node's announcement only (refresher_request_heard). */
+static void request_fetch(refresher *r, const char *commit, bool heard)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -476,6 +497,8 @@ void refresher_request_commit(refresher *r, const char *commit)
     struct timespec gap_end = add_ms(r->last_start, r->min_gap_ms);
     bool immediate = !r->pending && !r->fetching && (!r->fetched_once || !later(&gap_end, &now));
     metrics_refresh_request(immediate);
+    /* a fetch is announced as heard elsewhere only if no one else wants it */
+    r->pending_heard_only = heard && (!r->pending || r->pending_heard_only);
     r->pending = true;
     if (commit == NULL || commit[0] == '\0')
         r->pending_unconditional = true;
@@ -483,6 +506,11 @@ void refresher_request_commit(refresher *r, const char *commit)
         snprintf(r->pending_commit, sizeof(r->pending_commit), "%s", commit);
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
+}
+
+void refresher_request_commit(refresher *r, const char *commit)
+{
+    request_fetch(r, commit, false);
 }
 
 int refresher_answer(refresher *r, request *req)
@@ -516,6 +544,7 @@ int refresher_answer(refresher *r, request *req)
     w->next = r->waiters;
     r->waiters = w;
     r->pending = true;
+    r->pending_heard_only = false;
     r->pending_unconditional = true;
     pthread_cond_signal(&r->wake);
     pthread_cond_signal(&r->answer_wake);

@@ -25,6 +25,8 @@ typedef struct refresh_deps {
      * each of its mirrors is refreshed (repo is then unused). */
     struct repo_set *set;
     struct repo_source *source;
+    /* Set by the refresher for one fetch: only refresher_request_heard asked for it. */
+    bool heard_elsewhere;
 } refresh_deps;
 
 typedef struct refresh_result {
@@ -50,6 +52,10 @@ int refresher_start(refresher **out, const refresh_deps *deps, unsigned interval
 void refresher_request(refresher *r);
 /* The same for every repository's refresher (repo_source.owner_data) of set. */
 void refresh_request_all(struct repo_set *set);
+/* The same, asked for by another node's announcement (a bus event): a change that fetch finds
+ * is announced with heard_elsewhere, unless some other request wanted the same fetch. */
+void refresher_request_heard(refresher *r);
+void refresh_request_all_heard(struct repo_set *set);
 /*
  * POST /actuator/refresh: parks req and answers it once a refresh begun after this call ends
  * (200 {"changed","version"}, or the fetch's error), or with 202 {"pending":true} if that takes
